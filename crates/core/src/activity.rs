@@ -1,0 +1,139 @@
+//! Runs and the activity log: what the engine did, kept by the store, searched by operators.
+//!
+//! Entries never hold secrets or whole request bodies.
+
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A run's id, assigned by the store.
+pub type RunId = i64;
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `scimsync reconcile`.
+    Manual,
+    /// The daemon's schedule.
+    Schedule,
+    /// `POST /connections/{name}/sync` on the daemon.
+    Api,
+}
+
+/// How a run ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Every planned operation was applied.
+    Succeeded,
+    /// Some operations failed or were rejected; the rest was applied.
+    Partial,
+    /// Nothing could be done (source or target unreachable, configuration error).
+    Failed,
+    /// The guard held destructive operations back.
+    Guarded,
+    /// Stopped by shutdown; the operations done are recorded.
+    Interrupted,
+    /// A dry run: planned, nothing applied.
+    DryRun,
+}
+
+/// A run as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub connection: String,
+    pub trigger: Trigger,
+    pub status: RunStatus,
+    pub started_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Users the source read returned (used to refuse a later read that returns none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_users: Option<u64>,
+    pub planned: u64,
+    pub applied: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub skipped: u64,
+    /// A one-line account of the run's end (the guard's reason, the error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The outcome of one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Applied.
+    Ok,
+    /// The target or the network failed it.
+    Failed,
+    /// Refused by a rule (planner or target) for this object.
+    Rejected,
+    /// Deliberately not done (guard, pending verification, dry run).
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "ok" => Self::Ok,
+            "failed" => Self::Failed,
+            "rejected" => Self::Rejected,
+            "skipped" => Self::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+/// One line of the activity log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityEntry {
+    /// Assigned by the store (0 before it is recorded).
+    #[serde(default)]
+    pub id: i64,
+    pub run_id: RunId,
+    pub connection: String,
+    pub at: Timestamp,
+    /// The operation kind (`create_user`, … see [`crate::plan::Operation::kind`]) or a run-level
+    /// event (`guard`, `read_source`, `read_target`).
+    pub op: String,
+    pub outcome: Outcome,
+    /// `user` or `group`.
+    pub object: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+    /// The userName or group name.
+    pub name: String,
+    /// What changed (attribute names and values, members) or why it failed; never secrets.
+    pub detail: String,
+}
+
+/// A search of the activity log; every field narrows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityQuery {
+    pub connection: Option<String>,
+    pub run_id: Option<RunId>,
+    /// Matches the name (case-insensitively), the source id or the target id.
+    pub user: Option<String>,
+    pub op: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub since: Option<Timestamp>,
+    /// Only entries with an id greater than this (for `--follow`).
+    pub after_id: Option<i64>,
+    /// Results come oldest first; with a limit, the newest `limit` entries (still oldest first).
+    pub limit: Option<u32>,
+}

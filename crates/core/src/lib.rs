@@ -1,0 +1,27 @@
+//! The heart of scimsync: the model, the policy and the pure planner.
+//!
+//! This crate owns what every other crate agrees on:
+//! - the source model ([`source`]): directory users and groups as a source directory reports them;
+//! - the target model ([`target`]): users, groups and the catalogue (profiles, permission sets,
+//!   roles) as a SCIM target reports them;
+//! - the links ([`links`]): what earlier runs left behind (who is whose, what the engine owns);
+//! - the policy ([`policy`]): scope, attribute mapping, governance rules and safety limits;
+//! - the plan ([`plan`]) and the planner that computes it;
+//! - the ports ([`ports`]): the traits the adapters (source readers, SCIM client, store) implement.
+//!
+//! It must not do I/O, read the clock or pull in an async runtime: the planner is a pure
+//! function of its inputs, so the same inputs always give the same plan.
+#![forbid(unsafe_code)]
+
+pub mod ids;
+pub mod activity;
+pub mod links;
+pub mod plan;
+pub mod policy;
+pub mod ports;
+pub mod source;
+pub mod target;
+pub mod time;
+
+pub use ids::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
+pub use time::Timestamp;

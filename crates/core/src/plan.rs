@@ -1,0 +1,387 @@
+//! A plan: the ordered operations that bring the target in step, the objects rejected and why,
+//! notes on changes deliberately held back, and a summary.
+//!
+//! The JSON form (what `scimsync reconcile --dry-run --format json` prints) has these stable
+//! top-level fields: `operations` (each tagged by `op`), `rejected`, `notes`, `summary`.
+
+use crate::ids::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
+use serde::{Deserialize, Serialize};
+
+/// Serde helper for `Option<Option<T>>`: absent = no change, `null` = clear, value = set.
+pub mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(value: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// The full set of attributes of a user to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserAttributes {
+    pub user_name: String,
+    pub external_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Not sent when unmapped or empty: the target derives or invents one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nick_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The work email.
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "crate::plan::is_default")]
+    pub enterprise: crate::target::EnterpriseFields,
+    /// The profile id (exactly one, when governance applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permission_sets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// A change of entitlements, sent as one complete list (profile first, then permission sets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntitlementChange {
+    /// The profile the user ends with.
+    pub profile: String,
+    /// Whether the profile itself changes.
+    pub profile_changed: bool,
+    /// Every permission set the user ends with (kept, added and untouched ones).
+    pub permission_sets: Vec<String>,
+    /// Permission sets added by this change (the engine records them as its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    /// Permission sets removed by this change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+}
+
+/// Changed fields of the enterprise extension (absent: unchanged; `null`: clear).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnterpriseChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub employee_number: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub department: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub division: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub organization: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub cost_center: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub manager: Option<Option<String>>,
+}
+
+/// Exactly the attributes of one user that change (absent: unchanged; `null`: clear).
+/// All of them go to the target in one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub given_name: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub family_name: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub display_name: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nick_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub title: Option<Option<String>>,
+    /// The new work email (the target may hold it pending verification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The one phone, type `work`; phones of other types on the account stay.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub work_phone: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub federation_id: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "crate::plan::is_default")]
+    pub enterprise: EnterpriseChanges,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlements: Option<EntitlementChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub role: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+impl UserChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The SCIM names of the attributes that change, in a fixed order.
+    pub fn attribute_names(&self) -> Vec<&'static str> {
+        let e = &self.enterprise;
+        [
+            ("userName", self.user_name.is_some()),
+            ("externalId", self.external_id.is_some()),
+            ("name.givenName", self.given_name.is_some()),
+            ("name.familyName", self.family_name.is_some()),
+            ("displayName", self.display_name.is_some()),
+            ("nickName", self.nick_name.is_some()),
+            ("title", self.title.is_some()),
+            ("emails", self.email.is_some()),
+            ("phoneNumbers", self.work_phone.is_some()),
+            ("federationId", self.federation_id.is_some()),
+            ("employeeNumber", e.employee_number.is_some()),
+            ("department", e.department.is_some()),
+            ("division", e.division.is_some()),
+            ("organization", e.organization.is_some()),
+            ("costCenter", e.cost_center.is_some()),
+            ("manager", e.manager.is_some()),
+            ("entitlements", self.entitlements.is_some()),
+            ("roles", self.role.is_some()),
+            ("active", self.active.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+}
+
+/// How an existing target account was matched to a source user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    ExternalId,
+    UserName,
+    /// Groups: by display name, case-insensitively.
+    Name,
+}
+
+/// Why a user is deactivated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeactivationReason {
+    /// The user is no longer in the source directory.
+    LeftDirectory,
+    /// The user is in the directory but no longer in scope.
+    OutOfScope,
+    /// The source status is `disabled`.
+    Disabled,
+    /// The source status is `pending deletion`.
+    PendingDeletion,
+}
+
+/// A user named by an operation: by target id when it exists, by source id when it is created
+/// earlier in the same plan (the engine resolves it through the links).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UserRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<SourceUserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<TargetUserId>,
+    /// The userName, for people reading the plan.
+    pub user_name: String,
+}
+
+/// A group named by an operation (target id `None` when it is created earlier in the plan).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRef {
+    pub source_id: SourceGroupId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<TargetGroupId>,
+    pub name: String,
+}
+
+/// One step of a plan. The order of a plan's operations is an order they may be applied in:
+/// an object exists before anything refers to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    CreateUser {
+        source_id: SourceUserId,
+        attributes: UserAttributes,
+    },
+    /// Take ownership of an existing account; no request to the target.
+    AdoptUser {
+        source_id: SourceUserId,
+        target_id: TargetUserId,
+        user_name: String,
+        matched_by: MatchedBy,
+    },
+    UpdateUser {
+        source_id: SourceUserId,
+        target_id: TargetUserId,
+        user_name: String,
+        changes: UserChanges,
+    },
+    /// `changes.active` is `Some(true)`; other changes travel in the same request.
+    ReactivateUser {
+        source_id: SourceUserId,
+        target_id: TargetUserId,
+        user_name: String,
+        changes: UserChanges,
+    },
+    DeactivateUser {
+        source_id: SourceUserId,
+        target_id: TargetUserId,
+        user_name: String,
+        reason: DeactivationReason,
+    },
+    CreateGroup {
+        source_id: SourceGroupId,
+        name: String,
+    },
+    /// Take ownership of an existing group of the same name; no request to the target.
+    AdoptGroup {
+        source_id: SourceGroupId,
+        target_id: TargetGroupId,
+        name: String,
+    },
+    RenameGroup {
+        source_id: SourceGroupId,
+        target_id: TargetGroupId,
+        from: String,
+        to: String,
+    },
+    AddMembers {
+        group: GroupRef,
+        members: Vec<UserRef>,
+    },
+    RemoveMembers {
+        group: GroupRef,
+        members: Vec<UserRef>,
+    },
+}
+
+impl Operation {
+    /// The operation's kind as it appears in JSON and in the activity log (`create_user`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::CreateUser { .. } => "create_user",
+            Self::AdoptUser { .. } => "adopt_user",
+            Self::UpdateUser { .. } => "update_user",
+            Self::ReactivateUser { .. } => "reactivate_user",
+            Self::DeactivateUser { .. } => "deactivate_user",
+            Self::CreateGroup { .. } => "create_group",
+            Self::AdoptGroup { .. } => "adopt_group",
+            Self::RenameGroup { .. } => "rename_group",
+            Self::AddMembers { .. } => "add_members",
+            Self::RemoveMembers { .. } => "remove_members",
+        }
+    }
+
+    /// Whether this operation takes something away (deactivation, membership removal): what the
+    /// guard may hold back.
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, Self::DeactivateUser { .. } | Self::RemoveMembers { .. })
+    }
+}
+
+/// The kind of object a rejection or note is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    User,
+    Group,
+}
+
+/// An object the planner will not provision, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub object: ObjectKind,
+    /// The source id.
+    pub source_id: String,
+    /// The username or group name, for people.
+    pub name: String,
+    /// The offending attribute (`userName`, `nickName`, `displayName`, …).
+    pub field: String,
+    /// What is wrong and what to do about it.
+    pub reason: String,
+}
+
+/// Why a change was deliberately not planned this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// The email change was sent and awaits verification; it is not sent again.
+    EmailPendingVerification,
+    /// The target refused this change before and nothing relevant has changed since.
+    RefusedEarlier,
+    /// The user's profile does not allow group membership.
+    ProfileForbidsGroups,
+    /// A target account has the user's userName but another externalId: not adopted.
+    Conflict,
+}
+
+/// A change held back on purpose, reported so nobody wonders why it did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub kind: NoteKind,
+    pub object: ObjectKind,
+    pub source_id: String,
+    pub name: String,
+    pub message: String,
+}
+
+/// Counts that describe a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub source_users: usize,
+    pub source_groups: usize,
+    /// Users in scope and enabled: those who should hold an active account.
+    pub users_in_scope: usize,
+    pub groups_in_scope: usize,
+    pub target_users: usize,
+    /// Active target users the engine owns before this plan (the base of the deactivation
+    /// percentage).
+    pub managed_active_users: usize,
+    pub create_user: usize,
+    pub adopt_user: usize,
+    pub update_user: usize,
+    pub reactivate_user: usize,
+    pub deactivate_user: usize,
+    pub create_group: usize,
+    pub adopt_group: usize,
+    pub rename_group: usize,
+    /// Members added, over all batches.
+    pub members_added: usize,
+    pub members_removed: usize,
+    pub rejected: usize,
+    pub notes: usize,
+    /// Managed users needing no change.
+    pub unchanged_users: usize,
+}
+
+/// The output of the planner.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub operations: Vec<Operation>,
+    pub rejected: Vec<Rejection>,
+    pub notes: Vec<Note>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    /// Whether applying this plan would send anything to the target.
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_empty()
+    }
+}

@@ -1,0 +1,149 @@
+//! The ports: what the engine needs of a source, a target and a store. The adapters
+//! (`scimsync-directory`, `scimsync-scim`, `scimsync-store`) implement them; the engine is
+//! generic over them. No async runtime is named here: the futures are plain `Future + Send`.
+
+use crate::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord, RunStatus, Trigger};
+use crate::ids::{TargetGroupId, TargetUserId};
+use crate::links::{GroupLink, Links, UserLink};
+use crate::plan::{UserAttributes, UserChanges};
+use crate::source::SourceSnapshot;
+use crate::target::{TargetGroup, TargetSnapshot, TargetUser};
+use crate::time::Timestamp;
+use std::future::Future;
+use std::time::Duration;
+
+/// What the engine should do about a failed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// A passing condition (rate limit, 5xx, timeout): the same call may succeed later.
+    Retryable { after: Option<Duration> },
+    /// The target refused this object's change for a reason of its own (validation, licence,
+    /// duplicate): record it for this object and go on with the rest.
+    Refused { code: Option<String> },
+    /// The connection itself is broken (credentials, permissions, configuration): stop the run.
+    Fatal,
+}
+
+/// Errors from adapters say what the engine should do about them.
+pub trait Classify: std::error::Error + Send + Sync + 'static {
+    fn disposition(&self) -> Disposition;
+}
+
+/// A source directory.
+pub trait Source: Send + Sync {
+    type Error: Classify;
+
+    /// Reads every user and group. A failed or partial read is an error, never a smaller
+    /// directory.
+    fn read(&self) -> impl Future<Output = Result<SourceSnapshot, Self::Error>> + Send;
+}
+
+/// A SCIM target.
+pub trait Target: Send + Sync {
+    type Error: Classify;
+
+    /// Reads users, the catalogue and (when `with_groups`) groups with their members.
+    fn read(&self, with_groups: bool) -> impl Future<Output = Result<TargetSnapshot, Self::Error>> + Send;
+
+    /// Looks a user up by userName (case-insensitively) or externalId, for single-user runs.
+    fn find_user(
+        &self,
+        user_name: &str,
+        external_id: &str,
+    ) -> impl Future<Output = Result<Option<TargetUser>, Self::Error>> + Send;
+
+    fn create_user(&self, user: &UserAttributes) -> impl Future<Output = Result<TargetUser, Self::Error>> + Send;
+
+    /// Sends all of a user's changes in one request.
+    fn update_user(
+        &self,
+        id: &TargetUserId,
+        changes: &UserChanges,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    fn create_group(&self, name: &str) -> impl Future<Output = Result<TargetGroup, Self::Error>> + Send;
+
+    fn rename_group(&self, id: &TargetGroupId, name: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    fn add_members(
+        &self,
+        group: &TargetGroupId,
+        members: &[TargetUserId],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    fn remove_members(
+        &self,
+        group: &TargetGroupId,
+        members: &[TargetUserId],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A new run, as the engine starts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    pub connection: String,
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    pub started_at: Timestamp,
+}
+
+/// How a run ended, as the engine finishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    pub status: RunStatus,
+    pub finished_at: Timestamp,
+    pub source_users: Option<u64>,
+    pub planned: u64,
+    pub applied: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub skipped: u64,
+    pub message: Option<String>,
+}
+
+/// Persistence: runs, the activity log, links and leases.
+pub trait Store: Send + Sync {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn start_run(&self, run: &NewRun) -> impl Future<Output = Result<RunId, Self::Error>> + Send;
+    fn finish_run(&self, id: RunId, end: &RunEnd) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Runs, newest first, optionally of one connection.
+    fn list_runs(
+        &self,
+        connection: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RunRecord>, Self::Error>> + Send;
+    /// The newest finished run of a connection that read the source successfully.
+    fn last_source_count(&self, connection: &str) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send;
+
+    /// Appends to the activity log; returns the entry's id.
+    fn record(&self, entry: &ActivityEntry) -> impl Future<Output = Result<i64, Self::Error>> + Send;
+    fn query_activity(
+        &self,
+        query: &ActivityQuery,
+    ) -> impl Future<Output = Result<Vec<ActivityEntry>, Self::Error>> + Send;
+
+    fn load_links(&self, connection: &str) -> impl Future<Output = Result<Links, Self::Error>> + Send;
+    /// Inserts or replaces the link of `link.source_id`.
+    fn save_user_link(
+        &self,
+        connection: &str,
+        link: &UserLink,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn save_group_link(
+        &self,
+        connection: &str,
+        link: &GroupLink,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Takes the lease of a connection for `holder` until `now + ttl`, if it is free, expired or
+    /// already `holder`'s. Returns whether `holder` holds it.
+    fn acquire_lease(
+        &self,
+        connection: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+    fn release_lease(&self, connection: &str, holder: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}

@@ -1,0 +1,170 @@
+//! The target side: users, groups and the catalogue as a SCIM target reports them.
+
+use crate::ids::{TargetGroupId, TargetUserId};
+use serde::{Deserialize, Serialize};
+
+/// An email address on a target user (`emails[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAddress {
+    pub value: String,
+    /// SCIM `type` (`work`, `home`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub primary: bool,
+}
+
+/// A phone number on a target user (`phoneNumbers[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneNumber {
+    pub value: String,
+    /// SCIM `type` (`work`, `mobile`, `fax`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// An entitlement on a target user: on Salesforce a profile (`00e…`, `type: "Profile"`) or a
+/// permission set (`0PS…`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entitlement {
+    /// The catalogue id.
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+/// A role on a target user (`roles[]`; Salesforce: a UserRole, `00E…`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleAssignment {
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+/// The enterprise extension (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnterpriseFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub division: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_center: Option<String>,
+    /// The manager's id on the target (`manager.value`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+}
+
+/// A user as the target reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetUser {
+    pub id: TargetUserId,
+    /// Salesforce lower-cases it; compare case-insensitively.
+    pub user_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nick_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<EmailAddress>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phone_numbers: Vec<PhoneNumber>,
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entitlements: Vec<Entitlement>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleAssignment>,
+    #[serde(default)]
+    pub enterprise: EnterpriseFields,
+    /// The SSO / Federation identifier (Salesforce `FederationIdentifier`): the address the
+    /// SAML assertion carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_id: Option<String>,
+}
+
+impl TargetUser {
+    /// The work email (or the primary one, or the first one).
+    pub fn work_email(&self) -> Option<&str> {
+        self.emails
+            .iter()
+            .find(|e| e.kind.as_deref() == Some("work"))
+            .or_else(|| self.emails.iter().find(|e| e.primary))
+            .or_else(|| self.emails.first())
+            .map(|e| e.value.as_str())
+    }
+
+    /// The work phone, if any.
+    pub fn work_phone(&self) -> Option<&str> {
+        self.phone_numbers
+            .iter()
+            .find(|p| p.kind.as_deref() == Some("work"))
+            .map(|p| p.value.as_str())
+    }
+}
+
+/// A group as the target reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroup {
+    pub id: TargetGroupId,
+    pub display_name: String,
+    #[serde(default)]
+    pub members: Vec<TargetUserId>,
+}
+
+/// A profile in the target's catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: String,
+    pub name: String,
+    /// The user licence the profile belongs to, when the target says; a user's profile cannot
+    /// change to one of another licence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence: Option<String>,
+    /// Whether users with this profile may be members of groups.
+    #[serde(default = "yes")]
+    pub allows_groups: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A permission set or a role in the target's catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogueEntry {
+    pub id: String,
+    pub name: String,
+}
+
+/// What the target offers for governance rules to assign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalogue {
+    pub profiles: Vec<Profile>,
+    pub permission_sets: Vec<CatalogueEntry>,
+    pub roles: Vec<CatalogueEntry>,
+}
+
+/// Everything one read of the target returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetSnapshot {
+    pub users: Vec<TargetUser>,
+    /// Empty when groups were not read (the policy excludes group information).
+    #[serde(default)]
+    pub groups: Vec<TargetGroup>,
+    #[serde(default)]
+    pub catalogue: Catalogue,
+}
