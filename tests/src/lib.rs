@@ -1,0 +1,1 @@
+//! End-to-end stories: emulators → engine → emulators. The stories live in `tests/tests/`.
