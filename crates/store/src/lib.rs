@@ -1,1 +1,212 @@
-//! placeholder
+//! Persistence for scimsync: runs, the activity log, links and leases, on SQLite (the
+//! embedded default, one file created on first use) or PostgreSQL (shared by several daemons).
+//!
+//! [`SqlStore`] implements the core's [`Store`] port. Open one with [`SqlStore::connect`]:
+//! the URL picks the backend, and the migrations of that dialect (the repository's
+//! `migrations/sqlite` and `migrations/postgres`, embedded at build time) are applied before
+//! it returns.
+//!
+//! Every write is one small statement in its own transaction, so the engine can record each
+//! operation's outcome and link as it completes, and an interrupted run loses nothing that was
+//! recorded. The activity log is append-only; the store keeps what it is given and never adds
+//! secrets (the engine guarantees `detail` holds none).
+//!
+//! This crate knows nothing of the source, the target or the CLI; it must not depend on the
+//! other adapters.
+#![forbid(unsafe_code)]
+
+mod activity;
+mod backend;
+mod columns;
+mod error;
+mod leases;
+mod links;
+mod location;
+mod migrations;
+mod runs;
+
+pub use error::StoreError;
+pub use runs::{OutcomeCounts, RunStats};
+
+use backend::{Backend, with_pool};
+use location::Location;
+use scimsync_core::Timestamp;
+use scimsync_core::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord};
+use scimsync_core::links::{GroupLink, Links, UserLink};
+use scimsync_core::ports::{NewRun, RunEnd, Store};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::SqlitePoolOptions;
+use std::fmt;
+use std::time::Duration;
+
+/// Connections a SQLite store keeps open. SQLite has one writer at a time (the others wait up
+/// to the busy timeout); WAL lets readers run beside it.
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+/// Connections a PostgreSQL store keeps open, per daemon.
+const POSTGRES_MAX_CONNECTIONS: u32 = 8;
+/// How long a call waits for a free connection (or for the server to answer at connect).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The store: runs, the activity log, links and leases in SQLite or PostgreSQL.
+///
+/// Cloning is cheap and shares the pool.
+#[derive(Clone)]
+pub struct SqlStore {
+    backend: Backend,
+    /// The URL it was opened with, password removed: for logs and `Debug`.
+    shown: String,
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("dialect", &self.backend.dialect().name())
+            .field("url", &self.shown)
+            .finish()
+    }
+}
+
+impl SqlStore {
+    /// Opens the store at `url` and applies the migrations of its dialect.
+    ///
+    /// - `sqlite://PATH`, `sqlite:PATH` or a plain file path: a SQLite file, created with its
+    ///   parent directories on first use, in WAL mode with a busy timeout and foreign keys on.
+    /// - `sqlite::memory:`: a SQLite database that lives as long as this store (tests, demos).
+    /// - `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?…]`: PostgreSQL. sqlx's query
+    ///   options apply; `?options[search_path]=NAME` keeps the tables in schema `NAME`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let shown = location::redact(url);
+        let backend = match Location::parse(url, &shown)? {
+            Location::Sqlite { options, in_memory } => {
+                if !in_memory {
+                    create_parent(options.get_filename())?;
+                }
+                let pool = if in_memory {
+                    // One connection that never closes: the database dies with its last one.
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                } else {
+                    SqlitePoolOptions::new().max_connections(SQLITE_MAX_CONNECTIONS)
+                };
+                let pool = pool
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        url: shown.clone(),
+                        source,
+                    })?;
+                Backend::Sqlite(pool)
+            }
+            Location::Postgres { options } => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(POSTGRES_MAX_CONNECTIONS)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        url: shown.clone(),
+                        source,
+                    })?;
+                Backend::Postgres(pool)
+            }
+        };
+        let dialect = backend.dialect();
+        let migrator = dialect.migrator();
+        let migrated = with_pool!(&backend, |pool| migrator.run(pool).await);
+        migrated.map_err(|source| StoreError::Migrate {
+            dialect: dialect.name(),
+            url: shown.clone(),
+            source,
+        })?;
+        tracing::info!(store = %shown, dialect = dialect.name(), "Store opened.");
+        Ok(Self { backend, shown })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn dialect(&self) -> &'static str {
+        self.backend.dialect().name()
+    }
+
+    /// Closes the pool, waiting for calls in flight to finish. Later calls fail.
+    pub async fn close(&self) {
+        with_pool!(&self.backend, |pool| pool.close().await);
+    }
+}
+
+/// Creates the directories a SQLite file will live in.
+fn create_parent(file: &std::path::Path) -> Result<(), StoreError> {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDirectory {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Store for SqlStore {
+    type Error = StoreError;
+
+    async fn start_run(&self, run: &NewRun) -> Result<RunId, StoreError> {
+        self.insert_run(run).await
+    }
+
+    async fn finish_run(&self, id: RunId, end: &RunEnd) -> Result<(), StoreError> {
+        self.update_run(id, end).await
+    }
+
+    async fn list_runs(
+        &self,
+        connection: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.select_runs(connection, limit).await
+    }
+
+    async fn last_source_count(&self, connection: &str) -> Result<Option<u64>, StoreError> {
+        self.select_last_source_count(connection).await
+    }
+
+    async fn record(&self, entry: &ActivityEntry) -> Result<i64, StoreError> {
+        self.insert_activity(entry).await
+    }
+
+    async fn query_activity(
+        &self,
+        query: &ActivityQuery,
+    ) -> Result<Vec<ActivityEntry>, StoreError> {
+        self.select_activity(query).await
+    }
+
+    async fn load_links(&self, connection: &str) -> Result<Links, StoreError> {
+        self.select_links(connection).await
+    }
+
+    async fn save_user_link(&self, connection: &str, link: &UserLink) -> Result<(), StoreError> {
+        self.upsert_user_link(connection, link).await
+    }
+
+    async fn save_group_link(&self, connection: &str, link: &GroupLink) -> Result<(), StoreError> {
+        self.upsert_group_link(connection, link).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        connection: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.take_lease(connection, holder, now, ttl).await
+    }
+
+    async fn release_lease(&self, connection: &str, holder: &str) -> Result<(), StoreError> {
+        self.drop_lease(connection, holder).await
+    }
+}

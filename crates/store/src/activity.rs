@@ -1,0 +1,161 @@
+//! The activity log: appended one entry per operation as it completes, searched by operators.
+
+use crate::SqlStore;
+use crate::backend::with_pool;
+use crate::columns::{ActivityRow, fold_name};
+use crate::error::StoreError;
+use scimsync_core::activity::{ActivityEntry, ActivityQuery};
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+const ACTIVITY_COLUMNS: &str =
+    "id, run_id, connection, at, op, outcome, object, source_id, target_id, name, detail";
+
+impl SqlStore {
+    pub(crate) async fn insert_activity(&self, entry: &ActivityEntry) -> Result<i64, StoreError> {
+        const SQL: &str = "INSERT INTO activity \
+                           (run_id, connection, at, op, outcome, object, source_id, target_id, name, name_folded, detail) \
+                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+        let result: Result<i64, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            sqlx::query_scalar(SQL)
+                .bind(entry.run_id)
+                .bind(&entry.connection)
+                .bind(entry.at.millis())
+                .bind(&entry.op)
+                .bind(entry.outcome.as_str())
+                .bind(&entry.object)
+                .bind(entry.source_id.as_deref())
+                .bind(entry.target_id.as_deref())
+                .bind(&entry.name)
+                .bind(fold_name(&entry.name))
+                .bind(&entry.detail)
+                .fetch_one(pool)
+                .await
+        });
+        result.map_err(|source| match &source {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::ActivityWithoutRun {
+                    run_id: entry.run_id,
+                    op: entry.op.clone(),
+                }
+            }
+            _ => StoreError::RecordActivity {
+                run_id: entry.run_id,
+                op: entry.op.clone(),
+                source,
+            },
+        })
+    }
+
+    pub(crate) async fn select_activity(
+        &self,
+        query: &ActivityQuery,
+    ) -> Result<Vec<ActivityEntry>, StoreError> {
+        let rows: Result<Vec<ActivityRow>, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            let mut sql = activity_search(query);
+            sql.build_query_as().fetch_all(pool).await
+        });
+        rows.map_err(|source| StoreError::QueryActivity { source })?
+            .into_iter()
+            .map(ActivityRow::into_entry)
+            .collect()
+    }
+}
+
+/// The search of `query`, composed of only the filters it gives. Results come oldest first
+/// (by id, the order of recording); with a limit, the newest `limit` of them.
+fn activity_search<DB>(query: &ActivityQuery) -> QueryBuilder<DB>
+where
+    DB: Database,
+    DB::Arguments: Default,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::new(match query.limit {
+        None => format!("SELECT {ACTIVITY_COLUMNS} FROM activity"),
+        // The newest `limit` in a subquery, turned back to oldest first outside it.
+        Some(_) => {
+            format!("SELECT {ACTIVITY_COLUMNS} FROM (SELECT {ACTIVITY_COLUMNS} FROM activity")
+        }
+    });
+    let mut joiner = " WHERE ";
+    let mut filter = |sql: &mut QueryBuilder<DB>| {
+        sql.push(joiner);
+        joiner = " AND ";
+    };
+    if let Some(connection) = &query.connection {
+        filter(&mut sql);
+        sql.push("connection = ").push_bind(connection.clone());
+    }
+    if let Some(run_id) = query.run_id {
+        filter(&mut sql);
+        sql.push("run_id = ").push_bind(run_id);
+    }
+    if let Some(user) = &query.user {
+        filter(&mut sql);
+        sql.push("(name_folded = ")
+            .push_bind(fold_name(user))
+            .push(" OR source_id = ")
+            .push_bind(user.clone())
+            .push(" OR target_id = ")
+            .push_bind(user.clone())
+            .push(")");
+    }
+    if let Some(op) = &query.op {
+        filter(&mut sql);
+        sql.push("op = ").push_bind(op.clone());
+    }
+    if let Some(outcome) = query.outcome {
+        filter(&mut sql);
+        sql.push("outcome = ")
+            .push_bind(outcome.as_str().to_owned());
+    }
+    if let Some(since) = query.since {
+        filter(&mut sql);
+        sql.push("at >= ").push_bind(since.millis());
+    }
+    if let Some(after_id) = query.after_id {
+        filter(&mut sql);
+        sql.push("id > ").push_bind(after_id);
+    }
+    match query.limit {
+        None => sql.push(" ORDER BY id"),
+        Some(limit) => sql
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit))
+            .push(") AS newest ORDER BY id"),
+    };
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimsync_core::activity::Outcome;
+    use sqlx::{Postgres, Sqlite};
+
+    #[test]
+    fn only_the_given_filters_are_composed() {
+        let none = activity_search::<Postgres>(&ActivityQuery::default()).into_string();
+        assert_eq!(
+            none,
+            format!("SELECT {ACTIVITY_COLUMNS} FROM activity ORDER BY id")
+        );
+
+        let query = ActivityQuery {
+            connection: Some("sf".into()),
+            outcome: Some(Outcome::Failed),
+            limit: Some(5),
+            ..ActivityQuery::default()
+        };
+        let pg = activity_search::<Postgres>(&query).into_string();
+        assert!(
+            pg.ends_with("FROM activity WHERE connection = $1 AND outcome = $2 ORDER BY id DESC LIMIT $3) AS newest ORDER BY id"),
+            "{pg}"
+        );
+        let lite = activity_search::<Sqlite>(&query).into_string();
+        assert!(
+            lite.contains("WHERE connection = ? AND outcome = ? ORDER BY id DESC LIMIT ?)"),
+            "{lite}"
+        );
+    }
+}

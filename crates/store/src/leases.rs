@@ -1,0 +1,80 @@
+//! Leases: a connection is run by one holder (a daemon) at a time. The holder renews its
+//! lease before it expires; a lease whose holder died expires and another holder takes it.
+//!
+//! Taking is one atomic upsert, so two daemons racing on PostgreSQL cannot both win. Expiry
+//! is judged by the `now` the caller passes, so daemons sharing a database need clocks in
+//! step (NTP) to within a small part of the lease's time to live.
+
+use crate::SqlStore;
+use crate::backend::with_pool;
+use crate::error::StoreError;
+use scimsync_core::Timestamp;
+use std::time::Duration;
+
+impl SqlStore {
+    pub(crate) async fn take_lease(
+        &self,
+        connection: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        // The update happens only when the row is ours or expired; otherwise no row comes back.
+        const SQL: &str = "INSERT INTO leases (connection, holder, acquired_at, expires_at) \
+                           VALUES ($1, $2, $3, $4) \
+                           ON CONFLICT (connection) DO UPDATE SET \
+                           holder = excluded.holder, expires_at = excluded.expires_at, \
+                           acquired_at = CASE WHEN leases.holder = excluded.holder \
+                           THEN leases.acquired_at ELSE excluded.acquired_at END \
+                           WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.acquired_at \
+                           RETURNING holder";
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires_at = now.millis().saturating_add(ttl_ms);
+        let taken: Result<Option<String>, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            sqlx::query_scalar(SQL)
+                .bind(connection)
+                .bind(holder)
+                .bind(now.millis())
+                .bind(expires_at)
+                .fetch_optional(pool)
+                .await
+        });
+        let taken = taken
+            .map_err(|source| StoreError::AcquireLease {
+                connection: connection.to_owned(),
+                holder: holder.to_owned(),
+                source,
+            })?
+            .is_some();
+        tracing::debug!(connection, holder, taken, expires_at, "Lease asked for.");
+        Ok(taken)
+    }
+
+    pub(crate) async fn drop_lease(
+        &self,
+        connection: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "DELETE FROM leases WHERE connection = $1 AND holder = $2";
+        let result = with_pool!(&self.backend, |pool| {
+            sqlx::query(SQL)
+                .bind(connection)
+                .bind(holder)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        });
+        let released = result.map_err(|source| StoreError::ReleaseLease {
+            connection: connection.to_owned(),
+            holder: holder.to_owned(),
+            source,
+        })?;
+        tracing::debug!(
+            connection,
+            holder,
+            released = released > 0,
+            "Lease released."
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Links: which target object belongs to which source object, per connection. Each save is
+//! one upsert keyed by (connection, source id); a target id belongs to one source object.
+
+use crate::SqlStore;
+use crate::backend::with_pool;
+use crate::columns::{GroupLinkRow, UserLinkJson, UserLinkRow, origin_text};
+use crate::error::StoreError;
+use scimsync_core::links::{GroupLink, Links, UserLink};
+
+impl SqlStore {
+    pub(crate) async fn select_links(&self, connection: &str) -> Result<Links, StoreError> {
+        const USERS: &str = "SELECT source_id, target_id, origin, assigned_permission_sets, pending_email, refusals \
+                             FROM user_links WHERE connection = $1 ORDER BY source_id";
+        const GROUPS: &str = "SELECT source_id, target_id, origin FROM group_links \
+                              WHERE connection = $1 ORDER BY source_id";
+        let rows: Result<(Vec<UserLinkRow>, Vec<GroupLinkRow>), sqlx::Error> =
+            with_pool!(&self.backend, |pool| {
+                match sqlx::query_as(USERS).bind(connection).fetch_all(pool).await {
+                    Ok(users) => sqlx::query_as(GROUPS)
+                        .bind(connection)
+                        .fetch_all(pool)
+                        .await
+                        .map(|groups| (users, groups)),
+                    Err(e) => Err(e),
+                }
+            });
+        let (users, groups) = rows.map_err(|source| StoreError::LoadLinks {
+            connection: connection.to_owned(),
+            source,
+        })?;
+        Ok(Links {
+            users: users
+                .into_iter()
+                .map(|row| row.into_link(connection))
+                .collect::<Result<_, _>>()?,
+            groups: groups
+                .into_iter()
+                .map(|row| row.into_link(connection))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub(crate) async fn upsert_user_link(
+        &self,
+        connection: &str,
+        link: &UserLink,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO user_links \
+                           (connection, source_id, target_id, origin, assigned_permission_sets, pending_email, refusals) \
+                           VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                           ON CONFLICT (connection, source_id) DO UPDATE SET \
+                           target_id = excluded.target_id, origin = excluded.origin, \
+                           assigned_permission_sets = excluded.assigned_permission_sets, \
+                           pending_email = excluded.pending_email, refusals = excluded.refusals";
+        let json = UserLinkJson::encode(connection, link)?;
+        let result = with_pool!(&self.backend, |pool| {
+            sqlx::query(SQL)
+                .bind(connection)
+                .bind(link.source_id.as_str())
+                .bind(link.target_id.as_str())
+                .bind(origin_text(link.origin))
+                .bind(json.assigned_permission_sets)
+                .bind(json.pending_email)
+                .bind(json.refusals)
+                .execute(pool)
+                .await
+                .map(drop)
+        });
+        self.link_saved(
+            result,
+            connection,
+            "user",
+            link.source_id.as_str(),
+            link.target_id.as_str(),
+        )
+        .await
+    }
+
+    pub(crate) async fn upsert_group_link(
+        &self,
+        connection: &str,
+        link: &GroupLink,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO group_links (connection, source_id, target_id, origin) \
+                           VALUES ($1, $2, $3, $4) \
+                           ON CONFLICT (connection, source_id) DO UPDATE SET \
+                           target_id = excluded.target_id, origin = excluded.origin";
+        let result = with_pool!(&self.backend, |pool| {
+            sqlx::query(SQL)
+                .bind(connection)
+                .bind(link.source_id.as_str())
+                .bind(link.target_id.as_str())
+                .bind(origin_text(link.origin))
+                .execute(pool)
+                .await
+                .map(drop)
+        });
+        self.link_saved(
+            result,
+            connection,
+            "group",
+            link.source_id.as_str(),
+            link.target_id.as_str(),
+        )
+        .await
+    }
+
+    /// Turns the result of an upsert into the store's answer. The upsert handles a conflict on
+    /// the source id, so a unique violation can only be the target id, held by another source
+    /// object: say which.
+    async fn link_saved(
+        &self,
+        result: Result<(), sqlx::Error>,
+        connection: &str,
+        object: &'static str,
+        source_id: &str,
+        target_id: &str,
+    ) -> Result<(), StoreError> {
+        let source = match result {
+            Ok(()) => return Ok(()),
+            Err(source) => source,
+        };
+        let save_error = |source| StoreError::SaveLink {
+            connection: connection.to_owned(),
+            object,
+            source_id: source_id.to_owned(),
+            source,
+        };
+        let is_unique = matches!(&source, sqlx::Error::Database(db) if db.is_unique_violation());
+        if !is_unique {
+            return Err(save_error(source));
+        }
+        let holder_sql = match object {
+            "user" => "SELECT source_id FROM user_links WHERE connection = $1 AND target_id = $2",
+            _ => "SELECT source_id FROM group_links WHERE connection = $1 AND target_id = $2",
+        };
+        let holder: Result<Option<String>, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            sqlx::query_scalar(holder_sql)
+                .bind(connection)
+                .bind(target_id)
+                .fetch_optional(pool)
+                .await
+        });
+        let linked_to = holder.map_err(save_error)?.unwrap_or_default();
+        tracing::warn!(connection, object, source_id, target_id, linked_to = %linked_to, "Link refused: target id already linked.");
+        Err(StoreError::TargetAlreadyLinked {
+            connection: connection.to_owned(),
+            object,
+            source_id: source_id.to_owned(),
+            target_id: target_id.to_owned(),
+            linked_to,
+        })
+    }
+}

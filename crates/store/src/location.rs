@@ -1,0 +1,162 @@
+//! Where the store lives: a store URL parsed into the options of one backend.
+//!
+//! Accepted forms: `sqlite://PATH` or `sqlite:PATH` (with sqlx's query options), a plain file
+//! path (SQLite), `sqlite::memory:`, and `postgres://…` / `postgresql://…` (with sqlx's query
+//! options, e.g. `?options[search_path]=tenant_a` to keep the tables in a schema).
+
+use crate::error::StoreError;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a SQLite writer waits for another connection's write lock before giving up.
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store URL, parsed.
+#[derive(Debug)]
+pub(crate) enum Location {
+    Sqlite {
+        options: SqliteConnectOptions,
+        /// An in-memory database lives only while a connection is open: the pool must keep one.
+        in_memory: bool,
+    },
+    Postgres {
+        options: PgConnectOptions,
+    },
+}
+
+impl Location {
+    /// Parses a store URL. `shown` is the URL with any password removed, for messages.
+    pub(crate) fn parse(url: &str, shown: &str) -> Result<Self, StoreError> {
+        let url = url.trim();
+        let invalid = |source| StoreError::InvalidUrl {
+            url: shown.to_owned(),
+            source,
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(invalid)?;
+            return Ok(Self::Postgres {
+                options: options.application_name("scimsync"),
+            });
+        }
+        let (options, in_memory) = if url.starts_with("sqlite:") {
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            (
+                SqliteConnectOptions::from_str(url).map_err(invalid)?,
+                in_memory,
+            )
+        } else if url.is_empty() || url.contains("://") {
+            return Err(StoreError::UnsupportedUrl {
+                url: shown.to_owned(),
+            });
+        } else {
+            (SqliteConnectOptions::new().filename(url), false)
+        };
+        let options = options
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            // Every outcome is committed as it happens so an interrupted run resumes without
+            // duplicates: FULL makes each commit survive a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full);
+        let options = if in_memory {
+            options
+        } else {
+            options.journal_mode(SqliteJournalMode::Wal)
+        };
+        Ok(Self::Sqlite { options, in_memory })
+    }
+}
+
+/// The URL as it may be shown: any password (in the user-info part or a `password=` query
+/// parameter) replaced by `REDACTED`.
+pub(crate) fn redact(url: &str) -> String {
+    const MASK: &str = "REDACTED";
+    let Ok(mut parsed) = url::Url::parse(url.trim()) else {
+        // A plain path or something unparseable: only a password-shaped part is worth hiding.
+        return if url.contains('@') && url.contains("://") {
+            "<store URL not shown: it cannot be parsed and may hold a password>".to_owned()
+        } else {
+            url.to_owned()
+        };
+    };
+    if parsed.password().is_some() {
+        // Fails only for URLs that cannot have a user-info part, which then has no password.
+        let _ = parsed.set_password(Some(MASK));
+    }
+    if parsed
+        .query_pairs()
+        .any(|(key, _)| key.eq_ignore_ascii_case("password"))
+    {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key.eq_ignore_ascii_case("password") {
+                    MASK.to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_and_keeps_the_rest() {
+        assert_eq!(
+            redact("postgres://scim:hunter2@db.internal:5432/scimsync"),
+            "postgres://scim:REDACTED@db.internal:5432/scimsync"
+        );
+        let shown = redact("postgres://scim@db/scimsync?password=hunter2&sslmode=require");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sslmode=require"), "{shown}");
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        assert_eq!(
+            redact("/var/lib/scimsync/store.db"),
+            "/var/lib/scimsync/store.db"
+        );
+        assert_eq!(redact("sqlite://data/store.db"), "sqlite://data/store.db");
+    }
+
+    #[test]
+    fn parse_picks_the_backend_from_the_url() {
+        let sqlite = |url: &str| match Location::parse(url, url) {
+            Ok(Location::Sqlite { options, in_memory }) => {
+                (options.get_filename().to_path_buf(), in_memory)
+            }
+            other => panic!("{url}: {other:?}"),
+        };
+        assert_eq!(
+            sqlite("data/store.db").0,
+            std::path::Path::new("data/store.db")
+        );
+        assert_eq!(
+            sqlite("sqlite://data/store.db").0,
+            std::path::Path::new("data/store.db")
+        );
+        assert!(sqlite("sqlite::memory:").1);
+        assert!(matches!(
+            Location::parse("postgres://u@h/db", "postgres://u@h/db"),
+            Ok(Location::Postgres { .. })
+        ));
+        assert!(matches!(
+            Location::parse("mysql://u@h/db", "mysql://u@h/db"),
+            Err(StoreError::UnsupportedUrl { .. })
+        ));
+        assert!(matches!(
+            Location::parse("  ", ""),
+            Err(StoreError::UnsupportedUrl { .. })
+        ));
+    }
+}

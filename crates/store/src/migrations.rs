@@ -1,0 +1,108 @@
+//! The schema migrations, embedded in the binary and applied at connect.
+//!
+//! The SQL lives in the repository's `migrations/<dialect>/NNNN_description.sql`; each file is
+//! listed here with `include_str!`, and a [`Migrator`] is built at runtime from the list. This
+//! avoids sqlx's `macros` feature (and its compile time) for a handful of files; the test below
+//! fails when a file on disk is missing from the list. Once merged, a migration is never
+//! edited (sqlx refuses to start on a changed checksum): add a new file and a new line.
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use std::borrow::Cow;
+
+/// One migration: version, description, SQL.
+type Embedded = (i64, &'static str, &'static str);
+
+const SQLITE: &[Embedded] = &[(
+    1,
+    "initial",
+    include_str!("../../../migrations/sqlite/0001_initial.sql"),
+)];
+
+const POSTGRES: &[Embedded] = &[(
+    1,
+    "initial",
+    include_str!("../../../migrations/postgres/0001_initial.sql"),
+)];
+
+/// The SQL dialects the store speaks; one folder of migrations each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+
+    fn embedded(self) -> &'static [Embedded] {
+        match self {
+            Self::Sqlite => SQLITE,
+            Self::Postgres => POSTGRES,
+        }
+    }
+
+    /// The migrator of this dialect. On PostgreSQL it takes an advisory lock, so daemons
+    /// starting together apply each migration once.
+    pub(crate) fn migrator(self) -> Migrator {
+        Migrator::with_migrations(
+            self.embedded()
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Every `NNNN_name.sql` file on disk is embedded with its version and name, and nothing
+    /// else is.
+    #[test]
+    fn every_migration_file_is_embedded() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../migrations")
+                .join(dialect.name());
+            let mut on_disk: Vec<(i64, String)> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .filter_map(|name| {
+                    let stem = name.strip_suffix(".sql")?;
+                    let (version, description) = stem.split_once('_')?;
+                    Some((version.parse().ok()?, description.to_owned()))
+                })
+                .collect();
+            on_disk.sort();
+            let embedded: Vec<(i64, String)> = dialect
+                .embedded()
+                .iter()
+                .map(|&(v, d, _)| (v, d.to_owned()))
+                .collect();
+            assert_eq!(embedded, on_disk, "{} migrations", dialect.name());
+        }
+    }
+
+    #[test]
+    fn dialects_have_the_same_versions() {
+        let versions = |d: Dialect| d.embedded().iter().map(|m| m.0).collect::<Vec<_>>();
+        assert_eq!(versions(Dialect::Sqlite), versions(Dialect::Postgres));
+    }
+}
