@@ -122,6 +122,13 @@ impl SqlStore {
             url: shown.clone(),
             source,
         })?;
+        if let Backend::Sqlite(pool) = &backend {
+            // Statistics for tables that changed a lot since they were last analysed (cheap
+            // when nothing did): SQLite's advice for long-lived connections.
+            if let Err(error) = sqlx::query("PRAGMA optimize=0x10002").execute(pool).await {
+                tracing::warn!(store = %shown, %error, "SQLite statistics not refreshed; searches may be slower.");
+            }
+        }
         tracing::info!(store = %shown, dialect = dialect.name(), "Store opened.");
         Ok(Self { backend, shown })
     }

@@ -13,6 +13,9 @@ use std::time::Duration;
 /// How long a SQLite writer waits for another connection's write lock before giving up.
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Rows per index that `ANALYZE` / `PRAGMA optimize` look at (SQLite's recommended value).
+pub(crate) const ANALYSIS_LIMIT: u32 = 400;
+
 /// A store URL, parsed.
 #[derive(Debug)]
 pub(crate) enum Location {
@@ -59,7 +62,12 @@ impl Location {
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             // Every outcome is committed as it happens so an interrupted run resumes without
             // duplicates: FULL makes each commit survive a power cut, not only a crash.
-            .synchronous(SqliteSynchronous::Full);
+            .synchronous(SqliteSynchronous::Full)
+            // SQLite never gathers planner statistics by itself; without them a search of one
+            // connection since a time sorts its whole log. `PRAGMA optimize` as each pooled
+            // connection closes (they are recycled) keeps them fresh at a bounded cost.
+            .analysis_limit(ANALYSIS_LIMIT)
+            .optimize_on_close(true, ANALYSIS_LIMIT);
         let options = if in_memory {
             options
         } else {

@@ -13,17 +13,31 @@ use std::borrow::Cow;
 /// One migration: version, description, SQL.
 type Embedded = (i64, &'static str, &'static str);
 
-const SQLITE: &[Embedded] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/sqlite/0001_initial.sql"),
-)];
+const SQLITE: &[Embedded] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "activity_connection_id",
+        include_str!("../../../migrations/sqlite/0002_activity_connection_id.sql"),
+    ),
+];
 
-const POSTGRES: &[Embedded] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const POSTGRES: &[Embedded] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "activity_connection_id",
+        include_str!("../../../migrations/postgres/0002_activity_connection_id.sql"),
+    ),
+];
 
 /// The SQL dialects the store speaks; one folder of migrations each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
