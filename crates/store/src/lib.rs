@@ -44,6 +44,8 @@ use std::time::Duration;
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 /// Connections a PostgreSQL store keeps open, per daemon.
 const POSTGRES_MAX_CONNECTIONS: u32 = 8;
+/// Opens of a SQLite file tried before a busy database is reported.
+const SQLITE_OPEN_ATTEMPTS: u32 = 5;
 /// How long a call waits for a free connection (or for the server to answer at connect).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,14 +93,29 @@ impl SqlStore {
                 } else {
                     SqlitePoolOptions::new().max_connections(SQLITE_MAX_CONNECTIONS)
                 };
-                let pool = pool
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with(options)
-                    .await
-                    .map_err(|source| StoreError::Connect {
-                        url: shown.clone(),
-                        source,
-                    })?;
+                let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT);
+                // Two processes creating the same file at once can meet SQLITE_BUSY while one
+                // switches it to WAL (SQLite does not wait on that lock): try again briefly.
+                let mut attempt = 1;
+                let pool = loop {
+                    match pool.clone().connect_with(options.clone()).await {
+                        Ok(pool) => break pool,
+                        Err(source)
+                            if attempt < SQLITE_OPEN_ATTEMPTS && error::is_transient(&source) =>
+                        {
+                            tracing::debug!(store = %shown, attempt, error = %source, "SQLite busy at open; retrying.");
+                            tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt)))
+                                .await;
+                            attempt += 1;
+                        }
+                        Err(source) => {
+                            return Err(StoreError::Connect {
+                                url: shown.clone(),
+                                source,
+                            });
+                        }
+                    }
+                };
                 Backend::Sqlite(pool)
             }
             Location::Postgres { options } => {
@@ -115,13 +132,14 @@ impl SqlStore {
             }
         };
         let dialect = backend.dialect();
-        let migrator = dialect.migrator();
-        let migrated = with_pool!(&backend, |pool| migrator.run(pool).await);
-        migrated.map_err(|source| StoreError::Migrate {
-            dialect: dialect.name(),
-            url: shown.clone(),
-            source,
-        })?;
+        dialect
+            .migrate(&backend)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                dialect: dialect.name(),
+                url: shown.clone(),
+                source,
+            })?;
         if let Backend::Sqlite(pool) = &backend {
             // Statistics for tables that changed a lot since they were last analysed (cheap
             // when nothing did): SQLite's advice for long-lived connections.

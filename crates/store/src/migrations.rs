@@ -6,8 +6,9 @@
 //! fails when a file on disk is missing from the list. Once merged, a migration is never
 //! edited (sqlx refuses to start on a changed checksum): add a new file and a new line.
 
+use crate::backend::Backend;
 use sqlx::SqlSafeStr;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use std::borrow::Cow;
 
 /// One migration: version, description, SQL.
@@ -61,9 +62,42 @@ impl Dialect {
         }
     }
 
-    /// The migrator of this dialect. On PostgreSQL it takes an advisory lock, so daemons
-    /// starting together apply each migration once.
-    pub(crate) fn migrator(self) -> Migrator {
+    /// Applies the pending migrations of this dialect, once even when several processes open
+    /// the same database together.
+    ///
+    /// PostgreSQL: sqlx takes an advisory lock and runs each migration in its own transaction.
+    /// SQLite has no such lock, so all pending migrations run in one `BEGIN IMMEDIATE`
+    /// transaction: a second process waits for the write lock (busy timeout), then finds them
+    /// applied.
+    pub(crate) async fn migrate(self, backend: &Backend) -> Result<(), MigrateError> {
+        match backend {
+            // `run_direct` on an acquired connection rather than `run(pool)`: the latter's
+            // `Acquire` bound makes the future not `Send` for every lifetime, so `connect`
+            // could not be spawned.
+            Backend::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                self.migrator().run_direct(None, &mut *conn, false).await
+            }
+            Backend::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                let result = self.migrator().run_direct(None, &mut *conn, false).await;
+                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                match sqlx::query(end).execute(&mut *conn).await {
+                    Ok(_) => result,
+                    Err(e) => {
+                        // The connection's transaction state is unknown: never reuse it.
+                        drop(conn.detach());
+                        result.and(Err(e.into()))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The migrator of this dialect. SQLite's migrations carry `no_tx` because [`Self::migrate`]
+    /// wraps them all in one transaction.
+    fn migrator(self) -> Migrator {
         Migrator::with_migrations(
             self.embedded()
                 .iter()
@@ -73,7 +107,7 @@ impl Dialect {
                         Cow::Borrowed(description),
                         MigrationType::Simple,
                         sql.into_sql_str(),
-                        false,
+                        self == Self::Sqlite,
                     )
                 })
                 .collect(),

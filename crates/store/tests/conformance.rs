@@ -21,14 +21,25 @@ const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// 2026-11-22T10:00:00Z.
 const T0: Timestamp = Timestamp::from_millis(1_795_860_000_000);
 
-/// A store under test, with what it takes to open it again and to clean up after it.
+/// A store under test, with what it takes to open it again, open fresh ones, and clean up.
 struct Harness {
     store: SqlStore,
     /// The URL that opened `store` (to open it again).
     url: String,
-    /// PostgreSQL: the admin connection and the schema to drop at the end.
-    postgres: Option<(PgConnection, String)>,
-    _dir: Option<tempfile::TempDir>,
+    place: Place,
+}
+
+/// Where a harness keeps its databases.
+enum Place {
+    /// Files in a temporary directory.
+    Sqlite(tempfile::TempDir),
+    /// Schemas in the test database, dropped at the end (left behind if a story panicked, for
+    /// a look).
+    Postgres {
+        base: String,
+        admin: tokio::sync::Mutex<PgConnection>,
+        schemas: std::sync::Mutex<Vec<String>>,
+    },
 }
 
 impl Harness {
@@ -39,8 +50,7 @@ impl Harness {
         Self {
             store,
             url,
-            postgres: None,
-            _dir: Some(dir),
+            place: Place::Sqlite(dir),
         }
     }
 
@@ -49,7 +59,7 @@ impl Harness {
         let base = std::env::var("SCIMSYNC_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
         // One direct attempt (a pool would retry until its timeout): a refusal answers at once.
-        let mut admin = match PgConnection::connect(&base).await {
+        let admin = match PgConnection::connect(&base).await {
             Ok(connection) => connection,
             Err(e) if std::env::var_os("CI").is_some() => {
                 panic!(
@@ -64,40 +74,62 @@ impl Harness {
                 return None;
             }
         };
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let schema = format!(
-            "scimsync_test_{}_{}_{}",
-            std::process::id(),
-            nanos,
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let joiner = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{joiner}options[search_path]={schema}");
+        let place = Place::Postgres {
+            base,
+            admin: tokio::sync::Mutex::new(admin),
+            schemas: std::sync::Mutex::new(Vec::new()),
+        };
+        let url = place.fresh_url().await;
         let store = SqlStore::connect(&url).await.unwrap();
-        Some(Self {
-            store,
-            url,
-            postgres: Some((admin, schema)),
-            _dir: None,
-        })
+        Some(Self { store, url, place })
     }
 
-    /// Drops the PostgreSQL schema (left behind if the story panicked, for a look).
+    /// The URL of a database (file or schema) nobody has opened yet.
+    async fn fresh_url(&self) -> String {
+        self.place.fresh_url().await
+    }
+
     async fn finish(self) {
         self.store.close().await;
-        if let Some((mut admin, schema)) = self.postgres {
-            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&mut admin)
-                .await
-                .unwrap();
+        if let Place::Postgres { admin, schemas, .. } = self.place {
+            let mut admin = admin.into_inner();
+            for schema in schemas.into_inner().unwrap() {
+                sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+impl Place {
+    async fn fresh_url(&self) -> String {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        match self {
+            Self::Sqlite(dir) => format!(
+                "sqlite://{}",
+                dir.path().join(format!("fresh{seq}.db")).display()
+            ),
+            Self::Postgres {
+                base,
+                admin,
+                schemas,
+            } => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos();
+                let schema = format!("scimsync_test_{}_{nanos}_{seq}", std::process::id());
+                sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&mut *admin.lock().await)
+                    .await
+                    .unwrap();
+                schemas.lock().unwrap().push(schema.clone());
+                let joiner = if base.contains('?') { '&' } else { '?' };
+                format!("{base}{joiner}options[search_path]={schema}")
+            }
         }
     }
 }
@@ -142,6 +174,7 @@ stories!(
     leases_take_refuse_renew_expire_release,
     lease_race_has_one_winner,
     migrations_are_idempotent,
+    first_opens_race_safely,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1195,4 +1228,34 @@ async fn bad_urls_say_what_is_accepted_and_never_show_a_password() {
         !chain.contains("hunter2") && !format!("{err:?}").contains("hunter2"),
         "{chain}"
     );
+}
+
+async fn first_opens_race_safely(h: &Harness) {
+    // Daemons (and a CLI command) opening a new database at the same moment: every open
+    // succeeds and the migrations are applied once. `connect` is spawnable (its future is Send).
+    for _ in 0..5 {
+        let url = h.fresh_url().await;
+        let opens: Vec<_> = (0..3)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { SqlStore::connect(&url).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for open in opens {
+            stores.push(open.await.unwrap().unwrap());
+        }
+        let run = stores[0]
+            .start_run(&new_run("salesforce", T0))
+            .await
+            .unwrap();
+        for store in &stores {
+            assert_eq!(
+                store.list_runs(None, 10).await.unwrap()[0].id,
+                run,
+                "one database"
+            );
+            store.close().await;
+        }
+    }
 }
