@@ -139,7 +139,7 @@ macro_rules! stories {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $story() {
                     let harness = super::Harness::sqlite().await;
                     super::$story(&harness).await;
@@ -149,7 +149,7 @@ macro_rules! stories {
         }
         mod postgres {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $story() {
                     let Some(harness) = super::Harness::postgres().await else { return };
                     super::$story(&harness).await;
