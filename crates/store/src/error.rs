@@ -150,6 +150,12 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    #[error("cannot list leases")]
+    ListLeases {
+        #[source]
+        source: sqlx::Error,
+    },
+
     #[error("the store holds an unreadable value in {table}.{column} (row {row}): {problem}")]
     Corrupt {
         table: &'static str,
@@ -176,7 +182,8 @@ impl StoreError {
             | Self::LoadLinks { source, .. }
             | Self::SaveLink { source, .. }
             | Self::AcquireLease { source, .. }
-            | Self::ReleaseLease { source, .. } => source,
+            | Self::ReleaseLease { source, .. }
+            | Self::ListLeases { source } => source,
             _ => return false,
         };
         is_transient(source)

@@ -11,6 +11,24 @@ use crate::error::StoreError;
 use scimsync_core::Timestamp;
 use std::time::Duration;
 
+/// A lease as the store holds it: who runs a connection, since when, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub connection: String,
+    pub holder: String,
+    /// When `holder` took it (renewals keep this).
+    pub acquired_at: Timestamp,
+    /// Held until then unless renewed; after it, anyone may take it.
+    pub expires_at: Timestamp,
+}
+
+impl Lease {
+    /// Whether the lease still binds others at `now`.
+    pub fn is_held_at(&self, now: Timestamp) -> bool {
+        self.expires_at > now
+    }
+}
+
 impl SqlStore {
     pub(crate) async fn take_lease(
         &self,
@@ -76,5 +94,26 @@ impl SqlStore {
             "Lease released."
         );
         Ok(())
+    }
+
+    /// Every lease the store holds, expired or not, by connection: which daemon runs what
+    /// (for status pages). Compare `expires_at` with the current time to tell live ones.
+    pub async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        const SQL: &str =
+            "SELECT connection, holder, acquired_at, expires_at FROM leases ORDER BY connection";
+        let rows: Result<Vec<(String, String, i64, i64)>, sqlx::Error> =
+            with_pool!(&self.backend, |pool| sqlx::query_as(SQL)
+                .fetch_all(pool)
+                .await);
+        Ok(rows
+            .map_err(|source| StoreError::ListLeases { source })?
+            .into_iter()
+            .map(|(connection, holder, acquired_at, expires_at)| Lease {
+                connection,
+                holder,
+                acquired_at: Timestamp(acquired_at),
+                expires_at: Timestamp(expires_at),
+            })
+            .collect())
     }
 }

@@ -26,6 +26,7 @@ mod migrations;
 mod runs;
 
 pub use error::StoreError;
+pub use leases::Lease;
 pub use runs::{OutcomeCounts, RunStats};
 
 use backend::{Backend, with_pool};

@@ -1087,10 +1087,32 @@ async fn leases_take_refuse_renew_expire_release(h: &Harness) {
             .unwrap(),
         "A came back too late"
     );
+    // What a status page shows: B holds salesforce since 50s (renewals keep that), slack's
+    // lease has expired.
+    assert!(
+        store
+            .acquire_lease("salesforce", "daemon-b", at(60), ttl)
+            .await
+            .unwrap(),
+        "B renews"
+    );
+    let leases = store.leases().await.unwrap();
+    assert_eq!(
+        leases
+            .iter()
+            .map(|l| (l.connection.as_str(), l.holder.as_str()))
+            .collect::<Vec<_>>(),
+        [("salesforce", "daemon-b"), ("slack", "daemon-b")]
+    );
+    assert_eq!(
+        (leases[0].acquired_at, leases[0].expires_at),
+        (at(50), at(90))
+    );
+    assert!(leases[0].is_held_at(at(61)) && !leases[1].is_held_at(at(61)));
     store.release_lease("salesforce", "daemon-b").await.unwrap();
     assert!(
         store
-            .acquire_lease("salesforce", "daemon-a", at(52), ttl)
+            .acquire_lease("salesforce", "daemon-a", at(62), ttl)
             .await
             .unwrap(),
         "free after release"
