@@ -35,8 +35,8 @@ use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord};
 use scimsync_core::links::{GroupLink, Links, UserLink};
 use scimsync_core::ports::{NewRun, RunEnd, Store};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::fmt;
 use std::time::Duration;
 
@@ -81,56 +81,9 @@ impl SqlStore {
         let shown = location::redact(url);
         let backend = match Location::parse(url, &shown)? {
             Location::Sqlite { options, in_memory } => {
-                if !in_memory {
-                    create_parent(options.get_filename())?;
-                }
-                let pool = if in_memory {
-                    // One connection that never closes: the database dies with its last one.
-                    SqlitePoolOptions::new()
-                        .max_connections(1)
-                        .min_connections(1)
-                        .idle_timeout(None)
-                        .max_lifetime(None)
-                } else {
-                    SqlitePoolOptions::new().max_connections(SQLITE_MAX_CONNECTIONS)
-                };
-                let pool = pool.acquire_timeout(ACQUIRE_TIMEOUT);
-                // Two processes creating the same file at once can meet SQLITE_BUSY while one
-                // switches it to WAL (SQLite does not wait on that lock): try again briefly.
-                let mut attempt = 1;
-                let pool = loop {
-                    match pool.clone().connect_with(options.clone()).await {
-                        Ok(pool) => break pool,
-                        Err(source)
-                            if attempt < SQLITE_OPEN_ATTEMPTS && error::is_transient(&source) =>
-                        {
-                            tracing::debug!(store = %shown, attempt, error = %source, "SQLite busy at open; retrying.");
-                            tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt)))
-                                .await;
-                            attempt += 1;
-                        }
-                        Err(source) => {
-                            return Err(StoreError::Connect {
-                                url: shown.clone(),
-                                source,
-                            });
-                        }
-                    }
-                };
-                Backend::Sqlite(pool)
+                open_sqlite(options, in_memory, &shown).await?
             }
-            Location::Postgres { options } => {
-                let pool = PgPoolOptions::new()
-                    .max_connections(POSTGRES_MAX_CONNECTIONS)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with(options)
-                    .await
-                    .map_err(|source| StoreError::Connect {
-                        url: shown.clone(),
-                        source,
-                    })?;
-                Backend::Postgres(pool)
-            }
+            Location::Postgres { options } => open_postgres(options, &shown).await?,
         };
         let dialect = backend.dialect();
         dialect
@@ -161,6 +114,59 @@ impl SqlStore {
     pub async fn close(&self) {
         with_pool!(&self.backend, |pool| pool.close().await);
     }
+}
+
+/// Opens the pool of a SQLite database (its file and directories created if missing).
+async fn open_sqlite(
+    options: SqliteConnectOptions,
+    in_memory: bool,
+    shown: &str,
+) -> Result<Backend, StoreError> {
+    let pool = if in_memory {
+        // One connection that never closes: the database dies with its last one.
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        create_parent(options.get_filename())?;
+        SqlitePoolOptions::new().max_connections(SQLITE_MAX_CONNECTIONS)
+    }
+    .acquire_timeout(ACQUIRE_TIMEOUT);
+    // Two processes creating the same file at once can meet SQLITE_BUSY while one switches it
+    // to WAL (SQLite does not wait on that lock): try again briefly.
+    let mut attempt = 1;
+    loop {
+        match pool.clone().connect_with(options.clone()).await {
+            Ok(pool) => return Ok(Backend::Sqlite(pool)),
+            Err(source) if attempt < SQLITE_OPEN_ATTEMPTS && error::is_transient(&source) => {
+                tracing::debug!(store = %shown, attempt, error = %source, "SQLite busy at open; retrying.");
+                tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(StoreError::Connect {
+                    url: shown.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// Opens the pool of a PostgreSQL database.
+async fn open_postgres(options: PgConnectOptions, shown: &str) -> Result<Backend, StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(POSTGRES_MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: shown.to_owned(),
+            source,
+        })?;
+    Ok(Backend::Postgres(pool))
 }
 
 /// Creates the directories a SQLite file will live in.
