@@ -39,9 +39,12 @@ impl Location {
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(invalid)?;
-            return Ok(Self::Postgres {
-                options: options.application_name("scimsync"),
-            });
+            // Named in `pg_stat_activity` unless the URL names it otherwise.
+            let options = match options.get_application_name() {
+                Some(_) => options,
+                None => options.application_name("scimsync"),
+            };
+            return Ok(Self::Postgres { options });
         }
         let (options, in_memory) = if url.starts_with("sqlite:") {
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
