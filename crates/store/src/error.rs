@@ -23,6 +23,28 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    #[error(
+        "invalid schema `{schema}` in store URL `{url}`: use lower-case letters, digits and `_`, \
+         not starting with a digit, at most 63 characters"
+    )]
+    InvalidSchema { url: String, schema: String },
+
+    #[error("cannot create schema `{schema}` in the store at `{url}`")]
+    CreateSchema {
+        schema: String,
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("cannot drop schema `{schema}` of the store at `{url}`")]
+    DropSchema {
+        schema: String,
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
     #[error("cannot create the directory `{}` for the SQLite store", path.display())]
     CreateDirectory {
         path: PathBuf,
@@ -173,6 +195,7 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         let source = match self {
             Self::Connect { source, .. }
+            | Self::CreateSchema { source, .. }
             | Self::StartRun { source, .. }
             | Self::FinishRun { source, .. }
             | Self::ListRuns { source }

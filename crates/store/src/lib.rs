@@ -35,6 +35,7 @@ use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord};
 use scimsync_core::links::{GroupLink, Links, UserLink};
 use scimsync_core::ports::{NewRun, RunEnd, Store};
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::fmt;
@@ -58,6 +59,8 @@ pub struct SqlStore {
     backend: Backend,
     /// The URL it was opened with, password removed: for logs and `Debug`.
     shown: String,
+    /// PostgreSQL: the schema named by the URL's `schema=`, if any.
+    schema: Option<String>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -76,14 +79,19 @@ impl SqlStore {
     ///   parent directories on first use, in WAL mode with a busy timeout and foreign keys on.
     /// - `sqlite::memory:`: a SQLite database that lives as long as this store (tests, demos).
     /// - `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?…]`: PostgreSQL. sqlx's query
-    ///   options apply; `?options[search_path]=NAME` keeps the tables in schema `NAME`.
+    ///   options apply (`sslmode=require`, …), and `schema=NAME` keeps the tables in schema
+    ///   `NAME` (lower-case letters, digits, `_`), created if missing: several stores in one
+    ///   database, or one per test.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let shown = location::redact(url);
-        let backend = match Location::parse(url, &shown)? {
+        let (backend, schema) = match Location::parse(url, &shown)? {
             Location::Sqlite { options, in_memory } => {
-                open_sqlite(options, in_memory, &shown).await?
+                (open_sqlite(options, in_memory, &shown).await?, None)
             }
-            Location::Postgres { options } => open_postgres(options, &shown).await?,
+            Location::Postgres { options, schema } => (
+                open_postgres(options, schema.as_deref(), &shown).await?,
+                schema,
+            ),
         };
         let dialect = backend.dialect();
         dialect
@@ -102,12 +110,36 @@ impl SqlStore {
             }
         }
         tracing::info!(store = %shown, dialect = dialect.name(), "Store opened.");
-        Ok(Self { backend, shown })
+        Ok(Self {
+            backend,
+            shown,
+            schema,
+        })
     }
 
     /// `sqlite` or `postgres`.
     pub fn dialect(&self) -> &'static str {
         self.backend.dialect().name()
+    }
+
+    /// Drops the schema named by the URL's `schema=` parameter, with everything the store kept
+    /// in it, then closes the store. Meant for tests that give each case its own schema; a
+    /// store opened without `schema=` (or on SQLite) is only closed.
+    pub async fn close_and_drop_schema(self) -> Result<(), StoreError> {
+        if let (Backend::Postgres(pool), Some(schema)) = (&self.backend, &self.schema) {
+            // The name was checked by `is_schema_name`: safe to put in the statement.
+            let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(pool)
+                .await
+                .map_err(|source| StoreError::DropSchema {
+                    schema: schema.clone(),
+                    url: self.shown.clone(),
+                    source,
+                })?;
+        }
+        self.close().await;
+        Ok(())
     }
 
     /// Closes the pool, waiting for calls in flight to finish. Later calls fail.
@@ -155,8 +187,12 @@ async fn open_sqlite(
     }
 }
 
-/// Opens the pool of a PostgreSQL database.
-async fn open_postgres(options: PgConnectOptions, shown: &str) -> Result<Backend, StoreError> {
+/// Opens the pool of a PostgreSQL database, creating `schema` if it is given and missing.
+async fn open_postgres(
+    options: PgConnectOptions,
+    schema: Option<&str>,
+    shown: &str,
+) -> Result<Backend, StoreError> {
     let pool = PgPoolOptions::new()
         .max_connections(POSTGRES_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -166,7 +202,27 @@ async fn open_postgres(options: PgConnectOptions, shown: &str) -> Result<Backend
             url: shown.to_owned(),
             source,
         })?;
+    if let Some(schema) = schema {
+        create_schema(&pool, schema, shown).await?;
+    }
     Ok(Backend::Postgres(pool))
+}
+
+/// Creates the schema of a `schema=` URL if it is missing. Two daemons doing this at once can
+/// collide in PostgreSQL's catalogue (a unique violation) even with `IF NOT EXISTS`: then the
+/// other one created it, which is all we wanted.
+async fn create_schema(pool: &PgPool, schema: &str, shown: &str) -> Result<(), StoreError> {
+    debug_assert!(location::is_schema_name(schema));
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+    match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(()),
+        Err(source) => Err(StoreError::CreateSchema {
+            schema: schema.to_owned(),
+            url: shown.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// Creates the directories a SQLite file will live in.

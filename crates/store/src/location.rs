@@ -2,7 +2,7 @@
 //!
 //! Accepted forms: `sqlite://PATH` or `sqlite:PATH` (with sqlx's query options), a plain file
 //! path (SQLite), `sqlite::memory:`, and `postgres://…` / `postgresql://…` (with sqlx's query
-//! options, e.g. `?options[search_path]=tenant_a` to keep the tables in a schema).
+//! options, and our own `schema=NAME`: the tables live in schema `NAME`, created if missing).
 
 use crate::error::StoreError;
 use sqlx::postgres::PgConnectOptions;
@@ -26,6 +26,9 @@ pub(crate) enum Location {
     },
     Postgres {
         options: PgConnectOptions,
+        /// The `schema=` parameter: the store's tables live there (the connections'
+        /// `search_path`), and it is created at connect if missing.
+        schema: Option<String>,
     },
 }
 
@@ -38,13 +41,18 @@ impl Location {
             source,
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url).map_err(invalid)?;
+            let (url, schema) = take_schema(url, shown)?;
+            let options = PgConnectOptions::from_str(&url).map_err(invalid)?;
             // Named in `pg_stat_activity` unless the URL names it otherwise.
             let options = match options.get_application_name() {
                 Some(_) => options,
                 None => options.application_name("scimsync"),
             };
-            return Ok(Self::Postgres { options });
+            let options = match &schema {
+                Some(name) => options.options([("search_path", name.as_str())]),
+                None => options,
+            };
+            return Ok(Self::Postgres { options, schema });
         }
         let (options, in_memory) = if url.starts_with("sqlite:") {
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -78,6 +86,47 @@ impl Location {
         };
         Ok(Self::Sqlite { options, in_memory })
     }
+}
+
+/// Takes our `schema=NAME` parameter out of a PostgreSQL URL (sqlx does not know it).
+fn take_schema(url: &str, shown: &str) -> Result<(String, Option<String>), StoreError> {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        // Left for sqlx to report.
+        return Ok((url.to_owned(), None));
+    };
+    let mut schema = None;
+    let mut rest: Vec<(String, String)> = Vec::new();
+    for (key, value) in parsed.query_pairs() {
+        if key == "schema" {
+            schema = Some(value.into_owned());
+        } else {
+            rest.push((key.into_owned(), value.into_owned()));
+        }
+    }
+    let Some(schema) = schema else {
+        return Ok((url.to_owned(), None));
+    };
+    if !is_schema_name(&schema) {
+        return Err(StoreError::InvalidSchema {
+            url: shown.to_owned(),
+            schema,
+        });
+    }
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    Ok((parsed.into(), Some(schema)))
+}
+
+/// A schema name we can put in SQL unquoted and mean the same thing everywhere: lower-case
+/// letters, digits and `_`, not starting with a digit, at most 63 bytes (PostgreSQL's limit).
+pub(crate) fn is_schema_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && name.len() <= 63
 }
 
 /// The URL as it may be shown: any password (in the user-info part or a `password=` query
@@ -159,8 +208,25 @@ mod tests {
         assert!(sqlite("sqlite::memory:").1);
         assert!(matches!(
             Location::parse("postgres://u@h/db", "postgres://u@h/db"),
-            Ok(Location::Postgres { .. })
+            Ok(Location::Postgres { schema: None, .. })
         ));
+        match Location::parse("postgres://u@h/db?schema=tenant_a&sslmode=disable", "") {
+            Ok(Location::Postgres { schema, options }) => {
+                assert_eq!(schema.as_deref(), Some("tenant_a"));
+                assert_eq!(options.get_options(), Some("-c search_path=tenant_a"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["Tenant", "1st", "a-b", "x; DROP TABLE runs", ""] {
+            let url = format!("postgres://u@h/db?schema={bad}");
+            assert!(
+                matches!(
+                    Location::parse(&url, &url),
+                    Err(StoreError::InvalidSchema { .. })
+                ),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             Location::parse("mysql://u@h/db", "mysql://u@h/db"),
             Err(StoreError::UnsupportedUrl { .. })

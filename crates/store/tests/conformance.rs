@@ -37,7 +37,7 @@ enum Place {
     /// a look).
     Postgres {
         base: String,
-        admin: tokio::sync::Mutex<PgConnection>,
+        admin: PgConnection,
         schemas: std::sync::Mutex<Vec<String>>,
     },
 }
@@ -76,7 +76,7 @@ impl Harness {
         };
         let place = Place::Postgres {
             base,
-            admin: tokio::sync::Mutex::new(admin),
+            admin,
             schemas: std::sync::Mutex::new(Vec::new()),
         };
         let url = place.fresh_url().await;
@@ -91,13 +91,17 @@ impl Harness {
 
     async fn finish(self) {
         self.store.close().await;
-        if let Place::Postgres { admin, schemas, .. } = self.place {
-            let mut admin = admin.into_inner();
+        if let Place::Postgres {
+            mut admin, schemas, ..
+        } = self.place
+        {
             for schema in schemas.into_inner().unwrap() {
-                sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                )))
+                .execute(&mut admin)
+                .await
+                .unwrap();
             }
         }
     }
@@ -112,23 +116,16 @@ impl Place {
                 "sqlite://{}",
                 dir.path().join(format!("fresh{seq}.db")).display()
             ),
-            Self::Postgres {
-                base,
-                admin,
-                schemas,
-            } => {
+            Self::Postgres { base, schemas, .. } => {
                 let nanos = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
                     .subsec_nanos();
                 let schema = format!("scimsync_test_{}_{nanos}_{seq}", std::process::id());
-                sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(&mut *admin.lock().await)
-                    .await
-                    .unwrap();
                 schemas.lock().unwrap().push(schema.clone());
+                // The store creates the schema at its first connect.
                 let joiner = if base.contains('?') { '&' } else { '?' };
-                format!("{base}{joiner}options[search_path]={schema}")
+                format!("{base}{joiner}schema={schema}")
             }
         }
     }
@@ -1280,4 +1277,51 @@ async fn first_opens_race_safely(h: &Harness) {
             store.close().await;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only: the `schema=` parameter.
+
+#[tokio::test]
+async fn postgres_schema_parameter_creates_isolates_and_drops() {
+    let Some(h) = Harness::postgres().await else {
+        return;
+    };
+    // The harness's own store already lives in a `schema=` schema; a second one is separate.
+    let other_url = h.fresh_url().await;
+    let other = SqlStore::connect(&other_url).await.unwrap();
+    h.store.start_run(&new_run("salesforce", T0)).await.unwrap();
+    assert!(
+        other.list_runs(None, 10).await.unwrap().is_empty(),
+        "schemas do not share data"
+    );
+    other.start_run(&new_run("slack", T0)).await.unwrap();
+    assert_eq!(
+        h.store.list_runs(None, 10).await.unwrap()[0].connection,
+        "salesforce"
+    );
+
+    let schema = other_url.rsplit_once("schema=").unwrap().1.to_owned();
+    let exists = |schema: String| async move {
+        let base = std::env::var("SCIMSYNC_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+        let mut admin = PgConnection::connect(&base).await.unwrap();
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+        )
+        .bind(schema)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+    };
+    assert!(exists(schema.clone()).await);
+    other.close_and_drop_schema().await.unwrap();
+    assert!(!exists(schema).await, "dropped");
+
+    let err = SqlStore::connect(&format!("{}&schema=Bad-Name", h.url))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidSchema { .. }), "{err:?}");
+    assert!(err.to_string().contains("Bad-Name"), "{err}");
+    h.finish().await;
 }
