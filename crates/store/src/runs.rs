@@ -16,6 +16,9 @@ macro_rules! select_runs {
     };
 }
 
+/// Runs whose activity `runs_with_stats` counts in one query.
+const RUNS_PER_COUNT_QUERY: usize = 500;
+
 /// A run with what `scimsync runs` shows beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunStats {
@@ -170,20 +173,25 @@ impl SqlStore {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let counted: Result<Vec<(i64, String, i64)>, sqlx::Error> =
-            with_pool!(&self.backend, |pool| {
-                let mut query = sqlx::QueryBuilder::new(
-                    "SELECT run_id, outcome, COUNT(*) FROM activity WHERE run_id IN (",
-                );
-                let mut ids = query.separated(", ");
-                for run in &runs {
-                    ids.push_bind(run.id);
-                }
-                query.push(") GROUP BY run_id, outcome");
-                query.build_query_as().fetch_all(pool).await
-            });
+        // In chunks, to stay far below the databases' limits on bound parameters.
+        let mut counted: Vec<(i64, String, i64)> = Vec::new();
+        for chunk in runs.chunks(RUNS_PER_COUNT_QUERY) {
+            let rows: Result<Vec<(i64, String, i64)>, sqlx::Error> =
+                with_pool!(&self.backend, |pool| {
+                    let mut query = sqlx::QueryBuilder::new(
+                        "SELECT run_id, outcome, COUNT(*) FROM activity WHERE run_id IN (",
+                    );
+                    let mut ids = query.separated(", ");
+                    for run in chunk {
+                        ids.push_bind(run.id);
+                    }
+                    query.push(") GROUP BY run_id, outcome");
+                    query.build_query_as().fetch_all(pool).await
+                });
+            counted.extend(rows.map_err(|source| StoreError::ListRuns { source })?);
+        }
         let mut by_run: HashMap<i64, OutcomeCounts> = HashMap::new();
-        for (run_id, outcome, n) in counted.map_err(|source| StoreError::ListRuns { source })? {
+        for (run_id, outcome, n) in counted {
             let outcome = Outcome::parse(&outcome).ok_or_else(|| StoreError::Corrupt {
                 table: "activity",
                 column: "outcome",

@@ -172,6 +172,7 @@ stories!(
     lease_race_has_one_winner,
     migrations_are_idempotent,
     first_opens_race_safely,
+    runs_with_stats_counts_many_runs,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1324,4 +1325,42 @@ async fn postgres_schema_parameter_creates_isolates_and_drops() {
     assert!(matches!(err, StoreError::InvalidSchema { .. }), "{err:?}");
     assert!(err.to_string().contains("Bad-Name"), "{err}");
     h.finish().await;
+}
+
+async fn runs_with_stats_counts_many_runs(h: &Harness) {
+    // More runs than one counting query takes (500).
+    let mut ids = Vec::new();
+    for i in 0..510 {
+        ids.push(
+            h.store
+                .start_run(&new_run("salesforce", T0.plus_millis(i)))
+                .await
+                .unwrap(),
+        );
+    }
+    let (oldest, newest) = (ids[0], ids[509]);
+    for (run, outcome) in [
+        (oldest, Outcome::Failed),
+        (newest, Outcome::Ok),
+        (newest, Outcome::Skipped),
+    ] {
+        h.store
+            .record(&entry(
+                run,
+                "salesforce",
+                T0,
+                "create_user",
+                outcome,
+                "a@x.io",
+            ))
+            .await
+            .unwrap();
+    }
+    let stats = h.store.runs_with_stats(None, 1_000).await.unwrap();
+    assert_eq!(stats.len(), 510);
+    assert_eq!(stats[0].run.id, newest);
+    assert_eq!((stats[0].recorded.ok, stats[0].recorded.skipped), (1, 1));
+    assert_eq!(stats[509].run.id, oldest);
+    assert_eq!(stats[509].recorded.failed, 1);
+    assert_eq!(stats.iter().map(|s| s.recorded.total()).sum::<u64>(), 3);
 }
