@@ -11,6 +11,30 @@
 //! recorded. The activity log is append-only; the store keeps what it is given and never adds
 //! secrets (the engine guarantees `detail` holds none).
 //!
+//! ```no_run
+//! use scimsync_core::ports::{NewRun, Store};
+//! use scimsync_core::activity::{ActivityQuery, Trigger};
+//! use scimsync_core::Timestamp;
+//! use scimsync_store::SqlStore;
+//!
+//! # async fn demo() -> Result<(), scimsync_store::StoreError> {
+//! let store = SqlStore::connect("sqlite://state/scimsync.db").await?;
+//! let run = store
+//!     .start_run(&NewRun {
+//!         connection: "salesforce".into(),
+//!         trigger: Trigger::Manual,
+//!         dry_run: false,
+//!         started_at: Timestamp::from_millis(1_795_860_000_000),
+//!     })
+//!     .await?;
+//! let entries = store
+//!     .query_activity(&ActivityQuery { run_id: Some(run), ..ActivityQuery::default() })
+//!     .await?;
+//! # let _ = entries;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! This crate knows nothing of the source, the target or the CLI; it must not depend on the
 //! other adapters.
 #![forbid(unsafe_code)]
