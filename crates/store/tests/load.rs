@@ -139,6 +139,38 @@ where
     }
     let per_record = started.elapsed() / RECORDS as u32;
 
+    // The engine records from several tasks at once (bounded concurrency).
+    let started = Instant::now();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..RECORDS / 8 {
+                    store
+                        .record(&ActivityEntry {
+                            id: 0,
+                            run_id: run,
+                            connection: "conn0".into(),
+                            at: Timestamp(1_795_000_000_000 + i),
+                            op: "update_user".into(),
+                            outcome: Outcome::Ok,
+                            object: "user".into(),
+                            source_id: Some(format!("DUW{w}")),
+                            target_id: None,
+                            name: format!("w{w}@example.com"),
+                            detail: "title".into(),
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let concurrent_rate = (RECORDS / 8 * 8) as f64 / started.elapsed().as_secs_f64();
+
     let started = Instant::now();
     for i in 0..RECORDS {
         let link = UserLink {
@@ -205,7 +237,7 @@ where
         (
             "follow after id",
             ActivityQuery {
-                after_id: Some(FILL + RECORDS - 10),
+                after_id: Some(FILL + 2 * RECORDS - 10),
                 ..q()
             },
         ),
@@ -219,7 +251,7 @@ where
         ),
     ];
     println!(
-        "{backend}: record {per_record:?}/entry, save_user_link {per_link:?}/link, load {RECORDS} links {load_links:?}, \
+        "{backend}: record {per_record:?}/entry (8 writers: {concurrent_rate:.0} entries/s), save_user_link {per_link:?}/link, load {RECORDS} links {load_links:?}, \
          bulk fill {FILL} entries {fill_time:?}"
     );
     for (label, query) in searches {
