@@ -43,7 +43,10 @@ pub trait Target: Send + Sync {
     type Error: Classify;
 
     /// Reads users, the catalogue and (when `with_groups`) groups with their members.
-    fn read(&self, with_groups: bool) -> impl Future<Output = Result<TargetSnapshot, Self::Error>> + Send;
+    fn read(
+        &self,
+        with_groups: bool,
+    ) -> impl Future<Output = Result<TargetSnapshot, Self::Error>> + Send;
 
     /// Looks a user up by userName (case-insensitively) or externalId, for single-user runs.
     fn find_user(
@@ -52,7 +55,10 @@ pub trait Target: Send + Sync {
         external_id: &str,
     ) -> impl Future<Output = Result<Option<TargetUser>, Self::Error>> + Send;
 
-    fn create_user(&self, user: &UserAttributes) -> impl Future<Output = Result<TargetUser, Self::Error>> + Send;
+    fn create_user(
+        &self,
+        user: &UserAttributes,
+    ) -> impl Future<Output = Result<TargetUser, Self::Error>> + Send;
 
     /// Sends all of a user's changes in one request.
     fn update_user(
@@ -61,9 +67,16 @@ pub trait Target: Send + Sync {
         changes: &UserChanges,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    fn create_group(&self, name: &str) -> impl Future<Output = Result<TargetGroup, Self::Error>> + Send;
+    fn create_group(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<TargetGroup, Self::Error>> + Send;
 
-    fn rename_group(&self, id: &TargetGroupId, name: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn rename_group(
+        &self,
+        id: &TargetGroupId,
+        name: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     fn add_members(
         &self,
@@ -106,7 +119,11 @@ pub trait Store: Send + Sync {
     type Error: std::error::Error + Send + Sync + 'static;
 
     fn start_run(&self, run: &NewRun) -> impl Future<Output = Result<RunId, Self::Error>> + Send;
-    fn finish_run(&self, id: RunId, end: &RunEnd) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn finish_run(
+        &self,
+        id: RunId,
+        end: &RunEnd,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Runs, newest first, optionally of one connection.
     fn list_runs(
         &self,
@@ -114,16 +131,25 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<RunRecord>, Self::Error>> + Send;
     /// The newest finished run of a connection that read the source successfully.
-    fn last_source_count(&self, connection: &str) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send;
+    fn last_source_count(
+        &self,
+        connection: &str,
+    ) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send;
 
     /// Appends to the activity log; returns the entry's id.
-    fn record(&self, entry: &ActivityEntry) -> impl Future<Output = Result<i64, Self::Error>> + Send;
+    fn record(
+        &self,
+        entry: &ActivityEntry,
+    ) -> impl Future<Output = Result<i64, Self::Error>> + Send;
     fn query_activity(
         &self,
         query: &ActivityQuery,
     ) -> impl Future<Output = Result<Vec<ActivityEntry>, Self::Error>> + Send;
 
-    fn load_links(&self, connection: &str) -> impl Future<Output = Result<Links, Self::Error>> + Send;
+    fn load_links(
+        &self,
+        connection: &str,
+    ) -> impl Future<Output = Result<Links, Self::Error>> + Send;
     /// Inserts or replaces the link of `link.source_id`.
     fn save_user_link(
         &self,
@@ -145,5 +171,9 @@ pub trait Store: Send + Sync {
         now: Timestamp,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
-    fn release_lease(&self, connection: &str, holder: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn release_lease(
+        &self,
+        connection: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }

@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Milliseconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -26,7 +28,9 @@ impl Timestamp {
     /// Parses an RFC 3339 UTC instant (`2026-11-22T10:00:00Z`, fractional seconds optional).
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
         let text = text.trim();
-        let text = text.strip_suffix('Z').or_else(|| text.strip_suffix("+00:00"))?;
+        let text = text
+            .strip_suffix('Z')
+            .or_else(|| text.strip_suffix("+00:00"))?;
         let (date, time) = text.split_once(['T', ' '])?;
         let mut d = date.splitn(3, '-');
         let year: i64 = d.next()?.parse().ok()?;
@@ -40,7 +44,12 @@ impl Timestamp {
         let hour: i64 = t.next()?.parse().ok()?;
         let minute: i64 = t.next()?.parse().ok()?;
         let second: i64 = t.next()?.parse().ok()?;
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
             return None;
         }
         let millis: i64 = if frac.is_empty() {
@@ -53,7 +62,9 @@ impl Timestamp {
             format!("{digits:0<3}").parse().ok()?
         };
         let days = days_from_civil(year, month, day);
-        Some(Self(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis))
+        Some(Self(
+            ((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis,
+        ))
     }
 }
 

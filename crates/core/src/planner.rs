@@ -1,0 +1,1247 @@
+//! The planner: a pure function from (source, target, links, policy) to a [`Plan`].
+//!
+//! The rules, in the order a user meets them:
+//! - **Scope and status.** A user should hold an active account when in scope (`Scope::All`, or
+//!   a member of a scoped group) and enabled ([`DirectoryStatus::is_enabled`]). Users are never
+//!   deleted: a linked active account of a user who is not wanted is deactivated (after being
+//!   removed from the provisioned groups); a linked inactive account of a wanted user is
+//!   reactivated with its other changes in the same request.
+//! - **Matching.** The link first (when its target account still exists); else an unlinked
+//!   account whose externalId is the source id, then one whose userName equals the wanted
+//!   userName case-insensitively (adopted unless its externalId names someone else: a
+//!   conflict). Accounts neither linked nor adopted are never touched.
+//! - **Validation.** A user whose attributes the target would refuse is rejected, with the field
+//!   and what to do; a rejected user gets no operation and no membership.
+//! - **Diff.** An update carries exactly the attributes that differ. Unmapped optional
+//!   attributes are left alone; mapped ones that are empty in the source are cleared (except
+//!   nickName, which is then not sent). Names (given, family, display) are set, never cleared.
+//!   userName and email compare case-insensitively.
+//! - **Governance.** The highest-priority group rule of the user's groups, whole, else the
+//!   baseline: one profile, the permission sets (removing only those the engine assigned unless
+//!   authoritative), the role when the rule names one.
+//! - **Groups.** Provisioned groups are linked, adopted by name or created, renamed when their
+//!   source name changes; memberships change by set difference over the users the engine owns,
+//!   in batches.
+//!
+//! The same inputs always give the same plan, in the same order.
+
+use crate::governance::{ResolvedGovernance, ResolvedRule, resolve, resolve_scope};
+use crate::ids::{SourceGroupId, TargetGroupId};
+use crate::links::{Links, UserLink};
+use crate::mapping::{MappedUser, is_email};
+use crate::plan::{
+    DeactivationReason, EnterpriseChanges, EntitlementChange, GroupRef, MatchedBy, Note, NoteKind,
+    ObjectKind, Operation, Plan, Rejection, Summary, UserAttributes, UserChanges, UserRef,
+};
+use crate::policy::{Policy, Problem, TargetKind};
+use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
+use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
+use crate::time::Timestamp;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Salesforce's limit on nickName and group names, in characters.
+pub const SALESFORCE_NAME_LIMIT: usize = 40;
+
+/// Computes the plan that brings `target` in step with `source` under `policy`.
+///
+/// `Err` only when the policy cannot be planned with: invalid, or naming profiles, permission
+/// sets, roles or groups that do not exist (every problem at once). Objects the target would
+/// refuse are not errors: they are [`Plan::rejected`]. `now` is the instant of the plan; the
+/// rules do not depend on it today, it is taken so time-based rules need no new signature.
+pub fn plan(
+    source: &SourceSnapshot,
+    target: &TargetSnapshot,
+    links: &Links,
+    policy: &Policy,
+    now: Timestamp,
+) -> Result<Plan, Vec<Problem>> {
+    let _ = now;
+    let mut problems = policy.validate();
+    let scope = resolve_scope(&policy.scope, source)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let governance = resolve(&policy.governance, &target.catalogue, &source.groups)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let (Some(scope), Some(governance), true) = (scope, governance, problems.is_empty()) else {
+        return Err(problems);
+    };
+    let scope: Option<HashSet<&str>> = scope
+        .as_ref()
+        .map(|s| s.iter().map(SourceGroupId::as_str).collect());
+    let mut planner = Planner::new(source, target, links, policy, &governance, scope);
+    planner.run();
+    Ok(planner.finish())
+}
+
+/// How a source user is matched to a target account.
+#[derive(Debug, Clone, Copy)]
+enum Account<'a> {
+    Linked(&'a TargetUser, &'a UserLink),
+    Adopt(&'a TargetUser, MatchedBy),
+    Create,
+    Nothing,
+}
+
+#[derive(Debug)]
+struct UserState<'a> {
+    user: &'a DirectoryUser,
+    mapped: MappedUser<'a>,
+    wanted: bool,
+    rejected: bool,
+    account: Account<'a>,
+    /// Whether the user should be a member of their provisioned groups.
+    member: bool,
+}
+
+impl<'a> UserState<'a> {
+    fn target(&self) -> Option<&'a TargetUser> {
+        match self.account {
+            Account::Linked(t, _) | Account::Adopt(t, _) => Some(t),
+            Account::Create | Account::Nothing => None,
+        }
+    }
+
+    fn user_ref(&self) -> UserRef {
+        let t = self.target();
+        UserRef {
+            source_id: Some(self.user.id.clone()),
+            target_id: t.map(|t| t.id.clone()),
+            user_name: t
+                .map(|t| t.user_name.as_str())
+                .or(self.mapped.user_name)
+                .unwrap_or(self.user.username.as_str())
+                .to_owned(),
+        }
+    }
+}
+
+/// Who owns a target account, for membership removals.
+#[derive(Debug, Clone, Copy)]
+enum Owner<'a> {
+    User(usize),
+    /// Linked to a source user who is no longer in the directory.
+    Orphan(&'a UserLink, &'a TargetUser),
+}
+
+#[derive(Debug)]
+struct GroupState<'a> {
+    source: &'a DirectoryGroup,
+    target: Option<&'a TargetGroup>,
+}
+
+struct Planner<'a> {
+    source: &'a SourceSnapshot,
+    target: &'a TargetSnapshot,
+    links: &'a Links,
+    policy: &'a Policy,
+    gov: &'a ResolvedGovernance,
+    scope: Option<HashSet<&'a str>>,
+    salesforce: bool,
+    profiles: HashMap<&'a str, &'a Profile>,
+    permission_sets: HashSet<&'a str>,
+    /// Group id → priority of the rule naming it, and the rule.
+    rule_of_group: HashMap<&'a str, (u32, &'a ResolvedRule)>,
+    users: Vec<UserState<'a>>,
+    groups_created: Vec<Operation>,
+    users_created: Vec<Operation>,
+    updates: Vec<Operation>,
+    renames: Vec<Operation>,
+    removals: Vec<Operation>,
+    additions: Vec<Operation>,
+    deactivations: Vec<Operation>,
+    rejected: Vec<Rejection>,
+    notes: Vec<Note>,
+    summary: Summary,
+}
+
+impl std::fmt::Debug for Planner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner")
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_uppercase) {
+        Cow::Owned(s.to_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn same_ci(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+        || (!a.is_ascii() || !b.is_ascii()) && a.to_lowercase() == b.to_lowercase()
+}
+
+/// `Some(new)` when `want` differs from `have`.
+fn change(want: Option<&str>, have: Option<&str>) -> Option<Option<String>> {
+    (want != have).then(|| want.map(str::to_owned))
+}
+
+/// `Some(Some(new))` when `want` is set and differs from `have`; never clears.
+fn set_only(want: Option<&str>, have: Option<&str>) -> Option<Option<String>> {
+    want.filter(|w| Some(*w) != have)
+        .map(|w| Some(w.to_owned()))
+}
+
+impl<'a> Planner<'a> {
+    fn new(
+        source: &'a SourceSnapshot,
+        target: &'a TargetSnapshot,
+        links: &'a Links,
+        policy: &'a Policy,
+        gov: &'a ResolvedGovernance,
+        scope: Option<HashSet<&'a str>>,
+    ) -> Self {
+        let cat = &target.catalogue;
+        let mut rule_of_group: HashMap<&str, (u32, &ResolvedRule)> = HashMap::new();
+        for rule in &gov.group_rules {
+            for g in &rule.groups {
+                rule_of_group
+                    .entry(g.as_str())
+                    .or_insert((rule.priority, &rule.rule));
+            }
+        }
+        Self {
+            source,
+            target,
+            links,
+            policy,
+            gov,
+            scope,
+            salesforce: policy.target_kind == TargetKind::Salesforce,
+            profiles: cat.profiles.iter().map(|p| (p.id.as_str(), p)).collect(),
+            permission_sets: cat.permission_sets.iter().map(|p| p.id.as_str()).collect(),
+            rule_of_group,
+            users: Vec::with_capacity(source.users.len()),
+            groups_created: Vec::new(),
+            users_created: Vec::new(),
+            updates: Vec::new(),
+            renames: Vec::new(),
+            removals: Vec::new(),
+            additions: Vec::new(),
+            deactivations: Vec::new(),
+            rejected: Vec::new(),
+            notes: Vec::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn reject(
+        &mut self,
+        object: ObjectKind,
+        source_id: &str,
+        name: &str,
+        field: &str,
+        reason: String,
+    ) {
+        self.rejected.push(Rejection {
+            object,
+            source_id: source_id.to_owned(),
+            name: name.to_owned(),
+            field: field.to_owned(),
+            reason,
+        });
+    }
+
+    fn note(
+        &mut self,
+        kind: NoteKind,
+        object: ObjectKind,
+        source_id: &str,
+        name: &str,
+        message: String,
+    ) {
+        self.notes.push(Note {
+            kind,
+            object,
+            source_id: source_id.to_owned(),
+            name: name.to_owned(),
+            message,
+        });
+    }
+
+    fn is_profile(&self, e: &crate::target::Entitlement) -> bool {
+        e.kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("profile"))
+            || self.profiles.contains_key(e.value.as_str())
+            || (!self.permission_sets.contains(e.value.as_str()) && e.value.starts_with("00e"))
+    }
+
+    fn in_scope(&self, user: &DirectoryUser) -> bool {
+        match &self.scope {
+            None => true,
+            Some(groups) => user.groups.iter().any(|g| groups.contains(g.as_str())),
+        }
+    }
+
+    fn rule_for(&self, user: &DirectoryUser) -> Option<&'a ResolvedRule> {
+        user.groups
+            .iter()
+            .filter_map(|g| self.rule_of_group.get(g.as_str()))
+            .min_by_key(|(priority, _)| *priority)
+            .map(|(_, rule)| *rule)
+            .or(self.gov.baseline.as_ref())
+    }
+
+    fn run(&mut self) {
+        let source = self.source;
+        let target = self.target;
+        let links = self.links;
+        self.summary.source_users = source.users.len();
+        self.summary.source_groups = source.groups.len();
+        self.summary.target_users = target.users.len();
+
+        let target_by_id: HashMap<&str, &TargetUser> =
+            target.users.iter().map(|u| (u.id.as_str(), u)).collect();
+        let mut link_by_source: HashMap<&str, &UserLink> =
+            HashMap::with_capacity(links.users.len());
+        let mut linked_targets: HashMap<&str, &UserLink> =
+            HashMap::with_capacity(links.users.len());
+        for link in &links.users {
+            link_by_source
+                .entry(link.source_id.as_str())
+                .or_insert(link);
+            linked_targets
+                .entry(link.target_id.as_str())
+                .or_insert(link);
+        }
+        self.summary.managed_active_users = target
+            .users
+            .iter()
+            .filter(|u| u.active && linked_targets.contains_key(u.id.as_str()))
+            .count();
+        let mut by_external_id: HashMap<&str, &TargetUser> = HashMap::new();
+        let mut by_user_name: HashMap<Cow<'_, str>, &TargetUser> =
+            HashMap::with_capacity(target.users.len());
+        for u in &target.users {
+            if !linked_targets.contains_key(u.id.as_str())
+                && let Some(ext) = u.external_id.as_deref()
+            {
+                by_external_id.entry(ext).or_insert(u);
+            }
+            by_user_name.entry(lower(&u.user_name)).or_insert(u);
+        }
+
+        let mut order: Vec<&DirectoryUser> = source.users.iter().collect();
+        order.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut seen_source: HashSet<&str> = HashSet::with_capacity(order.len());
+        let mut claimed: HashSet<&str> = HashSet::new();
+        let mut wanted_names: HashMap<Cow<'_, str>, &str> = HashMap::new();
+
+        // Pass 1: scope, validation, matching.
+        for user in order {
+            if !seen_source.insert(user.id.as_str()) {
+                continue; // a duplicate id in the source: the first one counts
+            }
+            let mapped = self.policy.mapping.evaluate(user);
+            let wanted = self.in_scope(user) && user.status.is_enabled();
+            let link = link_by_source.get(user.id.as_str()).copied();
+            let linked = link.and_then(|l| target_by_id.get(l.target_id.as_str()).map(|t| (*t, l)));
+            let mut state = UserState {
+                user,
+                mapped,
+                wanted,
+                rejected: false,
+                account: Account::Nothing,
+                member: false,
+            };
+            if let Some((t, l)) = linked {
+                state.account = Account::Linked(t, l);
+            }
+            if wanted {
+                self.summary.users_in_scope += 1;
+                let creating = linked.is_none();
+                if let Some((field, reason)) = self.validate_user(&mapped, creating) {
+                    let name = mapped.user_name.unwrap_or(&user.username);
+                    self.reject(ObjectKind::User, user.id.as_str(), name, field, reason);
+                    state.rejected = true;
+                } else if creating {
+                    // Validation guarantees a userName.
+                    let name = mapped.user_name.unwrap_or_default();
+                    let key = lower(name);
+                    if let Some(other) = wanted_names.get(&key) {
+                        let reason = format!(
+                            "source user {other} already has userName {name:?}; a userName is unique on the target"
+                        );
+                        self.reject(ObjectKind::User, user.id.as_str(), name, "userName", reason);
+                        state.rejected = true;
+                    } else {
+                        state.account = self.match_account(
+                            user,
+                            name,
+                            &key,
+                            &by_external_id,
+                            &by_user_name,
+                            &linked_targets,
+                            &mut claimed,
+                        );
+                        if matches!(state.account, Account::Nothing) {
+                            state.rejected = true;
+                        }
+                        wanted_names.insert(key, user.id.as_str());
+                    }
+                } else if let Some(name) = mapped.user_name {
+                    wanted_names.insert(lower(name), user.id.as_str());
+                }
+            }
+            self.users.push(state);
+        }
+
+        // Managers: source id → target id, for users whose account exists now.
+        let manager_ids: HashMap<&str, Option<&str>> = if self.policy.mapping.manager.is_some() {
+            self.users
+                .iter()
+                .map(|s| (s.user.id.as_str(), s.target().map(|t| t.id.as_str())))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+
+        // Pass 2: operations per user.
+        for i in 0..self.users.len() {
+            self.plan_user(i, &manager_ids);
+        }
+
+        // Accounts linked to users who left the directory.
+        let mut orphans: Vec<&UserLink> = links
+            .users
+            .iter()
+            .filter(|l| !seen_source.contains(l.source_id.as_str()))
+            .collect();
+        orphans.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+        orphans.dedup_by(|a, b| a.source_id == b.source_id);
+        let mut owners: HashMap<&str, Owner<'_>> = HashMap::with_capacity(self.users.len());
+        for (i, s) in self.users.iter().enumerate() {
+            if let Some(t) = s.target() {
+                owners.insert(t.id.as_str(), Owner::User(i));
+            }
+        }
+        for link in &orphans {
+            if let Some(t) = target_by_id.get(link.target_id.as_str()) {
+                owners
+                    .entry(t.id.as_str())
+                    .or_insert(Owner::Orphan(link, t));
+                if t.active {
+                    self.deactivations.push(Operation::DeactivateUser {
+                        source_id: link.source_id.clone(),
+                        target_id: t.id.clone(),
+                        user_name: t.user_name.clone(),
+                        reason: DeactivationReason::LeftDirectory,
+                    });
+                }
+            }
+        }
+
+        if !self.policy.exclude_groups {
+            self.plan_groups(&owners);
+        }
+    }
+
+    /// The first reason the target would refuse this user, as (field, message).
+    fn validate_user(
+        &self,
+        mapped: &MappedUser<'_>,
+        creating: bool,
+    ) -> Option<(&'static str, String)> {
+        let Some(email) = mapped.email else {
+            return Some(("email", "the source directory has no email address for this user; the target needs a work email".to_owned()));
+        };
+        if !is_email(email) {
+            return Some(("email", format!("{email:?} is not an email address")));
+        }
+        let Some(name) = mapped.user_name else {
+            return Some((
+                "userName",
+                format!(
+                    "the source attribute mapped to userName ({:?}) is empty for this user",
+                    self.policy.mapping.user_name
+                ),
+            ));
+        };
+        if !is_email(name) {
+            return Some((
+                "userName",
+                format!(
+                    "userName {name:?} is not an email address; map userName to a source attribute that holds one"
+                ),
+            ));
+        }
+        if self.salesforce {
+            let limit = SALESFORCE_NAME_LIMIT;
+            if let Some(nick) = mapped.nick_name
+                && nick.chars().count() > limit
+            {
+                return Some((
+                    "nickName",
+                    format!(
+                        "nickName {nick:?} is {} characters; Salesforce allows at most {limit}",
+                        nick.chars().count()
+                    ),
+                ));
+            }
+            if creating && self.policy.mapping.nick_name.is_none() && name.chars().count() > limit {
+                return Some((
+                    "nickName",
+                    format!(
+                        "userName {name:?} is {} characters and nickName is not mapped, so Salesforce derives nickName from it \
+                         and refuses it over {limit}; map nickName to a source attribute of at most {limit} characters",
+                        name.chars().count()
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn match_account(
+        &mut self,
+        user: &'a DirectoryUser,
+        name: &str,
+        key: &str,
+        by_external_id: &HashMap<&'a str, &'a TargetUser>,
+        by_user_name: &HashMap<Cow<'a, str>, &'a TargetUser>,
+        linked_targets: &HashMap<&'a str, &'a UserLink>,
+        claimed: &mut HashSet<&'a str>,
+    ) -> Account<'a> {
+        if let Some(t) = by_external_id.get(user.id.as_str())
+            && claimed.insert(t.id.as_str())
+        {
+            return Account::Adopt(t, MatchedBy::ExternalId);
+        }
+        let Some(t) = by_user_name.get(key) else {
+            return Account::Create;
+        };
+        let sid = user.id.as_str();
+        if let Some(owner) = linked_targets.get(t.id.as_str()) {
+            let reason = format!(
+                "userName {name:?} is taken by target account {} which belongs to source user {}; a userName is unique on the target",
+                t.id, owner.source_id
+            );
+            self.note(
+                NoteKind::Conflict,
+                ObjectKind::User,
+                sid,
+                name,
+                reason.clone(),
+            );
+            self.reject(ObjectKind::User, sid, name, "userName", reason);
+            return Account::Nothing;
+        }
+        if let Some(ext) = t.external_id.as_deref().filter(|e| *e != sid) {
+            let reason = format!(
+                "target account {} has userName {name:?} but externalId {ext:?}, not this user's id; it is not adopted. \
+                 Clear or correct its externalId on the target to let scimsync manage it",
+                t.id
+            );
+            self.note(
+                NoteKind::Conflict,
+                ObjectKind::User,
+                sid,
+                name,
+                reason.clone(),
+            );
+            self.reject(ObjectKind::User, sid, name, "userName", reason);
+            return Account::Nothing;
+        }
+        if !claimed.insert(t.id.as_str()) {
+            let reason = format!(
+                "target account {} with userName {name:?} is already matched to another source user",
+                t.id
+            );
+            self.reject(ObjectKind::User, sid, name, "userName", reason);
+            return Account::Nothing;
+        }
+        Account::Adopt(t, MatchedBy::UserName)
+    }
+
+    fn plan_user(&mut self, i: usize, manager_ids: &HashMap<&str, Option<&str>>) {
+        let state = &self.users[i];
+        let user = state.user;
+        let (wanted, rejected, account, mapped) =
+            (state.wanted, state.rejected, state.account, state.mapped);
+        if !wanted {
+            if let Account::Linked(t, _) = account
+                && t.active
+            {
+                let reason = match user.status {
+                    DirectoryStatus::Disabled => DeactivationReason::Disabled,
+                    DirectoryStatus::PendingDeletion => DeactivationReason::PendingDeletion,
+                    _ => DeactivationReason::OutOfScope,
+                };
+                self.deactivations.push(Operation::DeactivateUser {
+                    source_id: user.id.clone(),
+                    target_id: t.id.clone(),
+                    user_name: t.user_name.clone(),
+                    reason,
+                });
+            }
+            return;
+        }
+        if rejected {
+            return;
+        }
+        let rule = self.rule_for(user);
+        let manager = self.manager_of(&mapped, manager_ids);
+        let member_profile: Option<&str>;
+        match account {
+            Account::Nothing => return,
+            Account::Create => {
+                let attributes = self.attributes(user, &mapped, rule, manager);
+                member_profile = rule.map(|r| r.profile.as_str());
+                self.summary.create_user += 1;
+                self.users_created.push(Operation::CreateUser {
+                    source_id: user.id.clone(),
+                    attributes,
+                });
+            }
+            Account::Adopt(t, _) | Account::Linked(t, _) => {
+                let link = match account {
+                    Account::Linked(_, l) => Some(l),
+                    _ => None,
+                };
+                if let Account::Adopt(_, matched_by) = account {
+                    self.summary.adopt_user += 1;
+                    self.users_created.push(Operation::AdoptUser {
+                        source_id: user.id.clone(),
+                        target_id: t.id.clone(),
+                        user_name: t.user_name.clone(),
+                        matched_by,
+                    });
+                }
+                let (mut changes, profile) = self.changes(user, &mapped, t, link, rule, manager);
+                member_profile = profile;
+                if !t.active {
+                    changes.active = Some(true);
+                    self.summary.reactivate_user += 1;
+                    self.updates.push(Operation::ReactivateUser {
+                        source_id: user.id.clone(),
+                        target_id: t.id.clone(),
+                        user_name: t.user_name.clone(),
+                        changes,
+                    });
+                } else if changes.is_empty() {
+                    self.summary.unchanged_users += 1;
+                } else {
+                    self.summary.update_user += 1;
+                    self.updates.push(Operation::UpdateUser {
+                        source_id: user.id.clone(),
+                        target_id: t.id.clone(),
+                        user_name: t.user_name.clone(),
+                        changes,
+                    });
+                }
+            }
+        }
+        let allows = member_profile
+            .and_then(|p| self.profiles.get(p))
+            .is_none_or(|p| p.allows_groups);
+        if allows {
+            self.users[i].member = true;
+        } else if !self.policy.exclude_groups
+            && user
+                .groups
+                .iter()
+                .any(|g| self.provisions_group(g.as_str()))
+        {
+            let name = mapped.user_name.unwrap_or(&user.username);
+            let message = format!(
+                "profile {} does not allow group membership; the user is kept out of its groups",
+                member_profile
+                    .map(|p| self.profile_label(p))
+                    .unwrap_or_default()
+            );
+            self.note(
+                NoteKind::ProfileForbidsGroups,
+                ObjectKind::User,
+                user.id.as_str(),
+                name,
+                message,
+            );
+        }
+    }
+
+    fn profile_label(&self, id: &str) -> String {
+        match self.profiles.get(id) {
+            Some(p) => format!("{:?} ({id})", p.name),
+            None => id.to_owned(),
+        }
+    }
+
+    fn provisions_group(&self, id: &str) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.contains(id))
+    }
+
+    /// The manager's target id: `Ok(Some)` resolved, `Ok(None)` clear, `Err(())` leave alone
+    /// (the manager's account is created in this plan; the next run sets it).
+    fn manager_of(
+        &self,
+        mapped: &MappedUser<'_>,
+        manager_ids: &HashMap<&str, Option<&'a str>>,
+    ) -> Result<Option<&'a str>, ()> {
+        if self.policy.mapping.manager.is_none() {
+            return Err(());
+        }
+        match mapped.manager_source_id {
+            None => Ok(None),
+            Some(sid) => match manager_ids.get(sid) {
+                Some(Some(t)) => Ok(Some(*t)),
+                Some(None) => Err(()),
+                None => Ok(None),
+            },
+        }
+    }
+
+    fn attributes(
+        &self,
+        user: &DirectoryUser,
+        m: &MappedUser<'_>,
+        rule: Option<&ResolvedRule>,
+        manager: Result<Option<&str>, ()>,
+    ) -> UserAttributes {
+        let s = |v: Option<&str>| v.map(str::to_owned);
+        UserAttributes {
+            user_name: m.user_name.unwrap_or_default().to_owned(),
+            external_id: user.id.as_str().to_owned(),
+            given_name: s(m.given_name),
+            family_name: s(m.family_name),
+            display_name: s(m.display_name),
+            nick_name: s(m.nick_name),
+            title: s(m.title),
+            email: m.email.unwrap_or_default().to_owned(),
+            work_phone: s(m.work_phone),
+            federation_id: s(m.federation_id),
+            enterprise: EnterpriseFields {
+                employee_number: s(m.employee_number),
+                department: s(m.department),
+                division: s(m.division),
+                organization: s(m.organization),
+                cost_center: s(m.cost_center),
+                manager: manager.ok().flatten().map(str::to_owned),
+            },
+            profile: rule.map(|r| r.profile.clone()),
+            permission_sets: rule.map(|r| r.permission_sets.clone()).unwrap_or_default(),
+            role: rule.and_then(|r| r.role.clone()),
+        }
+    }
+
+    /// The changes an existing account needs, and the profile it ends with.
+    fn changes(
+        &mut self,
+        user: &DirectoryUser,
+        m: &MappedUser<'_>,
+        t: &'a TargetUser,
+        link: Option<&UserLink>,
+        rule: Option<&'a ResolvedRule>,
+        manager: Result<Option<&str>, ()>,
+    ) -> (UserChanges, Option<&'a str>) {
+        let mapping = &self.policy.mapping;
+        let mut c = UserChanges::default();
+        let sid = user.id.as_str();
+        if let Some(name) = m.user_name
+            && !same_ci(name, &t.user_name)
+        {
+            c.user_name = Some(name.to_owned());
+        }
+        if t.external_id.as_deref() != Some(sid) {
+            c.external_id = Some(sid.to_owned());
+        }
+        c.given_name = set_only(m.given_name, t.given_name.as_deref());
+        c.family_name = set_only(m.family_name, t.family_name.as_deref());
+        c.display_name = set_only(m.display_name, t.display_name.as_deref());
+        if let Some(nick) = m.nick_name
+            && t.nick_name.as_deref() != Some(nick)
+        {
+            c.nick_name = Some(nick.to_owned());
+        }
+        if mapping.title.is_some() {
+            c.title = change(m.title, t.title.as_deref());
+        }
+        if let Some(email) = m.email
+            && !t.work_email().is_some_and(|have| same_ci(have, email))
+        {
+            let pending = link
+                .and_then(|l| l.pending_email.as_ref())
+                .filter(|p| same_ci(&p.address, email));
+            if let Some(p) = pending {
+                let name = m.user_name.unwrap_or(&user.username);
+                let message = format!(
+                    "email change to {:?} was sent at {} and awaits verification by its owner; not sent again",
+                    p.address, p.requested_at
+                );
+                self.note(
+                    NoteKind::EmailPendingVerification,
+                    ObjectKind::User,
+                    sid,
+                    name,
+                    message,
+                );
+            } else {
+                c.email = Some(email.to_owned());
+            }
+        }
+        if mapping.work_phone.is_some() {
+            c.work_phone = change(m.work_phone, t.work_phone());
+        }
+        c.federation_id = set_only(m.federation_id, t.federation_id.as_deref());
+        let e = &t.enterprise;
+        let ent = |mapped: bool, want: Option<&str>, have: &Option<String>| {
+            if mapped {
+                change(want, have.as_deref())
+            } else {
+                None
+            }
+        };
+        c.enterprise = EnterpriseChanges {
+            employee_number: ent(
+                mapping.employee_number.is_some(),
+                m.employee_number,
+                &e.employee_number,
+            ),
+            department: ent(mapping.department.is_some(), m.department, &e.department),
+            division: ent(mapping.division.is_some(), m.division, &e.division),
+            organization: ent(
+                mapping.organization.is_some(),
+                m.organization,
+                &e.organization,
+            ),
+            cost_center: ent(mapping.cost_center.is_some(), m.cost_center, &e.cost_center),
+            manager: manager
+                .ok()
+                .and_then(|want| change(want, e.manager.as_deref())),
+        };
+        let mut profile = t
+            .entitlements
+            .iter()
+            .find(|e| self.is_profile(e))
+            .map(|e| e.value.as_str());
+        if let Some(rule) = rule {
+            let (change, end_profile) = self.entitlements(user, m, t, link, rule);
+            c.entitlements = change;
+            profile = end_profile;
+            if let Some(role) = rule.role.as_deref()
+                && !(t.roles.len() == 1 && t.roles[0].value == role)
+            {
+                c.role = Some(Some(role.to_owned()));
+            }
+        }
+        (c, profile)
+    }
+
+    fn entitlements(
+        &mut self,
+        user: &DirectoryUser,
+        m: &MappedUser<'_>,
+        t: &'a TargetUser,
+        link: Option<&UserLink>,
+        rule: &'a ResolvedRule,
+    ) -> (Option<EntitlementChange>, Option<&'a str>) {
+        let mut current_profiles: Vec<&'a str> = Vec::new();
+        let mut current_sets: BTreeSet<&'a str> = BTreeSet::new();
+        for e in &t.entitlements {
+            if self.is_profile(e) {
+                current_profiles.push(e.value.as_str());
+            } else {
+                current_sets.insert(e.value.as_str());
+            }
+        }
+        let wanted = rule.profile.as_str();
+        let sid = user.id.as_str();
+        let name = m.user_name.unwrap_or(&user.username);
+        let mut keep: Option<&'a str> = None;
+        if let [current] = current_profiles[..]
+            && current != wanted
+        {
+            let refused = link.is_some_and(|l| {
+                l.refusals.iter().any(|r| {
+                    r.attribute == "profile"
+                        && r.wanted == wanted
+                        && r.basis.as_deref() == Some(current)
+                })
+            });
+            let licences = (
+                self.profiles
+                    .get(current)
+                    .and_then(|p| p.licence.as_deref()),
+                self.profiles.get(wanted).and_then(|p| p.licence.as_deref()),
+            );
+            if refused {
+                let message = format!(
+                    "the target refused the profile change from {} to {} before; not tried again until the rule or the account's profile changes",
+                    self.profile_label(current),
+                    self.profile_label(wanted)
+                );
+                self.note(
+                    NoteKind::RefusedEarlier,
+                    ObjectKind::User,
+                    sid,
+                    name,
+                    message,
+                );
+                keep = Some(current);
+            } else if let (Some(have), Some(want)) = licences
+                && have != want
+            {
+                let reason = format!(
+                    "the rule assigns profile {} (licence {want:?}) but the account has {} (licence {have:?}); \
+                     a profile cannot change licence, so the profile is left as it is. Change the rule or the user's licence on the target",
+                    self.profile_label(wanted),
+                    self.profile_label(current)
+                );
+                self.reject(ObjectKind::User, sid, name, "profile", reason);
+                keep = Some(current);
+            }
+        }
+        let end_profile: &'a str = keep.unwrap_or(wanted);
+        let profile_changed = keep.is_none() && current_profiles[..] != [wanted];
+        let wanted_sets: BTreeSet<&str> = rule.permission_sets.iter().map(String::as_str).collect();
+        let added: Vec<String> = wanted_sets
+            .iter()
+            .filter(|p| !current_sets.contains(*p))
+            .map(|p| (*p).to_owned())
+            .collect();
+        let assigned = link.map(|l| &l.assigned_permission_sets);
+        let removed: Vec<&str> = current_sets
+            .iter()
+            .copied()
+            .filter(|p| !wanted_sets.contains(p))
+            .filter(|p| {
+                self.gov.authoritative_permission_sets || assigned.is_some_and(|a| a.contains(*p))
+            })
+            .collect();
+        if !profile_changed && added.is_empty() && removed.is_empty() {
+            return (None, Some(end_profile));
+        }
+        let mut permission_sets: Vec<String> = current_sets
+            .iter()
+            .filter(|p| !removed.contains(p))
+            .map(|p| (*p).to_owned())
+            .chain(added.iter().cloned())
+            .collect();
+        permission_sets.sort();
+        permission_sets.dedup();
+        let change = EntitlementChange {
+            profile: end_profile.to_owned(),
+            profile_changed,
+            permission_sets,
+            added,
+            removed: removed.into_iter().map(str::to_owned).collect(),
+        };
+        (Some(change), Some(end_profile))
+    }
+
+    fn plan_groups(&mut self, owners: &HashMap<&str, Owner<'a>>) {
+        let source = self.source;
+        let target = self.target;
+        let links = self.links;
+        let limit = SALESFORCE_NAME_LIMIT;
+        let target_groups: HashMap<&str, &TargetGroup> =
+            target.groups.iter().map(|g| (g.id.as_str(), g)).collect();
+        let mut link_by_source: HashMap<&str, &TargetGroupId> = HashMap::new();
+        let mut linked_targets: HashMap<&str, &SourceGroupId> = HashMap::new();
+        for l in &links.groups {
+            link_by_source
+                .entry(l.source_id.as_str())
+                .or_insert(&l.target_id);
+            linked_targets
+                .entry(l.target_id.as_str())
+                .or_insert(&l.source_id);
+        }
+        let mut by_name: HashMap<Cow<'_, str>, &TargetGroup> = HashMap::new();
+        for g in &target.groups {
+            by_name.entry(lower(&g.display_name)).or_insert(g);
+        }
+        let mut sorted: Vec<&DirectoryGroup> = source.groups.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        sorted.dedup_by(|a, b| a.id == b.id);
+        let mut states: Vec<GroupState<'_>> = Vec::new();
+        let mut handled_targets: HashSet<&str> = HashSet::new();
+        let mut claimed: HashSet<&str> = HashSet::new();
+        let mut created_names: HashSet<Cow<'_, str>> = HashSet::new();
+        for g in &sorted {
+            if !self.provisions_group(g.id.as_str()) {
+                continue;
+            }
+            let linked = link_by_source
+                .get(g.id.as_str())
+                .and_then(|tid| target_groups.get(tid.as_str()).copied());
+            if let Some(t) = linked {
+                handled_targets.insert(t.id.as_str());
+            }
+            let name = g.name.trim();
+            let too_long = self.salesforce && name.chars().count() > limit;
+            if name.is_empty() || too_long {
+                let reason = if name.is_empty() {
+                    "the group has no name".to_owned()
+                } else {
+                    format!(
+                        "group name {name:?} is {} characters; Salesforce allows at most {limit}. Rename the group in the source directory",
+                        name.chars().count()
+                    )
+                };
+                self.reject(
+                    ObjectKind::Group,
+                    g.id.as_str(),
+                    name,
+                    "displayName",
+                    reason,
+                );
+                continue;
+            }
+            self.summary.groups_in_scope += 1;
+            let target_group = if let Some(t) = linked {
+                if t.display_name != name {
+                    self.summary.rename_group += 1;
+                    self.renames.push(Operation::RenameGroup {
+                        source_id: g.id.clone(),
+                        target_id: t.id.clone(),
+                        from: t.display_name.clone(),
+                        to: name.to_owned(),
+                    });
+                }
+                Some(t)
+            } else if let Some(t) = by_name.get(&lower(name)).copied() {
+                if let Some(owner) = linked_targets
+                    .get(t.id.as_str())
+                    .filter(|o| o.as_str() != g.id.as_str())
+                {
+                    let reason = format!(
+                        "target group {} named {name:?} belongs to source group {owner}; group names are unique on the target",
+                        t.id
+                    );
+                    self.reject(
+                        ObjectKind::Group,
+                        g.id.as_str(),
+                        name,
+                        "displayName",
+                        reason,
+                    );
+                    continue;
+                }
+                if !claimed.insert(t.id.as_str()) {
+                    let reason = format!(
+                        "another source group has the name {name:?}; group names are unique on the target"
+                    );
+                    self.reject(
+                        ObjectKind::Group,
+                        g.id.as_str(),
+                        name,
+                        "displayName",
+                        reason,
+                    );
+                    continue;
+                }
+                self.summary.adopt_group += 1;
+                self.groups_created.push(Operation::AdoptGroup {
+                    source_id: g.id.clone(),
+                    target_id: t.id.clone(),
+                    name: name.to_owned(),
+                });
+                Some(t)
+            } else {
+                if !created_names.insert(lower(name)) {
+                    let reason = format!(
+                        "another source group has the name {name:?}; group names are unique on the target"
+                    );
+                    self.reject(
+                        ObjectKind::Group,
+                        g.id.as_str(),
+                        name,
+                        "displayName",
+                        reason,
+                    );
+                    continue;
+                }
+                self.summary.create_group += 1;
+                self.groups_created.push(Operation::CreateGroup {
+                    source_id: g.id.clone(),
+                    name: name.to_owned(),
+                });
+                None
+            };
+            states.push(GroupState {
+                source: g,
+                target: target_group,
+            });
+        }
+
+        // Desired members per provisioned group, as user indexes.
+        let group_index: HashMap<&str, usize> = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.source.id.as_str(), i))
+            .collect();
+        let mut desired: Vec<Vec<u32>> = vec![Vec::new(); states.len()];
+        for (ui, s) in self.users.iter().enumerate() {
+            if !s.member {
+                continue;
+            }
+            for g in &s.user.groups {
+                if let Some(&gi) = group_index.get(g.as_str()) {
+                    desired[gi].push(ui as u32);
+                }
+            }
+        }
+        let mut want_mark: Vec<u32> = vec![0; self.users.len()];
+        let mut have_mark: Vec<u32> = vec![0; self.users.len()];
+        let batch = self.policy.member_batch_size.max(1);
+        for (gi, state) in states.iter().enumerate() {
+            let stamp = gi as u32 + 1;
+            let mut list = std::mem::take(&mut desired[gi]);
+            list.sort_unstable();
+            list.dedup();
+            for &ui in &list {
+                want_mark[ui as usize] = stamp;
+            }
+            let mut remove: Vec<UserRef> = Vec::new();
+            if let Some(t) = state.target {
+                for m in &t.members {
+                    match owners.get(m.as_str()) {
+                        Some(Owner::User(ui)) => {
+                            have_mark[*ui] = stamp;
+                            if want_mark[*ui] != stamp {
+                                remove.push(self.users[*ui].user_ref());
+                            }
+                        }
+                        Some(Owner::Orphan(link, t)) => remove.push(orphan_ref(link, t)),
+                        None => {}
+                    }
+                }
+            }
+            let add: Vec<UserRef> = list
+                .iter()
+                .filter(|&&ui| have_mark[ui as usize] != stamp)
+                .map(|&ui| self.users[ui as usize].user_ref())
+                .collect();
+            let group = GroupRef {
+                source_id: state.source.id.clone(),
+                target_id: state.target.map(|t| t.id.clone()),
+                name: state.target.map_or_else(
+                    || state.source.name.trim().to_owned(),
+                    |t| t.display_name.clone(),
+                ),
+            };
+            self.push_batches(&group, remove, add, batch);
+        }
+
+        // Linked groups no longer provisioned: take the owned members out.
+        let mut stale: Vec<(&SourceGroupId, &TargetGroup)> = links
+            .groups
+            .iter()
+            .filter(|l| !group_index.contains_key(l.source_id.as_str()))
+            .filter(|l| {
+                !self
+                    .rejected
+                    .iter()
+                    .any(|r| r.object == ObjectKind::Group && r.source_id == l.source_id.as_str())
+            })
+            .filter_map(|l| {
+                target_groups
+                    .get(l.target_id.as_str())
+                    .map(|t| (&l.source_id, *t))
+            })
+            .filter(|(_, t)| !handled_targets.contains(t.id.as_str()))
+            .collect();
+        stale.sort_by(|a, b| a.0.cmp(b.0));
+        stale.dedup_by(|a, b| a.1.id == b.1.id);
+        for (sid, t) in stale {
+            let remove: Vec<UserRef> = t
+                .members
+                .iter()
+                .filter_map(|m| match owners.get(m.as_str()) {
+                    Some(Owner::User(ui)) => Some(self.users[*ui].user_ref()),
+                    Some(Owner::Orphan(link, t)) => Some(orphan_ref(link, t)),
+                    None => None,
+                })
+                .collect();
+            let group = GroupRef {
+                source_id: sid.clone(),
+                target_id: Some(t.id.clone()),
+                name: t.display_name.clone(),
+            };
+            self.push_batches(&group, remove, Vec::new(), batch);
+        }
+    }
+
+    fn push_batches(
+        &mut self,
+        group: &GroupRef,
+        mut remove: Vec<UserRef>,
+        mut add: Vec<UserRef>,
+        batch: usize,
+    ) {
+        remove.sort();
+        remove.dedup();
+        add.sort();
+        add.dedup();
+        self.summary.members_removed += remove.len();
+        self.summary.members_added += add.len();
+        for chunk in remove.chunks(batch) {
+            self.removals.push(Operation::RemoveMembers {
+                group: group.clone(),
+                members: chunk.to_vec(),
+            });
+        }
+        for chunk in add.chunks(batch) {
+            self.additions.push(Operation::AddMembers {
+                group: group.clone(),
+                members: chunk.to_vec(),
+            });
+        }
+    }
+
+    fn finish(mut self) -> Plan {
+        self.summary.deactivate_user = self.deactivations.len();
+        let mut operations = Vec::with_capacity(
+            self.groups_created.len()
+                + self.users_created.len()
+                + self.updates.len()
+                + self.renames.len()
+                + self.removals.len()
+                + self.additions.len()
+                + self.deactivations.len(),
+        );
+        self.deactivations
+            .sort_by(|a, b| deactivation_key(a).cmp(deactivation_key(b)));
+        for bucket in [
+            self.groups_created,
+            self.users_created,
+            self.updates,
+            self.renames,
+            self.removals,
+            self.additions,
+            self.deactivations,
+        ] {
+            operations.extend(bucket);
+        }
+        self.summary.rejected = self.rejected.len();
+        self.summary.notes = self.notes.len();
+        Plan {
+            operations,
+            rejected: self.rejected,
+            notes: self.notes,
+            summary: self.summary,
+        }
+    }
+}
+
+fn deactivation_key(op: &Operation) -> &str {
+    match op {
+        Operation::DeactivateUser { source_id, .. } => source_id.as_str(),
+        _ => "",
+    }
+}
+
+fn orphan_ref(link: &UserLink, t: &TargetUser) -> UserRef {
+    UserRef {
+        source_id: Some(link.source_id.clone()),
+        target_id: Some(t.id.clone()),
+        user_name: t.user_name.clone(),
+    }
+}
