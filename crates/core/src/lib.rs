@@ -25,6 +25,8 @@ pub mod policy;
 pub mod ports;
 pub mod source;
 pub mod target;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 
 pub use ids::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};

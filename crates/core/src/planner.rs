@@ -23,7 +23,12 @@
 //!   source name changes; memberships change by set difference over the users the engine owns,
 //!   in batches.
 //!
-//! The same inputs always give the same plan, in the same order.
+//!
+//! **Order.** Group creations and adoptions; user creations and adoptions; updates and
+//! reactivations; creations of users whose userName an update in this plan frees; group
+//! renames; membership removals; membership additions; deactivations last (after the removals
+//! that take the deactivated users out of their groups). Within each step, by source id. The
+//! same inputs always give the same plan, in the same order.
 
 use crate::governance::{ResolvedGovernance, ResolvedRule, resolve, resolve_scope};
 use crate::ids::{SourceGroupId, TargetGroupId};
@@ -81,6 +86,11 @@ enum Account<'a> {
     Linked(&'a TargetUser, &'a UserLink),
     Adopt(&'a TargetUser, MatchedBy),
     Create,
+    /// The wanted userName is held by an account of another source user; the account may be
+    /// renamed away in this plan (then the user is created after the updates).
+    Blocked(&'a TargetUser, &'a UserLink),
+    /// Created after the updates, which free its userName.
+    CreateAfterRename,
     Nothing,
 }
 
@@ -99,7 +109,10 @@ impl<'a> UserState<'a> {
     fn target(&self) -> Option<&'a TargetUser> {
         match self.account {
             Account::Linked(t, _) | Account::Adopt(t, _) => Some(t),
-            Account::Create | Account::Nothing => None,
+            Account::Create
+            | Account::CreateAfterRename
+            | Account::Blocked(..)
+            | Account::Nothing => None,
         }
     }
 
@@ -147,6 +160,7 @@ struct Planner<'a> {
     groups_created: Vec<Operation>,
     users_created: Vec<Operation>,
     updates: Vec<Operation>,
+    late_creates: Vec<Operation>,
     renames: Vec<Operation>,
     removals: Vec<Operation>,
     additions: Vec<Operation>,
@@ -221,6 +235,7 @@ impl<'a> Planner<'a> {
             groups_created: Vec::new(),
             users_created: Vec::new(),
             updates: Vec::new(),
+            late_creates: Vec::new(),
             renames: Vec::new(),
             removals: Vec::new(),
             additions: Vec::new(),
@@ -393,6 +408,8 @@ impl<'a> Planner<'a> {
             self.users.push(state);
         }
 
+        self.settle_blocked();
+
         // Managers: source id → target id, for users whose account exists now.
         let manager_ids: HashMap<&str, Option<&str>> = if self.policy.mapping.manager.is_some() {
             self.users
@@ -499,6 +516,58 @@ impl<'a> Planner<'a> {
         None
     }
 
+    /// Users whose userName is held by another source user's account: created after the
+    /// updates when that account is renamed away in this plan, else rejected as a conflict.
+    fn settle_blocked(&mut self) {
+        let blocked: Vec<usize> = (0..self.users.len())
+            .filter(|&i| matches!(self.users[i].account, Account::Blocked(..)))
+            .collect();
+        if blocked.is_empty() {
+            return;
+        }
+        let index: HashMap<&str, usize> = self
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.user.id.as_str(), i))
+            .collect();
+        for i in blocked {
+            let Account::Blocked(t, owner) = self.users[i].account else {
+                continue;
+            };
+            let renamed_away = index.get(owner.source_id.as_str()).is_some_and(|&o| {
+                let o = &self.users[o];
+                o.wanted
+                    && !o.rejected
+                    && matches!(o.account, Account::Linked(ot, _) if ot.id == t.id)
+                    && o.mapped
+                        .user_name
+                        .is_some_and(|n| !same_ci(n, &t.user_name))
+            });
+            if renamed_away {
+                self.users[i].account = Account::CreateAfterRename;
+                continue;
+            }
+            let state = &self.users[i];
+            let sid = state.user.id.as_str();
+            let name = state.mapped.user_name.unwrap_or(&state.user.username);
+            let reason = format!(
+                "userName {name:?} is taken by target account {} which belongs to source user {}; a userName is unique on the target",
+                t.id, owner.source_id
+            );
+            self.note(
+                NoteKind::Conflict,
+                ObjectKind::User,
+                sid,
+                name,
+                reason.clone(),
+            );
+            self.reject(ObjectKind::User, sid, name, "userName", reason);
+            self.users[i].account = Account::Nothing;
+            self.users[i].rejected = true;
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn match_account(
         &mut self,
@@ -520,19 +589,7 @@ impl<'a> Planner<'a> {
         };
         let sid = user.id.as_str();
         if let Some(owner) = linked_targets.get(t.id.as_str()) {
-            let reason = format!(
-                "userName {name:?} is taken by target account {} which belongs to source user {}; a userName is unique on the target",
-                t.id, owner.source_id
-            );
-            self.note(
-                NoteKind::Conflict,
-                ObjectKind::User,
-                sid,
-                name,
-                reason.clone(),
-            );
-            self.reject(ObjectKind::User, sid, name, "userName", reason);
-            return Account::Nothing;
+            return Account::Blocked(t, owner);
         }
         if let Some(ext) = t.external_id.as_deref().filter(|e| *e != sid) {
             let reason = format!(
@@ -591,15 +648,20 @@ impl<'a> Planner<'a> {
         let manager = self.manager_of(&mapped, manager_ids);
         let member_profile: Option<&str>;
         match account {
-            Account::Nothing => return,
-            Account::Create => {
+            Account::Nothing | Account::Blocked(..) => return,
+            Account::Create | Account::CreateAfterRename => {
                 let attributes = self.attributes(user, &mapped, rule, manager);
                 member_profile = rule.map(|r| r.profile.as_str());
                 self.summary.create_user += 1;
-                self.users_created.push(Operation::CreateUser {
+                let op = Operation::CreateUser {
                     source_id: user.id.clone(),
                     attributes,
-                });
+                };
+                if matches!(account, Account::CreateAfterRename) {
+                    self.late_creates.push(op);
+                } else {
+                    self.users_created.push(op);
+                }
             }
             Account::Adopt(t, _) | Account::Linked(t, _) => {
                 let link = match account {
@@ -1043,6 +1105,15 @@ impl<'a> Planner<'a> {
                     target_id: t.id.clone(),
                     name: name.to_owned(),
                 });
+                if t.display_name != name {
+                    self.summary.rename_group += 1;
+                    self.renames.push(Operation::RenameGroup {
+                        source_id: g.id.clone(),
+                        target_id: t.id.clone(),
+                        from: t.display_name.clone(),
+                        to: name.to_owned(),
+                    });
+                }
                 Some(t)
             } else {
                 if !created_names.insert(lower(name)) {
@@ -1202,6 +1273,7 @@ impl<'a> Planner<'a> {
             self.groups_created.len()
                 + self.users_created.len()
                 + self.updates.len()
+                + self.late_creates.len()
                 + self.renames.len()
                 + self.removals.len()
                 + self.additions.len()
@@ -1213,6 +1285,7 @@ impl<'a> Planner<'a> {
             self.groups_created,
             self.users_created,
             self.updates,
+            self.late_creates,
             self.renames,
             self.removals,
             self.additions,
@@ -1245,3 +1318,8 @@ fn orphan_ref(link: &UserLink, t: &TargetUser) -> UserRef {
         user_name: t.user_name.clone(),
     }
 }
+
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod tests;

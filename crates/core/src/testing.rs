@@ -1,0 +1,461 @@
+//! Test support (cargo feature `testing`): builders for source users and groups, a Salesforce-like
+//! catalogue and policy, and [`apply`], which applies a plan to an in-memory target and links
+//! the way the engine does, so tests can check that applying a plan and planning again gives
+//! an empty plan.
+//!
+//! The in-memory target behaves like Salesforce where the planner cares: it lower-cases
+//! userNames, invents a nickName when none is sent, and keeps phones of other types.
+
+use crate::ids::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
+use crate::links::{GroupLink, Links, Origin, PendingEmail, UserLink};
+use crate::plan::{GroupRef, Operation, Plan, UserAttributes, UserChanges, UserRef};
+use crate::policy::{Governance, Policy, RuleSpec};
+use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser};
+use crate::target::{
+    Catalogue, CatalogueEntry, EmailAddress, Entitlement, PhoneNumber, Profile, RoleAssignment,
+    TargetGroup, TargetSnapshot, TargetUser,
+};
+use crate::time::Timestamp;
+
+/// Profile ids of [`catalogue`].
+pub const STANDARD_USER: &str = "00e000000000001AAA";
+pub const SYSTEM_ADMINISTRATOR: &str = "00e000000000002AAA";
+/// A profile of another licence that does not allow groups.
+pub const CHATTER_FREE: &str = "00e000000000003AAA";
+/// Permission set ids of [`catalogue`].
+pub const SALES_CLOUD: &str = "0PS000000000001AAA";
+pub const SERVICE_CLOUD: &str = "0PS000000000002AAA";
+/// Role id of [`catalogue`].
+pub const CEO_ROLE: &str = "00E000000000001AAA";
+
+/// An active user `id` with `email` as email, first name from the local part.
+pub fn user(id: &str, email: &str) -> DirectoryUser {
+    let local = email.split('@').next().unwrap_or(email);
+    DirectoryUser {
+        id: SourceUserId::from(id),
+        username: local.to_owned(),
+        email: Some(email.to_owned()),
+        first_name: Some(local.to_owned()),
+        last_name: Some("Tester".to_owned()),
+        display_name: Some(format!("{local} Tester")),
+        status: DirectoryStatus::Active,
+        phones: Vec::new(),
+        aliases: Vec::new(),
+        custom: Default::default(),
+        groups: Vec::new(),
+    }
+}
+
+/// The same user, member of `groups`.
+pub fn in_groups(mut user: DirectoryUser, groups: &[&str]) -> DirectoryUser {
+    user.groups = groups.iter().map(|g| SourceGroupId::from(*g)).collect();
+    user
+}
+
+/// A group.
+pub fn group(id: &str, name: &str) -> DirectoryGroup {
+    DirectoryGroup {
+        id: SourceGroupId::from(id),
+        name: name.to_owned(),
+        description: None,
+    }
+}
+
+/// A Salesforce-like catalogue: Standard User and System Administrator (licence "Salesforce"),
+/// Chatter Free User (licence "Chatter Free", no groups), two permission sets and a role.
+pub fn catalogue() -> Catalogue {
+    let profile = |id: &str, name: &str, licence: &str, allows_groups| Profile {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        licence: Some(licence.to_owned()),
+        allows_groups,
+    };
+    let entry = |id: &str, name: &str| CatalogueEntry {
+        id: id.to_owned(),
+        name: name.to_owned(),
+    };
+    Catalogue {
+        profiles: vec![
+            profile(STANDARD_USER, "Standard User", "Salesforce", true),
+            profile(
+                SYSTEM_ADMINISTRATOR,
+                "System Administrator",
+                "Salesforce",
+                true,
+            ),
+            profile(CHATTER_FREE, "Chatter Free User", "Chatter Free", false),
+        ],
+        permission_sets: vec![
+            entry(SALES_CLOUD, "Sales Cloud"),
+            entry(SERVICE_CLOUD, "Service Cloud"),
+        ],
+        roles: vec![entry(CEO_ROLE, "CEO")],
+    }
+}
+
+/// A target with [`catalogue`] and nothing else.
+pub fn empty_target() -> TargetSnapshot {
+    TargetSnapshot {
+        catalogue: catalogue(),
+        ..TargetSnapshot::default()
+    }
+}
+
+/// The default Salesforce policy with baseline "Standard User".
+pub fn salesforce_policy() -> Policy {
+    Policy {
+        governance: Governance {
+            baseline: Some(RuleSpec {
+                profile: "Standard User".to_owned(),
+                permission_sets: Vec::new(),
+                role: None,
+            }),
+            ..Governance::default()
+        },
+        ..Policy::default()
+    }
+}
+
+/// Applies `plan` to `target` and `links` as the engine would: creates get fresh ids, adoptions
+/// and creations are linked, entitlement changes update the engine's permission sets, email
+/// changes are recorded as pending. `Err` names an operation whose references do not resolve
+/// (a plan in the wrong order, or naming objects that do not exist).
+pub fn apply(
+    plan: &Plan,
+    target: &mut TargetSnapshot,
+    links: &mut Links,
+    now: Timestamp,
+) -> Result<(), String> {
+    for (n, op) in plan.operations.iter().enumerate() {
+        apply_one(op, target, links, now)
+            .map_err(|e| format!("operation {n} ({}): {e}", op.kind()))?;
+    }
+    Ok(())
+}
+
+fn apply_one(
+    op: &Operation,
+    target: &mut TargetSnapshot,
+    links: &mut Links,
+    now: Timestamp,
+) -> Result<(), String> {
+    match op {
+        Operation::CreateUser {
+            source_id,
+            attributes,
+        } => {
+            let id = TargetUserId::from(format!("005SIM{:012}", target.users.len() + 1));
+            if target
+                .users
+                .iter()
+                .any(|u| u.user_name.eq_ignore_ascii_case(&attributes.user_name))
+            {
+                return Err(format!("duplicate userName {}", attributes.user_name));
+            }
+            target.users.push(created_user(&id, attributes));
+            links.users.retain(|l| l.source_id != *source_id);
+            links.users.push(UserLink {
+                source_id: source_id.clone(),
+                target_id: id,
+                origin: Origin::Created,
+                assigned_permission_sets: attributes.permission_sets.iter().cloned().collect(),
+                pending_email: None,
+                refusals: Vec::new(),
+            });
+        }
+        Operation::AdoptUser {
+            source_id,
+            target_id,
+            ..
+        } => {
+            if !target.users.iter().any(|u| u.id == *target_id) {
+                return Err(format!("no target user {target_id}"));
+            }
+            links.users.retain(|l| l.source_id != *source_id);
+            links.users.push(UserLink {
+                source_id: source_id.clone(),
+                target_id: target_id.clone(),
+                origin: Origin::Adopted,
+                assigned_permission_sets: Default::default(),
+                pending_email: None,
+                refusals: Vec::new(),
+            });
+        }
+        Operation::UpdateUser {
+            source_id,
+            target_id,
+            changes,
+            ..
+        }
+        | Operation::ReactivateUser {
+            source_id,
+            target_id,
+            changes,
+            ..
+        } => {
+            let user = target
+                .users
+                .iter_mut()
+                .find(|u| u.id == *target_id)
+                .ok_or_else(|| format!("no target user {target_id}"))?;
+            let previous = user.work_email().map(str::to_owned);
+            apply_changes(user, changes);
+            if let Some(link) = links.users.iter_mut().find(|l| l.source_id == *source_id) {
+                if let Some(e) = &changes.entitlements {
+                    link.assigned_permission_sets
+                        .extend(e.added.iter().cloned());
+                    for r in &e.removed {
+                        link.assigned_permission_sets.remove(r);
+                    }
+                }
+                if let Some(address) = &changes.email {
+                    link.pending_email = Some(PendingEmail {
+                        address: address.clone(),
+                        previous,
+                        requested_at: now,
+                    });
+                }
+            }
+        }
+        Operation::DeactivateUser { target_id, .. } => {
+            let user = target
+                .users
+                .iter_mut()
+                .find(|u| u.id == *target_id)
+                .ok_or_else(|| format!("no target user {target_id}"))?;
+            user.active = false;
+        }
+        Operation::CreateGroup { source_id, name } => {
+            let id = TargetGroupId::from(format!("00GSIM{:012}", target.groups.len() + 1));
+            target.groups.push(TargetGroup {
+                id: id.clone(),
+                display_name: name.clone(),
+                members: Vec::new(),
+            });
+            links.groups.retain(|l| l.source_id != *source_id);
+            links.groups.push(GroupLink {
+                source_id: source_id.clone(),
+                target_id: id,
+                origin: Origin::Created,
+            });
+        }
+        Operation::AdoptGroup {
+            source_id,
+            target_id,
+            ..
+        } => {
+            links.groups.retain(|l| l.source_id != *source_id);
+            links.groups.push(GroupLink {
+                source_id: source_id.clone(),
+                target_id: target_id.clone(),
+                origin: Origin::Adopted,
+            });
+        }
+        Operation::RenameGroup { target_id, to, .. } => {
+            let group = target
+                .groups
+                .iter_mut()
+                .find(|g| g.id == *target_id)
+                .ok_or_else(|| format!("no target group {target_id}"))?;
+            group.display_name = to.clone();
+        }
+        Operation::AddMembers { group, members } | Operation::RemoveMembers { group, members } => {
+            let adding = matches!(op, Operation::AddMembers { .. });
+            let ids = members
+                .iter()
+                .map(|m| resolve_user(m, links))
+                .collect::<Result<Vec<_>, _>>()?;
+            let gid = resolve_group(group, links)?;
+            let g = target
+                .groups
+                .iter_mut()
+                .find(|g| g.id == gid)
+                .ok_or_else(|| format!("no target group {gid}"))?;
+            for id in ids {
+                if adding {
+                    if !g.members.contains(&id) {
+                        g.members.push(id);
+                    }
+                } else {
+                    g.members.retain(|m| *m != id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve_user(user: &UserRef, links: &Links) -> Result<TargetUserId, String> {
+    if let Some(id) = &user.target_id {
+        return Ok(id.clone());
+    }
+    let sid = user
+        .source_id
+        .as_ref()
+        .ok_or_else(|| format!("user {} has neither id", user.user_name))?;
+    links
+        .users
+        .iter()
+        .find(|l| l.source_id == *sid)
+        .map(|l| l.target_id.clone())
+        .ok_or_else(|| format!("source user {sid} has no link yet"))
+}
+
+fn resolve_group(group: &GroupRef, links: &Links) -> Result<TargetGroupId, String> {
+    if let Some(id) = &group.target_id {
+        return Ok(id.clone());
+    }
+    links
+        .groups
+        .iter()
+        .find(|l| l.source_id == group.source_id)
+        .map(|l| l.target_id.clone())
+        .ok_or_else(|| format!("source group {} has no link yet", group.source_id))
+}
+
+fn entitlements(profile: Option<&str>, permission_sets: &[String]) -> Vec<Entitlement> {
+    profile
+        .map(|p| Entitlement {
+            value: p.to_owned(),
+            kind: Some("Profile".to_owned()),
+            display: None,
+        })
+        .into_iter()
+        .chain(permission_sets.iter().map(|p| Entitlement {
+            value: p.clone(),
+            kind: Some("PermissionSet".to_owned()),
+            display: None,
+        }))
+        .collect()
+}
+
+fn created_user(id: &TargetUserId, a: &UserAttributes) -> TargetUser {
+    TargetUser {
+        id: id.clone(),
+        user_name: a.user_name.to_lowercase(),
+        external_id: Some(a.external_id.clone()),
+        given_name: a.given_name.clone(),
+        family_name: a.family_name.clone(),
+        display_name: a.display_name.clone(),
+        // Salesforce derives or invents one when none is sent.
+        nick_name: Some(a.nick_name.clone().unwrap_or_else(|| format!("user.{id}"))),
+        title: a.title.clone(),
+        emails: vec![EmailAddress {
+            value: a.email.clone(),
+            kind: Some("work".to_owned()),
+            primary: true,
+        }],
+        phone_numbers: a
+            .work_phone
+            .iter()
+            .map(|p| PhoneNumber {
+                value: p.clone(),
+                kind: Some("work".to_owned()),
+            })
+            .collect(),
+        active: true,
+        entitlements: entitlements(a.profile.as_deref(), &a.permission_sets),
+        roles: a
+            .role
+            .iter()
+            .map(|r| RoleAssignment {
+                value: r.clone(),
+                display: None,
+            })
+            .collect(),
+        enterprise: a.enterprise.clone(),
+        federation_id: a.federation_id.clone(),
+    }
+}
+
+fn apply_changes(u: &mut TargetUser, c: &UserChanges) {
+    fn set(slot: &mut Option<String>, change: &Option<Option<String>>) {
+        if let Some(v) = change {
+            slot.clone_from(v);
+        }
+    }
+    if let Some(name) = &c.user_name {
+        u.user_name = name.to_lowercase();
+    }
+    if let Some(ext) = &c.external_id {
+        u.external_id = Some(ext.clone());
+    }
+    set(&mut u.given_name, &c.given_name);
+    set(&mut u.family_name, &c.family_name);
+    set(&mut u.display_name, &c.display_name);
+    if let Some(nick) = &c.nick_name {
+        u.nick_name = Some(nick.clone());
+    }
+    set(&mut u.title, &c.title);
+    if let Some(email) = &c.email {
+        u.emails
+            .retain(|e| e.kind.as_deref() != Some("work") && !e.primary);
+        u.emails.insert(
+            0,
+            EmailAddress {
+                value: email.clone(),
+                kind: Some("work".to_owned()),
+                primary: true,
+            },
+        );
+    }
+    if let Some(phone) = &c.work_phone {
+        u.phone_numbers
+            .retain(|p| p.kind.as_deref() != Some("work"));
+        if let Some(p) = phone {
+            u.phone_numbers.push(PhoneNumber {
+                value: p.clone(),
+                kind: Some("work".to_owned()),
+            });
+        }
+    }
+    set(&mut u.federation_id, &c.federation_id);
+    let e = &c.enterprise;
+    set(&mut u.enterprise.employee_number, &e.employee_number);
+    set(&mut u.enterprise.department, &e.department);
+    set(&mut u.enterprise.division, &e.division);
+    set(&mut u.enterprise.organization, &e.organization);
+    set(&mut u.enterprise.cost_center, &e.cost_center);
+    set(&mut u.enterprise.manager, &e.manager);
+    if let Some(ent) = &c.entitlements {
+        u.entitlements = entitlements(Some(&ent.profile), &ent.permission_sets);
+    }
+    if let Some(role) = &c.role {
+        u.roles = role
+            .iter()
+            .map(|r| RoleAssignment {
+                value: r.clone(),
+                display: None,
+            })
+            .collect();
+    }
+    if let Some(active) = c.active {
+        u.active = active;
+    }
+}
+
+/// An existing account on the target that the engine did not create: active, Standard User,
+/// no externalId.
+pub fn account(id: &str, user_name: &str) -> TargetUser {
+    TargetUser {
+        id: TargetUserId::from(id),
+        user_name: user_name.to_owned(),
+        external_id: None,
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        nick_name: None,
+        title: None,
+        emails: vec![EmailAddress {
+            value: user_name.to_owned(),
+            kind: Some("work".to_owned()),
+            primary: true,
+        }],
+        phone_numbers: Vec::new(),
+        active: true,
+        entitlements: entitlements(Some(STANDARD_USER), &[]),
+        roles: Vec::new(),
+        enterprise: Default::default(),
+        federation_id: None,
+    }
+}
