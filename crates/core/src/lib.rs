@@ -6,7 +6,11 @@
 //!   roles) as a SCIM target reports them;
 //! - the links ([`links`]): what earlier runs left behind (who is whose, what the engine owns);
 //! - the policy ([`policy`]): scope, attribute mapping, governance rules and safety limits;
-//! - the plan ([`plan`]) and the planner that computes it;
+//! - the mapping ([`mapping`]): source attributes into target attributes;
+//! - policy checks and name resolution ([`governance`]);
+//! - the plan ([`plan`]), the planner that computes it ([`planner::plan`]) and its rendering
+//!   as a table or JSON ([`render`]);
+//! - with the `testing` feature, builders and an in-memory `apply` (module `testing`);
 //! - the ports ([`ports`]): the traits the adapters (source readers, SCIM client, store) implement.
 //!
 //! It must not do I/O, read the clock or pull in an async runtime: the planner is a pure
@@ -23,6 +27,7 @@ pub mod plan;
 pub mod planner;
 pub mod policy;
 pub mod ports;
+pub mod render;
 pub mod source;
 pub mod target;
 #[cfg(any(test, feature = "testing"))]

@@ -1,0 +1,345 @@
+//! Showing a plan to people ([`Plan::to_table`]) and to programs ([`Plan::to_json`]).
+//!
+//! # JSON
+//!
+//! [`Plan::to_json`] is serde's form of [`Plan`], pretty-printed. Top-level fields:
+//! - `operations`: array in apply order; each object has `op` (`create_user`, `adopt_user`,
+//!   `update_user`, `reactivate_user`, `deactivate_user`, `create_group`, `adopt_group`,
+//!   `rename_group`, `add_members`, `remove_members`) and that operation's fields:
+//!   `source_id`, `target_id`, `user_name`, `attributes` (create: `user_name`, `external_id`,
+//!   `given_name`, `family_name`, `display_name`, `nick_name`, `title`, `email`, `work_phone`,
+//!   `federation_id`, `enterprise`, `profile`, `permission_sets`, `role`), `changes` (update and
+//!   reactivate: only the attributes that change; `null` clears one; `entitlements` is
+//!   `{profile, profile_changed, permission_sets, added, removed}`; `active`), `matched_by`
+//!   (`external_id`, `user_name`), `reason` (`left_directory`, `out_of_scope`, `disabled`,
+//!   `pending_deletion`), `name`, `from`, `to`, `group` (`{source_id, target_id?, name}`) and
+//!   `members` (`[{source_id?, target_id?, user_name}]`);
+//! - `rejected`: `[{object, source_id, name, field, reason}]`, `object` is `user` or `group`;
+//! - `notes`: `[{kind, object, source_id, name, message}]`, `kind` is
+//!   `email_pending_verification`, `refused_earlier`, `profile_forbids_groups` or `conflict`;
+//! - `summary`: the counts of [`crate::plan::Summary`] under their field names.
+//!
+//! Absent optional fields are left out rather than written as `null`, except inside `changes`
+//! where `null` means "clear".
+
+use crate::plan::{Operation, Plan, UserAttributes, UserChanges, UserRef};
+use std::fmt::Write as _;
+
+/// At most this many member names are listed in a table row.
+const LISTED_MEMBERS: usize = 3;
+
+impl Plan {
+    /// The plan as JSON (see the module documentation for the fields).
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+
+    /// The plan as a table for people: one row per operation (op, object, details), then the
+    /// rejected objects, the notes and a summary line.
+    pub fn to_table(&self) -> String {
+        let rows: Vec<[String; 3]> = self.operations.iter().map(row).collect();
+        let mut out = String::new();
+        if rows.is_empty() {
+            out.push_str("Nothing to do.\n");
+        } else {
+            let header = ["OP".to_owned(), "OBJECT".to_owned(), "DETAILS".to_owned()];
+            let w0 = rows
+                .iter()
+                .chain([&header])
+                .map(|r| r[0].chars().count())
+                .max()
+                .unwrap_or(0);
+            let w1 = rows
+                .iter()
+                .chain([&header])
+                .map(|r| r[1].chars().count())
+                .max()
+                .unwrap_or(0);
+            for r in [&header].into_iter().chain(rows.iter()) {
+                let line = format!("{:<w0$}  {:<w1$}  {}", r[0], r[1], r[2]);
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+        }
+        if !self.rejected.is_empty() {
+            let _ = writeln!(out, "\nRejected ({}):", self.rejected.len());
+            for r in &self.rejected {
+                let kind = match r.object {
+                    crate::plan::ObjectKind::User => "user",
+                    crate::plan::ObjectKind::Group => "group",
+                };
+                let _ = writeln!(
+                    out,
+                    "  {kind} {} ({}): {}: {}",
+                    r.name, r.source_id, r.field, r.reason
+                );
+            }
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(out, "\nNotes ({}):", self.notes.len());
+            for n in &self.notes {
+                let kind = serde_json::to_value(n.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {} ({}) [{kind}]: {}",
+                    n.name, n.source_id, n.message
+                );
+            }
+        }
+        let s = &self.summary;
+        let _ = writeln!(
+            out,
+            "\nUsers: {} to create, {} to adopt, {} to update, {} to reactivate, {} to deactivate, {} unchanged. \
+             Groups: {} to create, {} to adopt, {} to rename. Members: +{} -{}. Rejected: {}. Notes: {}.",
+            s.create_user,
+            s.adopt_user,
+            s.update_user,
+            s.reactivate_user,
+            s.deactivate_user,
+            s.unchanged_users,
+            s.create_group,
+            s.adopt_group,
+            s.rename_group,
+            s.members_added,
+            s.members_removed,
+            s.rejected,
+            s.notes
+        );
+        out
+    }
+}
+
+fn row(op: &Operation) -> [String; 3] {
+    let kind = op.kind().to_owned();
+    match op {
+        Operation::CreateUser { attributes, .. } => {
+            [kind, attributes.user_name.clone(), created(attributes)]
+        }
+        Operation::AdoptUser {
+            target_id,
+            user_name,
+            matched_by,
+            ..
+        } => {
+            let by = match matched_by {
+                crate::plan::MatchedBy::ExternalId => "externalId",
+                crate::plan::MatchedBy::UserName => "userName",
+                crate::plan::MatchedBy::Name => "name",
+            };
+            [
+                kind,
+                user_name.clone(),
+                format!("account {target_id}, matched by {by}"),
+            ]
+        }
+        Operation::UpdateUser {
+            user_name, changes, ..
+        }
+        | Operation::ReactivateUser {
+            user_name, changes, ..
+        } => [kind, user_name.clone(), changed(changes)],
+        Operation::DeactivateUser {
+            user_name, reason, ..
+        } => {
+            let why = match reason {
+                crate::plan::DeactivationReason::LeftDirectory => "left the directory",
+                crate::plan::DeactivationReason::OutOfScope => "out of scope",
+                crate::plan::DeactivationReason::Disabled => "disabled in the directory",
+                crate::plan::DeactivationReason::PendingDeletion => {
+                    "pending deletion in the directory"
+                }
+            };
+            [kind, user_name.clone(), why.to_owned()]
+        }
+        Operation::CreateGroup { name, .. } => [kind, name.clone(), String::new()],
+        Operation::AdoptGroup {
+            name, target_id, ..
+        } => [kind, name.clone(), format!("group {target_id}")],
+        Operation::RenameGroup { from, to, .. } => [kind, to.clone(), format!("from {from:?}")],
+        Operation::AddMembers { group, members } => {
+            [kind, group.name.clone(), member_list('+', members)]
+        }
+        Operation::RemoveMembers { group, members } => {
+            [kind, group.name.clone(), member_list('-', members)]
+        }
+    }
+}
+
+fn member_list(sign: char, members: &[UserRef]) -> String {
+    let mut names: Vec<&str> = members
+        .iter()
+        .take(LISTED_MEMBERS)
+        .map(|m| m.user_name.as_str())
+        .collect();
+    let more = members.len().saturating_sub(LISTED_MEMBERS);
+    let more_text = if more > 0 {
+        format!(", … {more} more")
+    } else {
+        String::new()
+    };
+    names.retain(|n| !n.is_empty());
+    format!(
+        "{sign}{} members: {}{more_text}",
+        members.len(),
+        names.join(", ")
+    )
+}
+
+fn push(out: &mut Vec<String>, name: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        out.push(format!("{name}={v}"));
+    }
+}
+
+fn created(a: &UserAttributes) -> String {
+    let mut parts = Vec::new();
+    push(&mut parts, "emails", Some(&a.email));
+    push(&mut parts, "name.givenName", a.given_name.as_deref());
+    push(&mut parts, "name.familyName", a.family_name.as_deref());
+    push(&mut parts, "displayName", a.display_name.as_deref());
+    push(&mut parts, "nickName", a.nick_name.as_deref());
+    push(&mut parts, "title", a.title.as_deref());
+    push(&mut parts, "phoneNumbers", a.work_phone.as_deref());
+    let e = &a.enterprise;
+    push(&mut parts, "employeeNumber", e.employee_number.as_deref());
+    push(&mut parts, "department", e.department.as_deref());
+    push(&mut parts, "division", e.division.as_deref());
+    push(&mut parts, "organization", e.organization.as_deref());
+    push(&mut parts, "costCenter", e.cost_center.as_deref());
+    push(&mut parts, "manager", e.manager.as_deref());
+    push(&mut parts, "profile", a.profile.as_deref());
+    if !a.permission_sets.is_empty() {
+        parts.push(format!("permissionSets={}", a.permission_sets.join("+")));
+    }
+    push(&mut parts, "role", a.role.as_deref());
+    parts.join(", ")
+}
+
+fn value(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "(cleared)".to_owned())
+}
+
+fn changed(c: &UserChanges) -> String {
+    let mut parts = Vec::new();
+    let mut opt = |name: &str, v: &Option<Option<String>>| {
+        if let Some(v) = v {
+            parts.push(format!("{name}={}", value(v)));
+        }
+    };
+    opt("name.givenName", &c.given_name);
+    opt("name.familyName", &c.family_name);
+    opt("displayName", &c.display_name);
+    opt("title", &c.title);
+    opt("phoneNumbers", &c.work_phone);
+    opt("federationId", &c.federation_id);
+    let e = &c.enterprise;
+    opt("employeeNumber", &e.employee_number);
+    opt("department", &e.department);
+    opt("division", &e.division);
+    opt("organization", &e.organization);
+    opt("costCenter", &e.cost_center);
+    opt("manager", &e.manager);
+    opt("roles", &c.role);
+    let mut first = Vec::new();
+    if let Some(v) = &c.user_name {
+        first.push(format!("userName={v}"));
+    }
+    if let Some(v) = &c.external_id {
+        first.push(format!("externalId={v}"));
+    }
+    if let Some(v) = &c.nick_name {
+        first.push(format!("nickName={v}"));
+    }
+    if let Some(v) = &c.email {
+        first.push(format!("emails={v}"));
+    }
+    if let Some(ent) = &c.entitlements {
+        let mut text = String::from("entitlements:");
+        if ent.profile_changed {
+            let _ = write!(text, " profile={}", ent.profile);
+        }
+        for a in &ent.added {
+            let _ = write!(text, " +{a}");
+        }
+        for r in &ent.removed {
+            let _ = write!(text, " -{r}");
+        }
+        parts.push(text);
+    }
+    if let Some(active) = c.active {
+        parts.push(format!("active={active}"));
+    }
+    first.extend(parts);
+    first.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::links::Links;
+    use crate::planner::plan;
+    use crate::testing::*;
+    use crate::time::Timestamp;
+
+    #[test]
+    fn tables_and_json_name_what_happens() {
+        let s = crate::source::SourceSnapshot {
+            users: vec![
+                in_groups(user("DU1", "ada@example.com"), &["DG1"]),
+                user("DU2", "a.very.long.name.indeed.for.sure@example.com"),
+            ],
+            groups: vec![group("DG1", "Sales")],
+            sso_access: None,
+        };
+        let p = plan(
+            &s,
+            &empty_target(),
+            &Links::default(),
+            &salesforce_policy(),
+            Timestamp(0),
+        )
+        .unwrap();
+        let table = p.to_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "OP            OBJECT           DETAILS");
+        assert_eq!(lines[1], "create_group  Sales");
+        assert!(
+            lines[2].starts_with(
+                "create_user   ada@example.com  emails=ada@example.com, name.givenName=ada"
+            ),
+            "{table}"
+        );
+        assert!(
+            lines[2].ends_with(&format!("profile={STANDARD_USER}")),
+            "{table}"
+        );
+        assert_eq!(
+            lines[3],
+            "add_members   Sales            +1 members: ada@example.com"
+        );
+        assert!(table.contains("Rejected (1):\n  user a.very.long.name.indeed.for.sure@example.com (DU2): nickName:"), "{table}");
+        assert!(table.contains("Users: 1 to create, 0 to adopt"), "{table}");
+
+        let json: serde_json::Value = serde_json::from_str(&p.to_json().unwrap()).unwrap();
+        let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["notes", "operations", "rejected", "summary"]);
+        assert_eq!(json["operations"][1]["op"], "create_user");
+        assert_eq!(
+            json["operations"][1]["attributes"]["user_name"],
+            "ada@example.com"
+        );
+        assert_eq!(json["operations"][2]["members"][0]["source_id"], "DU1");
+        assert_eq!(json["rejected"][0]["field"], "nickName");
+        assert_eq!(json["summary"]["create_user"], 1);
+        let back: crate::plan::Plan = serde_json::from_str(&p.to_json().unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn an_empty_plan_says_so() {
+        let p = crate::plan::Plan::default();
+        assert!(p.to_table().starts_with("Nothing to do.\n"));
+    }
+}
