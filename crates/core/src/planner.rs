@@ -25,7 +25,8 @@
 //!
 //!
 //! **Order.** Group creations and adoptions; user creations and adoptions; updates and
-//! reactivations; creations of users whose userName an update in this plan frees; group
+//! reactivations; then the creations and updates of users whose userName an update in this
+//! plan frees (a rename held back by another account's rename, one level deep); group
 //! renames; membership removals; membership additions; deactivations last (after the removals
 //! that take the deactivated users out of their groups). Within each step, by source id. The
 //! same inputs always give the same plan, in the same order.
@@ -42,8 +43,9 @@ use crate::policy::{Policy, Problem, TargetKind};
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
+use index::{IdMap, IdSet, map_with_capacity, set_with_capacity};
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 /// Salesforce's limit on nickName and group names, in characters.
 pub const SALESFORCE_NAME_LIMIT: usize = 40;
@@ -72,7 +74,7 @@ pub fn plan(
     let (Some(scope), Some(governance), true) = (scope, governance, problems.is_empty()) else {
         return Err(problems);
     };
-    let scope: Option<HashSet<&str>> = scope
+    let scope: Option<IdSet<&str>> = scope
         .as_ref()
         .map(|s| s.iter().map(SourceGroupId::as_str).collect());
     let mut planner = Planner::new(source, target, links, policy, &governance, scope);
@@ -103,6 +105,21 @@ struct UserState<'a> {
     account: Account<'a>,
     /// Whether the user should be a member of their provisioned groups.
     member: bool,
+    /// For a linked user whose userName changes: whether the new one is free.
+    rename: Rename<'a>,
+}
+
+/// Whether a linked user's new userName can be sent.
+#[derive(Debug, Clone)]
+enum Rename<'a> {
+    /// No change, or the new name is free.
+    Free,
+    /// Another account holds the new name; settled after matching.
+    Blocked(&'a TargetUser),
+    /// The holder is renamed away in this plan: update after the other updates.
+    Late,
+    /// The name stays; the reason goes to the notes and rejections.
+    Conflict(String),
 }
 
 impl<'a> UserState<'a> {
@@ -150,17 +167,17 @@ struct Planner<'a> {
     links: &'a Links,
     policy: &'a Policy,
     gov: &'a ResolvedGovernance,
-    scope: Option<HashSet<&'a str>>,
+    scope: Option<IdSet<&'a str>>,
     salesforce: bool,
-    profiles: HashMap<&'a str, &'a Profile>,
-    permission_sets: HashSet<&'a str>,
+    profiles: IdMap<&'a str, &'a Profile>,
+    permission_sets: IdSet<&'a str>,
     /// Group id → priority of the rule naming it, and the rule.
-    rule_of_group: HashMap<&'a str, (u32, &'a ResolvedRule)>,
+    rule_of_group: IdMap<&'a str, (u32, &'a ResolvedRule)>,
     users: Vec<UserState<'a>>,
     groups_created: Vec<Operation>,
     users_created: Vec<Operation>,
     updates: Vec<Operation>,
-    late_creates: Vec<Operation>,
+    late: Vec<Operation>,
     renames: Vec<Operation>,
     removals: Vec<Operation>,
     additions: Vec<Operation>,
@@ -209,10 +226,10 @@ impl<'a> Planner<'a> {
         links: &'a Links,
         policy: &'a Policy,
         gov: &'a ResolvedGovernance,
-        scope: Option<HashSet<&'a str>>,
+        scope: Option<IdSet<&'a str>>,
     ) -> Self {
         let cat = &target.catalogue;
-        let mut rule_of_group: HashMap<&str, (u32, &ResolvedRule)> = HashMap::new();
+        let mut rule_of_group: IdMap<&str, (u32, &ResolvedRule)> = IdMap::default();
         for rule in &gov.group_rules {
             for g in &rule.groups {
                 rule_of_group
@@ -235,7 +252,7 @@ impl<'a> Planner<'a> {
             groups_created: Vec::new(),
             users_created: Vec::new(),
             updates: Vec::new(),
-            late_creates: Vec::new(),
+            late: Vec::new(),
             renames: Vec::new(),
             removals: Vec::new(),
             additions: Vec::new(),
@@ -296,6 +313,9 @@ impl<'a> Planner<'a> {
     }
 
     fn rule_for(&self, user: &DirectoryUser) -> Option<&'a ResolvedRule> {
+        if self.rule_of_group.is_empty() {
+            return self.gov.baseline.as_ref();
+        }
         user.groups
             .iter()
             .filter_map(|g| self.rule_of_group.get(g.as_str()))
@@ -312,12 +332,10 @@ impl<'a> Planner<'a> {
         self.summary.source_groups = source.groups.len();
         self.summary.target_users = target.users.len();
 
-        let target_by_id: HashMap<&str, &TargetUser> =
+        let target_by_id: IdMap<&str, &TargetUser> =
             target.users.iter().map(|u| (u.id.as_str(), u)).collect();
-        let mut link_by_source: HashMap<&str, &UserLink> =
-            HashMap::with_capacity(links.users.len());
-        let mut linked_targets: HashMap<&str, &UserLink> =
-            HashMap::with_capacity(links.users.len());
+        let mut link_by_source: IdMap<&str, &UserLink> = map_with_capacity(links.users.len());
+        let mut linked_targets: IdMap<&str, &UserLink> = map_with_capacity(links.users.len());
         for link in &links.users {
             link_by_source
                 .entry(link.source_id.as_str())
@@ -331,9 +349,9 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|u| u.active && linked_targets.contains_key(u.id.as_str()))
             .count();
-        let mut by_external_id: HashMap<&str, &TargetUser> = HashMap::new();
-        let mut by_user_name: HashMap<Cow<'_, str>, &TargetUser> =
-            HashMap::with_capacity(target.users.len());
+        let mut by_external_id: IdMap<&str, &TargetUser> = IdMap::default();
+        let mut by_user_name: IdMap<Cow<'_, str>, &TargetUser> =
+            map_with_capacity(target.users.len());
         for u in &target.users {
             if !linked_targets.contains_key(u.id.as_str())
                 && let Some(ext) = u.external_id.as_deref()
@@ -345,9 +363,9 @@ impl<'a> Planner<'a> {
 
         let mut order: Vec<&DirectoryUser> = source.users.iter().collect();
         order.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let mut seen_source: HashSet<&str> = HashSet::with_capacity(order.len());
-        let mut claimed: HashSet<&str> = HashSet::new();
-        let mut wanted_names: HashMap<Cow<'_, str>, &str> = HashMap::new();
+        let mut seen_source: IdSet<&str> = set_with_capacity(order.len());
+        let mut claimed: IdSet<&str> = IdSet::default();
+        let mut wanted_names: IdMap<Cow<'_, str>, &str> = IdMap::default();
 
         // Pass 1: scope, validation, matching.
         for user in order {
@@ -365,6 +383,7 @@ impl<'a> Planner<'a> {
                 rejected: false,
                 account: Account::Nothing,
                 member: false,
+                rename: Rename::Free,
             };
             if let Some((t, l)) = linked {
                 state.account = Account::Linked(t, l);
@@ -401,23 +420,37 @@ impl<'a> Planner<'a> {
                         }
                         wanted_names.insert(key, user.id.as_str());
                     }
-                } else if let Some(name) = mapped.user_name {
-                    wanted_names.insert(lower(name), user.id.as_str());
+                } else if let (Some(name), Some((t, _))) = (mapped.user_name, linked)
+                    && !same_ci(name, &t.user_name)
+                {
+                    // A linked user renamed: the new name must be free, and no new user may
+                    // take it. (Unchanged names are found through the target's userName index.)
+                    let key = lower(name);
+                    if let Some(other) = wanted_names.get(&key) {
+                        state.rename = Rename::Conflict(format!(
+                            "source user {other} also wants userName {name:?}; the userName is not changed"
+                        ));
+                    } else {
+                        if let Some(holder) = by_user_name.get(&key).filter(|h| h.id != t.id) {
+                            state.rename = Rename::Blocked(holder);
+                        }
+                        wanted_names.insert(key, user.id.as_str());
+                    }
                 }
             }
             self.users.push(state);
         }
 
-        self.settle_blocked();
+        self.settle_blocked(&linked_targets);
 
         // Managers: source id → target id, for users whose account exists now.
-        let manager_ids: HashMap<&str, Option<&str>> = if self.policy.mapping.manager.is_some() {
+        let manager_ids: IdMap<&str, Option<&str>> = if self.policy.mapping.manager.is_some() {
             self.users
                 .iter()
                 .map(|s| (s.user.id.as_str(), s.target().map(|t| t.id.as_str())))
                 .collect()
         } else {
-            HashMap::new()
+            IdMap::default()
         };
 
         // Pass 2: operations per user.
@@ -433,7 +466,7 @@ impl<'a> Planner<'a> {
             .collect();
         orphans.sort_by(|a, b| a.source_id.cmp(&b.source_id));
         orphans.dedup_by(|a, b| a.source_id == b.source_id);
-        let mut owners: HashMap<&str, Owner<'_>> = HashMap::with_capacity(self.users.len());
+        let mut owners: IdMap<&str, Owner<'_>> = map_with_capacity(self.users.len());
         for (i, s) in self.users.iter().enumerate() {
             if let Some(t) = s.target() {
                 owners.insert(t.id.as_str(), Owner::User(i));
@@ -518,33 +551,58 @@ impl<'a> Planner<'a> {
 
     /// Users whose userName is held by another source user's account: created after the
     /// updates when that account is renamed away in this plan, else rejected as a conflict.
-    fn settle_blocked(&mut self) {
+    fn settle_blocked(&mut self, linked_targets: &IdMap<&'a str, &'a UserLink>) {
         let blocked: Vec<usize> = (0..self.users.len())
-            .filter(|&i| matches!(self.users[i].account, Account::Blocked(..)))
+            .filter(|&i| {
+                matches!(self.users[i].account, Account::Blocked(..))
+                    || matches!(self.users[i].rename, Rename::Blocked(_))
+            })
             .collect();
         if blocked.is_empty() {
             return;
         }
-        let index: HashMap<&str, usize> = self
+        let index: IdMap<&str, usize> = self
             .users
             .iter()
             .enumerate()
             .map(|(i, s)| (s.user.id.as_str(), i))
             .collect();
-        for i in blocked {
-            let Account::Blocked(t, owner) = self.users[i].account else {
-                continue;
-            };
-            let renamed_away = index.get(owner.source_id.as_str()).is_some_and(|&o| {
-                let o = &self.users[o];
+        let renamed_away = |users: &[UserState<'a>], owner: &str, t: &TargetUser| {
+            index.get(owner).is_some_and(|&o| {
+                let o = &users[o];
                 o.wanted
                     && !o.rejected
                     && matches!(o.account, Account::Linked(ot, _) if ot.id == t.id)
                     && o.mapped
                         .user_name
                         .is_some_and(|n| !same_ci(n, &t.user_name))
-            });
-            if renamed_away {
+            })
+        };
+        for &i in &blocked {
+            let Rename::Blocked(holder) = self.users[i].rename else {
+                continue;
+            };
+            let owner = linked_targets
+                .get(holder.id.as_str())
+                .map(|l| l.source_id.as_str());
+            self.users[i].rename = if owner.is_some_and(|o| renamed_away(&self.users, o, holder)) {
+                Rename::Late
+            } else {
+                Rename::Conflict(format!(
+                    "userName {:?} is held by target account {}{}; the userName is not changed",
+                    holder.user_name,
+                    holder.id,
+                    owner
+                        .map(|o| format!(" of source user {o}"))
+                        .unwrap_or_default()
+                ))
+            };
+        }
+        for i in blocked {
+            let Account::Blocked(t, owner) = self.users[i].account else {
+                continue;
+            };
+            if renamed_away(&self.users, owner.source_id.as_str(), t) {
                 self.users[i].account = Account::CreateAfterRename;
                 continue;
             }
@@ -574,10 +632,10 @@ impl<'a> Planner<'a> {
         user: &'a DirectoryUser,
         name: &str,
         key: &str,
-        by_external_id: &HashMap<&'a str, &'a TargetUser>,
-        by_user_name: &HashMap<Cow<'a, str>, &'a TargetUser>,
-        linked_targets: &HashMap<&'a str, &'a UserLink>,
-        claimed: &mut HashSet<&'a str>,
+        by_external_id: &IdMap<&'a str, &'a TargetUser>,
+        by_user_name: &IdMap<Cow<'a, str>, &'a TargetUser>,
+        linked_targets: &IdMap<&'a str, &'a UserLink>,
+        claimed: &mut IdSet<&'a str>,
     ) -> Account<'a> {
         if let Some(t) = by_external_id.get(user.id.as_str())
             && claimed.insert(t.id.as_str())
@@ -618,7 +676,7 @@ impl<'a> Planner<'a> {
         Account::Adopt(t, MatchedBy::UserName)
     }
 
-    fn plan_user(&mut self, i: usize, manager_ids: &HashMap<&str, Option<&str>>) {
+    fn plan_user(&mut self, i: usize, manager_ids: &IdMap<&str, Option<&str>>) {
         let state = &self.users[i];
         let user = state.user;
         let (wanted, rejected, account, mapped) =
@@ -658,7 +716,7 @@ impl<'a> Planner<'a> {
                     attributes,
                 };
                 if matches!(account, Account::CreateAfterRename) {
-                    self.late_creates.push(op);
+                    self.late.push(op);
                 } else {
                     self.users_created.push(op);
                 }
@@ -679,10 +737,33 @@ impl<'a> Planner<'a> {
                 }
                 let (mut changes, profile) = self.changes(user, &mapped, t, link, rule, manager);
                 member_profile = profile;
+                let late = match &self.users[i].rename {
+                    Rename::Late => true,
+                    Rename::Conflict(reason) => {
+                        let reason = reason.clone();
+                        let name = mapped.user_name.unwrap_or(&user.username);
+                        changes.user_name = None;
+                        self.note(
+                            NoteKind::Conflict,
+                            ObjectKind::User,
+                            user.id.as_str(),
+                            name,
+                            reason.clone(),
+                        );
+                        self.reject(ObjectKind::User, user.id.as_str(), name, "userName", reason);
+                        false
+                    }
+                    Rename::Free | Rename::Blocked(_) => false,
+                };
+                let bucket = if late {
+                    &mut self.late
+                } else {
+                    &mut self.updates
+                };
                 if !t.active {
                     changes.active = Some(true);
                     self.summary.reactivate_user += 1;
-                    self.updates.push(Operation::ReactivateUser {
+                    bucket.push(Operation::ReactivateUser {
                         source_id: user.id.clone(),
                         target_id: t.id.clone(),
                         user_name: t.user_name.clone(),
@@ -692,7 +773,7 @@ impl<'a> Planner<'a> {
                     self.summary.unchanged_users += 1;
                 } else {
                     self.summary.update_user += 1;
-                    self.updates.push(Operation::UpdateUser {
+                    bucket.push(Operation::UpdateUser {
                         source_id: user.id.clone(),
                         target_id: t.id.clone(),
                         user_name: t.user_name.clone(),
@@ -745,7 +826,7 @@ impl<'a> Planner<'a> {
     fn manager_of(
         &self,
         mapped: &MappedUser<'_>,
-        manager_ids: &HashMap<&str, Option<&'a str>>,
+        manager_ids: &IdMap<&str, Option<&'a str>>,
     ) -> Result<Option<&'a str>, ()> {
         if self.policy.mapping.manager.is_none() {
             return Err(());
@@ -904,6 +985,10 @@ impl<'a> Planner<'a> {
         link: Option<&UserLink>,
         rule: &'a ResolvedRule,
     ) -> (Option<EntitlementChange>, Option<&'a str>) {
+        let wanted = rule.profile.as_str();
+        if self.entitlements_in_step(t, link, rule) {
+            return (None, Some(wanted));
+        }
         let mut current_profiles: Vec<&'a str> = Vec::new();
         let mut current_sets: BTreeSet<&'a str> = BTreeSet::new();
         for e in &t.entitlements {
@@ -913,7 +998,6 @@ impl<'a> Planner<'a> {
                 current_sets.insert(e.value.as_str());
             }
         }
-        let wanted = rule.profile.as_str();
         let sid = user.id.as_str();
         let name = m.user_name.unwrap_or(&user.username);
         let mut keep: Option<&'a str> = None;
@@ -998,15 +1082,44 @@ impl<'a> Planner<'a> {
         (Some(change), Some(end_profile))
     }
 
-    fn plan_groups(&mut self, owners: &HashMap<&str, Owner<'a>>) {
+    /// Whether the account already holds exactly the rule's profile, all its permission sets
+    /// and nothing the engine would remove: the common case, checked without allocating.
+    fn entitlements_in_step(
+        &self,
+        t: &TargetUser,
+        link: Option<&UserLink>,
+        rule: &ResolvedRule,
+    ) -> bool {
+        let mut wanted_profile = 0;
+        for e in &t.entitlements {
+            if self.is_profile(e) {
+                if e.value != rule.profile {
+                    return false;
+                }
+                wanted_profile += 1;
+            } else if rule.permission_sets.binary_search(&e.value).is_err()
+                && (self.gov.authoritative_permission_sets
+                    || link.is_some_and(|l| l.assigned_permission_sets.contains(&e.value)))
+            {
+                return false;
+            }
+        }
+        wanted_profile == 1
+            && rule
+                .permission_sets
+                .iter()
+                .all(|p| t.entitlements.iter().any(|e| e.value == *p))
+    }
+
+    fn plan_groups(&mut self, owners: &IdMap<&str, Owner<'a>>) {
         let source = self.source;
         let target = self.target;
         let links = self.links;
         let limit = SALESFORCE_NAME_LIMIT;
-        let target_groups: HashMap<&str, &TargetGroup> =
+        let target_groups: IdMap<&str, &TargetGroup> =
             target.groups.iter().map(|g| (g.id.as_str(), g)).collect();
-        let mut link_by_source: HashMap<&str, &TargetGroupId> = HashMap::new();
-        let mut linked_targets: HashMap<&str, &SourceGroupId> = HashMap::new();
+        let mut link_by_source: IdMap<&str, &TargetGroupId> = IdMap::default();
+        let mut linked_targets: IdMap<&str, &SourceGroupId> = IdMap::default();
         for l in &links.groups {
             link_by_source
                 .entry(l.source_id.as_str())
@@ -1015,7 +1128,7 @@ impl<'a> Planner<'a> {
                 .entry(l.target_id.as_str())
                 .or_insert(&l.source_id);
         }
-        let mut by_name: HashMap<Cow<'_, str>, &TargetGroup> = HashMap::new();
+        let mut by_name: IdMap<Cow<'_, str>, &TargetGroup> = IdMap::default();
         for g in &target.groups {
             by_name.entry(lower(&g.display_name)).or_insert(g);
         }
@@ -1023,9 +1136,9 @@ impl<'a> Planner<'a> {
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
         sorted.dedup_by(|a, b| a.id == b.id);
         let mut states: Vec<GroupState<'_>> = Vec::new();
-        let mut handled_targets: HashSet<&str> = HashSet::new();
-        let mut claimed: HashSet<&str> = HashSet::new();
-        let mut created_names: HashSet<Cow<'_, str>> = HashSet::new();
+        let mut handled_targets: IdSet<&str> = IdSet::default();
+        let mut claimed: IdSet<&str> = IdSet::default();
+        let mut created_names: IdSet<Cow<'_, str>> = IdSet::default();
         for g in &sorted {
             if !self.provisions_group(g.id.as_str()) {
                 continue;
@@ -1143,7 +1256,7 @@ impl<'a> Planner<'a> {
         }
 
         // Desired members per provisioned group, as user indexes.
-        let group_index: HashMap<&str, usize> = states
+        let group_index: IdMap<&str, usize> = states
             .iter()
             .enumerate()
             .map(|(i, s)| (s.source.id.as_str(), i))
@@ -1273,7 +1386,7 @@ impl<'a> Planner<'a> {
             self.groups_created.len()
                 + self.users_created.len()
                 + self.updates.len()
-                + self.late_creates.len()
+                + self.late.len()
                 + self.renames.len()
                 + self.removals.len()
                 + self.additions.len()
@@ -1285,7 +1398,7 @@ impl<'a> Planner<'a> {
             self.groups_created,
             self.users_created,
             self.updates,
-            self.late_creates,
+            self.late,
             self.renames,
             self.removals,
             self.additions,
@@ -1319,6 +1432,7 @@ fn orphan_ref(link: &UserLink, t: &TargetUser) -> UserRef {
     }
 }
 
+mod index;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]

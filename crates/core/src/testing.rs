@@ -193,6 +193,14 @@ fn apply_one(
             changes,
             ..
         } => {
+            if let Some(name) = &changes.user_name
+                && target
+                    .users
+                    .iter()
+                    .any(|u| u.id != *target_id && u.user_name.eq_ignore_ascii_case(name))
+            {
+                return Err(format!("duplicate userName {name}"));
+            }
             let user = target
                 .users
                 .iter_mut()
