@@ -43,7 +43,7 @@ use crate::policy::{Policy, Problem, TargetKind};
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
-use index::{IdMap, IdSet, map_with_capacity, set_with_capacity};
+use index::{IdIndex, IdMap, IdSet, map_with_capacity, set_with_capacity};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
@@ -99,7 +99,8 @@ enum Account<'a> {
 #[derive(Debug)]
 struct UserState<'a> {
     user: &'a DirectoryUser,
-    mapped: MappedUser<'a>,
+    /// The mapped userName (kept rather than the whole mapping, to keep the state small).
+    user_name: Option<&'a str>,
     wanted: bool,
     rejected: bool,
     account: Account<'a>,
@@ -140,7 +141,7 @@ impl<'a> UserState<'a> {
             target_id: t.map(|t| t.id.clone()),
             user_name: t
                 .map(|t| t.user_name.as_str())
-                .or(self.mapped.user_name)
+                .or(self.user_name)
                 .unwrap_or(self.user.username.as_str())
                 .to_owned(),
         }
@@ -332,14 +333,14 @@ impl<'a> Planner<'a> {
         self.summary.source_groups = source.groups.len();
         self.summary.target_users = target.users.len();
 
-        let target_by_id: IdMap<&str, &TargetUser> =
-            target.users.iter().map(|u| (u.id.as_str(), u)).collect();
-        let mut link_by_source: IdMap<&str, &UserLink> = map_with_capacity(links.users.len());
+        let mut target_by_id: IdIndex<'_, &TargetUser> = IdIndex::with_capacity(target.users.len());
+        for u in &target.users {
+            target_by_id.insert_first(u.id.as_str(), u);
+        }
+        let mut link_by_source: IdIndex<'_, &UserLink> = IdIndex::with_capacity(links.users.len());
         let mut linked_targets: IdMap<&str, &UserLink> = map_with_capacity(links.users.len());
         for link in &links.users {
-            link_by_source
-                .entry(link.source_id.as_str())
-                .or_insert(link);
+            link_by_source.insert_first(link.source_id.as_str(), link);
             linked_targets
                 .entry(link.target_id.as_str())
                 .or_insert(link);
@@ -378,7 +379,7 @@ impl<'a> Planner<'a> {
             let linked = link.and_then(|l| target_by_id.get(l.target_id.as_str()).map(|t| (*t, l)));
             let mut state = UserState {
                 user,
-                mapped,
+                user_name: mapped.user_name,
                 wanted,
                 rejected: false,
                 account: Account::Nothing,
@@ -466,17 +467,15 @@ impl<'a> Planner<'a> {
             .collect();
         orphans.sort_by(|a, b| a.source_id.cmp(&b.source_id));
         orphans.dedup_by(|a, b| a.source_id == b.source_id);
-        let mut owners: IdMap<&str, Owner<'_>> = map_with_capacity(self.users.len());
+        let mut owners: IdIndex<'_, Owner<'_>> = IdIndex::with_capacity(self.users.len());
         for (i, s) in self.users.iter().enumerate() {
             if let Some(t) = s.target() {
-                owners.insert(t.id.as_str(), Owner::User(i));
+                owners.insert_first(t.id.as_str(), Owner::User(i));
             }
         }
         for link in &orphans {
             if let Some(t) = target_by_id.get(link.target_id.as_str()) {
-                owners
-                    .entry(t.id.as_str())
-                    .or_insert(Owner::Orphan(link, t));
+                owners.insert_first(t.id.as_str(), Owner::Orphan(link, t));
                 if t.active {
                     self.deactivations.push(Operation::DeactivateUser {
                         source_id: link.source_id.clone(),
@@ -573,9 +572,7 @@ impl<'a> Planner<'a> {
                 o.wanted
                     && !o.rejected
                     && matches!(o.account, Account::Linked(ot, _) if ot.id == t.id)
-                    && o.mapped
-                        .user_name
-                        .is_some_and(|n| !same_ci(n, &t.user_name))
+                    && o.user_name.is_some_and(|n| !same_ci(n, &t.user_name))
             })
         };
         for &i in &blocked {
@@ -608,7 +605,7 @@ impl<'a> Planner<'a> {
             }
             let state = &self.users[i];
             let sid = state.user.id.as_str();
-            let name = state.mapped.user_name.unwrap_or(&state.user.username);
+            let name = state.user_name.unwrap_or(&state.user.username);
             let reason = format!(
                 "userName {name:?} is taken by target account {} which belongs to source user {}; a userName is unique on the target",
                 t.id, owner.source_id
@@ -679,8 +676,7 @@ impl<'a> Planner<'a> {
     fn plan_user(&mut self, i: usize, manager_ids: &IdMap<&str, Option<&str>>) {
         let state = &self.users[i];
         let user = state.user;
-        let (wanted, rejected, account, mapped) =
-            (state.wanted, state.rejected, state.account, state.mapped);
+        let (wanted, rejected, account) = (state.wanted, state.rejected, state.account);
         if !wanted {
             if let Account::Linked(t, _) = account
                 && t.active
@@ -702,6 +698,7 @@ impl<'a> Planner<'a> {
         if rejected {
             return;
         }
+        let mapped = self.policy.mapping.evaluate(user);
         let rule = self.rule_for(user);
         let manager = self.manager_of(&mapped, manager_ids);
         let member_profile: Option<&str>;
@@ -1111,7 +1108,7 @@ impl<'a> Planner<'a> {
                 .all(|p| t.entitlements.iter().any(|e| e.value == *p))
     }
 
-    fn plan_groups(&mut self, owners: &IdMap<&str, Owner<'a>>) {
+    fn plan_groups(&mut self, owners: &IdIndex<'a, Owner<'a>>) {
         let source = self.source;
         let target = self.target;
         let links = self.links;
@@ -1256,11 +1253,10 @@ impl<'a> Planner<'a> {
         }
 
         // Desired members per provisioned group, as user indexes.
-        let group_index: IdMap<&str, usize> = states
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.source.id.as_str(), i))
-            .collect();
+        let mut group_index: IdIndex<'_, usize> = IdIndex::with_capacity(states.len());
+        for (i, s) in states.iter().enumerate() {
+            group_index.insert_first(s.source.id.as_str(), i);
+        }
         let mut desired: Vec<Vec<u32>> = vec![Vec::new(); states.len()];
         for (ui, s) in self.users.iter().enumerate() {
             if !s.member {
@@ -1318,7 +1314,7 @@ impl<'a> Planner<'a> {
         let mut stale: Vec<(&SourceGroupId, &TargetGroup)> = links
             .groups
             .iter()
-            .filter(|l| !group_index.contains_key(l.source_id.as_str()))
+            .filter(|l| group_index.get(l.source_id.as_str()).is_none())
             .filter(|l| {
                 !self
                     .rejected

@@ -3,7 +3,7 @@
 //! The planner builds several maps of a million entries per run, keyed by ids that come from the
 //! source directory and the target (not from arbitrary clients), so it trades SipHash's
 //! resistance to crafted collisions for speed: this is the multiply-rotate hash rustc uses
-//! (FxHash), a word at a time.
+//! (FxHash), a word at a time, with a finalizer so every input bit reaches the low bits.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -67,14 +67,110 @@ impl Hasher for IdHasher {
         self.add(i as u64);
     }
 
+    /// The state through a finalizer (MurmurHash3's fmix64): the word loop leaves the low bits,
+    /// which pick the bucket, depending only on the low bytes of each word, and ids that differ
+    /// only in the middle of a word would collide.
     fn finish(&self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+/// Ids of at most this many bytes are stored inline in an [`IdIndex`].
+const INLINE: usize = 23;
+
+/// An id stored inline, so comparing keys during a lookup reads the table alone rather than
+/// the id's string elsewhere on the heap (a cache miss per lookup at a million users).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct InlineId {
+    len: u8,
+    bytes: [u8; INLINE],
+}
+
+impl InlineId {
+    fn new(id: &str) -> Option<Self> {
+        let len = id.len();
+        (len <= INLINE).then(|| {
+            let mut bytes = [0u8; INLINE];
+            bytes[..len].copy_from_slice(id.as_bytes());
+            Self {
+                len: len as u8,
+                bytes,
+            }
+        })
+    }
+}
+
+impl std::hash::Hash for InlineId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u8(self.len);
+        state.write(&self.bytes);
+    }
+}
+
+/// A map from ids to values for the hot lookups: short ids inline, longer ones by reference.
+#[derive(Debug)]
+pub(crate) struct IdIndex<'a, V> {
+    inline: IdMap<InlineId, V>,
+    long: IdMap<&'a str, V>,
+}
+
+impl std::fmt::Debug for InlineId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(
+            &self.bytes[..usize::from(self.len)],
+        ))
+    }
+}
+
+impl<'a, V> IdIndex<'a, V> {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            inline: map_with_capacity(n),
+            long: IdMap::default(),
+        }
+    }
+
+    /// Inserts unless `id` is already there (the first one wins).
+    pub(crate) fn insert_first(&mut self, id: &'a str, value: V) {
+        match InlineId::new(id) {
+            Some(k) => {
+                self.inline.entry(k).or_insert(value);
+            }
+            None => {
+                self.long.entry(id).or_insert(value);
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<&V> {
+        match InlineId::new(id) {
+            Some(k) => self.inline.get(&k),
+            None => self.long.get(id),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_finds_short_and_long_ids() {
+        let long = "x".repeat(40);
+        let mut index: IdIndex<'_, u32> = IdIndex::with_capacity(2);
+        index.insert_first("005000000000000001", 1);
+        index.insert_first("005000000000000001", 9);
+        index.insert_first(&long, 2);
+        assert_eq!(index.get("005000000000000001"), Some(&1));
+        assert_eq!(index.get(&long), Some(&2));
+        assert_eq!(index.get("005000000000000002"), None);
+        assert_eq!(index.get(""), None);
+    }
 
     #[test]
     fn distinguishes_ids_that_differ_in_the_last_bytes() {
