@@ -43,7 +43,7 @@ use crate::policy::{Policy, Problem, TargetKind};
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
-use index::{IdIndex, IdMap, IdSet, map_with_capacity, set_with_capacity};
+use index::{IdIndex, IdMap, IdSet, InlineId, map_with_capacity, set_with_capacity};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
@@ -1270,6 +1270,21 @@ impl<'a> Planner<'a> {
         }
         let mut want_mark: Vec<u32> = vec![0; self.users.len()];
         let mut have_mark: Vec<u32> = vec![0; self.users.len()];
+        // Each user's account id, inline: a group's desired members go into a small table that
+        // stays in cache while the group's current members are checked against it; only
+        // members not found there (removals, strangers, long ids) take the big owners table.
+        let keys: Vec<Option<InlineId>> = self
+            .users
+            .iter()
+            .map(|s| {
+                if s.member {
+                    s.target().and_then(|t| InlineId::new(t.id.as_str()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut local: IdMap<InlineId, u32> = IdMap::default();
         let batch = self.policy.member_batch_size.max(1);
         for (gi, state) in states.iter().enumerate() {
             let stamp = gi as u32 + 1;
@@ -1281,7 +1296,16 @@ impl<'a> Planner<'a> {
             }
             let mut remove: Vec<UserRef> = Vec::new();
             if let Some(t) = state.target {
+                local.clear();
+                local.extend(
+                    list.iter()
+                        .filter_map(|&ui| keys[ui as usize].map(|k| (k, ui))),
+                );
                 for m in &t.members {
+                    if let Some(&ui) = InlineId::new(m.as_str()).and_then(|k| local.get(&k)) {
+                        have_mark[ui as usize] = stamp;
+                        continue;
+                    }
                     match owners.get(m.as_str()) {
                         Some(Owner::User(ui)) => {
                             have_mark[*ui] = stamp;

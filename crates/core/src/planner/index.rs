@@ -86,13 +86,14 @@ const INLINE: usize = 23;
 /// An id stored inline, so comparing keys during a lookup reads the table alone rather than
 /// the id's string elsewhere on the heap (a cache miss per lookup at a million users).
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct InlineId {
+pub(crate) struct InlineId {
     len: u8,
     bytes: [u8; INLINE],
 }
 
 impl InlineId {
-    fn new(id: &str) -> Option<Self> {
+    /// The id inline, `None` when it is too long.
+    pub(crate) fn new(id: &str) -> Option<Self> {
         let len = id.len();
         (len <= INLINE).then(|| {
             let mut bytes = [0u8; INLINE];

@@ -882,3 +882,63 @@ fn object_kinds(p: &Plan) -> usize {
         .filter(|r| r.object == ObjectKind::Group)
         .count()
 }
+
+#[test]
+fn the_manager_is_set_once_the_managers_account_exists() {
+    let mut policy = salesforce_policy();
+    policy.mapping.manager = Some(SourceAttribute::Custom("manager".into()));
+    let mut report = user("DU2", "bob@example.com");
+    report.custom.insert("manager".into(), "DU1".into());
+    let s = source(vec![user("DU1", "ada@example.com"), report], vec![]);
+    let (mut target, mut links) = (empty_target(), Links::default());
+    let p = plan_of(&s, &target, &links, &policy);
+    let Operation::CreateUser { attributes, .. } = &p.operations[1] else {
+        panic!()
+    };
+    assert_eq!(
+        attributes.enterprise.manager, None,
+        "the manager's account is created in the same plan"
+    );
+    apply(&p, &mut target, &mut links, NOW).unwrap();
+    let p = plan_of(&s, &target, &links, &policy);
+    let ada = target_user(&target, "ada@example.com").id.to_string();
+    assert_eq!(changes_of(&p, "DU2").enterprise.manager, Some(Some(ada)));
+    apply(&p, &mut target, &mut links, NOW).unwrap();
+    assert!(plan_of(&s, &target, &links, &policy).is_empty());
+    // The manager leaves the directory: the reference is cleared.
+    let mut s2 = s.clone();
+    s2.users.remove(0);
+    let p = plan_of(&s2, &target, &links, &policy);
+    assert_eq!(changes_of(&p, "DU2").enterprise.manager, Some(None));
+}
+
+#[test]
+fn generic_targets_without_governance_get_no_entitlements() {
+    let policy = Policy {
+        target_kind: TargetKind::Generic,
+        ..Policy::default()
+    };
+    let s = source(vec![user("DU1", "ada@example.com")], vec![]);
+    let (mut target, mut links) = (TargetSnapshot::default(), Links::default());
+    let p = plan_of(&s, &target, &links, &policy);
+    let Operation::CreateUser { attributes, .. } = &p.operations[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            attributes.profile.as_deref(),
+            attributes.permission_sets.len()
+        ),
+        (None, 0)
+    );
+    apply(&p, &mut target, &mut links, NOW).unwrap();
+    target.users[0].entitlements.push(Entitlement {
+        value: "anything".into(),
+        kind: None,
+        display: None,
+    });
+    assert!(
+        plan_of(&s, &target, &links, &policy).is_empty(),
+        "entitlements are not managed"
+    );
+}
