@@ -1,0 +1,464 @@
+//! One reconcile run: read → plan → guard → apply → record.
+
+use crate::apply::{Applied, ApplyContext, apply_plan};
+use crate::guard::{self, GuardInput, GuardTrip};
+use crate::trace::{self, TraceStep};
+use scimsync_core::Timestamp;
+use scimsync_core::activity::{ActivityEntry, Outcome, RunId, RunStatus, Trigger};
+use scimsync_core::plan::{ObjectKind, Plan};
+use scimsync_core::planner;
+use scimsync_core::policy::{Policy, Problem};
+use scimsync_core::ports::{NewRun, RunEnd, Source, Store, Target};
+use serde::Serialize;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// The current time as a core [`Timestamp`].
+pub fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_millis(ms)
+}
+
+/// A named pairing of a source and a target under a policy.
+#[derive(Debug)]
+pub struct Connection<S, T> {
+    pub name: String,
+    pub source: S,
+    pub target: T,
+    pub policy: Policy,
+}
+
+/// Told of a run's progress (the CLI draws a bar from it).
+pub trait Progress: Send + Sync {
+    /// The number of operations about to be applied.
+    fn planned(&self, total: usize);
+    /// One operation's outcome, as recorded.
+    fn applied(&self, entry: &ActivityEntry);
+}
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub trigger: Trigger,
+    /// Plan only: record the run, change nothing.
+    pub dry_run: bool,
+    /// Apply destructive operations even when the guard trips.
+    pub approve_destructive: bool,
+    /// Reconcile only this user (username, email or source id) and trace each step.
+    pub only_user: Option<String>,
+    /// Most operations in flight at once.
+    pub max_concurrency: usize,
+    /// Cancelled on shutdown: operations in flight finish and are recorded, no new one starts.
+    pub cancel: CancellationToken,
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("trigger", &self.trigger)
+            .field("dry_run", &self.dry_run)
+            .field("approve_destructive", &self.approve_destructive)
+            .field("only_user", &self.only_user)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            trigger: Trigger::Manual,
+            dry_run: false,
+            approve_destructive: false,
+            only_user: None,
+            max_concurrency: 8,
+            cancel: CancellationToken::new(),
+            progress: None,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: RunId,
+    pub connection: String,
+    pub status: RunStatus,
+    pub plan: Plan,
+    pub applied: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub skipped: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardTrip>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<TraceStep>>,
+    pub source_users: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl RunReport {
+    /// 0 all applied; 1 some operations failed or were rejected; 2 the connection failed
+    /// mid-run; 3 the guard stopped the run.
+    pub fn exit_code(&self) -> u8 {
+        match self.status {
+            RunStatus::Guarded => 3,
+            RunStatus::Failed => 2,
+            _ if self.failed > 0 || self.rejected > 0 => 1,
+            RunStatus::Interrupted => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// A run that could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("reading the source directory of connection {connection} failed")]
+    ReadSource {
+        connection: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("reading the target of connection {connection} failed")]
+    ReadTarget {
+        connection: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the policy of connection {connection} cannot be applied to this directory and target:\n{}", list(.problems))]
+    Policy {
+        connection: String,
+        problems: Vec<Problem>,
+    },
+    #[error("the store failed during a run of connection {connection}")]
+    Store {
+        connection: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "user {user:?} is not in the source directory of connection {connection} (looked up by username, email and id)"
+    )]
+    UnknownUser { connection: String, user: String },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn store_err<E: std::error::Error + Send + Sync + 'static>(
+    connection: &str,
+) -> impl FnOnce(E) -> EngineError + '_ {
+    move |e| EngineError::Store {
+        connection: connection.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+/// Runs one reconcile of `conn`, recording it in `store`.
+pub async fn reconcile_once<S, T, St>(
+    conn: &Connection<S, T>,
+    store: &St,
+    opts: &RunOptions,
+) -> Result<RunReport, EngineError>
+where
+    S: Source,
+    T: Target,
+    St: Store,
+{
+    let name = conn.name.as_str();
+    let run_id = store
+        .start_run(&NewRun {
+            connection: name.to_owned(),
+            trigger: opts.trigger,
+            dry_run: opts.dry_run,
+            started_at: now(),
+        })
+        .await
+        .map_err(store_err(name))?;
+    let span = tracing::info_span!("run", connection = %name, run_id);
+    let _entered = span.enter();
+    drop(_entered);
+
+    let fail = |message: String| RunEnd {
+        status: RunStatus::Failed,
+        finished_at: now(),
+        source_users: None,
+        planned: 0,
+        applied: 0,
+        failed: 0,
+        rejected: 0,
+        skipped: 0,
+        message: Some(message),
+    };
+
+    // Read.
+    let source = match conn.source.read().await {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("reading the source failed: {}", chain(&e));
+            record_run_event(
+                store,
+                run_id,
+                name,
+                "read_source",
+                Outcome::Failed,
+                &message,
+            )
+            .await;
+            let _ = store.finish_run(run_id, &fail(message)).await;
+            return Err(EngineError::ReadSource {
+                connection: name.to_owned(),
+                source: Box::new(e),
+            });
+        }
+    };
+    let target = match conn.target.read(!conn.policy.exclude_groups).await {
+        Ok(t) => t,
+        Err(e) => {
+            let message = format!("reading the target failed: {}", chain(&e));
+            record_run_event(
+                store,
+                run_id,
+                name,
+                "read_target",
+                Outcome::Failed,
+                &message,
+            )
+            .await;
+            let _ = store.finish_run(run_id, &fail(message)).await;
+            return Err(EngineError::ReadTarget {
+                connection: name.to_owned(),
+                source: Box::new(e),
+            });
+        }
+    };
+    let links = store.load_links(name).await.map_err(store_err(name))?;
+    let last_source_users = store
+        .last_source_count(name)
+        .await
+        .map_err(store_err(name))?;
+    let source_users = source.users.len() as u64;
+
+    // Plan.
+    let mut plan = match planner::plan(&source, &target, &links, &conn.policy, now()) {
+        Ok(p) => p,
+        Err(problems) => {
+            let message = format!("the policy cannot be applied: {}", list(&problems));
+            let _ = store.finish_run(run_id, &fail(message)).await;
+            return Err(EngineError::Policy {
+                connection: name.to_owned(),
+                problems,
+            });
+        }
+    };
+    let mut trace = None;
+    if let Some(wanted) = &opts.only_user {
+        let Some(user) = trace::find_user(&source, wanted) else {
+            let message = format!("user {wanted:?} is not in the source directory");
+            let _ = store.finish_run(run_id, &fail(message)).await;
+            return Err(EngineError::UnknownUser {
+                connection: name.to_owned(),
+                user: wanted.clone(),
+            });
+        };
+        let user_id = user.id.clone();
+        plan = trace::narrow(plan, &user_id);
+        trace = Some(trace::explain(
+            user,
+            &source,
+            &target,
+            &links,
+            &conn.policy,
+            &plan,
+        ));
+    }
+    info!(
+        connection = %name,
+        run_id,
+        operations = plan.operations.len(),
+        rejected = plan.rejected.len(),
+        "Reconcile planned."
+    );
+
+    // Guard (a single-user run deactivates at most one user: the guard still applies).
+    let trip = guard::check(GuardInput {
+        plan: &plan,
+        safety: &conn.policy.safety,
+        source_users: source.users.len(),
+        last_source_users,
+    });
+    if let Some(trip) = &trip {
+        warn!(connection = %name, run_id, reason = %trip.reason, approved = opts.approve_destructive, "Guard tripped.");
+    }
+
+    if opts.dry_run {
+        store
+            .finish_run(
+                run_id,
+                &RunEnd {
+                    status: RunStatus::DryRun,
+                    finished_at: now(),
+                    source_users: Some(source_users),
+                    planned: plan.operations.len() as u64,
+                    applied: 0,
+                    failed: 0,
+                    rejected: plan.rejected.len() as u64,
+                    skipped: 0,
+                    message: trip.as_ref().map(|t| t.reason.clone()),
+                },
+            )
+            .await
+            .map_err(store_err(name))?;
+        return Ok(RunReport {
+            run_id,
+            connection: name.to_owned(),
+            status: RunStatus::DryRun,
+            applied: 0,
+            failed: 0,
+            rejected: plan.rejected.len() as u64,
+            skipped: 0,
+            guard: trip,
+            trace,
+            source_users,
+            message: None,
+            plan,
+        });
+    }
+
+    // Apply.
+    let hold_destructive = trip.is_some() && !opts.approve_destructive;
+    let ctx = ApplyContext {
+        connection: name,
+        run_id,
+        target: &conn.target,
+        store,
+        snapshot: &target,
+        links,
+        hold_destructive: hold_destructive
+            .then(|| trip.as_ref().map(|t| t.reason.clone()).unwrap_or_default()),
+        max_concurrency: opts.max_concurrency.max(1),
+        cancel: &opts.cancel,
+        progress: opts.progress.as_deref(),
+    };
+    let Applied {
+        applied,
+        failed,
+        rejected,
+        skipped,
+        fatal,
+        interrupted,
+    } = apply_plan(&ctx, &plan)
+        .await
+        .map_err(|e| EngineError::Store {
+            connection: name.to_owned(),
+            source: e,
+        })?;
+
+    let (status, message) = if let Some(fatal) = fatal {
+        (RunStatus::Failed, Some(fatal))
+    } else if interrupted {
+        (
+            RunStatus::Interrupted,
+            Some("stopped by shutdown; re-run to finish".to_owned()),
+        )
+    } else if hold_destructive {
+        (
+            RunStatus::Guarded,
+            trip.as_ref()
+                .map(|t| format!("{}; to approve: {}", t.reason, t.how_to_approve)),
+        )
+    } else if failed > 0 || rejected > 0 {
+        (RunStatus::Partial, None)
+    } else {
+        (RunStatus::Succeeded, None)
+    };
+    store
+        .finish_run(
+            run_id,
+            &RunEnd {
+                status,
+                finished_at: now(),
+                source_users: Some(source_users),
+                planned: plan.operations.len() as u64,
+                applied,
+                failed,
+                rejected,
+                skipped,
+                message: message.clone(),
+            },
+        )
+        .await
+        .map_err(store_err(name))?;
+    info!(connection = %name, run_id, ?status, applied, failed, rejected, skipped, "Reconcile finished.");
+    Ok(RunReport {
+        run_id,
+        connection: name.to_owned(),
+        status,
+        plan,
+        applied,
+        failed,
+        rejected,
+        skipped,
+        guard: trip,
+        trace,
+        source_users,
+        message,
+    })
+}
+
+/// An error and its sources, on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+async fn record_run_event<St: Store>(
+    store: &St,
+    run_id: RunId,
+    connection: &str,
+    op: &str,
+    outcome: Outcome,
+    detail: &str,
+) {
+    let entry = ActivityEntry {
+        id: 0,
+        run_id,
+        connection: connection.to_owned(),
+        at: now(),
+        op: op.to_owned(),
+        outcome,
+        object: "run".to_owned(),
+        source_id: None,
+        target_id: None,
+        name: connection.to_owned(),
+        detail: detail.to_owned(),
+    };
+    if let Err(e) = store.record(&entry).await {
+        warn!(error = %e, "Recording a run event failed.");
+    }
+}
+
+pub(crate) fn object_name(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::User => "user",
+        ObjectKind::Group => "group",
+    }
+}

@@ -1,0 +1,296 @@
+//! Runs connections on cron schedules; a connection never runs twice at once.
+//!
+//! Two locks guard a connection: an in-process one (a second trigger while a run is in flight
+//! is refused), and the store's lease, so that several daemons sharing one PostgreSQL database
+//! never run the same connection together. The lease has a time to live and is renewed while
+//! the run lasts; when its holder dies, the lease expires and another daemon takes over.
+//!
+//! Schedules use tokio-cron-scheduler's syntax: six fields, seconds first
+//! (`0 */15 * * * *` = every 15 minutes).
+
+use crate::metrics::Metrics;
+use crate::run::{EngineError, RunReport, now};
+use futures::future::BoxFuture;
+use scimsync_core::activity::Trigger;
+use scimsync_core::ports::Store;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex as AsyncMutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+/// One connection's run, type-erased so connections with different sources and targets share a
+/// scheduler.
+pub trait Job: Send + Sync {
+    fn name(&self) -> &str;
+    fn run(
+        &self,
+        trigger: Trigger,
+        approve: bool,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<RunReport, EngineError>>;
+}
+
+/// Why a run was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("no connection named {0:?}")]
+    UnknownConnection(String),
+    #[error("connection {0:?} is already running")]
+    Busy(String),
+    #[error("connection {connection:?} is being run by another daemon ({holder_note})")]
+    Leased {
+        connection: String,
+        holder_note: String,
+    },
+    #[error("the lease of connection {connection:?} could not be taken")]
+    Lease {
+        connection: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "schedule {schedule:?} of connection {connection:?} is not valid (six fields, seconds first: \"0 */15 * * * *\")"
+    )]
+    Schedule {
+        connection: String,
+        schedule: String,
+        #[source]
+        source: tokio_cron_scheduler::JobSchedulerError,
+    },
+    #[error("the scheduler failed")]
+    Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
+}
+
+struct Entry {
+    job: Arc<dyn Job>,
+    running: AsyncMutex<()>,
+}
+
+/// The daemon's scheduler.
+pub struct Scheduler<St> {
+    store: Arc<St>,
+    holder: String,
+    lease_ttl: Duration,
+    jobs: BTreeMap<String, Arc<Entry>>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    cron: AsyncMutex<Option<tokio_cron_scheduler::JobScheduler>>,
+}
+
+impl<St> std::fmt::Debug for Scheduler<St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("holder", &self.holder)
+            .field("jobs", &self.jobs.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store + 'static> Scheduler<St> {
+    /// `holder` names this daemon in leases (host and process id, say).
+    pub fn new(
+        store: Arc<St>,
+        holder: impl Into<String>,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            holder: holder.into(),
+            lease_ttl: Duration::from_secs(120),
+            jobs: BTreeMap::new(),
+            metrics,
+            cancel,
+            tracker: TaskTracker::new(),
+            cron: AsyncMutex::new(None),
+        }
+    }
+
+    /// How long a lease lasts without renewal (renewed every third of it during a run).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Adds a connection, run on `schedule` once [`Scheduler::start`] is called (`None`: only on
+    /// demand).
+    pub fn add(&mut self, job: Arc<dyn Job>) {
+        let name = job.name().to_owned();
+        self.jobs.insert(
+            name,
+            Arc::new(Entry {
+                job,
+                running: AsyncMutex::new(()),
+            }),
+        );
+    }
+
+    /// Starts the cron schedules: `(connection, schedule)` pairs.
+    pub async fn start(
+        self: &Arc<Self>,
+        schedules: &[(String, String)],
+    ) -> Result<(), SchedulerError>
+    where
+        St: Send + Sync,
+    {
+        let cron = tokio_cron_scheduler::JobScheduler::new()
+            .await
+            .map_err(SchedulerError::Scheduler)?;
+        for (name, schedule) in schedules {
+            if !self.jobs.contains_key(name) {
+                return Err(SchedulerError::UnknownConnection(name.clone()));
+            }
+            let me = Arc::clone(self);
+            let conn = name.clone();
+            let job = tokio_cron_scheduler::Job::new_async(schedule.as_str(), move |_id, _lock| {
+                let me = Arc::clone(&me);
+                let conn = conn.clone();
+                Box::pin(async move {
+                    match me.run_now(&conn, Trigger::Schedule, false).await {
+                        Ok(_) => {}
+                        Err(SchedulerError::Busy(_)) | Err(SchedulerError::Leased { .. }) => {
+                            info!(connection = %conn, "Scheduled run skipped: the connection is running elsewhere.");
+                        }
+                        Err(e) => warn!(connection = %conn, error = %e, "Scheduled run not started."),
+                    }
+                })
+            })
+            .map_err(|source| SchedulerError::Schedule {
+                connection: name.clone(),
+                schedule: schedule.clone(),
+                source,
+            })?;
+            cron.add(job).await.map_err(SchedulerError::Scheduler)?;
+        }
+        cron.start().await.map_err(SchedulerError::Scheduler)?;
+        *self.cron.lock().await = Some(cron);
+        Ok(())
+    }
+
+    /// Starts a run in the background (for `POST /connections/{name}/sync`); refuses when the
+    /// connection is running here.
+    pub fn trigger(self: &Arc<Self>, name: &str, approve: bool) -> Result<(), SchedulerError>
+    where
+        St: Send + Sync,
+    {
+        let entry = self
+            .jobs
+            .get(name)
+            .ok_or_else(|| SchedulerError::UnknownConnection(name.to_owned()))?;
+        if entry.running.try_lock().is_err() {
+            return Err(SchedulerError::Busy(name.to_owned()));
+        }
+        let me = Arc::clone(self);
+        let name = name.to_owned();
+        self.tracker.spawn(async move {
+            if let Err(e) = me.run_now(&name, Trigger::Api, approve).await {
+                warn!(connection = %name, error = %e, "Triggered run not started.");
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs a connection now and waits for the report.
+    pub async fn run_now(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        approve: bool,
+    ) -> Result<Option<RunReport>, SchedulerError> {
+        let entry = self
+            .jobs
+            .get(name)
+            .ok_or_else(|| SchedulerError::UnknownConnection(name.to_owned()))?;
+        let Ok(_running) = entry.running.try_lock() else {
+            return Err(SchedulerError::Busy(name.to_owned()));
+        };
+        if self.cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let held = self
+            .store
+            .acquire_lease(name, &self.holder, now(), self.lease_ttl)
+            .await
+            .map_err(|e| SchedulerError::Lease {
+                connection: name.to_owned(),
+                source: Box::new(e),
+            })?;
+        if !held {
+            return Err(SchedulerError::Leased {
+                connection: name.to_owned(),
+                holder_note: "its lease is held and not expired".to_owned(),
+            });
+        }
+        // Renew the lease while the run lasts.
+        let renew_stop = CancellationToken::new();
+        let renewer = {
+            let store = Arc::clone(&self.store);
+            let name = name.to_owned();
+            let holder = self.holder.clone();
+            let ttl = self.lease_ttl;
+            let stop = renew_stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(ttl / 3) => {
+                            if let Err(e) = store.acquire_lease(&name, &holder, now(), ttl).await {
+                                warn!(connection = %name, error = %e, "Renewing the lease failed.");
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        let result = entry.job.run(trigger, approve, self.cancel.clone()).await;
+        renew_stop.cancel();
+        let _ = renewer.await;
+        if let Err(e) = self.store.release_lease(name, &self.holder).await {
+            warn!(connection = %name, error = %e, "Releasing the lease failed; it expires by itself.");
+        }
+        match result {
+            Ok(report) => {
+                self.metrics
+                    .run_finished(name, report.status, now().millis() as f64 / 1000.0);
+                Ok(Some(report))
+            }
+            Err(e) => {
+                self.metrics.run_finished(
+                    name,
+                    scimsync_core::activity::RunStatus::Failed,
+                    now().millis() as f64 / 1000.0,
+                );
+                error!(connection = %name, error = %crate::run::chain(&e), "Run failed.");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stops starting runs and waits for those in flight (they finish their current operation,
+    /// record it and mark the run interrupted).
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        if let Some(mut cron) = self.cron.lock().await.take()
+            && let Err(e) = cron.shutdown().await
+        {
+            warn!(error = %e, "Stopping the cron schedules failed.");
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+        for entry in self.jobs.values() {
+            let _ = entry.running.lock().await;
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn connections(&self) -> impl Iterator<Item = &str> {
+        self.jobs.keys().map(String::as_str)
+    }
+}

@@ -1,0 +1,613 @@
+//! The engine against an in-memory target and a real SQLite store.
+#![allow(clippy::unwrap_used)]
+
+use scimsync_core::activity::{ActivityQuery, Outcome, RunStatus};
+use scimsync_core::plan::{Operation, Plan, UserAttributes, UserChanges, UserRef};
+use scimsync_core::policy::{GroupRuleSpec, Policy, RuleSpec, Scope};
+use scimsync_core::ports::{Classify, Disposition, Source, Store, Target};
+use scimsync_core::source::{DirectoryStatus, SourceSnapshot};
+use scimsync_core::target::{TargetGroup, TargetSnapshot, TargetUser};
+use scimsync_core::testing::{self, catalogue, group, in_groups, user};
+use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
+use scimsync_core::{Timestamp, links::Links};
+use scimsync_engine::{Connection, RunOptions, reconcile_once};
+use scimsync_store::SqlStore;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct FakeError {
+    message: String,
+    disposition: Disposition,
+}
+
+impl Classify for FakeError {
+    fn disposition(&self) -> Disposition {
+        self.disposition.clone()
+    }
+}
+
+struct FakeSource(Mutex<SourceSnapshot>);
+
+impl Source for FakeSource {
+    type Error = FakeError;
+    async fn read(&self) -> Result<SourceSnapshot, FakeError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+/// An in-memory target that applies calls the way `scimsync_core::testing::apply` does.
+#[derive(Default)]
+struct FakeTarget {
+    state: Mutex<TargetSnapshot>,
+    calls: AtomicUsize,
+    /// userNames whose creation or update the target refuses.
+    refuse: Mutex<Vec<String>>,
+    /// Fail every call with this disposition.
+    broken: Mutex<Option<Disposition>>,
+    /// Cancel this token after this many write calls.
+    cancel_after: Mutex<Option<(usize, CancellationToken)>>,
+}
+
+impl FakeTarget {
+    fn with(snapshot: TargetSnapshot) -> Self {
+        Self {
+            state: Mutex::new(snapshot),
+            ..Self::default()
+        }
+    }
+
+    fn write(&self, op: Operation, user_name: Option<&str>) -> Result<(), FakeError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some((after, token)) = &*self.cancel_after.lock().unwrap()
+            && n >= *after
+        {
+            token.cancel();
+        }
+        if let Some(d) = self.broken.lock().unwrap().clone() {
+            return Err(FakeError {
+                message: "the target is broken".into(),
+                disposition: d,
+            });
+        }
+        if let Some(name) = user_name
+            && self
+                .refuse
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(name))
+        {
+            return Err(FakeError {
+                message: "FIELD_INTEGRITY_EXCEPTION:the profile belongs to another licence;".into(),
+                disposition: Disposition::Refused { code: None },
+            });
+        }
+        let plan = Plan {
+            operations: vec![op],
+            ..Plan::default()
+        };
+        let mut links = Links::default();
+        testing::apply(
+            &plan,
+            &mut self.state.lock().unwrap(),
+            &mut links,
+            Timestamp(0),
+        )
+        .map_err(|m| FakeError {
+            message: m,
+            disposition: Disposition::Refused { code: None },
+        })
+    }
+
+    fn user(&self, user_name: &str) -> Option<TargetUser> {
+        self.state
+            .lock()
+            .unwrap()
+            .users
+            .iter()
+            .find(|u| u.user_name.eq_ignore_ascii_case(user_name))
+            .cloned()
+    }
+}
+
+fn uref(id: &TargetUserId) -> UserRef {
+    UserRef {
+        source_id: None,
+        target_id: Some(id.clone()),
+        user_name: String::new(),
+    }
+}
+
+impl Target for FakeTarget {
+    type Error = FakeError;
+    async fn read(&self, _with_groups: bool) -> Result<TargetSnapshot, FakeError> {
+        Ok(self.state.lock().unwrap().clone())
+    }
+    async fn find_user(
+        &self,
+        user_name: &str,
+        _external_id: &str,
+    ) -> Result<Option<TargetUser>, FakeError> {
+        Ok(self.user(user_name))
+    }
+    async fn create_user(&self, user: &UserAttributes) -> Result<TargetUser, FakeError> {
+        self.write(
+            Operation::CreateUser {
+                source_id: SourceUserId::from(user.external_id.as_str()),
+                attributes: user.clone(),
+            },
+            Some(&user.user_name),
+        )?;
+        Ok(self.user(&user.user_name).unwrap())
+    }
+    async fn update_user(&self, id: &TargetUserId, changes: &UserChanges) -> Result<(), FakeError> {
+        let name = self
+            .state
+            .lock()
+            .unwrap()
+            .users
+            .iter()
+            .find(|u| u.id == *id)
+            .map(|u| u.user_name.clone());
+        let refusable = changes
+            .entitlements
+            .as_ref()
+            .is_some_and(|e| e.profile_changed);
+        self.write(
+            Operation::UpdateUser {
+                source_id: SourceUserId::from("fake"),
+                target_id: id.clone(),
+                user_name: String::new(),
+                changes: changes.clone(),
+            },
+            if refusable { name.as_deref() } else { None },
+        )
+    }
+    async fn create_group(&self, name: &str) -> Result<TargetGroup, FakeError> {
+        self.write(
+            Operation::CreateGroup {
+                source_id: SourceGroupId::from("fake"),
+                name: name.to_owned(),
+            },
+            None,
+        )?;
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .groups
+            .iter()
+            .find(|g| g.display_name == name)
+            .cloned()
+            .unwrap())
+    }
+    async fn rename_group(&self, id: &TargetGroupId, name: &str) -> Result<(), FakeError> {
+        self.write(
+            Operation::RenameGroup {
+                source_id: SourceGroupId::from("fake"),
+                target_id: id.clone(),
+                from: String::new(),
+                to: name.to_owned(),
+            },
+            None,
+        )
+    }
+    async fn add_members(
+        &self,
+        group: &TargetGroupId,
+        members: &[TargetUserId],
+    ) -> Result<(), FakeError> {
+        self.write(
+            Operation::AddMembers {
+                group: scimsync_core::plan::GroupRef {
+                    source_id: SourceGroupId::from("fake"),
+                    target_id: Some(group.clone()),
+                    name: String::new(),
+                },
+                members: members.iter().map(uref).collect(),
+            },
+            None,
+        )
+    }
+    async fn remove_members(
+        &self,
+        group: &TargetGroupId,
+        members: &[TargetUserId],
+    ) -> Result<(), FakeError> {
+        self.write(
+            Operation::RemoveMembers {
+                group: scimsync_core::plan::GroupRef {
+                    source_id: SourceGroupId::from("fake"),
+                    target_id: Some(group.clone()),
+                    name: String::new(),
+                },
+                members: members.iter().map(uref).collect(),
+            },
+            None,
+        )
+    }
+}
+
+fn directory() -> SourceSnapshot {
+    SourceSnapshot {
+        users: vec![
+            in_groups(user("DU1", "ada@example.com"), &["DG1"]),
+            in_groups(user("DU2", "bob@example.com"), &["DG1", "DG2"]),
+            in_groups(user("DU3", "cy@example.com"), &["DG2"]),
+            in_groups(user("DU4", "dee@example.com"), &["DG1"]),
+        ],
+        groups: vec![group("DG1", "Sales"), group("DG2", "Admins")],
+        sso_access: None,
+    }
+}
+
+fn policy() -> Policy {
+    let mut p = testing::salesforce_policy();
+    p.scope = Scope::Groups(vec!["Sales".into(), "Admins".into()]);
+    p.governance.group_rules = vec![GroupRuleSpec {
+        groups: vec!["Admins".into()],
+        priority: 1,
+        rule: RuleSpec {
+            profile: "System Administrator".into(),
+            permission_sets: vec!["Sales Cloud".into()],
+            role: Some("CEO".into()),
+        },
+    }];
+    p
+}
+
+async fn store() -> (tempfile::TempDir, SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::connect(dir.path().join("s.db").to_str().unwrap())
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn connection(
+    source: SourceSnapshot,
+    target: TargetSnapshot,
+) -> Connection<FakeSource, FakeTarget> {
+    Connection {
+        name: "sf".into(),
+        source: FakeSource(Mutex::new(source)),
+        target: FakeTarget::with(target),
+        policy: policy(),
+    }
+}
+
+fn empty() -> TargetSnapshot {
+    TargetSnapshot {
+        catalogue: catalogue(),
+        ..TargetSnapshot::default()
+    }
+}
+
+#[tokio::test]
+async fn initial_sync_records_every_operation_and_a_second_run_writes_nothing() {
+    let (_d, store) = store().await;
+    let conn = connection(directory(), empty());
+    let report = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(conn.target.state.lock().unwrap().users.len(), 4);
+    let bob = conn.target.user("bob@example.com").unwrap();
+    assert!(
+        bob.entitlements
+            .iter()
+            .any(|e| e.value == testing::SYSTEM_ADMINISTRATOR),
+        "Admins rule wins: {bob:?}"
+    );
+    assert_eq!(bob.roles[0].value, testing::CEO_ROLE);
+    let groups = conn.target.state.lock().unwrap().groups.clone();
+    let sales = groups.iter().find(|g| g.display_name == "Sales").unwrap();
+    assert_eq!(sales.members.len(), 3);
+
+    let log = store
+        .query_activity(&ActivityQuery {
+            run_id: Some(report.run_id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ops: Vec<_> = log
+        .iter()
+        .filter(|e| e.outcome == Outcome::Ok)
+        .map(|e| e.op.as_str())
+        .collect();
+    assert_eq!(ops.iter().filter(|o| **o == "create_user").count(), 4);
+    assert_eq!(ops.iter().filter(|o| **o == "create_group").count(), 2);
+    assert_eq!(report.applied as usize, report.plan.operations.len());
+    let links = store.load_links("sf").await.unwrap();
+    assert_eq!(links.users.len(), 4);
+    assert_eq!(links.groups.len(), 2);
+    let bob_link = links
+        .users
+        .iter()
+        .find(|l| l.source_id.as_str() == "DU2")
+        .unwrap();
+    assert!(
+        bob_link
+            .assigned_permission_sets
+            .contains(testing::SALES_CLOUD)
+    );
+
+    let calls = conn.target.calls.load(Ordering::SeqCst);
+    let again = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        again.plan.operations.is_empty(),
+        "{:?}",
+        again.plan.operations
+    );
+    assert_eq!(
+        conn.target.calls.load(Ordering::SeqCst),
+        calls,
+        "no write on the second run"
+    );
+}
+
+#[tokio::test]
+async fn the_guard_holds_deactivations_back_until_approved() {
+    let (_d, store) = store().await;
+    let mut conn = connection(directory(), empty());
+    conn.policy.safety.max_deactivations = Some(1);
+    reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    {
+        let mut src = conn.source.0.lock().unwrap();
+        src.users.retain(|u| u.id.as_str() == "DU1");
+    }
+    let report = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Guarded);
+    assert_eq!(report.exit_code(), 3);
+    let trip = report.guard.clone().unwrap();
+    assert!(trip.reason.contains("3 deactivations"), "{}", trip.reason);
+    assert!(
+        conn.target.user("bob@example.com").unwrap().active,
+        "nothing destructive applied"
+    );
+    let skipped = store
+        .query_activity(&ActivityQuery {
+            run_id: Some(report.run_id),
+            outcome: Some(Outcome::Skipped),
+            op: Some("deactivate_user".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(skipped.len(), 3);
+    assert!(skipped[0].detail.contains("held back by the guard"));
+
+    let approved = reconcile_once(
+        &conn,
+        &store,
+        &RunOptions {
+            approve_destructive: true,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(approved.status, RunStatus::Succeeded, "{approved:?}");
+    assert!(!conn.target.user("bob@example.com").unwrap().active);
+    let groups = conn.target.state.lock().unwrap().groups.clone();
+    let bob = conn.target.user("bob@example.com").unwrap().id;
+    assert!(
+        groups.iter().all(|g| !g.members.contains(&bob)),
+        "a deactivated user is in no group"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_profile_change_is_recorded_and_not_retried_until_something_changes() {
+    let (_d, store) = store().await;
+    let conn = connection(directory(), empty());
+    reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    // Ada joins Admins: her profile would change; the target refuses.
+    conn.target
+        .refuse
+        .lock()
+        .unwrap()
+        .push("ada@example.com".into());
+    conn.source.0.lock().unwrap().users[0]
+        .groups
+        .push(SourceGroupId::from("DG2"));
+    let report = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.rejected, 1, "{report:?}");
+    assert_eq!(report.exit_code(), 1);
+    let links = store.load_links("sf").await.unwrap();
+    let ada = links
+        .users
+        .iter()
+        .find(|l| l.source_id.as_str() == "DU1")
+        .unwrap();
+    assert_eq!(ada.refusals.len(), 1);
+    assert!(
+        ada.refusals[0].reason.contains("FIELD_INTEGRITY_EXCEPTION"),
+        "verbatim reason"
+    );
+    assert_eq!(
+        ada.refusals[0].basis.as_deref(),
+        Some(testing::STANDARD_USER)
+    );
+
+    let calls = conn.target.calls.load(Ordering::SeqCst);
+    let next = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    let profile_retry = next.plan.operations.iter().any(|op| {
+        matches!(op, Operation::UpdateUser { changes, .. } if changes.entitlements.as_ref().is_some_and(|e| e.profile_changed))
+    });
+    assert!(!profile_retry, "not retried: {:?}", next.plan.operations);
+    assert!(
+        next.plan
+            .notes
+            .iter()
+            .any(|n| n.message.contains("refused") || n.source_id == "DU1")
+    );
+    assert!(conn.target.calls.load(Ordering::SeqCst) >= calls);
+}
+
+#[tokio::test]
+async fn an_interrupted_run_resumes_without_duplicates_and_logs_everything_it_did() {
+    let (_d, store) = store().await;
+    let mut src = directory();
+    for i in 5..40 {
+        src.users.push(in_groups(
+            user(&format!("DU{i:02}"), &format!("u{i}@example.com")),
+            &["DG1"],
+        ));
+    }
+    let conn = connection(src, empty());
+    let cancel = CancellationToken::new();
+    *conn.target.cancel_after.lock().unwrap() = Some((10, cancel.clone()));
+    let first = reconcile_once(
+        &conn,
+        &store,
+        &RunOptions {
+            cancel: cancel.clone(),
+            max_concurrency: 2,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status, RunStatus::Interrupted, "{first:?}");
+    let written = conn.target.calls.load(Ordering::SeqCst);
+    let logged_ok = store
+        .query_activity(&ActivityQuery {
+            run_id: Some(first.run_id),
+            outcome: Some(Outcome::Ok),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let target_writes_logged = logged_ok
+        .iter()
+        .filter(|e| e.op != "adopt_user" && e.op != "adopt_group")
+        .count();
+    assert_eq!(
+        target_writes_logged, written,
+        "every write the target saw is in the log"
+    );
+
+    *conn.target.cancel_after.lock().unwrap() = None;
+    let second = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(second.status, RunStatus::Succeeded, "{second:?}");
+    let users = conn.target.state.lock().unwrap().users.clone();
+    assert_eq!(users.len(), 39);
+    let mut names: Vec<_> = users.iter().map(|u| u.user_name.clone()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 39, "no duplicate accounts");
+}
+
+#[tokio::test]
+async fn a_broken_connection_stops_the_run_and_says_why() {
+    let (_d, store) = store().await;
+    let conn = connection(directory(), empty());
+    *conn.target.broken.lock().unwrap() = Some(Disposition::Fatal);
+    let report = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(report.exit_code(), 2);
+    assert!(report.message.unwrap().contains("broken"));
+    assert!(
+        conn.target.calls.load(Ordering::SeqCst) <= 2,
+        "stopped after the first fatal stage"
+    );
+}
+
+#[tokio::test]
+async fn a_single_user_run_touches_only_that_user_and_traces_each_step() {
+    let (_d, store) = store().await;
+    let conn = connection(directory(), empty());
+    let report = reconcile_once(
+        &conn,
+        &store,
+        &RunOptions {
+            only_user: Some("bob@example.com".into()),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded);
+    let users = conn.target.state.lock().unwrap().users.clone();
+    assert_eq!(users.len(), 1, "only bob: {users:?}");
+    let trace = report.trace.unwrap();
+    let steps: Vec<_> = trace.iter().map(|s| s.step).collect();
+    for step in ["read", "scope", "match", "rule", "action"] {
+        assert!(steps.contains(&step), "{step} missing from {trace:?}");
+    }
+    let rule = trace.iter().find(|s| s.step == "rule").unwrap();
+    assert!(
+        rule.detail.contains("System Administrator") && rule.detail.contains("priority 1"),
+        "{}",
+        rule.detail
+    );
+    let scope = trace.iter().find(|s| s.step == "scope").unwrap();
+    assert!(
+        scope.detail.contains("Sales") && scope.detail.contains("Admins"),
+        "{}",
+        scope.detail
+    );
+    let groups = conn.target.state.lock().unwrap().groups.clone();
+    assert!(groups.iter().all(|g| g.members.len() <= 1));
+}
+
+#[tokio::test]
+async fn a_disabled_user_is_deactivated_and_removed_from_every_group() {
+    let (_d, store) = store().await;
+    let mut conn = connection(directory(), empty());
+    // One of four is over the default 10%: this story is not about the guard.
+    conn.policy.safety.max_deactivation_percent = None;
+    reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    conn.source.0.lock().unwrap().users[1].status = DirectoryStatus::Disabled;
+    let report = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let bob = conn.target.user("bob@example.com").unwrap();
+    assert!(!bob.active);
+    assert!(
+        conn.target
+            .state
+            .lock()
+            .unwrap()
+            .groups
+            .iter()
+            .all(|g| !g.members.contains(&bob.id))
+    );
+    let dry = reconcile_once(
+        &conn,
+        &store,
+        &RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.status, RunStatus::DryRun);
+    assert!(dry.plan.operations.is_empty());
+}
