@@ -9,6 +9,8 @@
 //! - the planner's peak memory above its inputs, per user (VmHWM from /proc/self/status after
 //!   resetting it through /proc/self/clear_refs; Linux only, reported as unknown elsewhere).
 //!
+//! `SCIMSYNC_BENCH_REPEAT=N` plans N more times (for profiling).
+//!
 //! Run: `cargo bench -p scimsync-core --bench planner` (release);
 //! quick: `SCIMSYNC_BENCH_USERS=20000 cargo bench -p scimsync-core --bench planner`.
 
@@ -242,6 +244,14 @@ fn main() {
     let result = plan(&source, &target, &links, &policy, Timestamp(0));
     let planning = t.elapsed();
     let hwm = status_kb("VmHWM:");
+    // For profiling: plan again N times so the planner dominates a profile.
+    let repeat: usize = std::env::var("SCIMSYNC_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..repeat {
+        black_box(plan(&source, &target, &links, &policy, Timestamp(0)).ok());
+    }
     let plan = match result {
         Ok(p) => black_box(p),
         Err(problems) => {

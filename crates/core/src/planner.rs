@@ -338,25 +338,18 @@ impl<'a> Planner<'a> {
             target_by_id.insert_first(u.id.as_str(), u);
         }
         let mut link_by_source: IdIndex<'_, &UserLink> = IdIndex::with_capacity(links.users.len());
-        let mut linked_targets: IdMap<&str, &UserLink> = map_with_capacity(links.users.len());
+        let mut linked_targets: IdIndex<'_, &UserLink> = IdIndex::with_capacity(links.users.len());
         for link in &links.users {
             link_by_source.insert_first(link.source_id.as_str(), link);
-            linked_targets
-                .entry(link.target_id.as_str())
-                .or_insert(link);
+            linked_targets.insert_first(link.target_id.as_str(), link);
         }
-        self.summary.managed_active_users = target
-            .users
-            .iter()
-            .filter(|u| u.active && linked_targets.contains_key(u.id.as_str()))
-            .count();
         let mut by_external_id: IdMap<&str, &TargetUser> = IdMap::default();
         let mut by_user_name: IdMap<Cow<'_, str>, &TargetUser> =
             map_with_capacity(target.users.len());
         for u in &target.users {
-            if !linked_targets.contains_key(u.id.as_str())
-                && let Some(ext) = u.external_id.as_deref()
-            {
+            if linked_targets.get(u.id.as_str()).is_some() {
+                self.summary.managed_active_users += usize::from(u.active);
+            } else if let Some(ext) = u.external_id.as_deref() {
                 by_external_id.entry(ext).or_insert(u);
             }
             by_user_name.entry(lower(&u.user_name)).or_insert(u);
@@ -550,7 +543,7 @@ impl<'a> Planner<'a> {
 
     /// Users whose userName is held by another source user's account: created after the
     /// updates when that account is renamed away in this plan, else rejected as a conflict.
-    fn settle_blocked(&mut self, linked_targets: &IdMap<&'a str, &'a UserLink>) {
+    fn settle_blocked(&mut self, linked_targets: &IdIndex<'a, &'a UserLink>) {
         let blocked: Vec<usize> = (0..self.users.len())
             .filter(|&i| {
                 matches!(self.users[i].account, Account::Blocked(..))
@@ -631,7 +624,7 @@ impl<'a> Planner<'a> {
         key: &str,
         by_external_id: &IdMap<&'a str, &'a TargetUser>,
         by_user_name: &IdMap<Cow<'a, str>, &'a TargetUser>,
-        linked_targets: &IdMap<&'a str, &'a UserLink>,
+        linked_targets: &IdIndex<'a, &'a UserLink>,
         claimed: &mut IdSet<&'a str>,
     ) -> Account<'a> {
         if let Some(t) = by_external_id.get(user.id.as_str())
