@@ -234,7 +234,11 @@ fn generate_user(
 ) -> DuoUser {
     let first = names::FIRST[rng.below(names::FIRST.len())];
     let last = names::LAST[rng.below(names::LAST.len())];
-    let base = format!("{}.{}", first.to_lowercase(), last.to_lowercase().replace(' ', ""));
+    let base = format!(
+        "{}.{}",
+        first.to_lowercase(),
+        last.to_lowercase().replace(' ', "")
+    );
     let seen = taken.entry(base.clone()).or_insert(0);
     *seen += 1;
     let username = if *seen == 1 {
@@ -271,7 +275,10 @@ fn generate_user(
         .collect();
     let mut aliases = BTreeMap::new();
     if rng.below(5) == 0 {
-        aliases.insert("alias1".to_owned(), format!("{}{}", &first[..1], last).to_lowercase());
+        aliases.insert(
+            "alias1".to_owned(),
+            format!("{}{}", &first[..1], last).to_lowercase(),
+        );
         if rng.below(3) == 0 {
             aliases.insert("alias2".to_owned(), format!("e{index:06}"));
         }
@@ -281,7 +288,10 @@ fn generate_user(
     if rng.below(10) != 0 {
         custom_attributes.insert("department".to_owned(), dept.to_owned());
         custom_attributes.insert("employee_id".to_owned(), format!("E{:06}", index + 1));
-        custom_attributes.insert("cost_center".to_owned(), format!("CC-{}", 100 + rng.below(900)));
+        custom_attributes.insert(
+            "cost_center".to_owned(),
+            format!("CC-{}", 100 + rng.below(900)),
+        );
         custom_attributes.insert(
             "title".to_owned(),
             names::TITLES[rng.below(names::TITLES.len())].to_owned(),
@@ -289,7 +299,9 @@ fn generate_user(
     }
     let mut member_of = Vec::new();
     if !groups.is_empty() {
-        let wanted = (1 + rng.below(5)).min(groups.len()).min(MAX_GROUPS_PER_USER);
+        let wanted = (1 + rng.below(5))
+            .min(groups.len())
+            .min(MAX_GROUPS_PER_USER);
         while member_of.len() < wanted {
             let id = &groups[rng.below(groups.len())].group_id;
             if !member_of.contains(id) {
@@ -386,12 +398,20 @@ mod tests {
         for user in &data.users {
             assert_eq!(user.user_id.len(), 20, "{}", user.user_id);
             assert!(user.user_id.starts_with("DU"));
-            assert!(user.user_id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+            assert!(
+                user.user_id
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            );
             assert!(seen.insert(user.user_id.clone()));
         }
         let usernames: std::collections::HashSet<_> =
             data.users.iter().map(|u| &u.username).collect();
-        assert_eq!(usernames.len(), data.users.len(), "usernames must be unique");
+        assert_eq!(
+            usernames.len(),
+            data.users.len(),
+            "usernames must be unique"
+        );
     }
 
     #[test]

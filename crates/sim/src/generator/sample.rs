@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{DuoDataset, DuoGroup, DuoIntegration, DuoPhone, DuoUser};
 
-/// Group ids of [`sample`], in order.
+/// Group names and descriptions of [`sample`], in id order.
 const GROUPS: [(&str, &str); 6] = [
     ("Sales", "Field and inside sales"),
     ("Support", "Customer support"),
@@ -26,7 +26,13 @@ fn user_id(n: usize) -> String {
 }
 
 /// One row of the sample: (first, last, status, email override, group numbers).
-type Row = (&'static str, &'static str, &'static str, Option<&'static str>, &'static [usize]);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static [usize],
+);
 
 const USERS: [Row; 25] = [
     ("Alice", "Anderson", "active", None, &[1, 4]),
@@ -47,7 +53,13 @@ const USERS: [Row; 25] = [
     ("Priya", "Patel", "active", None, &[3, 6]),
     ("Quinn", "Reyes", "pending deletion", None, &[5]),
     ("Rosa", "Ramirez", "active", None, &[1]),
-    ("Sven", "Nilsson", "active", Some("sven.nilsson.example.com"), &[2]),
+    (
+        "Sven",
+        "Nilsson",
+        "active",
+        Some("sven.nilsson.example.com"),
+        &[2],
+    ),
     ("Tara", "Singh", "active", None, &[3]),
     ("Uma", "Sharma", "active", None, &[]),
     ("Victor", "Moreau", "active", None, &[1, 4]),
@@ -116,7 +128,10 @@ pub fn sample() -> DuoDataset {
             }
             let mut custom_attributes = BTreeMap::new();
             if let Some(first_group) = groups.first() {
-                custom_attributes.insert("department".to_owned(), GROUPS[first_group - 1].0.to_owned());
+                custom_attributes.insert(
+                    "department".to_owned(),
+                    GROUPS[first_group - 1].0.to_owned(),
+                );
             }
             custom_attributes.insert("employee_id".to_owned(), format!("E{n:06}"));
             DuoUser {
@@ -132,7 +147,8 @@ pub fn sample() -> DuoDataset {
                 custom_attributes,
                 groups: groups.iter().map(|g| group_id(*g)).collect(),
                 created: 1_700_000_000 + i64::try_from(n).unwrap_or(0) * 86_400,
-                last_login: (n % 5 != 0).then_some(1_760_000_000 + i64::try_from(n).unwrap_or(0) * 3_600),
+                last_login: (n % 5 != 0)
+                    .then_some(1_760_000_000 + i64::try_from(n).unwrap_or(0) * 3_600),
                 is_enrolled: *status != "pending deletion",
                 notes: String::new(),
             }
