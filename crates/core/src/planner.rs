@@ -43,7 +43,7 @@ use crate::policy::{Policy, Problem, TargetKind};
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
-use index::{IdIndex, IdMap, IdSet, InlineId, map_with_capacity, set_with_capacity};
+use index::{IdIndex, IdMap, IdSet, InlineId, map_with_capacity};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
@@ -337,10 +337,13 @@ impl<'a> Planner<'a> {
         for u in &target.users {
             target_by_id.insert_first(u.id.as_str(), u);
         }
-        let mut link_by_source: IdIndex<'_, &UserLink> = IdIndex::with_capacity(links.users.len());
+        // Source id → position in `links.users`; `seen_link` marks links whose source user is
+        // in the directory, the others are orphans.
+        let mut link_by_source: IdIndex<'_, usize> = IdIndex::with_capacity(links.users.len());
+        let mut seen_link: Vec<bool> = vec![false; links.users.len()];
         let mut linked_targets: IdIndex<'_, &UserLink> = IdIndex::with_capacity(links.users.len());
-        for link in &links.users {
-            link_by_source.insert_first(link.source_id.as_str(), link);
+        for (n, link) in links.users.iter().enumerate() {
+            link_by_source.insert_first(link.source_id.as_str(), n);
             linked_targets.insert_first(link.target_id.as_str(), link);
         }
         let mut by_external_id: IdMap<&str, &TargetUser> = IdMap::default();
@@ -355,20 +358,31 @@ impl<'a> Planner<'a> {
             by_user_name.entry(lower(&u.user_name)).or_insert(u);
         }
 
-        let mut order: Vec<&DirectoryUser> = source.users.iter().collect();
-        order.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let mut seen_source: IdSet<&str> = set_with_capacity(order.len());
+        // Sorted by id through inline keys, so comparisons do not chase each id's string.
+        let mut order: Vec<(Option<InlineId>, &DirectoryUser)> = source
+            .users
+            .iter()
+            .map(|u| (InlineId::new(u.id.as_str()), u))
+            .collect();
+        order.sort_unstable_by(|(ka, a), (kb, b)| match (ka, kb) {
+            (Some(ka), Some(kb)) => ka.cmp_bytes(kb).then_with(|| a.id.cmp(&b.id)),
+            _ => a.id.cmp(&b.id),
+        });
+        let mut previous: Option<&str> = None;
         let mut claimed: IdSet<&str> = IdSet::default();
         let mut wanted_names: IdMap<Cow<'_, str>, &str> = IdMap::default();
 
         // Pass 1: scope, validation, matching.
-        for user in order {
-            if !seen_source.insert(user.id.as_str()) {
+        for (_, user) in order {
+            if previous.replace(user.id.as_str()) == Some(user.id.as_str()) {
                 continue; // a duplicate id in the source: the first one counts
             }
             let mapped = self.policy.mapping.evaluate(user);
             let wanted = self.in_scope(user) && user.status.is_enabled();
-            let link = link_by_source.get(user.id.as_str()).copied();
+            let link = link_by_source.get(user.id.as_str()).map(|&n| {
+                seen_link[n] = true;
+                &links.users[n]
+            });
             let linked = link.and_then(|l| target_by_id.get(l.target_id.as_str()).map(|t| (*t, l)));
             let mut state = UserState {
                 user,
@@ -456,7 +470,9 @@ impl<'a> Planner<'a> {
         let mut orphans: Vec<&UserLink> = links
             .users
             .iter()
-            .filter(|l| !seen_source.contains(l.source_id.as_str()))
+            .enumerate()
+            .filter(|(n, l)| !seen_link[*n] && link_by_source.get(l.source_id.as_str()) == Some(n))
+            .map(|(_, l)| l)
             .collect();
         orphans.sort_by(|a, b| a.source_id.cmp(&b.source_id));
         orphans.dedup_by(|a, b| a.source_id == b.source_id);

@@ -18,11 +18,6 @@ pub(crate) fn map_with_capacity<K, V>(n: usize) -> IdMap<K, V> {
     IdMap::with_capacity_and_hasher(n, BuildHasherDefault::default())
 }
 
-/// An empty set with room for `n` entries.
-pub(crate) fn set_with_capacity<K>(n: usize) -> IdSet<K> {
-    IdSet::with_capacity_and_hasher(n, BuildHasherDefault::default())
-}
-
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 /// FxHash: for each word, rotate, xor, multiply.
@@ -103,6 +98,14 @@ impl InlineId {
                 bytes,
             }
         })
+    }
+}
+
+impl InlineId {
+    /// Orders like the ids themselves (ids hold no NUL byte, so the zero padding sorts first);
+    /// `Equal` for equal ids.
+    pub(crate) fn cmp_bytes(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes.cmp(&other.bytes).then(self.len.cmp(&other.len))
     }
 }
 
