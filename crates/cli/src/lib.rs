@@ -1,0 +1,557 @@
+//! The `scimsync` binary: configuration, commands, daemon wiring, the HTTP status listener and
+//! the demo. Library crates know nothing of it; it knows them all.
+//!
+//! Exit codes: 0 all applied; 1 some operations failed or were rejected; 2 configuration or
+//! connection error; 3 the guard stopped the run.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod daemon;
+mod demo;
+pub mod output;
+mod wiring;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use config::Settings;
+use scimsync_core::Timestamp;
+use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, Trigger};
+use scimsync_core::ports::Store as _;
+use scimsync_engine::{Progress, RunOptions, RunReport};
+use scimsync_store::SqlStore;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code: configuration or connection error.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// scimsync keeps a SaaS application's accounts in step with an identity directory (Duo →
+/// Salesforce or any SCIM 2.0 service).
+#[derive(Debug, Parser)]
+#[command(name = "scimsync", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `scimsync_engine=debug`.
+    #[arg(long, global = true, env = "SCIMSYNC_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One reconcile run (or a dry-run plan).
+    Reconcile(ReconcileArgs),
+    /// Run every connection on its schedule, with an HTTP status listener.
+    Daemon(ConfigArg),
+    /// Search the activity log.
+    Activity(ActivityArgs),
+    /// List runs with their counts and durations.
+    Runs(RunsArgs),
+    /// Validate the configuration and walk each connection step by step.
+    Check(ConfigArg),
+    /// Start the emulators with a sample directory, reconcile, change the directory, reconcile
+    /// again and show the activity log.
+    Demo(DemoArgs),
+    /// Run the Duo and Salesforce emulators in the foreground.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, short, env = "SCIMSYNC_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[arg(long, short, env = "SCIMSYNC_CONFIG")]
+    pub config: PathBuf,
+    /// Only this connection (default: all).
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Reconcile only this user (username, email or source id) and show each step.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Apply deactivations even when the guard trips (after reviewing the plan).
+    #[arg(long)]
+    pub approve_deactivations: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivityArgs {
+    #[arg(long, short, env = "SCIMSYNC_CONFIG")]
+    pub config: PathBuf,
+    #[arg(long)]
+    pub connection: Option<String>,
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// A username, source id or target id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// An operation kind: create_user, update_user, deactivate_user, add_members, …
+    #[arg(long)]
+    pub op: Option<String>,
+    #[arg(long, value_parser = parse_outcome)]
+    pub outcome: Option<Outcome>,
+    /// `24h`, `7d`, `30m`, `90s` ago, or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since_now)]
+    pub since: Option<Timestamp>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: output::Format,
+    /// Keep printing new entries as they are recorded.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[arg(long, short, env = "SCIMSYNC_CONFIG")]
+    pub config: PathBuf,
+    #[arg(long)]
+    pub connection: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: output::Format,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its configuration, secrets and store.
+    #[arg(long, default_value = ".scimsync-demo")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    #[arg(long, default_value_t = 0)]
+    pub duo_port: u16,
+    #[arg(long, default_value_t = 0)]
+    pub salesforce_port: u16,
+    /// A Duo dataset (JSON) to serve.
+    #[arg(long, conflicts_with = "generate")]
+    pub directory: Option<PathBuf>,
+    /// Serve a generated directory of this many users.
+    #[arg(long)]
+    pub generate: Option<usize>,
+}
+
+fn parse_outcome(text: &str) -> Result<Outcome, String> {
+    Outcome::parse(text).ok_or_else(|| format!("{text:?}: use ok, failed, rejected or skipped"))
+}
+
+fn parse_since_now(text: &str) -> Result<Timestamp, String> {
+    parse_since(text, scimsync_engine::now())
+}
+
+/// `24h`, `7d`, `30m`, `90s` before `now`, or an RFC 3339 instant.
+pub fn parse_since(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    let text = text.trim();
+    if let Some(t) = Timestamp::parse_rfc3339(text) {
+        return Ok(t);
+    }
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: i64 = digits.parse().map_err(|_| {
+        format!("{text:?}: use a duration such as 24h, 7d, 30m, or an RFC 3339 time")
+    })?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(now.plus_millis(-n.saturating_mul(ms)))
+}
+
+/// Runs a command; the exit code says how it went.
+pub async fn run(cli: Cli) -> ExitCode {
+    init_logging(
+        cli.log.as_deref(),
+        matches!(cli.command, Command::Daemon(_) | Command::Sim(_)),
+    );
+    let result = match cli.command {
+        Command::Reconcile(args) => reconcile(args).await,
+        Command::Daemon(args) => daemon::run(&args.config).await,
+        Command::Activity(args) => activity(args).await,
+        Command::Runs(args) => runs(args).await,
+        Command::Check(args) => check(&args.config).await,
+        Command::Demo(args) => demo::run(&args.dir).await,
+        Command::Sim(args) => demo::sim(args).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn init_logging(filter: Option<&str>, service: bool) {
+    let default = if service { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Loads the configuration (every problem at once) and warns about inline secrets.
+pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
+    let settings = config::load(path, &|k| std::env::var(k).ok())?;
+    if let Some(w) = config::inline_secret_warning(&settings) {
+        eprintln!("{w}");
+    }
+    Ok(settings)
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
+    SqlStore::connect(&settings.store_url)
+        .await
+        .with_context(|| "opening the store (store.url or SCIMSYNC_STORE_URL)")
+}
+
+/// A progress bar on a terminal, plain lines otherwise.
+struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress for Bar {
+    fn planned(&self, total: usize) {
+        if let Some(b) = &self.bar {
+            b.set_length(total as u64);
+        }
+    }
+    fn applied(&self, entry: &ActivityEntry) {
+        match &self.bar {
+            Some(b) => {
+                if entry.op != "reject" && entry.op != "note" {
+                    b.inc(1);
+                }
+                b.set_message(format!("{} {}", entry.op, entry.name));
+            }
+            None => eprintln!(
+                "{} {} {} {}",
+                entry.outcome.as_str(),
+                entry.op,
+                entry.name,
+                entry.detail
+            ),
+        }
+    }
+}
+
+fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
+    if quiet {
+        return None;
+    }
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
+            b.set_style(style);
+        }
+        b
+    });
+    Some(Arc::new(Bar { bar }))
+}
+
+async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
+    let settings = load_settings(&args.config)?;
+    let store = open_store(&settings).await?;
+    let selected: Vec<_> = settings
+        .connections
+        .iter()
+        .filter(|c| args.connection.as_deref().is_none_or(|n| n == c.name))
+        .collect();
+    if selected.is_empty() {
+        anyhow::bail!(
+            "no connection named {:?}; the configuration has: {}",
+            args.connection.unwrap_or_default(),
+            settings
+                .connections
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut worst = 0u8;
+    for conn in selected {
+        let connection = wiring::connection(conn)?;
+        let opts = RunOptions {
+            trigger: Trigger::Manual,
+            dry_run: args.dry_run,
+            approve_destructive: args.approve_deactivations,
+            only_user: args.user.clone(),
+            max_concurrency: conn.max_concurrency,
+            cancel: shutdown_token(),
+            progress: progress(args.dry_run || args.format == ReportFormat::Json),
+        };
+        let report = match scimsync_engine::reconcile_once(&connection, &store, &opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {}", chain(&e));
+                worst = worst.max(EXIT_CONFIG);
+                continue;
+            }
+        };
+        print_report(&report, args.dry_run, args.format)?;
+        worst = worst.max(report.exit_code());
+    }
+    Ok(worst)
+}
+
+/// A token cancelled on SIGINT/SIGTERM.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("Stopping: the operations in flight finish and are recorded…");
+        t.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyhow::Result<()> {
+    match format {
+        ReportFormat::Json if dry_run => println!("{}", report.plan.to_json()?),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        ReportFormat::Text => {
+            println!("== {} (run {})", report.connection, report.run_id);
+            if let Some(trace) = &report.trace {
+                for step in trace {
+                    println!("  {:<7} {}", step.step, step.detail);
+                }
+                println!();
+            }
+            if dry_run {
+                print!("{}", report.plan.to_table());
+            }
+            if let Some(trip) = &report.guard {
+                println!("GUARD: {}", trip.reason);
+                println!("  to approve: {}", trip.how_to_approve);
+            }
+            if !dry_run {
+                println!(
+                    "{:?}: {} applied, {} failed, {} rejected, {} skipped (of {} planned)",
+                    report.status,
+                    report.applied,
+                    report.failed,
+                    report.rejected,
+                    report.skipped,
+                    report.plan.operations.len()
+                );
+                if let Some(m) = &report.message {
+                    println!("  {m}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
+    let settings = load_settings(&args.config)?;
+    let store = open_store(&settings).await?;
+    let mut query = ActivityQuery {
+        connection: args.connection,
+        run_id: args.run,
+        user: args.user,
+        op: args.op,
+        outcome: args.outcome,
+        since: args.since,
+        after_id: None,
+        limit: Some(args.limit),
+    };
+    let entries = store.query_activity(&query).await?;
+    print!("{}", output::activity(&entries, args.format, true));
+    if !args.follow {
+        return Ok(0);
+    }
+    // Follow: poll for newer entries. Entries committed out of id order (PostgreSQL) are caught
+    // by re-reading with an overlap and skipping ids already printed.
+    let mut seen: std::collections::BTreeSet<i64> = entries.iter().map(|e| e.id).collect();
+    let cancel = shutdown_token();
+    query.limit = None;
+    query.since = None;
+    loop {
+        let last = seen.iter().next_back().copied().unwrap_or(0);
+        query.after_id = Some((last - 100).max(0));
+        let fresh: Vec<_> = store
+            .query_activity(&query)
+            .await?
+            .into_iter()
+            .filter(|e| !seen.contains(&e.id))
+            .collect();
+        if !fresh.is_empty() {
+            print!("{}", output::activity(&fresh, args.format, false));
+            seen.extend(fresh.iter().map(|e| e.id));
+            while seen.len() > 10_000 {
+                seen.pop_first();
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(0),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
+    let settings = load_settings(&args.config)?;
+    let store = open_store(&settings).await?;
+    let runs = store
+        .runs_with_stats(args.connection.as_deref(), args.limit)
+        .await?;
+    print!("{}", output::runs(&runs, args.format));
+    Ok(0)
+}
+
+async fn check(path: &Path) -> anyhow::Result<u8> {
+    let settings = match config::load(path, &|k| std::env::var(k).ok()) {
+        Ok(s) => {
+            println!(
+                "✓ configuration {} is valid ({} connection(s))",
+                path.display(),
+                s.connections.len()
+            );
+            s
+        }
+        Err(e) => {
+            println!("✗ {e}");
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    if let Some(w) = config::inline_secret_warning(&settings) {
+        println!("! {w}");
+    }
+    let mut ok = true;
+    match open_store(&settings).await {
+        Ok(_) => println!("✓ store {}", redact_url(&settings.store_url)),
+        Err(e) => {
+            ok = false;
+            println!("✗ store: {e:#}");
+        }
+    }
+    for conn in &settings.connections {
+        println!("== {}", conn.name);
+        for step in wiring::check(conn).await {
+            println!(
+                "{} {}: {}",
+                if step.ok { "✓" } else { "✗" },
+                step.name,
+                step.detail
+            );
+            ok &= step.ok;
+        }
+    }
+    Ok(if ok { 0 } else { EXIT_CONFIG })
+}
+
+/// A URL with its password replaced.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn since_accepts_durations_and_times() {
+        let now = Timestamp::from_millis(10 * 86_400_000);
+        assert_eq!(
+            parse_since("24h", now).unwrap(),
+            Timestamp::from_millis(9 * 86_400_000)
+        );
+        assert_eq!(
+            parse_since("2d", now).unwrap(),
+            Timestamp::from_millis(8 * 86_400_000)
+        );
+        assert_eq!(
+            parse_since("30m", now).unwrap().millis(),
+            10 * 86_400_000 - 1_800_000
+        );
+        assert_eq!(
+            parse_since("1970-01-02T00:00:00Z", now).unwrap(),
+            Timestamp::from_millis(86_400_000)
+        );
+        assert!(parse_since("3 weeks", now).unwrap_err().contains("unit"));
+        assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn store_urls_are_printed_without_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db/x"),
+            "postgres://u:REDACTED@db/x"
+        );
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+    }
+}

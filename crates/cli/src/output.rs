@@ -1,0 +1,235 @@
+//! Printing activity entries and runs as tables, JSON or CSV.
+
+use scimsync_core::activity::ActivityEntry;
+use scimsync_store::RunStats;
+use std::fmt::Write as _;
+
+/// Output formats of `activity` and `runs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let last = header.len() - 1;
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == last {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{:<w$}  ", c, w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+const ACTIVITY_HEADER: [&str; 10] = [
+    "id",
+    "at",
+    "connection",
+    "run",
+    "op",
+    "outcome",
+    "object",
+    "name",
+    "target_id",
+    "detail",
+];
+
+fn activity_cells(e: &ActivityEntry) -> Vec<String> {
+    vec![
+        e.id.to_string(),
+        e.at.to_string(),
+        e.connection.clone(),
+        e.run_id.to_string(),
+        e.op.clone(),
+        e.outcome.as_str().to_owned(),
+        e.object.clone(),
+        e.name.clone(),
+        e.target_id.clone().unwrap_or_default(),
+        e.detail.clone(),
+    ]
+}
+
+/// Activity entries in `format` (CSV and tables with a header; JSON one object per line when
+/// `json_lines`, an array otherwise).
+pub fn activity(entries: &[ActivityEntry], format: Format, header: bool) -> String {
+    match format {
+        Format::Table => {
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| {
+                    let mut c = activity_cells(e);
+                    c.remove(8);
+                    c[1].truncate(19);
+                    c
+                })
+                .collect();
+            let h = [
+                "ID",
+                "AT",
+                "CONNECTION",
+                "RUN",
+                "OP",
+                "OUTCOME",
+                "OBJECT",
+                "NAME",
+                "DETAIL",
+            ];
+            if header {
+                table(&h, &rows)
+            } else {
+                let t = table(&h, &rows);
+                t.lines().skip(1).map(|l| format!("{l}\n")).collect()
+            }
+        }
+        Format::Json => entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap_or_default() + "\n")
+            .collect(),
+        Format::Csv => {
+            let mut out = String::new();
+            if header {
+                out.push_str(&ACTIVITY_HEADER.join(","));
+                out.push('\n');
+            }
+            for e in entries {
+                let cells: Vec<String> = activity_cells(e).iter().map(|c| csv_field(c)).collect();
+                out.push_str(&cells.join(","));
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
+/// Runs with their counts and durations.
+pub fn runs(runs: &[RunStats], format: Format) -> String {
+    let status = |r: &RunStats| {
+        serde_json::to_value(r.run.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let cells = |r: &RunStats| {
+        vec![
+            r.run.id.to_string(),
+            r.run.connection.clone(),
+            serde_json::to_value(r.run.trigger)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            status(r),
+            r.run.started_at.to_string(),
+            r.duration
+                .map(|d| format!("{:.1}s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into()),
+            r.run.planned.to_string(),
+            r.run.applied.to_string(),
+            r.run.failed.to_string(),
+            r.run.rejected.to_string(),
+            r.run.skipped.to_string(),
+            r.run.message.clone().unwrap_or_default(),
+        ]
+    };
+    let header = [
+        "ID",
+        "CONNECTION",
+        "TRIGGER",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "PLANNED",
+        "APPLIED",
+        "FAILED",
+        "REJECTED",
+        "SKIPPED",
+        "MESSAGE",
+    ];
+    match format {
+        Format::Table => table(&header, &runs.iter().map(cells).collect::<Vec<_>>()),
+        Format::Json => runs
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(&r.run).unwrap_or_default();
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert(
+                        "duration_seconds".into(),
+                        r.duration.map(|d| d.as_secs_f64()).into(),
+                    );
+                }
+                v.to_string() + "\n"
+            })
+            .collect(),
+        Format::Csv => {
+            let mut out = header.map(str::to_ascii_lowercase).join(",") + "\n";
+            for r in runs {
+                out.push_str(
+                    &cells(r)
+                        .iter()
+                        .map(|c| csv_field(c))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimsync_core::Timestamp;
+    use scimsync_core::activity::Outcome;
+
+    #[test]
+    fn csv_quotes_commas_and_quotes() {
+        let e = ActivityEntry {
+            id: 7,
+            run_id: 2,
+            connection: "sf".into(),
+            at: Timestamp(0),
+            op: "update_user".into(),
+            outcome: Outcome::Ok,
+            object: "user".into(),
+            source_id: Some("DU1".into()),
+            target_id: Some("005X".into()),
+            name: "ada@example.com".into(),
+            detail: "title: \"Boss, Big\"".into(),
+        };
+        let out = activity(&[e], Format::Csv, true);
+        let mut lines = out.lines();
+        assert_eq!(lines.next().unwrap_or_default(), ACTIVITY_HEADER.join(","));
+        assert_eq!(
+            lines.next().unwrap_or_default(),
+            "7,1970-01-01T00:00:00.000Z,sf,2,update_user,ok,user,ada@example.com,005X,\"title: \"\"Boss, Big\"\"\""
+        );
+    }
+}
