@@ -54,8 +54,8 @@ pub const SALESFORCE_NAME_LIMIT: usize = 40;
 ///
 /// `Err` only when the policy cannot be planned with: invalid, or naming profiles, permission
 /// sets, roles or groups that do not exist (every problem at once). Objects the target would
-/// refuse are not errors: they are [`Plan::rejected`]. `now` is the instant of the plan; the
-/// rules do not depend on it today, it is taken so time-based rules need no new signature.
+/// refuse are not errors: they are [`Plan::rejected`]. `now` is the instant of the plan: it only
+/// dates notes (how long an email change has waited); no rule depends on the clock.
 pub fn plan(
     source: &SourceSnapshot,
     target: &TargetSnapshot,
@@ -63,7 +63,6 @@ pub fn plan(
     policy: &Policy,
     now: Timestamp,
 ) -> Result<Plan, Vec<Problem>> {
-    let _ = now;
     let mut problems = policy.validate();
     let scope = resolve_scope(&policy.scope, source)
         .map_err(|p| problems.extend(p))
@@ -78,6 +77,7 @@ pub fn plan(
         .as_ref()
         .map(|s| s.iter().map(SourceGroupId::as_str).collect());
     let mut planner = Planner::new(source, target, links, policy, &governance, scope);
+    planner.now = now;
     planner.run();
     Ok(planner.finish())
 }
@@ -170,6 +170,8 @@ struct Planner<'a> {
     gov: &'a ResolvedGovernance,
     scope: Option<IdSet<&'a str>>,
     salesforce: bool,
+    /// The instant of the plan (for ages in notes).
+    now: Timestamp,
     profiles: IdMap<&'a str, &'a Profile>,
     permission_sets: IdSet<&'a str>,
     /// Group id → priority of the rule naming it, and the rule.
@@ -246,6 +248,7 @@ impl<'a> Planner<'a> {
             gov,
             scope,
             salesforce: policy.target_kind == TargetKind::Salesforce,
+            now: Timestamp::default(),
             profiles: cat.profiles.iter().map(|p| (p.id.as_str(), p)).collect(),
             permission_sets: cat.permission_sets.iter().map(|p| p.id.as_str()).collect(),
             rule_of_group,
@@ -921,8 +924,10 @@ impl<'a> Planner<'a> {
             if let Some(p) = pending {
                 let name = m.user_name.unwrap_or(&user.username);
                 let message = format!(
-                    "email change to {:?} was sent at {} and awaits verification by its owner; not sent again",
-                    p.address, p.requested_at
+                    "email change to {:?} was sent at {} ({} days ago) and awaits verification by its owner; not sent again",
+                    p.address,
+                    p.requested_at,
+                    (self.now.millis() - p.requested_at.millis()).max(0) / 86_400_000
                 );
                 self.note(
                     NoteKind::EmailPendingVerification,
