@@ -24,7 +24,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -217,11 +216,12 @@ impl DuoSim {
 /// A JSON answer with a status.
 struct Answer {
     status: StatusCode,
-    body: Value,
+    /// Serialised JSON.
+    body: String,
 }
 
 impl Answer {
-    fn ok(body: Value) -> Self {
+    fn ok(body: String) -> Self {
         Self {
             status: StatusCode::OK,
             body,
@@ -277,7 +277,7 @@ async fn handle(
         status: status.as_u16(),
         at: SystemTime::now(),
     });
-    let mut response = (status, answer.body.to_string()).into_response();
+    let mut response = (status, answer.body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
