@@ -40,7 +40,7 @@ pub use knobs::DuoKnobs;
 pub use request_log::LoggedRequest;
 
 use directory::Directory;
-use knobs::KnobState;
+use knobs::{KnobState, PagedList};
 use signing::{AuthFailure, SignedRequest};
 
 /// How a [`DuoSim`] runs.
@@ -536,20 +536,28 @@ fn list_users(shared: &Shared, params: &[(String, String)]) -> Result<Answer, An
         }
     };
     if !filtered {
-        run_scheduled_edits(shared);
+        run_scheduled_edits(shared, PagedList::Users);
     }
     Ok(Answer::ok(body))
 }
 
-/// Counts a full users page and applies the edits scheduled for it.
-fn run_scheduled_edits(shared: &Shared) {
+/// Counts a full page of `list` and applies the edits scheduled for it.
+fn run_scheduled_edits(shared: &Shared, list: PagedList) {
     let due = {
         let mut knobs = shared.knobs();
-        knobs.users_pages_served += 1;
-        let served = knobs.users_pages_served;
+        let served = match list {
+            PagedList::Users => {
+                knobs.users_pages_served += 1;
+                knobs.users_pages_served
+            }
+            PagedList::Groups => {
+                knobs.groups_pages_served += 1;
+                knobs.groups_pages_served
+            }
+        };
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut knobs.scheduled)
             .into_iter()
-            .partition(|(at, _)| *at <= served);
+            .partition(|(kind, at, _)| *kind == list && *at <= served);
         knobs.scheduled = later;
         due
     };
@@ -557,8 +565,8 @@ fn run_scheduled_edits(shared: &Shared) {
         return;
     }
     let mut directory = shared.write_directory();
-    for (page, edit) in due {
-        tracing::debug!(page, "Duo emulator applying a scheduled dataset edit.");
+    for (kind, page, edit) in due {
+        tracing::debug!(list = ?kind, page, "Duo emulator applying a scheduled dataset edit.");
         edit(&mut directory.data);
     }
     directory.reindex();
@@ -617,25 +625,25 @@ fn list_groups(shared: &Shared, params: &[(String, String)]) -> Result<Answer, A
     let paging = Paging::parse(params, 100, 100)?;
     let short_page = shared.knobs().short_page;
     let ids = json_list(params, "group_id_list")?;
-    let directory = shared.read_directory();
-    let groups: Vec<_> = match &ids {
-        Some(ids) => directory
-            .data
-            .groups
-            .iter()
-            .filter(|g| ids.contains(&g.group_id))
-            .collect(),
-        None => directory.data.groups.iter().collect(),
+    let body = {
+        let directory = shared.read_directory();
+        let groups: Vec<_> = match &ids {
+            Some(ids) => directory
+                .data
+                .groups
+                .iter()
+                .filter(|g| ids.contains(&g.group_id))
+                .collect(),
+            None => directory.data.groups.iter().collect(),
+        };
+        let (range, next) = paging.window(groups.len(), short_page);
+        let rows = groups[range].iter().map(|g| render::group(g)).collect();
+        render::paged(rows, groups.len(), paging.offset, paging.limit, next)
     };
-    let (range, next) = paging.window(groups.len(), short_page);
-    let rows = groups[range].iter().map(|g| render::group(g)).collect();
-    Ok(Answer::ok(render::paged(
-        rows,
-        groups.len(),
-        paging.offset,
-        paging.limit,
-        next,
-    )))
+    if ids.is_none() {
+        run_scheduled_edits(shared, PagedList::Groups);
+    }
+    Ok(Answer::ok(body))
 }
 
 fn group_users(

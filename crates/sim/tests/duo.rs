@@ -622,3 +622,77 @@ async fn a_hundred_thousand_users_read_fast() {
     assert_eq!((rows, pages), (100_000, 334));
     assert!(read < Duration::from_secs(60), "reading took {read:?}");
 }
+
+#[tokio::test]
+async fn a_group_renamed_between_pages_shows_in_the_next_page() {
+    let sim = start(generate(10, 250, 5)).await;
+    let client = Client::new(&sim, Version::V2Sha1);
+    sim.knobs().edit_after_groups_page(1, |d| {
+        d.groups[150].name = "Renamed Mid Read".to_owned();
+    });
+    let (rows, pages) = client.read_all("/admin/v1/groups", "100").await;
+    assert_eq!((rows.len(), pages), (250, 3));
+    assert_eq!(rows[150]["name"], "Renamed Mid Read");
+}
+
+/// Sends a signed POST (v2 form body or v5 JSON body) and returns the status: the emulator
+/// serves GETs only, so 405 means the signature was accepted and 401 that it was not.
+async fn signed_post(sim: &DuoSim, version: Version, skey: &str) -> u16 {
+    let path = "/admin/v1/users";
+    let date = httpdate::fmt_http_date(SystemTime::now());
+    let host = sim.host();
+    let params = [("realname", "José Q"), ("username", "jose+q")];
+    let (content_type, body, canonical) = match version {
+        Version::V5 => {
+            let body = r#"{"realname":"José Q","username":"jose+q"}"#.to_owned();
+            let canonical = format!(
+                "{date}\nPOST\n{host}\n{path}\n\n{}\n{}",
+                hex::encode(Sha512::digest(body.as_bytes())),
+                hex::encode(Sha512::digest(b""))
+            );
+            ("application/json", body, canonical)
+        }
+        Version::V2Sha1 | Version::V2Sha512 => {
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params)
+                .finish();
+            let canonical =
+                format!("{date}\nPOST\n{host}\n{path}\nrealname=Jos%C3%A9%20Q&username=jose%2Bq");
+            ("application/x-www-form-urlencoded", body, canonical)
+        }
+    };
+    let signature = match version {
+        Version::V2Sha1 => hmac_hex::<Hmac<Sha1>>(skey, &canonical),
+        _ => hmac_hex::<Hmac<Sha512>>(skey, &canonical),
+    };
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{signature}", sim.integration_key()));
+    reqwest::Client::new()
+        .post(format!("{}{path}", sim.base_url()))
+        .header("Authorization", format!("Basic {auth}"))
+        .header("Date", date)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn signed_form_and_json_bodies_are_verified() {
+    let sim = start(sample()).await;
+    for version in [Version::V2Sha1, Version::V2Sha512, Version::V5] {
+        assert_eq!(
+            signed_post(&sim, version, sim.secret_key()).await,
+            405,
+            "{version:?}"
+        );
+        assert_eq!(
+            signed_post(&sim, version, "wrong").await,
+            401,
+            "{version:?}"
+        );
+    }
+}

@@ -8,8 +8,17 @@ use crate::generator::DuoDataset;
 
 use super::Shared;
 
-/// A dataset edit run after a given users page.
+/// A dataset edit run after a given list page.
 pub(crate) type ScheduledEdit = Box<dyn FnOnce(&mut DuoDataset) + Send>;
+
+/// The full lists whose pages can trigger a scheduled edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PagedList {
+    /// `GET /admin/v1/users` without filters.
+    Users,
+    /// `GET /admin/v1/groups` without filters.
+    Groups,
+}
 
 /// The knobs' current settings.
 #[derive(Default)]
@@ -25,8 +34,10 @@ pub(crate) struct KnobState {
     pub(crate) latency: Duration,
     /// Full users-list pages served so far.
     pub(crate) users_pages_served: usize,
-    /// Edits to run once `users_pages_served` reaches the number.
-    pub(crate) scheduled: Vec<(usize, ScheduledEdit)>,
+    /// Full groups-list pages served so far.
+    pub(crate) groups_pages_served: usize,
+    /// Edits to run once that list's pages served reach the number.
+    pub(crate) scheduled: Vec<(PagedList, usize, ScheduledEdit)>,
 }
 
 impl std::fmt::Debug for KnobState {
@@ -38,6 +49,7 @@ impl std::fmt::Debug for KnobState {
             .field("fail_status", &self.fail_status)
             .field("latency", &self.latency)
             .field("users_pages_served", &self.users_pages_served)
+            .field("groups_pages_served", &self.groups_pages_served)
             .field("scheduled", &self.scheduled.len())
             .finish()
     }
@@ -108,16 +120,32 @@ impl DuoKnobs {
     ) -> &Self {
         let mut knobs = self.shared.knobs();
         let at = knobs.users_pages_served + page.max(1);
-        knobs.scheduled.push((at, Box::new(edit)));
+        knobs.scheduled.push((PagedList::Users, at, Box::new(edit)));
+        self
+    }
+
+    /// Runs `edit` on the dataset right after the `page`-th full `GET /admin/v1/groups` page
+    /// from now has been answered (1 = after the next page): a group renamed, added at the
+    /// front or deleted mid-read.
+    pub fn edit_after_groups_page(
+        &self,
+        page: usize,
+        edit: impl FnOnce(&mut DuoDataset) + Send + 'static,
+    ) -> &Self {
+        let mut knobs = self.shared.knobs();
+        let at = knobs.groups_pages_served + page.max(1);
+        knobs
+            .scheduled
+            .push((PagedList::Groups, at, Box::new(edit)));
         self
     }
 
     /// Turns every fault off and drops scheduled edits.
     pub fn reset(&self) -> &Self {
         let mut knobs = self.shared.knobs();
-        let served = knobs.users_pages_served;
         *knobs = KnobState {
-            users_pages_served: served,
+            users_pages_served: knobs.users_pages_served,
+            groups_pages_served: knobs.groups_pages_served,
             ..KnobState::default()
         };
         self
