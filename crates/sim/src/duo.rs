@@ -14,6 +14,27 @@
 //!
 //! The emulator reads; it does not implement Duo's POST/DELETE writes (tests change data
 //! through [`DuoSim::dataset`] instead).
+//!
+//! ```no_run
+//! use scimsync_sim::duo::{DuoSim, DuoSimConfig};
+//! use scimsync_sim::generator::{generate, sample};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let sim = DuoSim::start(DuoSimConfig::demo(), sample()).await?;
+//! // Point a reader at sim.base_url(), signing as sim.host() with sim.integration_key()
+//! // and sim.secret_key(). Then make its life hard:
+//! sim.knobs().short_pages(7).rate_limit_next(2).fail_next(1, 503);
+//! sim.knobs().edit_after_users_page(1, |d| d.users.swap(0, 1));
+//! let bob = sim.dataset().snapshot().users[1].user_id.clone();
+//! sim.dataset().disable_user(&bob).expect("bob exists");
+//! assert_eq!(sim.count("/admin/v1/users"), 0);
+//!
+//! // A large directory for benchmarks: 100,000 users in 2,000 groups.
+//! let big = DuoSim::start(DuoSimConfig::demo(), generate(100_000, 2_000, 1)).await?;
+//! # drop(big);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
