@@ -77,7 +77,7 @@ impl SourceAttribute {
 /// How source attributes become target attributes.
 ///
 /// The defaults are fixed: userName ← email, name.givenName/familyName ← first/last name,
-/// displayName ← display name, emails[work] ← email, active ← status and scope,
+/// displayName ← display name, `emails[work]` ← email, active ← status and scope,
 /// externalId ← source id, and the SSO identifier ← `sso_identifier` (the address the SAML
 /// assertion carries, email by default). The optional ones are `None` until mapped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
