@@ -1,0 +1,757 @@
+//! HTTP handlers: the token endpoint and the SCIM API.
+
+use super::model::{SimError, TokenInfo, not_found};
+use super::{BurstKind, ClientKind, LoggedRequest, Shared, SimMode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body.to_string(),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    json_response(
+        400,
+        &json!({"error": error, "error_description": description}),
+    )
+}
+
+/// `POST /services/oauth2/token`.
+pub async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut id = field("client_id");
+    let mut secret = field("client_secret");
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim())
+        && let Ok(text) = String::from_utf8(decoded)
+        && let Some((i, s)) = text.split_once(':')
+    {
+        let dec = |x: &str| {
+            url::form_urlencoded::parse(format!("a={x}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
+        id = dec(i);
+        secret = dec(s);
+    }
+    let log = |st: &mut super::model::State, status: u16| {
+        st.log.push(LoggedRequest {
+            method: "POST".into(),
+            path: "/services/oauth2/token".into(),
+            status,
+            body: String::new(),
+            at: shared.started.elapsed(),
+        });
+    };
+    let mut st = shared.lock();
+    if field("grant_type").as_deref() != Some("client_credentials") {
+        log(&mut st, 400);
+        return oauth_error("unsupported_grant_type", "grant type not supported");
+    }
+    let Some(client) = shared
+        .config
+        .clients
+        .iter()
+        .find(|c| Some(&c.client_id) == id.as_ref())
+    else {
+        log(&mut st, 400);
+        return oauth_error("invalid_client_id", "client identifier invalid");
+    };
+    if Some(&client.client_secret) != secret.as_ref() {
+        log(&mut st, 400);
+        return oauth_error("invalid_client", "invalid client credentials");
+    }
+    if client.kind == ClientKind::NoRunAsUser {
+        log(&mut st, 400);
+        return oauth_error("invalid_grant", "no client credentials user enabled");
+    }
+    let token = format!("00D5g000004SimAAA!{:032x}", rand::random::<u128>());
+    st.tokens.insert(
+        token.clone(),
+        TokenInfo {
+            kind: client.kind,
+            valid: true,
+        },
+    );
+    st.tokens_issued += 1;
+    log(&mut st, 200);
+    let origin = format!(
+        "http://{}",
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1")
+    );
+    let issued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    json_response(
+        200,
+        &json!({
+            "access_token": token,
+            "signature": "c2ltdWxhdGVkLXNpZ25hdHVyZQ==",
+            "scope": if client.kind == ClientKind::NoApiScope { "chatter_api" } else { "api" },
+            "instance_url": origin,
+            "id": format!("{origin}/id/00D5g000004SimAAA/0055g00000SimRunAs"),
+            "token_type": "Bearer",
+            "issued_at": issued.to_string(),
+        }),
+    )
+}
+
+/// The token endpoint of login.salesforce.com, which refuses client credentials.
+pub async fn login_domain_token(State(shared): State<Arc<Shared>>) -> Response {
+    shared.lock().log.push(LoggedRequest {
+        method: "POST".into(),
+        path: "/_login/services/oauth2/token".into(),
+        status: 400,
+        body: String::new(),
+        at: shared.started.elapsed(),
+    });
+    oauth_error("invalid_grant", "request not supported on this domain")
+}
+
+/// A response whose body fails mid-way: the client sees the connection drop.
+fn dropped() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "dropped by the emulator",
+        ))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// What the fault knobs decide for this request, before any handling.
+enum Fault {
+    None,
+    Respond(Response),
+}
+
+fn sf_limit_exceeded(mode: SimMode, retry_after: Option<u64>, message: &str) -> Response {
+    let err = SimError::new(403, "REQUEST_LIMIT_EXCEEDED", message);
+    let (status, body) = match mode {
+        SimMode::Salesforce => (403, err.body(mode)),
+        SimMode::Generic => (
+            429,
+            SimError::new(429, "TOO_MANY_REQUESTS", message).body(mode),
+        ),
+    };
+    let mut r = json_response(status, &body);
+    if let Some(secs) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+fn faults(shared: &Shared, st: &mut super::model::State) -> Fault {
+    let mode = st.mode;
+    if st.knobs.drop_next > 0 {
+        st.knobs.drop_next -= 1;
+        return Fault::Respond(dropped());
+    }
+    if let Some((n, status)) = st.knobs.fail_next {
+        st.knobs.fail_next = (n > 1).then_some((n - 1, status));
+        let err = SimError::new(
+            status,
+            "UNKNOWN_EXCEPTION",
+            "An unexpected error occurred. Please include this ErrorId if you contact support: 1860233312-48374 (-740188281)",
+        );
+        return Fault::Respond(json_response(status, &err.body(mode)));
+    }
+    if let Some((n, retry, kind)) = st.knobs.burst {
+        st.knobs.burst = (n > 1).then_some((n - 1, retry, kind));
+        return Fault::Respond(match kind {
+            BurstKind::TooManyRequests => {
+                let mut r = json_response(
+                    429,
+                    &SimError::new(429, "TOO_MANY_REQUESTS", "Too many requests")
+                        .body(SimMode::Generic),
+                );
+                if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
+            BurstKind::RequestLimitExceeded => {
+                let mut r = json_response(
+                    403,
+                    &SimError::new(
+                        403,
+                        "REQUEST_LIMIT_EXCEEDED",
+                        "ConcurrentPerOrgLongTxn Limit exceeded.",
+                    )
+                    .body(SimMode::Salesforce),
+                );
+                if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
+        });
+    }
+    if let Some(bucket) = st.knobs.rps.as_mut()
+        && !bucket.take()
+    {
+        st.rate_rejections.push(shared.started.elapsed());
+        return Fault::Respond(sf_limit_exceeded(
+            mode,
+            Some(1),
+            "Request rate limit exceeded.",
+        ));
+    }
+    if mode == SimMode::Salesforce && st.api_used >= shared.config.daily_api_limit {
+        return Fault::Respond(sf_limit_exceeded(
+            mode,
+            None,
+            "TotalRequests Limit exceeded.",
+        ));
+    }
+    Fault::None
+}
+
+/// Every request under `/services/scim/v2`.
+pub async fn scim(
+    State(shared): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let latency = shared.lock().knobs.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let full_path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+    let mut st = shared.lock();
+    let mode = st.mode;
+    let response = match faults(&shared, &mut st) {
+        Fault::Respond(r) => r,
+        Fault::None => {
+            st.api_used += 1;
+            match authorize(&st, &headers) {
+                Err(r) => *r,
+                Ok(()) => {
+                    let base = format!(
+                        "http://{}/services/scim/v2",
+                        headers
+                            .get(header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or("127.0.0.1")
+                    );
+                    let query: Vec<(String, String)> = uri
+                        .query()
+                        .map(|q| {
+                            url::form_urlencoded::parse(q.as_bytes())
+                                .into_owned()
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let parsed: Result<Value, _> = if body.is_empty() {
+                        Ok(Value::Null)
+                    } else {
+                        serde_json::from_slice(&body)
+                    };
+                    match parsed {
+                        Err(e) => json_response(
+                            400,
+                            &SimError::new(
+                                400,
+                                "JSON_PARSER_ERROR",
+                                format!("the body is not JSON: {e}"),
+                            )
+                            .scim("invalidSyntax")
+                            .body(mode),
+                        ),
+                        Ok(json_body) => route(
+                            &shared, &mut st, &method, &path, &query, &headers, &json_body, &base,
+                        ),
+                    }
+                }
+            }
+        }
+    };
+    let mut response = response;
+    if mode == SimMode::Salesforce
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "api-usage={}/{}",
+            st.api_used, shared.config.daily_api_limit
+        ))
+    {
+        response.headers_mut().insert("sforce-limit-info", v);
+    }
+    st.log.push(LoggedRequest {
+        method: method.to_string(),
+        path: full_path,
+        status: response.status().as_u16(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: shared.started.elapsed(),
+    });
+    response
+}
+
+fn authorize(st: &super::model::State, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let mode = st.mode;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("OAuth "))
+        });
+    let info = token.and_then(|t| st.tokens.get(t.trim()));
+    match info {
+        Some(TokenInfo { valid: true, kind }) => match kind {
+            ClientKind::NoApiScope => Err(Box::new(json_response(
+                403,
+                &SimError::new(403, "API_DISABLED_FOR_ORG", "The REST API is not enabled for this client: the access token lacks the api scope").body(mode),
+            ))),
+            ClientKind::NoManageUsers => Err(Box::new(json_response(
+                401,
+                &SimError::new(401, "INSUFFICIENT_ACCESS", "the execution user lacks the Manage Users permission").body(mode),
+            ))),
+            _ => Ok(()),
+        },
+        _ => Err(Box::new(json_response(
+            401,
+            &SimError::new(401, "INVALID_SESSION_ID", "Session expired or invalid").body(mode),
+        ))),
+    }
+}
+
+fn error(mode: SimMode, e: &SimError) -> Response {
+    json_response(e.status, &e.body(mode))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route(
+    shared: &Shared,
+    st: &mut super::model::State,
+    method: &Method,
+    path: &str,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: &Value,
+    base: &str,
+) -> Response {
+    let mode = st.mode;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let q = |k: &str| {
+        query
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    };
+    let ops = || {
+        body.get("Operations")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    match (method.as_str(), segments.as_slice()) {
+        ("GET", ["ServiceProviderConfigs"]) | ("GET", ["ServiceProviderConfig"]) => {
+            json_response(200, &service_provider_config(mode))
+        }
+        ("GET", ["ResourceTypes"]) => json_response(
+            200,
+            &list(
+                vec![
+                    json!({"id": "User", "name": "User", "endpoint": "/Users", "schema": "urn:ietf:params:scim:schemas:core:2.0:User"}),
+                    json!({"id": "Group", "name": "Group", "endpoint": "/Groups", "schema": "urn:ietf:params:scim:schemas:core:2.0:Group"}),
+                    json!({"id": "Entitlement", "name": "Entitlement", "endpoint": "/Entitlements", "schema": "urn:salesforce:schemas:extension:1.0:Entitlement"}),
+                    json!({"id": "Role", "name": "Role", "endpoint": "/Roles", "schema": "urn:salesforce:schemas:extension:1.0:Role"}),
+                ],
+                4,
+                1,
+            ),
+        ),
+        ("GET", ["Schemas"]) => json_response(200, &list(vec![], 0, 1)),
+        ("GET", ["Users"]) => {
+            let filter = match q("filter").map(parse_filter).transpose() {
+                Ok(f) => f,
+                Err(e) => return error(mode, &e),
+            };
+            let mut users: Vec<&super::SimUser> = st
+                .users
+                .values()
+                .filter(|u| match &filter {
+                    None => true,
+                    Some((attr, value)) => match attr.as_str() {
+                        "username" => u.user_name.eq_ignore_ascii_case(value),
+                        "externalid" => u.external_id.as_deref() == Some(value.as_str()),
+                        _ => u.id == *value,
+                    },
+                })
+                .collect();
+            users.sort_by(|a, b| a.id.cmp(&b.id));
+            let (start, count) =
+                match paging(q("startIndex"), q("count"), shared.config.max_page_size) {
+                    Ok(p) => p,
+                    Err(e) => return error(mode, &e),
+                };
+            let total = users.len();
+            let page: Vec<Value> = users
+                .into_iter()
+                .skip(start - 1)
+                .take(count)
+                .map(|u| st.user_json(u, base))
+                .collect();
+            json_response(200, &list(page, total, start))
+        }
+        ("GET", ["Users", id]) => match st.users.get(*id) {
+            Some(u) => with_etag(mode, json_response(200, &st.user_json(u, base)), u.version),
+            None => error(mode, &not_found("User", id)),
+        },
+        ("POST", ["Users"]) => match st.create_user(body) {
+            Ok(id) => {
+                let u = &st.users[&id];
+                with_etag(mode, json_response(201, &st.user_json(u, base)), u.version)
+            }
+            Err(e) => error(mode, &e),
+        },
+        ("PATCH", ["Users", id]) => {
+            if let Some(r) = precondition(mode, headers, st.users.get(*id).map(|u| u.version)) {
+                return r;
+            }
+            match st.patch_user(id, &ops()) {
+                Ok(()) => {
+                    let u = &st.users[*id];
+                    with_etag(mode, json_response(200, &st.user_json(u, base)), u.version)
+                }
+                Err(e) => error(mode, &e),
+            }
+        }
+        ("PUT", ["Users", id]) => {
+            // Replace by PATCHing every attribute sent.
+            let Some(obj) = body.as_object() else {
+                return error(
+                    mode,
+                    &SimError::new(400, "JSON_PARSER_ERROR", "the body must be an object"),
+                );
+            };
+            let op = json!({"op": "replace", "value": obj});
+            match st.patch_user(id, &[op]) {
+                Ok(()) => json_response(200, &st.user_json(&st.users[*id], base)),
+                Err(e) => error(mode, &e),
+            }
+        }
+        ("DELETE", ["Users", id]) => {
+            if !st.users.contains_key(*id) {
+                return error(mode, &not_found("User", id));
+            }
+            if shared.config.delete_deactivates || mode == SimMode::Generic {
+                if let Some(u) = st.users.get_mut(*id) {
+                    u.active = false;
+                    u.version += 1;
+                }
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                error(
+                    mode,
+                    &SimError::new(
+                        405,
+                        "METHOD_NOT_ALLOWED",
+                        "Users can't be deleted in Salesforce; deactivate them with active=false",
+                    ),
+                )
+            }
+        }
+        ("GET", ["Groups"]) => {
+            let filter = match q("filter").map(parse_filter).transpose() {
+                Ok(f) => f,
+                Err(e) => return error(mode, &e),
+            };
+            let groups: Vec<&super::SimGroup> = st
+                .groups
+                .values()
+                .filter(|g| match &filter {
+                    None => true,
+                    Some((attr, value)) if attr == "displayname" => {
+                        g.display_name.eq_ignore_ascii_case(value)
+                    }
+                    Some((_, value)) => g.id == *value,
+                })
+                .collect();
+            let (start, count) =
+                match paging(q("startIndex"), q("count"), shared.config.max_page_size) {
+                    Ok(p) => p,
+                    Err(e) => return error(mode, &e),
+                };
+            let total = groups.len();
+            let page: Vec<Value> = groups
+                .into_iter()
+                .skip(start - 1)
+                .take(count)
+                .map(|g| st.group_json(g, base))
+                .collect();
+            json_response(200, &list(page, total, start))
+        }
+        ("GET", ["Groups", id]) => match st.groups.get(*id) {
+            Some(g) => with_etag(mode, json_response(200, &st.group_json(g, base)), g.version),
+            None => error(mode, &not_found("Group", id)),
+        },
+        ("POST", ["Groups"]) => match st.create_group(body) {
+            Ok(id) => json_response(201, &st.group_json(&st.groups[&id], base)),
+            Err(e) => error(mode, &e),
+        },
+        ("PATCH", ["Groups", id]) => {
+            if let Some(r) = precondition(mode, headers, st.groups.get(*id).map(|g| g.version)) {
+                return r;
+            }
+            let operations = ops();
+            let touches_members = operations.iter().any(|o| {
+                o.get("path")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p.to_ascii_lowercase().starts_with("members"))
+            });
+            match st.patch_group(id, &operations) {
+                Ok(()) if mode == SimMode::Generic && touches_members => with_etag(
+                    mode,
+                    StatusCode::NO_CONTENT.into_response(),
+                    st.groups[*id].version,
+                ),
+                Ok(()) => with_etag(
+                    mode,
+                    json_response(200, &st.group_json(&st.groups[*id], base)),
+                    st.groups[*id].version,
+                ),
+                Err(e) => error(mode, &e),
+            }
+        }
+        ("PUT", ["Groups", id]) => {
+            let Some(name) = body.get("displayName").and_then(Value::as_str) else {
+                return error(
+                    mode,
+                    &SimError::new(400, "REQUIRED_FIELD_MISSING", "displayName is required"),
+                );
+            };
+            match st.patch_group(
+                id,
+                &[json!({"op": "replace", "path": "displayName", "value": name})],
+            ) {
+                // Salesforce answers a group PUT with an empty body (ConnId's note).
+                Ok(()) if mode == SimMode::Salesforce => StatusCode::OK.into_response(),
+                Ok(()) => json_response(200, &st.group_json(&st.groups[*id], base)),
+                Err(e) => error(mode, &e),
+            }
+        }
+        ("DELETE", ["Groups", _]) => error(
+            mode,
+            &SimError::new(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Groups can't be deleted over SCIM",
+            ),
+        ),
+        ("GET", ["Entitlements"]) => {
+            let mut items: Vec<Value> = st
+                .catalogue
+                .profiles
+                .iter()
+                .map(|p| {
+                    json!({
+                        "schemas": ["urn:salesforce:schemas:extension:1.0:Entitlement"],
+                        "id": p.id, "displayName": p.name, "type": "Profile",
+                        "urn:salesforce:schemas:extension:1.0:Entitlement": {"userLicense": p.licence, "allowsGroups": p.allows_groups},
+                        "meta": {"resourceType": "Entitlement", "location": format!("{base}/Entitlements/{}", p.id)}
+                    })
+                })
+                .collect();
+            items.extend(st.catalogue.permission_sets.iter().map(|p| {
+                json!({
+                    "schemas": ["urn:salesforce:schemas:extension:1.0:Entitlement"],
+                    "id": p.id, "displayName": p.name, "type": "PermissionSet",
+                    "meta": {"resourceType": "Entitlement", "location": format!("{base}/Entitlements/{}", p.id)}
+                })
+            }));
+            let total = items.len();
+            let (start, count) = match paging(q("startIndex"), q("count"), 200) {
+                Ok(p) => p,
+                Err(e) => return error(mode, &e),
+            };
+            let page = items.into_iter().skip(start - 1).take(count).collect();
+            json_response(200, &list(page, total, start))
+        }
+        ("GET", ["Roles"]) => {
+            let items: Vec<Value> = st
+                .catalogue
+                .roles
+                .iter()
+                .map(|r| json!({"schemas": ["urn:salesforce:schemas:extension:1.0:Role"], "id": r.id, "displayName": r.name, "meta": {"resourceType": "Role"}}))
+                .collect();
+            let total = items.len();
+            json_response(200, &list(items, total, 1))
+        }
+        _ => error(
+            mode,
+            &SimError::new(404, "NOT_FOUND", format!("no resource {method} /{path}")),
+        ),
+    }
+}
+
+fn list(resources: Vec<Value>, total: usize, start: usize) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": total,
+        "itemsPerPage": resources.len(),
+        "startIndex": start,
+        "Resources": resources,
+    })
+}
+
+fn paging(
+    start: Option<&str>,
+    count: Option<&str>,
+    max: usize,
+) -> Result<(usize, usize), SimError> {
+    let start = match start {
+        None => 1,
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| {
+                SimError::new(
+                    400,
+                    "INVALID_QUERY_FILTER_OPERATOR",
+                    format!("startIndex {s:?} is not a number"),
+                )
+                .scim("invalidValue")
+            })?
+            .max(1),
+    };
+    let count = match count {
+        None => max,
+        Some(c) => c
+            .parse::<usize>()
+            .map_err(|_| {
+                SimError::new(
+                    400,
+                    "INVALID_QUERY_FILTER_OPERATOR",
+                    format!("count {c:?} is not a number"),
+                )
+                .scim("invalidValue")
+            })?
+            .min(max),
+    };
+    Ok((start, count))
+}
+
+/// Parses `attr eq "value"` (attr: userName, externalId, id, displayName), with `\"` and `\\`
+/// escapes in the value. Anything else is refused.
+pub(crate) fn parse_filter(text: &str) -> Result<(String, String), SimError> {
+    let bad = || {
+        SimError::new(
+            400,
+            "INVALID_QUERY_FILTER_OPERATOR",
+            format!("unsupported filter {text:?}: use userName, externalId or id with eq and a quoted value"),
+        )
+        .scim("invalidFilter")
+    };
+    let text = text.trim();
+    let (attr, rest) = text.split_once(char::is_whitespace).ok_or_else(bad)?;
+    let rest = rest.trim_start();
+    let rest = rest
+        .strip_prefix("eq")
+        .or_else(|| rest.strip_prefix("EQ"))
+        .or_else(|| rest.strip_prefix("Eq"))
+        .ok_or_else(bad)?
+        .trim_start();
+    let inner = rest.strip_prefix('"').ok_or_else(bad)?;
+    let mut value = String::new();
+    let mut chars = inner.chars();
+    let mut closed = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => value.push(chars.next().ok_or_else(bad)?),
+            '"' => {
+                closed = true;
+                break;
+            }
+            c => value.push(c),
+        }
+    }
+    if !closed || !chars.as_str().trim().is_empty() {
+        return Err(bad());
+    }
+    let attr = attr.to_ascii_lowercase();
+    if !["username", "externalid", "id", "displayname"].contains(&attr.as_str()) {
+        return Err(bad());
+    }
+    Ok((attr, value))
+}
+
+fn with_etag(mode: SimMode, mut r: Response, version: u64) -> Response {
+    if mode == SimMode::Generic
+        && let Ok(v) = HeaderValue::from_str(&format!("W/\"{version}\""))
+    {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+fn precondition(mode: SimMode, headers: &HeaderMap, version: Option<u64>) -> Option<Response> {
+    if mode != SimMode::Generic {
+        return None;
+    }
+    let wanted = headers.get(header::IF_MATCH)?.to_str().ok()?;
+    let current = format!("W/\"{}\"", version?);
+    (wanted != "*" && wanted != current).then(|| {
+        json_response(
+            412,
+            &SimError::new(
+                412,
+                "PRECONDITION_FAILED",
+                format!("the resource is at version {current}, not {wanted}"),
+            )
+            .body(mode),
+        )
+    })
+}
+
+fn service_provider_config(mode: SimMode) -> Value {
+    let generic = mode == SimMode::Generic;
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "documentationUri": "https://help.salesforce.com/HTViewHelpDoc?id=identity_scim_overview.htm",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": 200},
+        "changePassword": {"supported": !generic},
+        "sort": {"supported": false},
+        "etag": {"supported": generic},
+        "authenticationSchemes": [{
+            "type": "oauth2",
+            "name": "OAuth v2.0",
+            "description": "Authentication Scheme using the OAuth Standard",
+            "specUri": "http://tools.ietf.org/html/rfc6749"
+        }]
+    })
+}
