@@ -63,6 +63,18 @@ pub fn plan(
     policy: &Policy,
     now: Timestamp,
 ) -> Result<Plan, Vec<Problem>> {
+    plan_on_threads(source, target, links, policy, now, None)
+}
+
+/// [`plan`] with the number of threads for group memberships forced (tests of determinism).
+fn plan_on_threads(
+    source: &SourceSnapshot,
+    target: &TargetSnapshot,
+    links: &Links,
+    policy: &Policy,
+    now: Timestamp,
+    threads: Option<usize>,
+) -> Result<Plan, Vec<Problem>> {
     let mut problems = policy.validate();
     let scope = resolve_scope(&policy.scope, source)
         .map_err(|p| problems.extend(p))
@@ -78,6 +90,7 @@ pub fn plan(
         .map(|s| s.iter().map(SourceGroupId::as_str).collect());
     let mut planner = Planner::new(source, target, links, policy, &governance, scope);
     planner.now = now;
+    planner.threads = threads;
     planner.run();
     Ok(planner.finish())
 }
@@ -172,6 +185,8 @@ struct Planner<'a> {
     salesforce: bool,
     /// The instant of the plan (for ages in notes).
     now: Timestamp,
+    /// Threads for group memberships; `None`: by directory size and available cores.
+    threads: Option<usize>,
     profiles: IdMap<&'a str, &'a Profile>,
     permission_sets: IdSet<&'a str>,
     /// Group id → priority of the rule naming it, and the rule.
@@ -249,6 +264,7 @@ impl<'a> Planner<'a> {
             scope,
             salesforce: policy.target_kind == TargetKind::Salesforce,
             now: Timestamp::default(),
+            threads: None,
             profiles: cat.profiles.iter().map(|p| (p.id.as_str(), p)).collect(),
             permission_sets: cat.permission_sets.iter().map(|p| p.id.as_str()).collect(),
             rule_of_group,
@@ -1282,8 +1298,6 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let mut want_mark: Vec<u32> = vec![0; self.users.len()];
-        let mut have_mark: Vec<u32> = vec![0; self.users.len()];
         // Each user's account id, inline: a group's desired members go into a small table that
         // stays in cache while the group's current members are checked against it; only
         // members not found there (removals, strangers, long ids) take the big owners table.
@@ -1298,45 +1312,47 @@ impl<'a> Planner<'a> {
                 }
             })
             .collect();
-        let mut local: IdMap<InlineId, u32> = IdMap::default();
-        let batch = self.policy.member_batch_size.max(1);
-        for (gi, state) in states.iter().enumerate() {
-            let stamp = gi as u32 + 1;
-            let mut list = std::mem::take(&mut desired[gi]);
-            list.sort_unstable();
-            list.dedup();
-            for &ui in &list {
-                want_mark[ui as usize] = stamp;
-            }
-            let mut remove: Vec<UserRef> = Vec::new();
-            if let Some(t) = state.target {
-                local.clear();
-                local.extend(
-                    list.iter()
-                        .filter_map(|&ui| keys[ui as usize].map(|k| (k, ui))),
-                );
-                for m in &t.members {
-                    if let Some(&ui) = InlineId::new(m.as_str()).and_then(|k| local.get(&k)) {
-                        have_mark[ui as usize] = stamp;
-                        continue;
-                    }
-                    match owners.get(m.as_str()) {
-                        Some(Owner::User(ui)) => {
-                            have_mark[*ui] = stamp;
-                            if want_mark[*ui] != stamp {
-                                remove.push(self.users[*ui].user_ref());
-                            }
-                        }
-                        Some(Owner::Orphan(link, t)) => remove.push(orphan_ref(link, t)),
-                        None => {}
-                    }
-                }
-            }
-            let add: Vec<UserRef> = list
-                .iter()
-                .filter(|&&ui| have_mark[ui as usize] != stamp)
-                .map(|&ui| self.users[ui as usize].user_ref())
+        // Groups are independent: large directories spread them over a few threads. The result
+        // is the same, in the same order, whatever the number of threads.
+        let threads = if let Some(n) = self.threads {
+            n.max(1)
+        } else if self.users.len() >= PARALLEL_FROM_USERS {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, MAX_THREADS)
+        } else {
+            1
+        };
+        let chunk = states.len().div_ceil(threads).max(1);
+        let users = &self.users;
+        let changes: Vec<(Vec<UserRef>, Vec<UserRef>)> = if threads <= 1 {
+            member_changes(&states, desired, users, &keys, owners)
+        } else {
+            let mut lists = desired.into_iter();
+            let parts: Vec<Vec<Vec<u32>>> = states
+                .chunks(chunk)
+                .map(|c| lists.by_ref().take(c.len()).collect())
                 .collect();
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = states
+                    .chunks(chunk)
+                    .zip(parts)
+                    .map(|(part, lists)| {
+                        let keys = &keys;
+                        scope.spawn(move || member_changes(part, lists, users, keys, owners))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
+        let batch = self.policy.member_batch_size.max(1);
+        for (state, (remove, add)) in states.iter().zip(changes) {
             let group = GroupRef {
                 source_id: state.source.id.clone(),
                 target_id: state.target.map(|t| t.id.clone()),
@@ -1456,6 +1472,65 @@ fn deactivation_key(op: &Operation) -> &str {
         Operation::DeactivateUser { source_id, .. } => source_id.as_str(),
         _ => "",
     }
+}
+
+/// From this many source users on, group memberships are compared on several threads.
+const PARALLEL_FROM_USERS: usize = 50_000;
+/// At most this many threads.
+const MAX_THREADS: usize = 4;
+
+/// The (removals, additions) of each group of `states`, whose desired members (user indexes)
+/// are `desired`, in the same order.
+fn member_changes<'a>(
+    states: &[GroupState<'a>],
+    desired: Vec<Vec<u32>>,
+    users: &[UserState<'a>],
+    keys: &[Option<InlineId>],
+    owners: &IdIndex<'a, Owner<'a>>,
+) -> Vec<(Vec<UserRef>, Vec<UserRef>)> {
+    let mut want_mark: Vec<u32> = vec![0; users.len()];
+    let mut have_mark: Vec<u32> = vec![0; users.len()];
+    let mut local: IdMap<InlineId, u32> = IdMap::default();
+    let mut out = Vec::with_capacity(states.len());
+    for (gi, (state, mut list)) in states.iter().zip(desired).enumerate() {
+        let stamp = gi as u32 + 1;
+        list.sort_unstable();
+        list.dedup();
+        for &ui in &list {
+            want_mark[ui as usize] = stamp;
+        }
+        let mut remove: Vec<UserRef> = Vec::new();
+        if let Some(t) = state.target {
+            local.clear();
+            local.extend(
+                list.iter()
+                    .filter_map(|&ui| keys[ui as usize].map(|k| (k, ui))),
+            );
+            for m in &t.members {
+                if let Some(&ui) = InlineId::new(m.as_str()).and_then(|k| local.get(&k)) {
+                    have_mark[ui as usize] = stamp;
+                    continue;
+                }
+                match owners.get(m.as_str()) {
+                    Some(Owner::User(ui)) => {
+                        have_mark[*ui] = stamp;
+                        if want_mark[*ui] != stamp {
+                            remove.push(users[*ui].user_ref());
+                        }
+                    }
+                    Some(Owner::Orphan(link, t)) => remove.push(orphan_ref(link, t)),
+                    None => {}
+                }
+            }
+        }
+        let add: Vec<UserRef> = list
+            .iter()
+            .filter(|&&ui| have_mark[ui as usize] != stamp)
+            .map(|&ui| users[ui as usize].user_ref())
+            .collect();
+        out.push((remove, add));
+    }
+    out
 }
 
 fn orphan_ref(link: &UserLink, t: &TargetUser) -> UserRef {

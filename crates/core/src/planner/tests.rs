@@ -942,3 +942,43 @@ fn generic_targets_without_governance_get_no_entitlements() {
         "entitlements are not managed"
     );
 }
+
+#[test]
+fn memberships_computed_on_several_threads_give_the_same_plan() {
+    let mut policy = rules_policy();
+    policy.member_batch_size = 7;
+    let users: Vec<_> = (0..300)
+        .map(|i| {
+            let groups = [
+                ["DG1", "DG2"],
+                ["DG2", "DG4"],
+                ["DG4", "DG3"],
+                ["DG1", "DG4"],
+            ][i % 4];
+            let mut u = in_groups(
+                user(&format!("DU{i:03}"), &format!("u{i}@example.com")),
+                &groups,
+            );
+            if i % 13 == 0 {
+                u.status = DirectoryStatus::Disabled;
+            }
+            u
+        })
+        .collect();
+    let s = source(users, rule_groups());
+    let (mut target, mut links) = (empty_target(), Links::default());
+    converge(&s, &mut target, &mut links, &policy);
+    let mut s2 = s.clone();
+    for u in s2.users.iter_mut().step_by(5) {
+        u.groups.rotate_left(1);
+        u.groups[0] = "DG2".into();
+    }
+    s2.users.truncate(250);
+    let one = super::plan_on_threads(&s2, &target, &links, &policy, NOW, Some(1)).unwrap();
+    assert!(one.summary.members_added > 0 && one.summary.members_removed > 0);
+    for threads in [2, 3, 8] {
+        let many =
+            super::plan_on_threads(&s2, &target, &links, &policy, NOW, Some(threads)).unwrap();
+        assert_eq!(many, one, "{threads} threads");
+    }
+}
