@@ -59,6 +59,7 @@ mod signing;
 pub use directory::{DatasetHandle, EditDatasetError};
 pub use knobs::DuoKnobs;
 pub use request_log::LoggedRequest;
+pub use signing::SignatureScheme;
 
 use directory::Directory;
 use knobs::{KnobState, PagedList};
@@ -237,6 +238,8 @@ impl DuoSim {
 /// A JSON answer with a status.
 struct Answer {
     status: StatusCode,
+    /// The scheme the request was signed with, once verified.
+    signature: Option<SignatureScheme>,
     /// Serialised JSON.
     body: String,
 }
@@ -245,6 +248,7 @@ impl Answer {
     fn ok(body: String) -> Self {
         Self {
             status: StatusCode::OK,
+            signature: None,
             body,
         }
     }
@@ -252,6 +256,7 @@ impl Answer {
     fn fail(status: StatusCode, code: u32, message: &str, detail: Option<&str>) -> Self {
         Self {
             status,
+            signature: None,
             body: render::fail(code, message, detail),
         }
     }
@@ -296,6 +301,7 @@ async fn handle(
         path,
         query,
         status: status.as_u16(),
+        signature: answer.signature,
         at: SystemTime::now(),
     });
     let mut response = (status, answer.body).into_response();
@@ -325,19 +331,30 @@ fn answer(
     if content_type.starts_with("application/x-www-form-urlencoded") {
         params.extend(url::form_urlencoded::parse(body).into_owned());
     }
-    if let Err(failure) = authenticate(shared, method, path, &params, headers, body, json_body) {
-        tracing::debug!(
-            path,
-            code = failure.code(),
-            "Duo emulator refused credentials."
-        );
-        return Answer::fail(
-            StatusCode::UNAUTHORIZED,
-            failure.code(),
-            failure.message(),
-            None,
-        );
+    let scheme = match authenticate(shared, method, path, &params, headers, body, json_body) {
+        Ok(scheme) => scheme,
+        Err(failure) => {
+            tracing::debug!(
+                path,
+                code = failure.code(),
+                "Duo emulator refused credentials."
+            );
+            return Answer::fail(
+                StatusCode::UNAUTHORIZED,
+                failure.code(),
+                failure.message(),
+                None,
+            );
+        }
+    };
+    Answer {
+        signature: Some(scheme),
+        ..served(shared, method, path, &params)
     }
+}
+
+/// The answer to an authenticated request: a knob's fault or the resource.
+fn served(shared: &Shared, method: &Method, path: &str, params: &[(String, String)]) -> Answer {
     {
         let mut knobs = shared.knobs();
         if knobs.rate_limited > 0 {
@@ -369,7 +386,7 @@ fn answer(
             Some("this emulator serves GET only"),
         );
     }
-    route(shared, path, &params)
+    route(shared, path, params)
 }
 
 fn authenticate(
@@ -380,7 +397,7 @@ fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
     json_body: bool,
-) -> Result<(), AuthFailure> {
+) -> Result<SignatureScheme, AuthFailure> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -413,11 +430,8 @@ fn authenticate(
         x_duo_headers: &x_duo_headers,
         json_body,
     };
-    if signing::signature_matches(&shared.config.secret_key, date, &request, &signature) {
-        Ok(())
-    } else {
-        Err(AuthFailure::BadSignature)
-    }
+    signing::matching_scheme(&shared.config.secret_key, date, &request, &signature)
+        .ok_or(AuthFailure::BadSignature)
 }
 
 /// `limit` and `offset` of a list call, checked against the endpoint's default and maximum.

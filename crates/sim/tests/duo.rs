@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use scimsync_sim::duo::{DuoSim, DuoSimConfig};
+use scimsync_sim::duo::{DuoSim, DuoSimConfig, SignatureScheme};
 use scimsync_sim::generator::{DuoDataset, DuoUser, generate, sample};
 use serde_json::Value;
 use sha1::Sha1;
@@ -293,6 +293,15 @@ async fn every_signature_version_is_accepted_with_awkward_parameters() {
         assert_eq!(rows.len(), 1, "{version:?}");
         assert_eq!(rows[0]["username"], "alice.anderson");
     }
+    let schemes: Vec<_> = sim.request_log().iter().map(|r| r.signature).collect();
+    assert_eq!(
+        schemes,
+        [
+            Some(SignatureScheme::V2Sha1),
+            Some(SignatureScheme::V2Sha512),
+            Some(SignatureScheme::V5)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -370,6 +379,12 @@ async fn bad_credentials_and_stale_dates_are_refused_and_logged() {
     assert_eq!(good.get("/admin/v1/users", &[]).await.status, 200);
     let statuses: Vec<u16> = sim.request_log().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 401, 200]);
+    let signed = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.signature.is_some())
+        .count();
+    assert_eq!(signed, 1, "only the good request counts as signed");
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 
 use std::time::SystemTime;
 
+use super::SignatureScheme;
+
 /// One request the emulator answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedRequest {
@@ -12,6 +14,9 @@ pub struct LoggedRequest {
     pub query: String,
     /// HTTP status answered.
     pub status: u16,
+    /// The scheme the request was validly signed with; `None` when its credentials were
+    /// refused (or never checked).
+    pub signature: Option<SignatureScheme>,
     /// When the request arrived.
     pub at: SystemTime,
 }

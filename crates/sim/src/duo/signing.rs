@@ -156,22 +156,38 @@ pub(crate) fn canonical_v5(date: &str, request: &SignedRequest<'_>) -> String {
     .join("\n")
 }
 
-/// True when `signature` is a valid v2-SHA1, v2-SHA512 or v5 signature of the request under
-/// `secret`. Comparisons are constant-time.
-pub(crate) fn signature_matches(
+/// The signature schemes the emulator accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// v2 canonical string, HMAC-SHA1 (Duo's documented example).
+    V2Sha1,
+    /// v2 canonical string, HMAC-SHA512 (`duo_client` with `sig_version=2`).
+    V2Sha512,
+    /// v5 canonical string with body and `x-duo-*` header hashes (`duo_client`'s default).
+    V5,
+}
+
+/// Which scheme `signature` is a valid signature of the request under `secret` for, if any.
+/// Comparisons are constant-time.
+pub(crate) fn matching_scheme(
     secret: &str,
     date: &str,
     request: &SignedRequest<'_>,
     signature: &[u8],
-) -> bool {
+) -> Option<SignatureScheme> {
     let key = secret.as_bytes();
     match signature.len() {
-        20 => verify::<Hmac<Sha1>>(key, &canonical_v2(date, request), signature),
+        20 => verify::<Hmac<Sha1>>(key, &canonical_v2(date, request), signature)
+            .then_some(SignatureScheme::V2Sha1),
         64 => {
-            verify::<Hmac<Sha512>>(key, &canonical_v5(date, request), signature)
-                || verify::<Hmac<Sha512>>(key, &canonical_v2(date, request), signature)
+            if verify::<Hmac<Sha512>>(key, &canonical_v5(date, request), signature) {
+                Some(SignatureScheme::V5)
+            } else {
+                verify::<Hmac<Sha512>>(key, &canonical_v2(date, request), signature)
+                    .then_some(SignatureScheme::V2Sha512)
+            }
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -305,13 +321,19 @@ mod tests {
             "Tue, 21 Aug 2012 17:29:18 -0000\nPOST\napi-xxxxxxxx.duosecurity.com\n/accounts/v1/account/list\nrealname=First%20Last&username=root"
         );
         let sig = hex::decode("2d97d6166319781b5a3a07af39d366f491234edc").unwrap();
-        assert!(signature_matches(
-            "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep",
-            date,
-            &request(&params),
-            &sig
-        ));
-        assert!(!signature_matches("wrong", date, &request(&params), &sig));
+        assert_eq!(
+            matching_scheme(
+                "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep",
+                date,
+                &request(&params),
+                &sig
+            ),
+            Some(SignatureScheme::V2Sha1)
+        );
+        assert_eq!(
+            matching_scheme("wrong", date, &request(&params), &sig),
+            None
+        );
     }
 
     #[test]
