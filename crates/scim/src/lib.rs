@@ -1,1 +1,43 @@
-//! placeholder
+//! The SCIM 2.0 client: how scimsync changes a target.
+//!
+//! - **Authentication** ([`Auth`]): OAuth2 client credentials with the `oauth2` crate over the
+//!   client's own reqwest stack (the secret in the form body for Salesforce, or HTTP Basic), or
+//!   a static bearer token. One cached token is shared by all requests; Salesforce sends no
+//!   `expires_in` and no refresh token, so a 401 fetches one new token (once, for all requests
+//!   that saw the same stale token) and retries; a second 401 is an error saying the execution
+//!   user lacks Manage Users.
+//! - **Transport**: a shared `governor` limiter (requests per second; requests wait, they are
+//!   not refused), a concurrency cap, a per-request timeout, retries with exponential backoff
+//!   and jitter on 429, 503 and other 5xx, Salesforce's 403 `REQUEST_LIMIT_EXCEEDED`, timeouts
+//!   and connection errors, honouring `Retry-After`; no retry on other 4xx.
+//! - **Resources**: users (paged list, get, `eq` filters, create, one PATCH with all of a
+//!   user's changes, deactivation by PATCH `active=false` — never DELETE), groups (list with
+//!   members, create, rename, members in batches), `/Entitlements` and `/Roles`.
+//! - **Dialects** ([`Dialect`]): `salesforce` (path-less replace, member PATCH
+//!   `value: {members: [...]}`, `/ServiceProviderConfigs`, `CODE:message;` details) and
+//!   `generic` RFC 7644 (paths, bare member arrays, `members[value eq "…"]` removal, 204
+//!   answers, `If-Match` with the ETags the server sent).
+//! - **Errors** ([`ScimError`]) say whether to retry and what to do.
+//!
+//! Wire decisions where Salesforce's documentation is silent (see
+//! `shared/docs/salesforce-scim.md`): the Federation ID travels in
+//! `urn:salesforce:schemas:extension:1.0:User` as `federationIdentifier`; entitlements are
+//! always sent as the complete list (profile first); the role as `roles: [{value}]`; the one
+//! phone as `phoneNumbers: [{type: "work"}]`, which leaves phones of other types in place.
+//!
+//! Secrets never reach logs, errors or `Debug` output.
+#![forbid(unsafe_code)]
+
+mod client;
+mod config;
+pub mod constants;
+mod error;
+mod resources;
+mod token;
+mod transport;
+
+pub use client::{CheckStep, ScimClient};
+pub use config::{Auth, ClientAuthMethod, Dialect, ScimConfig};
+pub use error::{ScimError, TokenFailure};
+pub use resources::quote;
+pub use transport::ClientStats;

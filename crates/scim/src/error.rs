@@ -1,0 +1,121 @@
+//! Errors of the SCIM client: typed, saying whether to retry, with messages an operator can act on.
+
+use scimsync_core::ports::{Classify, Disposition};
+use std::time::Duration;
+
+/// Why the token endpoint refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFailure {
+    /// Wrong consumer key or secret (or a Connected App where an External Client App is needed).
+    BadClient,
+    /// No Run As (execution) user for the client credentials flow.
+    NoRunAsUser,
+    /// The token was asked of login.salesforce.com instead of the My Domain.
+    WrongDomain,
+    /// Anything else the endpoint said.
+    Other,
+}
+
+/// A failed SCIM or token call.
+#[derive(Debug, thiserror::Error)]
+pub enum ScimError {
+    #[error("{}", token_message(*.failure, .error, .description))]
+    Token {
+        failure: TokenFailure,
+        error: String,
+        description: String,
+    },
+    #[error("the token endpoint could not be reached or answered unexpectedly: {message}")]
+    TokenTransport { message: String },
+    #[error(
+        "the target refused a fresh token with 401 ({detail}): the execution (Run As) user lacks the Manage Users permission"
+    )]
+    Unauthorized { detail: String },
+    #[error(
+        "the target answered 403 ({detail}): the External Client App lacks the \"Manage user data via APIs (api)\" OAuth scope"
+    )]
+    Forbidden { detail: String },
+    #[error("the org's API request limit is exceeded ({detail}); retry later")]
+    RequestLimit {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("the target is rate limiting (429){}", after(.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("the target failed with {status}: {detail}")]
+    Server {
+        status: u16,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{what} failed in transit: {message}")]
+    Transport { what: String, message: String },
+    #[error("the target refused {what} ({status}): {detail}")]
+    Refused {
+        what: String,
+        status: u16,
+        code: Option<String>,
+        detail: String,
+    },
+    #[error("the target's answer to {what} is not valid: {message}")]
+    InvalidResponse { what: String, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn after(d: &Option<Duration>) -> String {
+    d.map(|d| format!("; Retry-After {}s", d.as_secs()))
+        .unwrap_or_default()
+}
+
+fn token_message(failure: TokenFailure, error: &str, description: &str) -> String {
+    let said = format!("the token endpoint answered {error}: {description}");
+    match failure {
+        TokenFailure::BadClient => format!(
+            "{said}. Check the Consumer Key and Consumer Secret, and use an External Client App (not a Connected App, which can no longer be created)"
+        ),
+        TokenFailure::NoRunAsUser => format!(
+            "{said}. Assign a Run As (execution) user to the client credentials flow in the External Client App's policies"
+        ),
+        TokenFailure::WrongDomain => format!(
+            "{said}. Use the org's My Domain token URL (https://{{My Domain}}/services/oauth2/token), not login.salesforce.com"
+        ),
+        TokenFailure::Other => said,
+    }
+}
+
+impl ScimError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::RequestLimit { .. }
+                | Self::RateLimited { .. }
+                | Self::Server { .. }
+                | Self::Transport { .. }
+        )
+    }
+
+    /// How long the target asked us to wait.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RequestLimit { retry_after, .. }
+            | Self::RateLimited { retry_after }
+            | Self::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl Classify for ScimError {
+    fn disposition(&self) -> Disposition {
+        match self {
+            e if e.is_retryable() => Disposition::Retryable {
+                after: e.retry_after(),
+            },
+            Self::Refused { code, .. } => Disposition::Refused { code: code.clone() },
+            Self::InvalidResponse { .. } => Disposition::Refused { code: None },
+            _ => Disposition::Fatal,
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! SCIM JSON ↔ the core model: users, groups, the catalogue; and the bodies of requests
+//! (create, PATCH) in each dialect.
+
+use crate::config::Dialect;
+use crate::constants::{
+    ENTERPRISE_SCHEMA, GROUP_SCHEMA, PATCH_OP_SCHEMA, SALESFORCE_ENTITLEMENT_EXTENSION,
+    SALESFORCE_USER_EXTENSION, USER_SCHEMA,
+};
+use scimsync_core::plan::{UserAttributes, UserChanges};
+use scimsync_core::target::{
+    CatalogueEntry, EmailAddress, EnterpriseFields, Entitlement, PhoneNumber, Profile,
+    RoleAssignment, TargetGroup, TargetUser,
+};
+use scimsync_core::{TargetGroupId, TargetUserId};
+use serde_json::{Map, Value, json};
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn owned(v: &Value, key: &str) -> Option<String> {
+    str_at(v, key).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// A user from the target; `Err` names the missing field.
+pub(crate) fn user_from_json(v: &Value) -> Result<TargetUser, String> {
+    let id = owned(v, "id").ok_or("id is missing")?;
+    let user_name =
+        owned(v, "userName").ok_or_else(|| format!("user {id}: userName is missing"))?;
+    let name = v.get("name").cloned().unwrap_or(Value::Null);
+    let emails = v
+        .get("emails")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    Some(EmailAddress {
+                        value: owned(e, "value")?,
+                        kind: owned(e, "type"),
+                        primary: e.get("primary").is_some_and(|p| p == true || p == "true"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let phone_numbers = v
+        .get("phoneNumbers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    Some(PhoneNumber {
+                        value: owned(p, "value")?,
+                        kind: owned(p, "type"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let entitlements = v
+        .get("entitlements")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    Some(Entitlement {
+                        value: owned(e, "value")?,
+                        kind: owned(e, "type"),
+                        display: owned(e, "display"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let roles = v
+        .get("roles")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| {
+                    Some(RoleAssignment {
+                        value: owned(r, "value")?,
+                        display: owned(r, "display"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let ent = v.get(ENTERPRISE_SCHEMA).cloned().unwrap_or(Value::Null);
+    let active = match v.get("active") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        None => true,
+        Some(other) => return Err(format!("user {id}: active is {other}, not a boolean")),
+    };
+    Ok(TargetUser {
+        id: TargetUserId::from(id),
+        user_name,
+        external_id: owned(v, "externalId"),
+        given_name: owned(&name, "givenName"),
+        family_name: owned(&name, "familyName"),
+        display_name: owned(v, "displayName"),
+        nick_name: owned(v, "nickName"),
+        title: owned(v, "title"),
+        emails,
+        phone_numbers,
+        active,
+        entitlements,
+        roles,
+        enterprise: EnterpriseFields {
+            employee_number: owned(&ent, "employeeNumber"),
+            department: owned(&ent, "department"),
+            division: owned(&ent, "division"),
+            organization: owned(&ent, "organization"),
+            cost_center: owned(&ent, "costCenter"),
+            manager: ent.get("manager").and_then(|m| owned(m, "value")),
+        },
+        federation_id: v
+            .get(SALESFORCE_USER_EXTENSION)
+            .and_then(|x| owned(x, "federationIdentifier")),
+    })
+}
+
+pub(crate) fn group_from_json(v: &Value) -> Result<TargetGroup, String> {
+    let id = owned(v, "id").ok_or("id is missing")?;
+    let display_name =
+        owned(v, "displayName").ok_or_else(|| format!("group {id}: displayName is missing"))?;
+    let members = v
+        .get("members")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| owned(m, "value"))
+                .map(TargetUserId::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(TargetGroup {
+        id: TargetGroupId::from(id),
+        display_name,
+        members,
+    })
+}
+
+/// A profile or a permission set from `/Entitlements`.
+pub(crate) enum CatalogueItem {
+    Profile(Profile),
+    PermissionSet(CatalogueEntry),
+}
+
+pub(crate) fn entitlement_from_json(v: &Value) -> Option<CatalogueItem> {
+    let id = owned(v, "id").or_else(|| owned(v, "value"))?;
+    let name = owned(v, "displayName")
+        .or_else(|| owned(v, "display"))
+        .unwrap_or_else(|| id.clone());
+    let kind = str_at(v, "type").unwrap_or_default();
+    if kind.eq_ignore_ascii_case("profile") || (kind.is_empty() && id.starts_with("00e")) {
+        let ext = v
+            .get(SALESFORCE_ENTITLEMENT_EXTENSION)
+            .cloned()
+            .unwrap_or(Value::Null);
+        Some(CatalogueItem::Profile(Profile {
+            id,
+            name,
+            licence: owned(&ext, "userLicense"),
+            allows_groups: ext
+                .get("allowsGroups")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+        }))
+    } else {
+        Some(CatalogueItem::PermissionSet(CatalogueEntry { id, name }))
+    }
+}
+
+pub(crate) fn role_from_json(v: &Value) -> Option<CatalogueEntry> {
+    let id = owned(v, "id").or_else(|| owned(v, "value"))?;
+    let name = owned(v, "displayName")
+        .or_else(|| owned(v, "name"))
+        .unwrap_or_else(|| id.clone());
+    Some(CatalogueEntry { id, name })
+}
+
+fn entitlement_list(profile: Option<&str>, sets: &[String]) -> Value {
+    let mut list: Vec<Value> = profile
+        .map(|p| json!({"value": p, "type": "Profile"}))
+        .into_iter()
+        .collect();
+    list.extend(
+        sets.iter()
+            .map(|s| json!({"value": s, "type": "PermissionSet"})),
+    );
+    Value::Array(list)
+}
+
+/// The body of `POST /Users`.
+pub(crate) fn create_user_body(u: &UserAttributes, dialect: Dialect) -> Value {
+    let mut schemas = vec![json!(USER_SCHEMA)];
+    let mut body = Map::new();
+    body.insert("userName".into(), json!(u.user_name));
+    body.insert("externalId".into(), json!(u.external_id));
+    let mut name = Map::new();
+    if let Some(g) = &u.given_name {
+        name.insert("givenName".into(), json!(g));
+    }
+    if let Some(f) = &u.family_name {
+        name.insert("familyName".into(), json!(f));
+    }
+    if !name.is_empty() {
+        body.insert("name".into(), Value::Object(name));
+    }
+    if let Some(d) = &u.display_name {
+        body.insert("displayName".into(), json!(d));
+    }
+    if let Some(n) = &u.nick_name {
+        body.insert("nickName".into(), json!(n));
+    }
+    if let Some(t) = &u.title {
+        body.insert("title".into(), json!(t));
+    }
+    // Salesforce's own example sends primary as the string "true"; a boolean is what RFC 7643
+    // says and what Salesforce returns.
+    body.insert(
+        "emails".into(),
+        json!([{"type": "work", "primary": true, "value": u.email}]),
+    );
+    if let Some(p) = &u.work_phone {
+        body.insert("phoneNumbers".into(), json!([{"type": "work", "value": p}]));
+    }
+    body.insert("active".into(), json!(true));
+    if u.profile.is_some() || !u.permission_sets.is_empty() {
+        body.insert(
+            "entitlements".into(),
+            entitlement_list(u.profile.as_deref(), &u.permission_sets),
+        );
+    }
+    if let Some(r) = &u.role {
+        body.insert("roles".into(), json!([{"value": r}]));
+    }
+    let ent = enterprise_object(&u.enterprise);
+    if !ent.is_empty() {
+        schemas.push(json!(ENTERPRISE_SCHEMA));
+        body.insert(ENTERPRISE_SCHEMA.into(), Value::Object(ent));
+    }
+    if dialect == Dialect::Salesforce
+        && let Some(f) = &u.federation_id
+    {
+        schemas.push(json!(SALESFORCE_USER_EXTENSION));
+        body.insert(
+            SALESFORCE_USER_EXTENSION.into(),
+            json!({"federationIdentifier": f}),
+        );
+    }
+    body.insert("schemas".into(), Value::Array(schemas));
+    Value::Object(body)
+}
+
+fn enterprise_object(e: &EnterpriseFields) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (k, v) in [
+        ("employeeNumber", &e.employee_number),
+        ("department", &e.department),
+        ("division", &e.division),
+        ("organization", &e.organization),
+        ("costCenter", &e.cost_center),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    if let Some(mgr) = &e.manager {
+        m.insert("manager".into(), json!({"value": mgr}));
+    }
+    m
+}
+
+/// One attribute change, dialect-neutral: `(path, Some(value))` sets, `(path, None)` clears.
+fn changes_list(c: &UserChanges) -> Vec<(String, Option<Value>)> {
+    let mut out: Vec<(String, Option<Value>)> = Vec::new();
+    let mut put = |path: &str, v: Option<Value>| out.push((path.to_owned(), v));
+    if let Some(v) = &c.user_name {
+        put("userName", Some(json!(v)));
+    }
+    if let Some(v) = &c.external_id {
+        put("externalId", Some(json!(v)));
+    }
+    for (path, v) in [
+        ("name.givenName", &c.given_name),
+        ("name.familyName", &c.family_name),
+        ("displayName", &c.display_name),
+        ("title", &c.title),
+    ] {
+        if let Some(v) = v {
+            put(path, v.as_ref().map(|s| json!(s)));
+        }
+    }
+    if let Some(v) = &c.nick_name {
+        put("nickName", Some(json!(v)));
+    }
+    if let Some(v) = &c.email {
+        put(
+            "emails",
+            Some(json!([{"type": "work", "primary": true, "value": v}])),
+        );
+    }
+    if let Some(v) = &c.work_phone {
+        put(
+            "phoneNumbers[type eq \"work\"]",
+            v.as_ref().map(|p| json!([{"type": "work", "value": p}])),
+        );
+    }
+    let e = &c.enterprise;
+    for (field, v) in [
+        ("employeeNumber", &e.employee_number),
+        ("department", &e.department),
+        ("division", &e.division),
+        ("organization", &e.organization),
+        ("costCenter", &e.cost_center),
+    ] {
+        if let Some(v) = v {
+            put(
+                &format!("{ENTERPRISE_SCHEMA}:{field}"),
+                v.as_ref().map(|s| json!(s)),
+            );
+        }
+    }
+    if let Some(v) = &e.manager {
+        put(
+            &format!("{ENTERPRISE_SCHEMA}:manager"),
+            v.as_ref().map(|m| json!({"value": m})),
+        );
+    }
+    if let Some(v) = &c.federation_id {
+        put(
+            &format!("{SALESFORCE_USER_EXTENSION}:federationIdentifier"),
+            v.as_ref().map(|s| json!(s)),
+        );
+    }
+    if let Some(ent) = &c.entitlements {
+        put(
+            "entitlements",
+            Some(entitlement_list(Some(&ent.profile), &ent.permission_sets)),
+        );
+    }
+    if let Some(v) = &c.role {
+        put("roles", v.as_ref().map(|r| json!([{"value": r}])));
+    }
+    if let Some(v) = c.active {
+        put("active", Some(json!(v)));
+    }
+    out
+}
+
+/// The PATCH body carrying all of a user's changes in one request.
+///
+/// Salesforce: one path-less `replace` whose value object holds every attribute set (nested
+/// for `name`, the extensions and the work phone), then a `remove` with a path per attribute
+/// cleared. Generic: one RFC 7644 operation per attribute, with paths.
+pub(crate) fn patch_user_body(c: &UserChanges, dialect: Dialect) -> Value {
+    let list = changes_list(c);
+    let mut ops = Vec::new();
+    match dialect {
+        Dialect::Salesforce => {
+            let mut value = Map::new();
+            for (path, v) in &list {
+                let Some(v) = v else { continue };
+                if let Some(field) = path.strip_prefix("name.") {
+                    let name = value.entry("name").or_insert_with(|| json!({}));
+                    name[field] = v.clone();
+                } else if let Some((urn, field)) = split_urn(path) {
+                    let ext = value.entry(urn.to_owned()).or_insert_with(|| json!({}));
+                    ext[field] = v.clone();
+                } else if path.starts_with("phoneNumbers") {
+                    value.insert("phoneNumbers".into(), v.clone());
+                } else {
+                    value.insert(path.clone(), v.clone());
+                }
+            }
+            if !value.is_empty() {
+                ops.push(json!({"op": "replace", "value": value}));
+            }
+            for (path, v) in &list {
+                if v.is_none() {
+                    ops.push(json!({"op": "remove", "path": path}));
+                }
+            }
+        }
+        Dialect::Generic => {
+            for (path, v) in list {
+                match v {
+                    Some(v) => {
+                        let (path, v) = if path.starts_with("phoneNumbers") {
+                            (
+                                "phoneNumbers[type eq \"work\"].value".to_owned(),
+                                v[0]["value"].clone(),
+                            )
+                        } else if path == "emails" {
+                            (
+                                "emails[type eq \"work\"].value".to_owned(),
+                                v[0]["value"].clone(),
+                            )
+                        } else {
+                            (path, v)
+                        };
+                        ops.push(json!({"op": "replace", "path": path, "value": v}));
+                    }
+                    None => ops.push(json!({"op": "remove", "path": path})),
+                }
+            }
+        }
+    }
+    json!({"schemas": [PATCH_OP_SCHEMA], "Operations": ops})
+}
+
+/// `urn:…:User:field` → (`urn:…:User`, `field`).
+fn split_urn(path: &str) -> Option<(&str, &str)> {
+    if !path.starts_with("urn:") {
+        return None;
+    }
+    let (urn, field) = path.rsplit_once(':')?;
+    Some((urn, field))
+}
+
+/// The PATCH bodies adding or removing `members` (one batch).
+pub(crate) fn members_body(members: &[TargetUserId], add: bool, dialect: Dialect) -> Value {
+    let op = if add { "add" } else { "remove" };
+    let values: Vec<Value> = members
+        .iter()
+        .map(|m| json!({"value": m.as_str()}))
+        .collect();
+    let ops = match dialect {
+        Dialect::Salesforce => vec![json!({"op": op, "path": "members", "value": {"members": values}})],
+        Dialect::Generic if add => vec![json!({"op": "add", "path": "members", "value": values})],
+        Dialect::Generic => members
+            .iter()
+            .map(|m| json!({"op": "remove", "path": format!("members[value eq {}]", quote(m.as_str()))}))
+            .collect(),
+    };
+    json!({"schemas": [PATCH_OP_SCHEMA], "Operations": ops})
+}
+
+pub(crate) fn rename_body(name: &str, dialect: Dialect) -> Value {
+    let op = match dialect {
+        Dialect::Salesforce => json!({"op": "replace", "value": {"displayName": name}}),
+        Dialect::Generic => json!({"op": "replace", "path": "displayName", "value": name}),
+    };
+    json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [op]})
+}
+
+pub(crate) fn create_group_body(name: &str) -> Value {
+    json!({"schemas": [GROUP_SCHEMA], "displayName": name})
+}
+
+/// A SCIM filter string literal: quotes and backslashes escaped.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimsync_core::plan::{EnterpriseChanges, EntitlementChange};
+
+    #[test]
+    fn filter_literals_escape_quotes_and_backslashes() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+
+    fn changes() -> UserChanges {
+        UserChanges {
+            given_name: Some(Some("Ada".into())),
+            title: Some(None),
+            email: Some("ada@new.example.com".into()),
+            work_phone: Some(Some("+1555".into())),
+            enterprise: EnterpriseChanges {
+                department: Some(Some("R&D".into())),
+                ..Default::default()
+            },
+            entitlements: Some(EntitlementChange {
+                profile: "00eP".into(),
+                profile_changed: true,
+                permission_sets: vec!["0PS1".into()],
+                added: vec!["0PS1".into()],
+                removed: vec![],
+            }),
+            active: Some(true),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn salesforce_patch_is_one_pathless_replace_plus_removals() {
+        let body = patch_user_body(&changes(), Dialect::Salesforce);
+        let ops = body["Operations"].as_array().unwrap_or(&Vec::new()).clone();
+        assert_eq!(ops.len(), 2, "{body}");
+        let v = &ops[0]["value"];
+        assert_eq!(ops[0]["op"], "replace");
+        assert!(ops[0].get("path").is_none());
+        assert_eq!(v["name"]["givenName"], "Ada");
+        assert_eq!(v["phoneNumbers"][0]["type"], "work");
+        assert_eq!(v[ENTERPRISE_SCHEMA]["department"], "R&D");
+        assert_eq!(v["entitlements"][0]["value"], "00eP");
+        assert_eq!(v["active"], true);
+        assert_eq!(ops[1], json!({"op": "remove", "path": "title"}));
+    }
+
+    #[test]
+    fn generic_patch_has_a_path_per_attribute() {
+        let body = patch_user_body(&changes(), Dialect::Generic);
+        let paths: Vec<&str> = body["Operations"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|o| o["path"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(paths.contains(&"name.givenName"));
+        assert!(paths.contains(&"emails[type eq \"work\"].value"));
+        assert!(paths.contains(&"phoneNumbers[type eq \"work\"].value"));
+        assert!(
+            paths
+                .contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department")
+        );
+    }
+
+    #[test]
+    fn member_bodies_in_both_dialects() {
+        let ids = [TargetUserId::from("005A"), TargetUserId::from("005B")];
+        assert_eq!(
+            members_body(&ids, true, Dialect::Salesforce)["Operations"][0]["value"],
+            json!({"members": [{"value": "005A"}, {"value": "005B"}]})
+        );
+        let generic_remove = members_body(&ids, false, Dialect::Generic);
+        assert_eq!(
+            generic_remove["Operations"][1]["path"],
+            "members[value eq \"005B\"]"
+        );
+        assert_eq!(
+            members_body(&ids, true, Dialect::Generic)["Operations"][0]["value"][0]["value"],
+            "005A"
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! OAuth2 client credentials with the `oauth2` crate over our own reqwest client, and the one
+//! token all requests share.
+
+use crate::config::{Auth, ClientAuthMethod};
+use crate::error::{ScimError, TokenFailure};
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, RequestTokenError, StandardErrorResponse, TokenResponse,
+    TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Mutex;
+use tracing::info;
+
+/// A token and the generation it belongs to (to refresh once per 401 wave, not per request).
+#[derive(Clone)]
+pub(crate) struct Token {
+    pub value: Arc<SecretString>,
+    pub generation: u64,
+}
+
+pub(crate) struct TokenSource {
+    auth: Auth,
+    http: reqwest::Client,
+    current: Mutex<Option<Token>>,
+    pub fetched: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct HttpError(String);
+
+impl TokenSource {
+    pub fn new(auth: Auth, http: reqwest::Client) -> Self {
+        Self {
+            auth,
+            http,
+            current: Mutex::new(None),
+            fetched: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached token, fetching one if there is none.
+    pub async fn get(&self) -> Result<Token, ScimError> {
+        let mut slot = self.current.lock().await;
+        if let Some(t) = &*slot {
+            return Ok(t.clone());
+        }
+        let t = self.fetch(0).await?;
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Replaces the token of `stale_generation` with a new one; concurrent callers holding the
+    /// same stale token share one fetch.
+    pub async fn refresh(&self, stale_generation: u64) -> Result<Token, ScimError> {
+        let mut slot = self.current.lock().await;
+        if let Some(t) = &*slot
+            && t.generation != stale_generation
+        {
+            return Ok(t.clone());
+        }
+        let t = self.fetch(stale_generation + 1).await?;
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    async fn fetch(&self, generation: u64) -> Result<Token, ScimError> {
+        let (token_url, client_id, secret, method) = match &self.auth {
+            Auth::Bearer(token) => {
+                return Ok(Token {
+                    value: Arc::new(token.clone()),
+                    generation,
+                });
+            }
+            Auth::ClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                method,
+            } => (token_url, client_id, client_secret, method),
+        };
+        let token_url = TokenUrl::new(token_url.to_string())
+            .map_err(|e| ScimError::Config(format!("token URL: {e}")))?;
+        let client = BasicClient::new(ClientId::new(client_id.clone()))
+            .set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()))
+            .set_token_uri(token_url)
+            .set_auth_type(match method {
+                ClientAuthMethod::Form => AuthType::RequestBody,
+                ClientAuthMethod::Basic => AuthType::BasicAuth,
+            });
+        let http = self.http.clone();
+        let send = move |req: oauth2::HttpRequest| {
+            let http = http.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let url = parts.uri.to_string();
+                let mut builder = http.request(parts.method, url).body(body);
+                for (name, value) in &parts.headers {
+                    builder = builder.header(name, value);
+                }
+                let resp = builder
+                    .send()
+                    .await
+                    .map_err(|e| HttpError(without_url(&e)))?;
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let bytes = resp.bytes().await.map_err(|e| HttpError(without_url(&e)))?;
+                let mut out = oauth2::HttpResponse::new(bytes.to_vec());
+                *out.status_mut() = status;
+                *out.headers_mut() = headers;
+                Ok::<_, HttpError>(out)
+            }
+        };
+        let result = client
+            .exchange_client_credentials()
+            .request_async(&send)
+            .await;
+        match result {
+            Ok(resp) => {
+                self.fetched.fetch_add(1, Ordering::Relaxed);
+                info!(generation, "Access token fetched.");
+                Ok(Token {
+                    value: Arc::new(SecretString::from(resp.access_token().secret().to_owned())),
+                    generation,
+                })
+            }
+            Err(RequestTokenError::ServerResponse(err)) => Err(classify(&err)),
+            Err(RequestTokenError::Request(e)) => Err(ScimError::TokenTransport {
+                message: e.to_string(),
+            }),
+            Err(RequestTokenError::Parse(e, _)) => Err(ScimError::TokenTransport {
+                message: format!("the token response is not OAuth2 JSON: {e}"),
+            }),
+            Err(RequestTokenError::Other(m)) => Err(ScimError::TokenTransport { message: m }),
+        }
+    }
+}
+
+fn classify(err: &StandardErrorResponse<BasicErrorResponseType>) -> ScimError {
+    let error = err.error().to_string();
+    let description = err.error_description().cloned().unwrap_or_default();
+    let lower = description.to_ascii_lowercase();
+    let failure = match err.error() {
+        BasicErrorResponseType::InvalidClient | BasicErrorResponseType::UnauthorizedClient => {
+            TokenFailure::BadClient
+        }
+        BasicErrorResponseType::Extension(code)
+            if code == "invalid_client_id" || code == "invalid_client_credentials" =>
+        {
+            TokenFailure::BadClient
+        }
+        BasicErrorResponseType::InvalidGrant if lower.contains("no client credentials user") => {
+            TokenFailure::NoRunAsUser
+        }
+        BasicErrorResponseType::InvalidGrant if lower.contains("not supported on this domain") => {
+            TokenFailure::WrongDomain
+        }
+        _ => TokenFailure::Other,
+    };
+    ScimError::Token {
+        failure,
+        error,
+        description,
+    }
+}
+
+/// A reqwest error's text without its URL: what kind of failure, then its causes.
+pub(crate) fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the response was cut off or unreadable"
+    } else if e.is_request() {
+        "the request failed"
+    } else {
+        "HTTP error"
+    };
+    let mut out = kind.to_owned();
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}

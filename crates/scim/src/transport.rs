@@ -1,0 +1,375 @@
+//! Sending one SCIM request: the shared rate limiter and concurrency cap, the token, retries
+//! with backoff and jitter honouring `Retry-After`, one token refresh on 401, and the errors.
+
+use crate::config::{Dialect, ScimConfig};
+use crate::constants::{SCIM_JSON, SFORCE_LIMIT_INFO};
+use crate::error::ScimError;
+use crate::token::{TokenSource, without_url};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{Method, StatusCode, header};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+use url::Url;
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    pub requests: u64,
+    pub retries: u64,
+    pub rate_limited: u64,
+    pub tokens_fetched: u64,
+    /// The last `Sforce-Limit-Info` (used, limit).
+    pub api_usage: Option<(u64, u64)>,
+}
+
+pub(crate) struct Transport {
+    pub http: reqwest::Client,
+    pub base: Url,
+    pub dialect: Dialect,
+    pub tokens: TokenSource,
+    limiter: DefaultDirectRateLimiter,
+    permits: Semaphore,
+    timeout: Duration,
+    max_attempts: u32,
+    backoff_base: Duration,
+    backoff_max: Duration,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    rate_limited: AtomicU64,
+    api_usage: Mutex<Option<(u64, u64)>>,
+}
+
+/// A response: status, body (JSON or null), ETag.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub body: Value,
+    pub etag: Option<String>,
+}
+
+impl Transport {
+    pub fn new(config: ScimConfig) -> Result<Self, ScimError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                ScimError::Config(format!("cannot build the HTTP client: {}", without_url(&e)))
+            })?;
+        let mut base = config.base_url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let rps = NonZeroU32::new(config.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        Ok(Self {
+            tokens: TokenSource::new(config.auth, http.clone()),
+            http,
+            base,
+            dialect: config.dialect,
+            limiter: RateLimiter::direct(Quota::per_second(rps)),
+            permits: Semaphore::new(config.max_concurrency.max(1)),
+            timeout: config.timeout,
+            max_attempts: config.max_attempts.max(1),
+            backoff_base: config.backoff_base,
+            backoff_max: config.backoff_max,
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            api_usage: Mutex::new(None),
+        })
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            tokens_fetched: self.tokens.fetched.load(Ordering::Relaxed),
+            api_usage: *self
+                .api_usage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> Result<Url, ScimError> {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| ScimError::Config(format!("bad SCIM path {path:?}: {e}")))
+    }
+
+    /// Sends a request with retries; `what` names the operation in errors ("creating user x").
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        what: &str,
+    ) -> Result<Answer, ScimError> {
+        let mut token = self.tokens.get().await?;
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = self
+                .once(&method, &url, body, if_match, &token.value, what)
+                .await;
+            let err = match result {
+                Ok(a) => return Ok(a),
+                Err(Failure::Unauthorized(detail)) if !refreshed => {
+                    debug!(what, "401: fetching a new token once.");
+                    token = self.tokens.refresh(token.generation).await?;
+                    refreshed = true;
+                    attempt -= 1;
+                    let _ = detail;
+                    continue;
+                }
+                Err(Failure::Unauthorized(detail)) => ScimError::Unauthorized { detail },
+                Err(Failure::Error(e)) => e,
+            };
+            if !err.is_retryable() || attempt >= self.max_attempts {
+                return Err(err);
+            }
+            let wait = self.backoff(attempt, err.retry_after());
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Retrying.");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(after) = retry_after {
+            return after.min(self.backoff_max);
+        }
+        let exp = self
+            .backoff_base
+            .saturating_mul(1u32 << (attempt - 1).min(16));
+        let capped = exp.min(self.backoff_max);
+        // Full jitter over the upper half: between capped/2 and capped.
+        let half = capped / 2;
+        let jitter = rand::random::<f64>();
+        half + half.mul_f64(jitter)
+    }
+
+    async fn once(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        token: &secrecy::SecretString,
+        what: &str,
+    ) -> Result<Answer, Failure> {
+        self.limiter.until_ready().await;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| {
+                Failure::Error(ScimError::Config("the client is shutting down".into()))
+            })?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut req = self
+            .http
+            .request(method.clone(), url.clone())
+            .bearer_auth(token.expose_secret())
+            .header(header::ACCEPT, format!("{SCIM_JSON}, application/json"))
+            .timeout(self.timeout);
+        if let Some(b) = body {
+            req = req
+                .header(header::CONTENT_TYPE, SCIM_JSON)
+                .body(serde_json::to_vec(b).unwrap_or_default());
+        }
+        if let Some(tag) = if_match {
+            req = req.header(header::IF_MATCH, tag);
+        }
+        let resp = req.send().await.map_err(|e| {
+            Failure::Error(ScimError::Transport {
+                what: what.to_owned(),
+                message: without_url(&e),
+            })
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if let Some(info) = headers.get(SFORCE_LIMIT_INFO).and_then(|v| v.to_str().ok())
+            && let Some(usage) = parse_limit_info(info)
+        {
+            *self
+                .api_usage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(usage);
+        }
+        let text = resp.text().await.map_err(|e| {
+            Failure::Error(ScimError::Transport {
+                what: what.to_owned(),
+                message: without_url(&e),
+            })
+        })?;
+        let json: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(e) if status.is_success() => {
+                    return Err(Failure::Error(ScimError::InvalidResponse {
+                        what: what.to_owned(),
+                        message: format!("the body is not JSON: {e}"),
+                    }));
+                }
+                Err(_) => Value::String(text.chars().take(300).collect()),
+            }
+        };
+        if status.is_success() {
+            let etag = headers
+                .get(header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Ok(Answer { body: json, etag });
+        }
+        let retry_after = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let (code, detail) = error_detail(&json);
+        Err(match status {
+            StatusCode::UNAUTHORIZED => Failure::Unauthorized(detail),
+            StatusCode::FORBIDDEN if code.as_deref() == Some("REQUEST_LIMIT_EXCEEDED") => {
+                self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                Failure::Error(ScimError::RequestLimit {
+                    detail,
+                    retry_after,
+                })
+            }
+            StatusCode::FORBIDDEN => Failure::Error(ScimError::Forbidden { detail }),
+            StatusCode::TOO_MANY_REQUESTS => {
+                self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                Failure::Error(ScimError::RateLimited { retry_after })
+            }
+            s if s.is_server_error() => {
+                // Some services report their rate limit as a 5xx with REQUEST_LIMIT_EXCEEDED.
+                Failure::Error(ScimError::Server {
+                    status: s.as_u16(),
+                    detail,
+                    retry_after,
+                })
+            }
+            s => Failure::Error(ScimError::Refused {
+                what: what.to_owned(),
+                status: s.as_u16(),
+                code,
+                detail,
+            }),
+        })
+    }
+}
+
+enum Failure {
+    Unauthorized(String),
+    Error(ScimError),
+}
+
+/// `(code, detail)` from a SCIM error body: Salesforce's `"CODE:message;"` detail (numeric
+/// status, no scimType), RFC 7644's `detail` and `scimType`, or Salesforce REST's array.
+pub(crate) fn error_detail(body: &Value) -> (Option<String>, String) {
+    if let Some(detail) = body.get("detail").and_then(Value::as_str) {
+        if let Some((code, message)) = detail.split_once(':')
+            && !code.is_empty()
+            && code.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        {
+            return (
+                Some(code.to_owned()),
+                format!("{code}: {}", message.trim_end_matches(';')),
+            );
+        }
+        let code = body
+            .get("scimType")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        return (code, detail.to_owned());
+    }
+    if let Some(first) = body.as_array().and_then(|a| a.first())
+        && let (Some(code), Some(message)) = (
+            first.get("errorCode").and_then(Value::as_str),
+            first.get("message").and_then(Value::as_str),
+        )
+    {
+        return (Some(code.to_owned()), format!("{code}: {message}"));
+    }
+    match body {
+        Value::Null => (None, "no detail".to_owned()),
+        Value::String(s) => (None, s.clone()),
+        other => (None, other.to_string().chars().take(300).collect()),
+    }
+}
+
+/// `api-usage=10018/100000` (possibly followed by `; api-bursts=…`).
+pub(crate) fn parse_limit_info(text: &str) -> Option<(u64, u64)> {
+    let usage = text
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("api-usage="))?;
+    let (used, limit) = usage.split_once('/')?;
+    Some((used.trim().parse().ok()?, limit.trim().parse().ok()?))
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+pub(crate) fn parse_retry_after(text: &str) -> Option<Duration> {
+    if let Ok(secs) = text.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(text.trim()).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn error_details_in_every_shape() {
+        let sf = json!({"detail": "REQUIRED_FIELD_MISSING:user_must_have_one_entitlement_which_must_be_a_profileid;", "status": 409});
+        assert_eq!(
+            error_detail(&sf),
+            (
+                Some("REQUIRED_FIELD_MISSING".into()),
+                "REQUIRED_FIELD_MISSING: user_must_have_one_entitlement_which_must_be_a_profileid"
+                    .into()
+            )
+        );
+        let rfc = json!({"detail": "userName taken", "status": "409", "scimType": "uniqueness"});
+        assert_eq!(
+            error_detail(&rfc),
+            (Some("uniqueness".into()), "userName taken".into())
+        );
+        let rest =
+            json!([{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]);
+        assert_eq!(error_detail(&rest).0.as_deref(), Some("INVALID_SESSION_ID"));
+    }
+
+    #[test]
+    fn limit_info_and_retry_after() {
+        assert_eq!(
+            parse_limit_info("api-usage=10018/100000"),
+            Some((10018, 100000))
+        );
+        assert_eq!(
+            parse_limit_info("api-usage=1/750; api-bursts=1/750"),
+            Some((1, 750))
+        );
+        assert_eq!(parse_limit_info("nonsense"), None);
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
