@@ -485,12 +485,19 @@ impl<'a> Planner<'a> {
             self.plan_user(i, &manager_ids);
         }
 
-        // Accounts linked to users who left the directory.
+        // Accounts linked to users who left the directory. Users the source returned but
+        // could not read are not gone: their accounts are left as they are.
+        let unreadable: std::collections::HashSet<&str> =
+            source.unreadable.iter().map(|id| id.as_str()).collect();
         let mut orphans: Vec<&UserLink> = links
             .users
             .iter()
             .enumerate()
-            .filter(|(n, l)| !seen_link[*n] && link_by_source.get(l.source_id.as_str()) == Some(n))
+            .filter(|(n, l)| {
+                !seen_link[*n]
+                    && link_by_source.get(l.source_id.as_str()) == Some(n)
+                    && !unreadable.contains(l.source_id.as_str())
+            })
             .map(|(_, l)| l)
             .collect();
         orphans.sort_by(|a, b| a.source_id.cmp(&b.source_id));

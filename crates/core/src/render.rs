@@ -292,6 +292,7 @@ mod tests {
             ],
             groups: vec![group("DG1", "Sales")],
             sso_access: None,
+            unreadable: Vec::new(),
         };
         let p = plan(
             &s,

@@ -124,4 +124,8 @@ pub struct SourceSnapshot {
     /// `sso_access` scope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sso_access: Option<SsoAccess>,
+    /// Users the source returned but could not read (a bad record: an unknown status, say).
+    /// They are not taken as gone: their accounts are left as they are until they read again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<SourceUserId>,
 }

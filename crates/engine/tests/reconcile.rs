@@ -241,6 +241,7 @@ fn directory() -> SourceSnapshot {
         ],
         groups: vec![group("DG1", "Sales"), group("DG2", "Admins")],
         sso_access: None,
+        unreadable: Vec::new(),
     }
 }
 
@@ -610,4 +611,19 @@ async fn a_disabled_user_is_deactivated_and_removed_from_every_group() {
     .unwrap();
     assert_eq!(dry.status, RunStatus::DryRun);
     assert!(dry.plan.operations.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreadable_user_is_not_taken_as_gone() {
+    let (_d, store) = store().await;
+    let conn = connection(directory(), empty());
+    reconcile_once(&conn, &store, &RunOptions::default()).await.unwrap();
+    {
+        let mut src = conn.source.0.lock().unwrap();
+        src.users.retain(|u| u.id.as_str() != "DU2");
+        src.unreadable.push(SourceUserId::from("DU2"));
+    }
+    let report = reconcile_once(&conn, &store, &RunOptions::default()).await.unwrap();
+    assert!(report.plan.operations.is_empty(), "{:?}", report.plan.operations);
+    assert!(conn.target.user("bob@example.com").unwrap().active);
 }

@@ -55,6 +55,7 @@ fn directory() -> impl Strategy<Value = SourceSnapshot> {
                 .map(|(i, g)| group(g, &format!("Group {i}")))
                 .collect(),
             sso_access: None,
+            unreadable: Vec::new(),
         })
 }
 

@@ -51,6 +51,7 @@ fn source(
         users,
         groups,
         sso_access: None,
+        unreadable: Vec::new(),
     }
 }
 
