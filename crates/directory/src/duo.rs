@@ -1,0 +1,570 @@
+//! The Duo Admin API reader: signed requests, paging by `metadata.next_offset`, backoff on 429
+//! and 5xx, and the mapping of Duo's users and groups into the core model, page by page.
+
+use crate::error::DirectoryError;
+use crate::signing::{SigVersion, authorization, canonicalize, rfc2822, sign};
+use scimsync_core::ports::Source;
+use scimsync_core::source::{
+    DirectoryGroup, DirectoryStatus, DirectoryUser, Phone, PhoneKind, SourceSnapshot, SsoAccess,
+};
+use scimsync_core::{SourceGroupId, SourceUserId};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tracing::{info, warn};
+use url::Url;
+
+/// Where the Admin API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DuoEndpoint {
+    /// The API hostname Duo gives (`api-xxxxxxxx.duosecurity.com`), reached over HTTPS.
+    ApiHost(String),
+    /// A full base URL (emulators and tests); plain HTTP only on loopback.
+    BaseUrl(Url),
+}
+
+/// How to read a Duo account.
+pub struct DuoConfig {
+    pub endpoint: DuoEndpoint,
+    pub integration_key: String,
+    pub secret_key: SecretString,
+    pub sig_version: SigVersion,
+    /// Users per page (Duo's maximum is 300).
+    pub page_size: u32,
+    /// Tries per request on 429, 5xx and transport errors.
+    pub max_attempts: u32,
+    /// First wait on 429/5xx, doubled each time (Duo's client: 1 s up to 32 s), with jitter.
+    pub backoff_base: Duration,
+    /// The Duo application whose "User access" setting the `sso_access` scope reads.
+    pub sso_integration_key: Option<String>,
+    /// Accept a read with no users (a directory that is really empty).
+    pub allow_empty: bool,
+}
+
+impl std::fmt::Debug for DuoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuoConfig")
+            .field("endpoint", &self.endpoint)
+            .field("integration_key", &self.integration_key)
+            .field("secret_key", &"[redacted]")
+            .field("sig_version", &self.sig_version)
+            .field("page_size", &self.page_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DuoConfig {
+    /// v5 signing, pages of 300, 7 attempts from 1 s (as Duo's own client).
+    pub fn new(endpoint: DuoEndpoint, integration_key: String, secret_key: SecretString) -> Self {
+        Self {
+            endpoint,
+            integration_key,
+            secret_key,
+            sig_version: SigVersion::V5,
+            page_size: 300,
+            max_attempts: 7,
+            backoff_base: Duration::from_secs(1),
+            sso_integration_key: None,
+            allow_empty: false,
+        }
+    }
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    pub total_users: Option<u64>,
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.total_users {
+            Some(n) => write!(f, "signed request accepted; {n} users in the directory"),
+            None => write!(f, "signed request accepted"),
+        }
+    }
+}
+
+/// Reads users and groups from Duo's Admin API.
+pub struct DuoSource {
+    config: DuoConfig,
+    base: Url,
+    /// What is signed as the host: the host, with the port when it is not the scheme's default.
+    host: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for DuoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuoSource")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    stat: String,
+    response: Option<T>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    code: Option<serde_json::Value>,
+    message: Option<String>,
+    message_detail: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Metadata {
+    next_offset: Option<serde_json::Value>,
+    total_objects: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct DuoUserRow {
+    user_id: Option<String>,
+    username: Option<String>,
+    email: Option<String>,
+    firstname: Option<String>,
+    lastname: Option<String>,
+    realname: Option<String>,
+    status: Option<String>,
+    #[serde(default)]
+    phones: Vec<DuoPhoneRow>,
+    #[serde(default)]
+    aliases: Option<BTreeMap<String, Option<String>>>,
+    alias1: Option<String>,
+    alias2: Option<String>,
+    alias3: Option<String>,
+    alias4: Option<String>,
+    #[serde(default)]
+    custom_attributes: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    groups: Vec<DuoGroupRef>,
+}
+
+#[derive(Deserialize)]
+struct DuoPhoneRow {
+    number: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    extension: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DuoGroupRef {
+    group_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DuoGroupRow {
+    group_id: Option<String>,
+    name: Option<String>,
+    desc: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DuoIntegration {
+    #[serde(default)]
+    groups_allowed: Vec<serde_json::Value>,
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+impl DuoSource {
+    pub fn new(config: DuoConfig) -> Result<Self, DirectoryError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = match &config.endpoint {
+            DuoEndpoint::ApiHost(host) => {
+                Url::parse(&format!("https://{}", host.trim().trim_end_matches('/'))).map_err(
+                    |e| {
+                        DirectoryError::Config(format!("api_host {host:?} is not a host name: {e}"))
+                    },
+                )?
+            }
+            DuoEndpoint::BaseUrl(url) => url.clone(),
+        };
+        if base.scheme() != "https" && !(base.scheme() == "http" && is_loopback(&base)) {
+            return Err(DirectoryError::Config(format!(
+                "{base}: Duo is reached over HTTPS (plain HTTP only on loopback)"
+            )));
+        }
+        let host_name = base.host_str().unwrap_or_default().to_ascii_lowercase();
+        let host = match base.port() {
+            Some(p) => format!("{host_name}:{p}"),
+            None => host_name,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| DirectoryError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            config,
+            base,
+            host,
+            http,
+        })
+    }
+
+    /// One signed GET with retries on 429, 5xx and transport errors.
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+        what: &str,
+    ) -> Result<(T, Metadata), DirectoryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.get_once(path, params, what).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if !err.is_retryable() || attempt >= self.config.max_attempts {
+                return Err(err);
+            }
+            let wait = self
+                .config
+                .backoff_base
+                .saturating_mul(1 << (attempt - 1).min(5));
+            let wait = wait + wait.mul_f64(rand::random::<f64>() * 0.5);
+            warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Duo request failed; retrying.");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn get_once<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+        what: &str,
+    ) -> Result<(T, Metadata), DirectoryError> {
+        let date = rfc2822(std::time::SystemTime::now());
+        let canonical = canonicalize(
+            "GET",
+            &self.host,
+            path,
+            params,
+            &date,
+            self.config.sig_version,
+            b"",
+            &[],
+        );
+        let signature = sign(
+            self.config.secret_key.expose_secret(),
+            &canonical,
+            self.config.sig_version,
+        );
+        let mut url = self
+            .base
+            .join(path)
+            .map_err(|e| DirectoryError::Config(format!("bad path {path}: {e}")))?;
+        url.query_pairs_mut().extend_pairs(params);
+        let resp = self
+            .http
+            .get(url)
+            .header("Date", &date)
+            .header(
+                "Authorization",
+                authorization(&self.config.integration_key, &signature),
+            )
+            .send()
+            .await
+            .map_err(|e| DirectoryError::Transport {
+                what: what.to_owned(),
+                message: transport_message(&e),
+            })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| DirectoryError::Transport {
+            what: what.to_owned(),
+            message: transport_message(&e),
+        })?;
+        let envelope: Envelope<T> = match serde_json::from_slice(&bytes) {
+            Ok(e) => e,
+            Err(e) if status == 200 => {
+                return Err(DirectoryError::InvalidResponse {
+                    what: what.to_owned(),
+                    message: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(DirectoryError::Api {
+                    what: what.to_owned(),
+                    status,
+                    code: i64::from(status) * 100,
+                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                    message_detail: None,
+                });
+            }
+        };
+        if status == 200 && envelope.stat == "OK" {
+            let response = envelope
+                .response
+                .ok_or_else(|| DirectoryError::InvalidResponse {
+                    what: what.to_owned(),
+                    message: "stat is OK but there is no response".into(),
+                })?;
+            return Ok((response, envelope.metadata.unwrap_or_default()));
+        }
+        let code = match &envelope.code {
+            Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or_default(),
+            Some(serde_json::Value::String(s)) => s.parse().unwrap_or_default(),
+            _ => i64::from(status) * 100,
+        };
+        let message = envelope.message.unwrap_or_default();
+        if status == 401 && (code == 40103 || code == 40101 || code == 40102) {
+            return Err(DirectoryError::Signature { code, message });
+        }
+        Err(DirectoryError::Api {
+            what: what.to_owned(),
+            status,
+            code,
+            message,
+            message_detail: envelope.message_detail,
+        })
+    }
+
+    /// Pages through a list endpoint following `next_offset` only, handing each page over.
+    async fn pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        limit: u32,
+        what: &str,
+        mut each: impl FnMut(Vec<T>),
+    ) -> Result<(), DirectoryError> {
+        let mut offset: u64 = 0;
+        loop {
+            let params = vec![
+                ("limit".to_owned(), limit.to_string()),
+                ("offset".to_owned(), offset.to_string()),
+            ];
+            let (rows, meta): (Vec<T>, Metadata) = self
+                .get(path, &params, &format!("{what} (offset {offset})"))
+                .await?;
+            each(rows);
+            match meta.next_offset {
+                None | Some(serde_json::Value::Null) => return Ok(()),
+                Some(serde_json::Value::Number(n)) => offset = n.as_u64().unwrap_or(offset),
+                Some(serde_json::Value::String(s)) => {
+                    offset = s.parse().map_err(|_| DirectoryError::InvalidResponse {
+                        what: what.to_owned(),
+                        message: format!("metadata.next_offset {s:?} is not a number"),
+                    })?
+                }
+                Some(other) => {
+                    return Err(DirectoryError::InvalidResponse {
+                        what: what.to_owned(),
+                        message: format!("metadata.next_offset {other} is not a number"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// One signed request, for `scimsync check`.
+    pub async fn check(&self) -> Result<CheckReport, DirectoryError> {
+        let params = vec![
+            ("limit".to_owned(), "1".to_owned()),
+            ("offset".to_owned(), "0".to_owned()),
+        ];
+        let (_rows, meta): (Vec<serde_json::Value>, Metadata) = self
+            .get("/admin/v1/users", &params, "reading one user")
+            .await?;
+        Ok(CheckReport {
+            total_users: meta.total_objects,
+        })
+    }
+}
+
+fn transport_message(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+fn nonempty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// Maps one Duo user row; `Err` names the field that makes it unreadable.
+fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String)> {
+    let Some(id) = nonempty(row.user_id) else {
+        return Err((None, "user_id is missing".into()));
+    };
+    let status_text = row.status.unwrap_or_default();
+    let Some(status) = DirectoryStatus::parse(&status_text) else {
+        return Err((
+            Some(id.clone()),
+            format!("status {status_text:?} is not a Duo status"),
+        ));
+    };
+    let Some(username) = nonempty(row.username) else {
+        return Err((Some(id.clone()), "username is missing".into()));
+    };
+    let mut aliases: Vec<(String, String)> = Vec::new();
+    if let Some(map) = row.aliases {
+        for (k, v) in map {
+            if let Some(v) = nonempty(v) {
+                aliases.push((k, v));
+            }
+        }
+    }
+    for (k, v) in [
+        ("alias1", row.alias1),
+        ("alias2", row.alias2),
+        ("alias3", row.alias3),
+        ("alias4", row.alias4),
+    ] {
+        if let Some(v) = nonempty(v)
+            && !aliases.iter().any(|(n, _)| n == k)
+        {
+            aliases.push((k.to_owned(), v));
+        }
+    }
+    aliases.sort_by_key(|(k, _)| {
+        k.trim_start_matches("alias")
+            .parse::<u32>()
+            .unwrap_or(u32::MAX)
+    });
+    let phones = row
+        .phones
+        .into_iter()
+        .filter_map(|p| {
+            let number = nonempty(p.number)?;
+            let kind = match p.kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("mobile") => PhoneKind::Mobile,
+                Some("landline") => PhoneKind::Landline,
+                _ => PhoneKind::Unknown,
+            };
+            Some(Phone {
+                number,
+                kind,
+                extension: nonempty(p.extension),
+            })
+        })
+        .collect();
+    let custom = row
+        .custom_attributes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            serde_json::Value::Null => None,
+            other => Some((k, other.to_string())),
+        })
+        .collect();
+    Ok(DirectoryUser {
+        id: SourceUserId::from(id),
+        username,
+        email: nonempty(row.email),
+        first_name: nonempty(row.firstname),
+        last_name: nonempty(row.lastname),
+        display_name: nonempty(row.realname),
+        status,
+        phones,
+        aliases: aliases.into_iter().map(|(_, v)| v).collect(),
+        custom,
+        groups: row
+            .groups
+            .into_iter()
+            .filter_map(|g| nonempty(g.group_id).map(SourceGroupId::from))
+            .collect(),
+    })
+}
+
+impl Source for DuoSource {
+    type Error = DirectoryError;
+
+    async fn read(&self) -> Result<SourceSnapshot, DirectoryError> {
+        let mut snapshot = SourceSnapshot::default();
+        let limit = self.config.page_size.clamp(1, 300);
+        let mut bad = 0usize;
+        self.pages::<DuoUserRow>("/admin/v1/users", limit, "reading users", |rows| {
+            snapshot.users.reserve(rows.len());
+            for row in rows {
+                match map_user(row) {
+                    Ok(u) => snapshot.users.push(u),
+                    Err((id, problem)) => {
+                        bad += 1;
+                        warn!(user_id = id.as_deref().unwrap_or("?"), problem = %problem, "A Duo user is unreadable; its account is left as it is.");
+                        if let Some(id) = id {
+                            snapshot.unreadable.push(SourceUserId::from(id));
+                        }
+                    }
+                }
+            }
+        })
+        .await?;
+        self.pages::<DuoGroupRow>("/admin/v1/groups", 100, "reading groups", |rows| {
+            for row in rows {
+                match (nonempty(row.group_id), nonempty(row.name)) {
+                    (Some(id), Some(name)) => snapshot.groups.push(DirectoryGroup {
+                        id: SourceGroupId::from(id),
+                        name,
+                        description: nonempty(row.desc),
+                    }),
+                    (id, _) => warn!(
+                        group_id = id.as_deref().unwrap_or("?"),
+                        "A Duo group without an id or name is left out."
+                    ),
+                }
+            }
+        })
+        .await?;
+        if let Some(ikey) = &self.config.sso_integration_key {
+            let (integration, _): (DuoIntegration, Metadata) = self
+                .get(
+                    &format!("/admin/v1/integrations/{ikey}"),
+                    &[],
+                    "reading the application's user access",
+                )
+                .await?;
+            let groups: Vec<SourceGroupId> = integration
+                .groups_allowed
+                .iter()
+                .filter_map(|g| match g {
+                    serde_json::Value::String(s) => Some(SourceGroupId::from(s.as_str())),
+                    other => other
+                        .get("group_id")
+                        .and_then(|v| v.as_str())
+                        .map(SourceGroupId::from),
+                })
+                .collect();
+            snapshot.sso_access = Some(if groups.is_empty() {
+                SsoAccess::AllUsers
+            } else {
+                SsoAccess::Groups(groups)
+            });
+        }
+        if snapshot.users.is_empty() && snapshot.unreadable.is_empty() && !self.config.allow_empty {
+            return Err(DirectoryError::Empty);
+        }
+        info!(
+            users = snapshot.users.len(),
+            unreadable = bad,
+            groups = snapshot.groups.len(),
+            "Duo directory read."
+        );
+        Ok(snapshot)
+    }
+}
