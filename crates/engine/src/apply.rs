@@ -3,6 +3,7 @@
 
 use crate::run::{Progress, chain, now, object_name};
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use scimsync_core::activity::{ActivityEntry, Outcome, RunId};
 use scimsync_core::links::{GroupLink, Links, Origin, PendingEmail, Refusal, UserLink};
 use scimsync_core::plan::{GroupRef, ObjectKind, Operation, Plan, UserRef};
@@ -135,13 +136,20 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
         if lock(&state).counts.fatal.is_some() {
             break;
         }
-        let results: Vec<Result<(), BoxError>> = futures::stream::iter(batch)
-            .map(|op| ctx.apply_one(op, &state))
-            .buffer_unordered(ctx.max_concurrency)
-            .collect()
-            .await;
-        for r in results {
-            r?;
+        // At most `max_concurrency` operations in flight; a store failure stops the run.
+        let mut pending = FuturesUnordered::new();
+        let mut next = batch.iter();
+        loop {
+            while pending.len() < ctx.max_concurrency {
+                match next.next() {
+                    Some(op) => pending.push(ctx.apply_one(op, &state)),
+                    None => break,
+                }
+            }
+            match pending.next().await {
+                Some(result) => result?,
+                None => break,
+            }
         }
     }
     let mut st = state

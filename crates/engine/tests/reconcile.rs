@@ -617,13 +617,21 @@ async fn a_disabled_user_is_deactivated_and_removed_from_every_group() {
 async fn an_unreadable_user_is_not_taken_as_gone() {
     let (_d, store) = store().await;
     let conn = connection(directory(), empty());
-    reconcile_once(&conn, &store, &RunOptions::default()).await.unwrap();
+    reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
     {
         let mut src = conn.source.0.lock().unwrap();
         src.users.retain(|u| u.id.as_str() != "DU2");
         src.unreadable.push(SourceUserId::from("DU2"));
     }
-    let report = reconcile_once(&conn, &store, &RunOptions::default()).await.unwrap();
-    assert!(report.plan.operations.is_empty(), "{:?}", report.plan.operations);
+    let report = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        report.plan.operations.is_empty(),
+        "{:?}",
+        report.plan.operations
+    );
     assert!(conn.target.user("bob@example.com").unwrap().active);
 }
