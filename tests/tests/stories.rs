@@ -465,7 +465,7 @@ async fn a_run_killed_halfway_resumes_without_duplicates_and_a_complete_log(back
     assert_eq!(first.status, RunStatus::Interrupted, "{first:?}");
     let after_first = w.sf.inspect().users().len();
     assert!(
-        after_first >= 5 && after_first < 18,
+        (5..18).contains(&after_first),
         "stopped part way: {after_first}"
     );
     let logged = w
