@@ -7,7 +7,7 @@
 
 pub mod config;
 mod daemon;
-mod demo;
+pub mod demo;
 pub mod output;
 mod wiring;
 

@@ -106,8 +106,11 @@ pub struct RunReport {
 impl RunReport {
     /// 0 all applied; 1 some operations failed or were rejected; 2 the connection failed
     /// mid-run; 3 the guard stopped the run.
+    /// A dry run gives 0, or 3 when the guard would stop the real run.
     pub fn exit_code(&self) -> u8 {
         match self.status {
+            RunStatus::DryRun if self.guard.is_some() => 3,
+            RunStatus::DryRun => 0,
             RunStatus::Guarded => 3,
             RunStatus::Failed => 2,
             _ if self.failed > 0 || self.rejected > 0 => 1,

@@ -1,0 +1,301 @@
+//! The real `scimsync` binary, against emulators started in the test.
+#![allow(clippy::unwrap_used)]
+
+use scimsync_sim::duo::{DuoSim, DuoSimConfig};
+use scimsync_sim::generator;
+use scimsync_sim::salesforce::{DEMO_CLIENT_SECRET, SalesforceConfig, SalesforceSim};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn scimsync(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SCIMSYNC_STORE_URL")
+        .env_remove("SCIMSYNC_LISTEN")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Setup {
+    _duo: DuoSim,
+    sf: SalesforceSim,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+async fn setup() -> Setup {
+    let duo = DuoSim::start(DuoSimConfig::demo(), generator::sample())
+        .await
+        .unwrap();
+    let sf = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("duo_secret_key"), duo.secret_key()).unwrap();
+    std::fs::write(
+        dir.path().join("salesforce_client_secret"),
+        DEMO_CLIENT_SECRET,
+    )
+    .unwrap();
+    let config = dir.path().join("scimsync.toml");
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    std::fs::write(
+        &config,
+        scimsync::demo::demo_config(&duo.base_url(), &sf.token_url(), &sf.base_url(), &store),
+    )
+    .unwrap();
+    Setup {
+        _duo: duo,
+        sf,
+        dir,
+        config,
+    }
+}
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = scimsync(&["demo", "--dir", "demo"], dir.path());
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    for expected in [
+        "1. The plan (dry run)",
+        "create_user",
+        "writes sent to Salesforce: 0",
+        "deactivate_user",
+        "verification emails sent by Salesforce: 1",
+        "6. The activity log",
+    ] {
+        assert!(all.contains(expected), "{expected:?} missing from:\n{all}");
+    }
+    assert!(
+        !all.contains(DEMO_CLIENT_SECRET),
+        "the client secret is never printed"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[connections]]
+name = "sf"
+[connections.source]
+api_host = "api-1.duosecurity.com"
+integration_key = "DI1"
+secret_key_env = "SCIMSYNC_TEST_UNSET_VARIABLE"
+[connections.target]
+base_url = "https://acme.my.salesforce.com/services/scim/v2"
+token_url = "https://login.salesforce.com/services/oauth2/token"
+client_id = "x"
+client_secret_file = "missing-file"
+[connections.scope]
+groups = ["Sales"]
+[connections.mapping]
+timezone = "custom.tz"
+[[connections.governance.group_rules]]
+groups = ["Sales"]
+priority = 1
+profile = "Standard User"
+"#,
+    )
+    .unwrap();
+    let out = scimsync(&["check", "--config", config.to_str().unwrap()], dir.path());
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    for path in [
+        "connections[0].source.secret_key_env",
+        "connections[0].target.token_url",
+        "connections[0].target.client_secret_file",
+        "connections[0].mapping.timezone",
+        "connections[0].governance.baseline",
+    ] {
+        assert!(all.contains(path), "{path} missing from:\n{all}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_json_reconcile_and_activity_csv() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let c = config.clone();
+    let d = dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        scimsync(
+            &["reconcile", "--config", &c, "--dry-run", "--format", "json"],
+            &d,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in ["operations", "rejected", "notes", "summary"] {
+        assert!(plan.get(field).is_some(), "{field} missing");
+    }
+    assert_eq!(plan["operations"][0]["op"], "create_group");
+    assert_eq!(s.sf.inspect().writes(), 0, "a dry run changes nothing");
+
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || scimsync(&["reconcile", "--config", &c], &d))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "rejected users make it 1: {}",
+        text(&out)
+    );
+    assert!(s.sf.inspect().users().len() > 10);
+
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        scimsync(
+            &[
+                "activity",
+                "--config",
+                &c,
+                "--op",
+                "create_user",
+                "--format",
+                "csv",
+                "--limit",
+                "500",
+            ],
+            &d,
+        )
+    })
+    .await
+    .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "id,at,connection,run,op,outcome,object,name,target_id,detail"
+    );
+    assert_eq!(
+        lines.count(),
+        s.sf.inspect().users().len(),
+        "one row per created account"
+    );
+
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        scimsync(
+            &[
+                "reconcile",
+                "--config",
+                &c,
+                "--user",
+                "bob.baker@example.com",
+            ],
+            &d,
+        )
+    })
+    .await
+    .unwrap();
+    let all = text(&out);
+    for step in ["read", "scope", "match", "rule", "action"] {
+        assert!(all.contains(&format!("  {step}")), "{step} missing:\n{all}");
+    }
+
+    let (c, d) = (config, dir);
+    let out = tokio::task::spawn_blocking(move || scimsync(&["runs", "--config", &c], &d))
+        .await
+        .unwrap();
+    let runs = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        runs.contains("dry_run") && runs.contains("partial"),
+        "{runs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_health_metrics_and_on_demand_syncs_then_stops_on_sigterm() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args(["daemon", "--config", s.config.to_str().unwrap()])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .current_dir(s.dir.path())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the daemon answers /healthz");
+    let r = http
+        .post(format!("{base}/connections/nope/sync"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .post(format!("{base}/connections/salesforce/sync"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("scimsync_runs_total{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metrics.contains("scimsync_runs_total{connection=\"salesforce\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "scimsync_operations_total{connection=\"salesforce\",op=\"create_user\",outcome=\"ok\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("scimsync_target_api_usage"), "{metrics}");
+    assert!(s.sf.inspect().users().len() > 10);
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+}
