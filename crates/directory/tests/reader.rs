@@ -30,20 +30,52 @@ fn reader(sim: &DuoSim, secret: &str, version: SigVersion) -> DuoSource {
 async fn reads_the_sample_into_the_core_model() {
     let duo = sim(generator::sample()).await;
     for version in [SigVersion::V5, SigVersion::V2Sha512, SigVersion::V2Sha1] {
-        let snapshot = reader(&duo, duo.secret_key(), version).read().await.unwrap();
+        let snapshot = reader(&duo, duo.secret_key(), version)
+            .read()
+            .await
+            .unwrap();
         assert_eq!(snapshot.users.len(), 25, "{version:?}");
         assert_eq!(snapshot.groups.len(), 6);
-        let erin = snapshot.users.iter().find(|u| u.username == "erin.evans").unwrap();
+        let erin = snapshot
+            .users
+            .iter()
+            .find(|u| u.username == "erin.evans")
+            .unwrap();
         assert_eq!(erin.status, DirectoryStatus::Disabled);
-        let kira = snapshot.users.iter().find(|u| u.username == "kira.novak").unwrap();
+        let kira = snapshot
+            .users
+            .iter()
+            .find(|u| u.username == "kira.novak")
+            .unwrap();
         assert_eq!(kira.status, DirectoryStatus::LockedOut);
-        let quinn = snapshot.users.iter().find(|u| u.username == "quinn.reyes").unwrap();
+        let quinn = snapshot
+            .users
+            .iter()
+            .find(|u| u.username == "quinn.reyes")
+            .unwrap();
         assert_eq!(quinn.status, DirectoryStatus::PendingDeletion);
-        let alice = snapshot.users.iter().find(|u| u.username == "alice.anderson").unwrap();
-        assert_eq!(alice.groups.len(), 2, "memberships come from the user's groups");
-        let ingrid = snapshot.users.iter().find(|u| u.username == "ingrid.larsen").unwrap();
+        let alice = snapshot
+            .users
+            .iter()
+            .find(|u| u.username == "alice.anderson")
+            .unwrap();
+        assert_eq!(
+            alice.groups.len(),
+            2,
+            "memberships come from the user's groups"
+        );
+        let ingrid = snapshot
+            .users
+            .iter()
+            .find(|u| u.username == "ingrid.larsen")
+            .unwrap();
         assert_eq!(ingrid.email, None, "Duo's empty email is no email");
-        assert!(snapshot.users.iter().any(|u| u.phones.iter().any(|p| p.kind == PhoneKind::Mobile)));
+        assert!(
+            snapshot
+                .users
+                .iter()
+                .any(|u| u.phones.iter().any(|p| p.kind == PhoneKind::Mobile))
+        );
         assert!(snapshot.users.iter().any(|u| !u.aliases.is_empty()));
         assert!(snapshot.users.iter().any(|u| !u.custom.is_empty()));
     }
@@ -53,8 +85,15 @@ async fn reads_the_sample_into_the_core_model() {
 async fn follows_next_offset_through_short_pages() {
     let duo = sim(generator::sample()).await;
     duo.knobs().short_pages(7);
-    let snapshot = reader(&duo, duo.secret_key(), SigVersion::V5).read().await.unwrap();
-    assert_eq!(snapshot.users.len(), 25, "every user despite pages shorter than asked");
+    let snapshot = reader(&duo, duo.secret_key(), SigVersion::V5)
+        .read()
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot.users.len(),
+        25,
+        "every user despite pages shorter than asked"
+    );
     assert_eq!(duo.count("/admin/v1/users"), 4, "ceil(25 / 7) pages");
 }
 
@@ -62,36 +101,68 @@ async fn follows_next_offset_through_short_pages() {
 async fn absorbs_429_bursts_and_a_server_error() {
     let duo = sim(generator::sample()).await;
     duo.knobs().rate_limit_next(3);
-    let snapshot = reader(&duo, duo.secret_key(), SigVersion::V5).read().await.unwrap();
+    let snapshot = reader(&duo, duo.secret_key(), SigVersion::V5)
+        .read()
+        .await
+        .unwrap();
     assert_eq!(snapshot.users.len(), 25);
     let limited = duo.request_log().iter().filter(|r| r.status == 429).count();
     assert_eq!(limited, 3);
     duo.knobs().fail_next(1, 503);
-    assert_eq!(reader(&duo, duo.secret_key(), SigVersion::V5).read().await.unwrap().users.len(), 25);
+    assert_eq!(
+        reader(&duo, duo.secret_key(), SigVersion::V5)
+            .read()
+            .await
+            .unwrap()
+            .users
+            .len(),
+        25
+    );
 }
 
 #[tokio::test]
 async fn gives_up_after_the_attempts_and_says_what_failed() {
     let duo = sim(generator::sample()).await;
     duo.knobs().fail_next(50, 500);
-    let err = reader(&duo, duo.secret_key(), SigVersion::V5).read().await.unwrap_err();
+    let err = reader(&duo, duo.secret_key(), SigVersion::V5)
+        .read()
+        .await
+        .unwrap_err();
     assert!(err.is_retryable());
     assert!(err.to_string().contains("500"), "{err}");
-    assert_eq!(duo.count("/admin/v1/users"), 7, "Duo's client makes 7 attempts");
+    assert_eq!(
+        duo.count("/admin/v1/users"),
+        7,
+        "Duo's client makes 7 attempts"
+    );
 }
 
 #[tokio::test]
 async fn a_wrong_secret_key_says_which_keys_to_check() {
     let duo = sim(generator::sample()).await;
-    let err = reader(&duo, "not-the-secret-key-of-this-application0", SigVersion::V5)
-        .read()
-        .await
-        .unwrap_err();
-    assert!(matches!(err, DirectoryError::Signature { code: 40103, .. }), "{err:?}");
+    let err = reader(
+        &duo,
+        "not-the-secret-key-of-this-application0",
+        SigVersion::V5,
+    )
+    .read()
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, DirectoryError::Signature { code: 40103, .. }),
+        "{err:?}"
+    );
     let text = err.to_string();
-    assert!(text.contains("secret key") && text.contains("Grant read resource"), "{text}");
+    assert!(
+        text.contains("secret key") && text.contains("Grant read resource"),
+        "{text}"
+    );
     assert!(!text.contains("not-the-secret"), "the key is never shown");
-    assert_eq!(duo.count("/admin/v1/users"), 1, "a signature error is not retried");
+    assert_eq!(
+        duo.count("/admin/v1/users"),
+        1,
+        "a signature error is not retried"
+    );
 }
 
 #[tokio::test]
@@ -101,28 +172,49 @@ async fn an_empty_directory_is_an_error_not_everyone_leaving() {
         ..generator::sample()
     })
     .await;
-    let err = reader(&duo, duo.secret_key(), SigVersion::V5).read().await.unwrap_err();
+    let err = reader(&duo, duo.secret_key(), SigVersion::V5)
+        .read()
+        .await
+        .unwrap_err();
     assert!(matches!(err, DirectoryError::Empty), "{err:?}");
 }
 
 #[tokio::test]
 async fn a_user_renamed_between_pages_is_read_once() {
     let duo = sim(generator::generate(1_000, 20, 3)).await;
-    let last = duo.dataset().snapshot().users.last().unwrap().user_id.clone();
+    let last = duo
+        .dataset()
+        .snapshot()
+        .users
+        .last()
+        .unwrap()
+        .user_id
+        .clone();
     duo.knobs().edit_after_users_page(1, move |d| {
         if let Some(u) = d.users.iter_mut().find(|u| u.user_id == last) {
             u.username = "renamed.mid.read".into();
         }
     });
-    let snapshot = reader(&duo, duo.secret_key(), SigVersion::V5).read().await.unwrap();
+    let snapshot = reader(&duo, duo.secret_key(), SigVersion::V5)
+        .read()
+        .await
+        .unwrap();
     assert_eq!(snapshot.users.len() + snapshot.unreadable.len(), 1_000);
-    assert!(snapshot.users.iter().any(|u| u.username == "renamed.mid.read"));
+    assert!(
+        snapshot
+            .users
+            .iter()
+            .any(|u| u.username == "renamed.mid.read")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_100000_users_takes_ceil_100000_over_300_pages() {
     let duo = sim(generator::generate(100_000, 2_000, 11)).await;
-    let snapshot = reader(&duo, duo.secret_key(), SigVersion::V5).read().await.unwrap();
+    let snapshot = reader(&duo, duo.secret_key(), SigVersion::V5)
+        .read()
+        .await
+        .unwrap();
     assert_eq!(snapshot.users.len() + snapshot.unreadable.len(), 100_000);
     assert_eq!(duo.count("/admin/v1/users"), 100_000usize.div_ceil(300));
     assert_eq!(snapshot.groups.len(), 2_000);
