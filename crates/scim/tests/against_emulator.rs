@@ -1,0 +1,464 @@
+//! The SCIM client against the Salesforce emulator, in both dialects: every resource, every
+//! error and its message, limits, retries and token refresh.
+#![allow(clippy::unwrap_used)]
+
+use scimsync_core::plan::{EntitlementChange, UserAttributes, UserChanges};
+use scimsync_core::ports::{Classify, Disposition, Target};
+use scimsync_scim::{
+    Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig, ScimError, TokenFailure,
+};
+use scimsync_sim::salesforce::{
+    BurstKind, ClientKind, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SalesforceConfig, SalesforceSim,
+};
+use secrecy::SecretString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn config(
+    sim: &SalesforceSim,
+    token_url: &str,
+    id: &str,
+    secret: &str,
+    dialect: Dialect,
+) -> ScimConfig {
+    ScimConfig {
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_secs(2),
+        requests_per_second: 500,
+        ..ScimConfig::new(
+            url::Url::parse(&sim.base_url()).unwrap(),
+            Auth::ClientCredentials {
+                token_url: url::Url::parse(token_url).unwrap(),
+                client_id: id.to_owned(),
+                client_secret: SecretString::from(secret.to_owned()),
+                method: ClientAuthMethod::Form,
+            },
+            dialect,
+        )
+    }
+}
+
+fn client(sim: &SalesforceSim, dialect: Dialect) -> ScimClient {
+    ScimClient::new(config(
+        sim,
+        &sim.token_url(),
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+        dialect,
+    ))
+    .unwrap()
+}
+
+fn attrs(sim: &SalesforceSim, user_name: &str, external_id: &str) -> UserAttributes {
+    UserAttributes {
+        user_name: user_name.to_owned(),
+        external_id: external_id.to_owned(),
+        given_name: Some("Ada".into()),
+        family_name: Some("Lovelace".into()),
+        display_name: Some("Ada Lovelace".into()),
+        nick_name: None,
+        title: Some("Engineer".into()),
+        email: user_name.to_owned(),
+        work_phone: Some("+15550001".into()),
+        federation_id: Some(user_name.to_owned()),
+        enterprise: Default::default(),
+        profile: sim.catalogue_id("Standard User"),
+        permission_sets: vec![sim.catalogue_id("Sales Cloud User").unwrap()],
+        role: sim.catalogue_id("Sales Rep"),
+    }
+}
+
+#[tokio::test]
+async fn users_groups_and_the_catalogue_in_salesforces_dialect() {
+    let sim = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let c = client(&sim, Dialect::Salesforce);
+    let ada = c
+        .create_user(&attrs(&sim, "Ada@Example.com", "DU1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ada.user_name, "ada@example.com",
+        "lower-cased by Salesforce"
+    );
+    assert_eq!(ada.federation_id.as_deref(), Some("Ada@Example.com"));
+    assert_eq!(ada.entitlements.len(), 2);
+    // One PATCH with several changes, then a deactivation: never a DELETE.
+    let changes = UserChanges {
+        title: Some(None),
+        family_name: Some(Some("Byron".into())),
+        entitlements: Some(EntitlementChange {
+            profile: sim.catalogue_id("Standard User").unwrap(),
+            profile_changed: false,
+            permission_sets: vec![],
+            added: vec![],
+            removed: vec![sim.catalogue_id("Sales Cloud User").unwrap()],
+        }),
+        ..UserChanges::default()
+    };
+    let before = sim.inspect().count("PATCH", "/services/scim/v2/Users");
+    c.update_user(&ada.id, &changes).await.unwrap();
+    assert_eq!(
+        sim.inspect().count("PATCH", "/services/scim/v2/Users"),
+        before + 1,
+        "one request"
+    );
+    let after = c.get_user(&ada.id).await.unwrap();
+    assert_eq!(after.family_name.as_deref(), Some("Byron"));
+    assert_eq!(after.title, None);
+    assert_eq!(after.entitlements.len(), 1);
+    c.update_user(
+        &ada.id,
+        &UserChanges {
+            active: Some(false),
+            ..UserChanges::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!c.get_user(&ada.id).await.unwrap().active);
+    assert_eq!(sim.inspect().count("DELETE", "/services/scim"), 0);
+
+    // Paging past Salesforce's 200 and filters with quotes and backslashes.
+    for i in 0..205 {
+        c.create_user(&attrs(
+            &sim,
+            &format!("u{i}@example.com"),
+            &format!("DU-{i}"),
+        ))
+        .await
+        .unwrap();
+    }
+    let odd = c
+        .create_user(&attrs(&sim, "odd@example.com", r#"we"ird\id"#))
+        .await
+        .unwrap();
+    let snapshot = c.read(true).await.unwrap();
+    assert_eq!(snapshot.users.len(), 207);
+    let found = c
+        .find_user("nobody@example.com", r#"we"ird\id"#)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, odd.id);
+    let found = c
+        .find_user("U7@EXAMPLE.COM", "not-there")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.user_name, "u7@example.com");
+
+    // Catalogue: profiles with licence and group permission, permission sets, roles.
+    let chatter = snapshot
+        .catalogue
+        .profiles
+        .iter()
+        .find(|p| p.name == "Chatter Free User")
+        .unwrap();
+    assert_eq!(chatter.licence.as_deref(), Some("Chatter Free"));
+    assert!(!chatter.allows_groups);
+    assert!(!snapshot.catalogue.permission_sets.is_empty() && !snapshot.catalogue.roles.is_empty());
+
+    // Groups: create, rename, members in batches.
+    let c = ScimClient::new(ScimConfig {
+        member_batch_size: 2,
+        ..config(
+            &sim,
+            &sim.token_url(),
+            DEMO_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+            Dialect::Salesforce,
+        )
+    })
+    .unwrap();
+    let g = c.create_group("Sales").await.unwrap();
+    c.rename_group(&g.id, "Sales EMEA").await.unwrap();
+    let members: Vec<_> = snapshot
+        .users
+        .iter()
+        .filter(|u| u.active)
+        .take(5)
+        .map(|u| u.id.clone())
+        .collect();
+    let patches = sim.inspect().count("PATCH", "/services/scim/v2/Groups");
+    c.add_members(&g.id, &members).await.unwrap();
+    assert_eq!(
+        sim.inspect().count("PATCH", "/services/scim/v2/Groups"),
+        patches + 3,
+        "batches of 2"
+    );
+    c.remove_members(&g.id, &members[..2]).await.unwrap();
+    let group = sim.inspect().group_by_name("Sales EMEA").unwrap();
+    assert_eq!(group.members.len(), 3);
+
+    let steps = c.check().await;
+    assert!(steps.iter().all(|s| s.ok), "{steps:?}");
+    assert_eq!(steps.len(), 4);
+    let usage = c.stats().api_usage.unwrap();
+    assert!(
+        usage.0 > 200 && usage.1 == 100_000,
+        "Sforce-Limit-Info recorded: {usage:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_error_says_what_to_do() {
+    let org = SalesforceConfig::demo()
+        .with_client("norunas", "s1", ClientKind::NoRunAsUser)
+        .with_client("noapi", "s2", ClientKind::NoApiScope)
+        .with_client("nomanage", "s3", ClientKind::NoManageUsers);
+    let sim = SalesforceSim::start(org).await.unwrap();
+    let try_with = |token_url: String, id: &str, secret: &str| {
+        ScimClient::new(config_for(&sim, &token_url, id, secret)).unwrap()
+    };
+    fn config_for(sim: &SalesforceSim, t: &str, id: &str, secret: &str) -> ScimConfig {
+        config(sim, t, id, secret, Dialect::Salesforce)
+    }
+
+    let err = try_with(sim.token_url(), DEMO_CLIENT_ID, "wrong")
+        .read(false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ScimError::Token {
+                failure: TokenFailure::BadClient,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("Consumer Key and Consumer Secret") && text.contains("External Client App"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong"), "the secret is not echoed: {text}");
+    assert_eq!(err.disposition(), Disposition::Fatal);
+
+    let err = try_with(sim.token_url(), "norunas", "s1")
+        .read(false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Run As (execution) user"), "{err}");
+
+    let err = try_with(
+        sim.login_domain_token_url(),
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+    )
+    .read(false)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("My Domain"), "{err}");
+
+    let err = try_with(sim.token_url(), "nomanage", "s3")
+        .read(false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScimError::Unauthorized { .. }), "{err:?}");
+    assert!(err.to_string().contains("Manage Users"), "{err}");
+    assert_eq!(
+        sim.inspect().tokens_issued(),
+        2,
+        "one retry with a fresh token, then the error"
+    );
+
+    let err = try_with(sim.token_url(), "noapi", "s2")
+        .read(false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScimError::Forbidden { .. }), "{err:?}");
+    assert!(err.to_string().contains("api"), "{err}");
+
+    // A refused creation carries the target's reason verbatim.
+    let c = client(&sim, Dialect::Salesforce);
+    let mut no_profile = attrs(&sim, "np@example.com", "DU9");
+    no_profile.profile = None;
+    no_profile.permission_sets.clear();
+    let err = c.create_user(&no_profile).await.unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "REQUIRED_FIELD_MISSING: user_must_have_one_entitlement_which_must_be_a_profileid"
+        ),
+        "{err}"
+    );
+    assert!(
+        matches!(err.disposition(), Disposition::Refused { code: Some(ref c) } if c == "REQUIRED_FIELD_MISSING")
+    );
+    c.create_user(&attrs(&sim, "dup@example.com", "DU10"))
+        .await
+        .unwrap();
+    let err = c
+        .create_user(&attrs(&sim, "DUP@example.com", "DU11"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("DUPLICATE_USERNAME"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_an_enforced_rate_no_request_is_rejected_after_the_first_second() {
+    let sim = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let setup = client(&sim, Dialect::Salesforce);
+    let ada = setup
+        .create_user(&attrs(&sim, "ada@example.com", "DU1"))
+        .await
+        .unwrap();
+    const R: u32 = 10;
+    sim.knobs().enforce_rps(Some(R));
+    let c = Arc::new(
+        ScimClient::new(ScimConfig {
+            requests_per_second: R,
+            max_concurrency: 16,
+            ..config(
+                &sim,
+                &sim.token_url(),
+                DEMO_CLIENT_ID,
+                DEMO_CLIENT_SECRET,
+                Dialect::Salesforce,
+            )
+        })
+        .unwrap(),
+    );
+    let start = sim.inspect().request_log().last().unwrap().at;
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let c = Arc::clone(&c);
+            let id = ada.id.clone();
+            tokio::spawn(async move { c.get_user(&id).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let late: Vec<_> = sim
+        .inspect()
+        .rate_rejections()
+        .into_iter()
+        .filter(|at| *at > start + Duration::from_secs(1))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "rejections after the first second: {late:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_burst_with_retry_after_is_absorbed() {
+    let sim = SalesforceSim::start(SalesforceConfig::generic())
+        .await
+        .unwrap();
+    let c = client(&sim, Dialect::Generic);
+    let u = c
+        .create_user(&attrs(&sim, "g@example.com", "DU1"))
+        .await
+        .unwrap();
+    sim.knobs()
+        .rate_limit_burst(2, 1, BurstKind::TooManyRequests);
+    let started = Instant::now();
+    c.get_user(&u.id).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After honoured twice"
+    );
+    assert_eq!(c.stats().rate_limited, 2);
+    sim.knobs()
+        .rate_limit_burst(1, 1, BurstKind::RequestLimitExceeded);
+    let sf = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let s = client(&sf, Dialect::Salesforce);
+    sf.knobs()
+        .rate_limit_burst(1, 1, BurstKind::RequestLimitExceeded);
+    s.read(false).await.unwrap();
+    sf.knobs().fail_next(2, 503);
+    s.read(false).await.unwrap();
+    sf.knobs().drop_next(1);
+    s.read(false).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_replaced_once_and_the_run_goes_on() {
+    let sim = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let c = Arc::new(client(&sim, Dialect::Salesforce));
+    for i in 0..5 {
+        c.create_user(&attrs(
+            &sim,
+            &format!("a{i}@example.com"),
+            &format!("DU{i}"),
+        ))
+        .await
+        .unwrap();
+    }
+    sim.knobs().revoke_tokens();
+    let tasks: Vec<_> = (5..15)
+        .map(|i| {
+            let c = Arc::clone(&c);
+            let a = attrs(&sim, &format!("a{i}@example.com"), &format!("DU{i}"));
+            tokio::spawn(async move { c.create_user(&a).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(sim.inspect().users().len(), 15);
+    assert_eq!(
+        sim.inspect().tokens_issued(),
+        2,
+        "one new token for all the requests that saw the revoked one"
+    );
+    assert_eq!(c.stats().tokens_fetched, 2);
+}
+
+#[tokio::test]
+async fn the_generic_dialect_speaks_rfc_7644() {
+    let sim = SalesforceSim::start(SalesforceConfig::generic())
+        .await
+        .unwrap();
+    let c = client(&sim, Dialect::Generic);
+    let mut a = attrs(&sim, "g@example.com", "DU1");
+    a.profile = None;
+    a.permission_sets.clear();
+    a.role = None;
+    let u = c.create_user(&a).await.unwrap();
+    c.update_user(
+        &u.id,
+        &UserChanges {
+            email: Some("g2@example.com".into()),
+            work_phone: Some(Some("+1999".into())),
+            title: Some(None),
+            ..UserChanges::default()
+        },
+    )
+    .await
+    .unwrap();
+    let after = c.get_user(&u.id).await.unwrap();
+    assert_eq!(
+        after.work_email(),
+        Some("g2@example.com"),
+        "no verification hold in generic mode"
+    );
+    assert_eq!(after.work_phone(), Some("+1999"));
+    assert_eq!(after.title, None);
+    let g = c.create_group("Ops").await.unwrap();
+    c.add_members(&g.id, std::slice::from_ref(&u.id))
+        .await
+        .unwrap();
+    // The ETag from the 204 answer is sent back as If-Match.
+    c.remove_members(&g.id, std::slice::from_ref(&u.id))
+        .await
+        .unwrap();
+    assert!(
+        sim.inspect()
+            .group_by_name("Ops")
+            .unwrap()
+            .members
+            .is_empty()
+    );
+}
