@@ -226,6 +226,32 @@ impl ScimClient {
         Ok(raw.iter().filter_map(|v| user_from_json(v).ok()).collect())
     }
 
+    /// Adds or removes members in batches of `member_batch_size`, one PATCH each.
+    async fn change_members(
+        &self,
+        group: &TargetGroupId,
+        members: &[TargetUserId],
+        add: bool,
+    ) -> Result<(), ScimError> {
+        let (verb, prep) = if add {
+            ("adding", "to")
+        } else {
+            ("removing", "from")
+        };
+        for batch in members.chunks(self.member_batch_size) {
+            let body = members_body(batch, add, self.transport.dialect);
+            let what = format!("{verb} {} member(s) {prep} group {group}", batch.len());
+            self.call(
+                Method::PATCH,
+                &format!("Groups/{group}"),
+                Some(&body),
+                &what,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Walks the connection step by step, for `scimsync check`.
     pub async fn check(&self) -> Vec<CheckStep> {
         let mut steps = Vec::new();
@@ -392,18 +418,7 @@ impl Target for ScimClient {
         group: &TargetGroupId,
         members: &[TargetUserId],
     ) -> Result<(), ScimError> {
-        for batch in members.chunks(self.member_batch_size) {
-            let body = members_body(batch, true, self.transport.dialect);
-            let what = format!("adding {} member(s) to group {group}", batch.len());
-            self.call(
-                Method::PATCH,
-                &format!("Groups/{group}"),
-                Some(&body),
-                &what,
-            )
-            .await?;
-        }
-        Ok(())
+        self.change_members(group, members, true).await
     }
 
     async fn remove_members(
@@ -411,17 +426,6 @@ impl Target for ScimClient {
         group: &TargetGroupId,
         members: &[TargetUserId],
     ) -> Result<(), ScimError> {
-        for batch in members.chunks(self.member_batch_size) {
-            let body = members_body(batch, false, self.transport.dialect);
-            let what = format!("removing {} member(s) from group {group}", batch.len());
-            self.call(
-                Method::PATCH,
-                &format!("Groups/{group}"),
-                Some(&body),
-                &what,
-            )
-            .await?;
-        }
-        Ok(())
+        self.change_members(group, members, false).await
     }
 }

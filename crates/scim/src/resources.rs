@@ -22,70 +22,46 @@ fn owned(v: &Value, key: &str) -> Option<String> {
     str_at(v, key).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// The items of a multi-valued attribute that `item` can read (items without a value are left out).
+fn list_of<T>(v: &Value, key: &str, item: impl Fn(&Value) -> Option<T>) -> Vec<T> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(&item).collect())
+        .unwrap_or_default()
+}
+
 /// A user from the target; `Err` names the missing field.
 pub(crate) fn user_from_json(v: &Value) -> Result<TargetUser, String> {
     let id = owned(v, "id").ok_or("id is missing")?;
     let user_name =
         owned(v, "userName").ok_or_else(|| format!("user {id}: userName is missing"))?;
     let name = v.get("name").cloned().unwrap_or(Value::Null);
-    let emails = v
-        .get("emails")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| {
-                    Some(EmailAddress {
-                        value: owned(e, "value")?,
-                        kind: owned(e, "type"),
-                        primary: e.get("primary").is_some_and(|p| p == true || p == "true"),
-                    })
-                })
-                .collect()
+    let emails = list_of(v, "emails", |e| {
+        Some(EmailAddress {
+            value: owned(e, "value")?,
+            kind: owned(e, "type"),
+            primary: e.get("primary").is_some_and(|p| p == true || p == "true"),
         })
-        .unwrap_or_default();
-    let phone_numbers = v
-        .get("phoneNumbers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| {
-                    Some(PhoneNumber {
-                        value: owned(p, "value")?,
-                        kind: owned(p, "type"),
-                    })
-                })
-                .collect()
+    });
+    let phone_numbers = list_of(v, "phoneNumbers", |p| {
+        Some(PhoneNumber {
+            value: owned(p, "value")?,
+            kind: owned(p, "type"),
         })
-        .unwrap_or_default();
-    let entitlements = v
-        .get("entitlements")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| {
-                    Some(Entitlement {
-                        value: owned(e, "value")?,
-                        kind: owned(e, "type"),
-                        display: owned(e, "display"),
-                    })
-                })
-                .collect()
+    });
+    let entitlements = list_of(v, "entitlements", |e| {
+        Some(Entitlement {
+            value: owned(e, "value")?,
+            kind: owned(e, "type"),
+            display: owned(e, "display"),
         })
-        .unwrap_or_default();
-    let roles = v
-        .get("roles")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| {
-                    Some(RoleAssignment {
-                        value: owned(r, "value")?,
-                        display: owned(r, "display"),
-                    })
-                })
-                .collect()
+    });
+    let roles = list_of(v, "roles", |r| {
+        Some(RoleAssignment {
+            value: owned(r, "value")?,
+            display: owned(r, "display"),
         })
-        .unwrap_or_default();
+    });
     let ent = v.get(ENTERPRISE_SCHEMA).cloned().unwrap_or(Value::Null);
     let active = match v.get("active") {
         Some(Value::Bool(b)) => *b,
