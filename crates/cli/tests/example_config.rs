@@ -1,0 +1,31 @@
+//! `config/example.toml` is a valid configuration.
+#![allow(clippy::unwrap_used)]
+
+use scimsync::config::{SourceSettings, TargetAuth, parse};
+use scimsync_core::policy::{Scope, SourceAttribute};
+use std::path::Path;
+
+#[test]
+fn the_example_configuration_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let env = |k: &str| match k {
+        "DUO_SECRET_KEY" | "SALESFORCE_CLIENT_SECRET" => Some("x".to_owned()),
+        _ => None,
+    };
+    let settings = parse(&text, &path, &env).unwrap();
+    assert_eq!(settings.connections.len(), 1);
+    let c = &settings.connections[0];
+    assert_eq!(c.name, "salesforce");
+    assert!(
+        matches!(&c.source, SourceSettings::Duo(d) if d.sig_version == 5 && d.page_size == 300)
+    );
+    assert!(matches!(
+        &c.target.auth,
+        TargetAuth::ClientCredentials { basic: false, .. }
+    ));
+    assert!(matches!(&c.policy.scope, Scope::Groups(g) if g.len() == 4));
+    assert_eq!(c.policy.mapping.nick_name, Some(SourceAttribute::Alias(1)));
+    assert_eq!(c.policy.governance.group_rules.len(), 2);
+    assert_eq!(c.policy.safety.max_deactivations, Some(50));
+}
