@@ -29,3 +29,17 @@ fn the_example_configuration_parses() {
     assert_eq!(c.policy.governance.group_rules.len(), 2);
     assert_eq!(c.policy.safety.max_deactivations, Some(50));
 }
+
+#[test]
+fn the_compose_configuration_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/compose.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let env = |k: &str| match k {
+        "DUO_SECRET_KEY" | "SF_CLIENT_SECRET" => Some("x".to_owned()),
+        _ => None,
+    };
+    let settings = parse(&text, &path, &env).unwrap();
+    assert!(settings.store_url.starts_with("postgres://"));
+    assert_eq!(settings.listen.port(), 8080);
+    assert_eq!(settings.connections[0].policy.governance.group_rules.len(), 3);
+}
