@@ -41,5 +41,8 @@ fn the_compose_configuration_parses() {
     let settings = parse(&text, &path, &env).unwrap();
     assert!(settings.store_url.starts_with("postgres://"));
     assert_eq!(settings.listen.port(), 8080);
-    assert_eq!(settings.connections[0].policy.governance.group_rules.len(), 3);
+    assert_eq!(
+        settings.connections[0].policy.governance.group_rules.len(),
+        3
+    );
 }

@@ -207,7 +207,42 @@ where
     };
 
     // Read.
-    let source = match conn.source.read().await {
+    // Shutdown stops a read at once, even while it backs off from a rate limit.
+    let read = tokio::select! {
+        biased;
+        () = opts.cancel.cancelled() => None,
+        read = conn.source.read() => Some(read),
+    };
+    let Some(read) = read else {
+        let message =
+            "stopped by shutdown while reading the source; nothing was changed".to_owned();
+        store
+            .finish_run(
+                run_id,
+                &RunEnd {
+                    status: RunStatus::Interrupted,
+                    message: Some(message.clone()),
+                    ..fail(String::new())
+                },
+            )
+            .await
+            .map_err(store_err(name))?;
+        return Ok(RunReport {
+            run_id,
+            connection: name.to_owned(),
+            status: RunStatus::Interrupted,
+            plan: Plan::default(),
+            applied: 0,
+            failed: 0,
+            rejected: 0,
+            skipped: 0,
+            guard: None,
+            trace: None,
+            source_users: 0,
+            message: Some(message),
+        });
+    };
+    let source = match read {
         Ok(s) => s,
         Err(e) => {
             let message = format!("reading the source failed: {}", chain(&e));

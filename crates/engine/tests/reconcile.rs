@@ -635,3 +635,49 @@ async fn an_unreadable_user_is_not_taken_as_gone() {
     );
     assert!(conn.target.user("bob@example.com").unwrap().active);
 }
+
+struct NeverSource;
+
+impl Source for NeverSource {
+    type Error = FakeError;
+    async fn read(&self) -> Result<SourceSnapshot, FakeError> {
+        // A source backing off from rate limits for a very long time.
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        Ok(SourceSnapshot::default())
+    }
+}
+
+#[tokio::test]
+async fn shutdown_stops_a_run_still_reading_the_source() {
+    let (_d, store) = store().await;
+    let conn = Connection {
+        name: "sf".into(),
+        source: NeverSource,
+        target: FakeTarget::with(empty()),
+        policy: policy(),
+    };
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        c.cancel();
+    });
+    let report = reconcile_once(
+        &conn,
+        &store,
+        &RunOptions {
+            cancel,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Interrupted);
+    assert_eq!(conn.target.calls.load(Ordering::SeqCst), 0);
+    let runs = store.list_runs(Some("sf"), 1).await.unwrap();
+    assert_eq!(
+        runs[0].status,
+        RunStatus::Interrupted,
+        "the run is marked interrupted in the store"
+    );
+}
