@@ -46,3 +46,27 @@ fn the_compose_configuration_parses() {
         3
     );
 }
+
+#[test]
+fn the_commented_out_second_connection_parses_when_uncommented() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (head, tail) = text.split_at(text.find("# A second connection").unwrap());
+    let uncommented: String = tail
+        .lines()
+        .skip(1)
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| l.split("   #").next().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let env = |k: &str| match k {
+        "DUO_SECRET_KEY" | "SALESFORCE_CLIENT_SECRET" | "WIKI_SCIM_TOKEN" => Some("x".to_owned()),
+        _ => None,
+    };
+    let settings = parse(&format!("{head}{uncommented}\n"), &path, &env).unwrap();
+    assert_eq!(settings.connections.len(), 2);
+    let wiki = &settings.connections[1];
+    assert_eq!(wiki.name, "wiki");
+    assert!(matches!(&wiki.source, SourceSettings::File { .. }));
+    assert!(matches!(&wiki.target.auth, TargetAuth::Bearer(_)));
+}
