@@ -21,6 +21,8 @@ use url::Url;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientStats {
     pub requests: u64,
+    /// Requests sent, by HTTP method ("GET", "PATCH", ...).
+    pub requests_by_method: std::collections::BTreeMap<String, u64>,
     pub retries: u64,
     pub rate_limited: u64,
     pub tokens_fetched: u64,
@@ -40,6 +42,7 @@ pub(crate) struct Transport {
     backoff_base: Duration,
     backoff_max: Duration,
     requests: AtomicU64,
+    by_method: Mutex<std::collections::BTreeMap<String, u64>>,
     retries: AtomicU64,
     rate_limited: AtomicU64,
     api_usage: Mutex<Option<(u64, u64)>>,
@@ -82,6 +85,7 @@ impl Transport {
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            by_method: Mutex::new(std::collections::BTreeMap::new()),
             api_usage: Mutex::new(None),
         })
     }
@@ -89,6 +93,11 @@ impl Transport {
     pub fn stats(&self) -> ClientStats {
         ClientStats {
             requests: self.requests.load(Ordering::Relaxed),
+            requests_by_method: self
+                .by_method
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
             retries: self.retries.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             tokens_fetched: self.tokens.fetched.load(Ordering::Relaxed),
@@ -174,6 +183,12 @@ impl Transport {
                 Failure::Error(ScimError::Config("the client is shutting down".into()))
             })?;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        *self
+            .by_method
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(method.as_str().to_owned())
+            .or_default() += 1;
         let mut req = self
             .http
             .request(method.clone(), url.clone())

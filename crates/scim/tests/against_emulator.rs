@@ -414,6 +414,17 @@ async fn a_revoked_token_is_replaced_once_and_the_run_goes_on() {
         "one new token for all the requests that saw the revoked one"
     );
     assert_eq!(c.stats().tokens_fetched, 2);
+    let stats = c.stats();
+    assert_eq!(
+        stats.requests_by_method.values().sum::<u64>(),
+        stats.requests
+    );
+    assert!(
+        stats
+            .requests_by_method
+            .get("POST")
+            .is_some_and(|n| *n >= 15)
+    );
 }
 
 #[tokio::test]
