@@ -299,3 +299,91 @@ async fn the_daemon_serves_health_metrics_and_on_demand_syncs_then_stops_on_sigt
         .unwrap();
     assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_follow_prints_entries_as_they_are_recorded() {
+    use scimsync_core::activity::{ActivityEntry, Outcome, Trigger};
+    use scimsync_core::ports::{NewRun, Store as _};
+    use std::io::{BufRead, BufReader};
+    let s = setup().await;
+    let store = scimsync_store::SqlStore::connect(&format!(
+        "sqlite://{}",
+        s.dir.path().join("store.db").display()
+    ))
+    .await
+    .unwrap();
+    let run = store
+        .start_run(&NewRun {
+            connection: "salesforce".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: scimsync_engine::now(),
+        })
+        .await
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args([
+            "activity",
+            "--config",
+            s.config.to_str().unwrap(),
+            "--follow",
+            "--format",
+            "csv",
+        ])
+        .current_dir(s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains("followed.user@example.com");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    store
+        .record(&ActivityEntry {
+            id: 0,
+            run_id: run,
+            connection: "salesforce".into(),
+            at: scimsync_engine::now(),
+            op: "create_user".into(),
+            outcome: Outcome::Ok,
+            object: "user".into(),
+            source_id: Some("DU1".into()),
+            target_id: Some("005X".into()),
+            name: "followed.user@example.com".into(),
+            detail: "created".into(),
+        })
+        .await
+        .unwrap();
+    let joined = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || reader.join().unwrap()),
+    )
+    .await;
+    // Killing the child closes its stdout, which also ends the reader if it is still waiting.
+    child.kill().unwrap();
+    let _ = child.wait();
+    let lines = joined
+        .expect("the followed entry was printed within 20 s")
+        .unwrap();
+    assert_eq!(
+        lines[0],
+        "id,at,connection,run,op,outcome,object,name,target_id,detail"
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains("followed.user@example.com,005X,created"),
+        "{lines:?}"
+    );
+}
