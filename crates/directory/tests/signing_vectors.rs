@@ -6,6 +6,23 @@
 use scimsync_directory::signing::{SigVersion, authorization, canonicalize, sign};
 use serde_json::Value;
 
+/// `[[key, value], ...]` as pairs; a missing field is no pairs.
+fn pairs(value: &Value) -> Vec<(String, String)> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    (
+                        p[0].as_str().unwrap().to_owned(),
+                        p[1].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn every_reference_vector_matches() {
     let fixture: Value =
@@ -14,7 +31,13 @@ fn every_reference_vector_matches() {
     let skey = fixture["skey"].as_str().unwrap();
     let date = fixture["date"].as_str().unwrap();
     let vectors = fixture["vectors"].as_array().unwrap();
-    assert!(vectors.len() >= 10);
+    assert!(vectors.len() >= 13);
+    assert!(
+        vectors
+            .iter()
+            .any(|v| !pairs(&v["x_duo_headers"]).is_empty()),
+        "the fixture covers X-Duo-* headers"
+    );
     for v in vectors {
         let name = v["name"].as_str().unwrap();
         let version = match (
@@ -25,17 +48,8 @@ fn every_reference_vector_matches() {
             (2, _) => SigVersion::V2Sha512,
             _ => SigVersion::V5,
         };
-        let params: Vec<(String, String)> = v["params"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p[0].as_str().unwrap().to_owned(),
-                    p[1].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let params = pairs(&v["params"]);
+        let x_duo_headers = pairs(&v["x_duo_headers"]);
         let body = v["body"].as_str().unwrap_or_default();
         let canonical = canonicalize(
             v["method"].as_str().unwrap(),
@@ -45,7 +59,7 @@ fn every_reference_vector_matches() {
             date,
             version,
             body.as_bytes(),
-            &[],
+            &x_duo_headers,
         );
         assert_eq!(
             canonical,
