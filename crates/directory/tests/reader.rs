@@ -1,7 +1,7 @@
 //! The Duo reader against the Duo emulator: paging, faults, signatures, scale.
 #![allow(clippy::unwrap_used)]
 
-use scimsync_core::ports::Source as _;
+use scimsync_core::ports::{Classify as _, Disposition, Source as _};
 use scimsync_core::source::{DirectoryStatus, PhoneKind};
 use scimsync_directory::{DirectoryError, DuoConfig, DuoEndpoint, DuoSource, SigVersion};
 use scimsync_sim::duo::{DuoSim, DuoSimConfig};
@@ -108,6 +108,8 @@ async fn absorbs_429_bursts_and_a_server_error() {
     assert_eq!(snapshot.users.len(), 25);
     let limited = duo.request_log().iter().filter(|r| r.status == 429).count();
     assert_eq!(limited, 3);
+    duo.clear_request_log();
+    duo.knobs().short_pages(10);
     duo.knobs().fail_next(1, 503);
     assert_eq!(
         reader(&duo, duo.secret_key(), SigVersion::V5)
@@ -118,6 +120,99 @@ async fn absorbs_429_bursts_and_a_server_error() {
             .len(),
         25
     );
+    let users: Vec<_> = duo
+        .request_log()
+        .into_iter()
+        .filter(|r| r.path == "/admin/v1/users")
+        .collect();
+    assert_eq!(users[0].status, 503, "the emulator served the 5xx");
+    assert_eq!(users[1].status, 200);
+    assert_eq!(
+        users[0].param("offset"),
+        users[1].param("offset"),
+        "the failed page is asked again, not skipped"
+    );
+    assert_eq!(users.len(), 4, "one retry plus ceil(25 / 10) pages");
+}
+
+#[tokio::test]
+async fn a_429_that_outlasts_the_attempts_carries_duos_code_and_is_retryable() {
+    let duo = sim(generator::sample()).await;
+    duo.knobs().rate_limit_next(100);
+    let err = DuoSource::new(DuoConfig {
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(1),
+        ..DuoConfig::new(
+            DuoEndpoint::BaseUrl(url::Url::parse(&duo.base_url()).unwrap()),
+            duo.integration_key().to_owned(),
+            SecretString::from(duo.secret_key().to_owned()),
+        )
+    })
+    .unwrap()
+    .read()
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DirectoryError::Api {
+                status: 429,
+                code: 42901,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(matches!(err.disposition(), Disposition::Retryable { .. }));
+    assert_eq!(duo.count("/admin/v1/users"), 3);
+}
+
+#[tokio::test]
+async fn a_read_dropped_during_backoff_stops_at_once() {
+    let duo = sim(generator::sample()).await;
+    duo.knobs().fail_next(50, 502);
+    let slow = DuoSource::new(DuoConfig {
+        backoff_base: Duration::from_secs(30),
+        ..DuoConfig::new(
+            DuoEndpoint::BaseUrl(url::Url::parse(&duo.base_url()).unwrap()),
+            duo.integration_key().to_owned(),
+            SecretString::from(duo.secret_key().to_owned()),
+        )
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_millis(300), slow.read()).await;
+    assert!(outcome.is_err(), "the read was still backing off");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    tokio::task::yield_now().await;
+    assert_eq!(
+        duo.count("/admin/v1/users"),
+        1,
+        "no request after the read was dropped"
+    );
+}
+
+#[tokio::test]
+async fn check_with_a_wrong_secret_key_names_the_keys_in_one_request() {
+    let duo = sim(generator::sample()).await;
+    let err = reader(
+        &duo,
+        "wrong-secret-key-0000000000000000000000",
+        SigVersion::V5,
+    )
+    .check()
+    .await
+    .unwrap_err();
+    assert!(matches!(err, DirectoryError::Signature { .. }), "{err:?}");
+    assert!(err.to_string().contains("integration key"), "{err}");
+    assert!(!format!("{err:?}").contains("wrong-secret"));
+    assert!(matches!(err.disposition(), Disposition::Fatal));
+    assert_eq!(duo.request_log().len(), 1);
+    let ok = reader(&duo, duo.secret_key(), SigVersion::V5)
+        .check()
+        .await
+        .unwrap();
+    assert_eq!(ok.total_users, Some(25));
 }
 
 #[tokio::test]
