@@ -28,9 +28,25 @@ pub(crate) struct TokenSource {
     pub fetched: AtomicU64,
 }
 
+/// A failed token request before OAuth2 parsing: a transport failure (no status) or an answer
+/// of 429 or 5xx, both passing conditions worth retrying. The body is never kept.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct HttpError(String);
+#[error("{message}")]
+pub(crate) struct HttpError {
+    message: String,
+    status: Option<u16>,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl HttpError {
+    fn transport(message: String) -> Self {
+        Self {
+            message,
+            status: None,
+            retry_after: None,
+        }
+    }
+}
 
 impl TokenSource {
     pub fn new(auth: Auth, http: reqwest::Client) -> Self {
@@ -104,10 +120,23 @@ impl TokenSource {
                 let resp = builder
                     .send()
                     .await
-                    .map_err(|e| HttpError(without_url(&e)))?;
+                    .map_err(|e| HttpError::transport(without_url(&e)))?;
                 let status = resp.status();
                 let headers = resp.headers().clone();
-                let bytes = resp.bytes().await.map_err(|e| HttpError(without_url(&e)))?;
+                if status.is_server_error() || status.as_u16() == 429 {
+                    return Err(HttpError {
+                        message: format!("the token endpoint answered {}", status.as_u16()),
+                        status: Some(status.as_u16()),
+                        retry_after: headers
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(crate::transport::parse_retry_after),
+                    });
+                }
+                let bytes = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| HttpError::transport(without_url(&e)))?;
                 let mut out = oauth2::HttpResponse::new(bytes.to_vec());
                 *out.status_mut() = status;
                 *out.headers_mut() = headers;
@@ -128,9 +157,30 @@ impl TokenSource {
                 })
             }
             Err(RequestTokenError::ServerResponse(err)) => Err(classify(&err)),
-            Err(RequestTokenError::Request(e)) => Err(ScimError::TokenTransport {
-                message: e.to_string(),
+            // Passing conditions: retryable like the same failures of SCIM calls.
+            Err(RequestTokenError::Request(HttpError {
+                message,
+                status: Some(429),
+                retry_after,
+            })) => {
+                let _ = message;
+                Err(ScimError::RateLimited { retry_after })
+            }
+            Err(RequestTokenError::Request(HttpError {
+                message,
+                status: Some(status),
+                retry_after,
+            })) => Err(ScimError::Server {
+                status,
+                detail: message,
+                retry_after,
             }),
+            Err(RequestTokenError::Request(HttpError { message, .. })) => {
+                Err(ScimError::Transport {
+                    what: "the token request".into(),
+                    message,
+                })
+            }
             Err(RequestTokenError::Parse(e, _)) => Err(ScimError::TokenTransport {
                 message: format!("the token response is not OAuth2 JSON: {e}"),
             }),

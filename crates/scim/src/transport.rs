@@ -4,7 +4,7 @@
 use crate::config::{Dialect, ScimConfig};
 use crate::constants::{SCIM_JSON, SFORCE_LIMIT_INFO};
 use crate::error::ScimError;
-use crate::token::{TokenSource, without_url};
+use crate::token::{Token, TokenSource, without_url};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode, header};
 use secrecy::ExposeSecret;
@@ -123,7 +123,7 @@ impl Transport {
         if_match: Option<&str>,
         what: &str,
     ) -> Result<Answer, ScimError> {
-        let mut token = self.tokens.get().await?;
+        let mut token = self.token(None, what).await?;
         let mut refreshed = false;
         let mut attempt = 0u32;
         loop {
@@ -135,7 +135,7 @@ impl Transport {
                 Ok(a) => return Ok(a),
                 Err(Failure::Unauthorized(detail)) if !refreshed => {
                     debug!(what, "401: fetching a new token once.");
-                    token = self.tokens.refresh(token.generation).await?;
+                    token = self.token(Some(token.generation), what).await?;
                     refreshed = true;
                     attempt -= 1;
                     let _ = detail;
@@ -151,6 +151,31 @@ impl Transport {
             self.retries.fetch_add(1, Ordering::Relaxed);
             warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Retrying.");
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The shared token (or a new one replacing `stale`), retrying passing failures of the
+    /// token endpoint (429, 5xx, timeouts, connection errors) like those of SCIM calls.
+    async fn token(&self, stale: Option<u64>, what: &str) -> Result<Token, ScimError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = match stale {
+                None => self.tokens.get().await,
+                Some(generation) => self.tokens.refresh(generation).await,
+            };
+            match result {
+                Err(err) if err.is_retryable() && attempt < self.max_attempts => {
+                    let wait = self.backoff(attempt, err.retry_after());
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    if matches!(err, ScimError::RateLimited { .. }) {
+                        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    }
+                    warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Retrying the token request.");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
         }
     }
 
