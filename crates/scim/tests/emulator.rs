@@ -385,3 +385,51 @@ async fn sixty_mixed_operations_under_an_enforced_rate() {
     );
     assert_eq!(sim.inspect().users().len(), 40);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_of_salesforces_200_even_when_more_are_asked_for() {
+    let sim = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let c = Arc::new(
+        ScimClient::new(ScimConfig {
+            page_size: 1000,
+            requests_per_second: 2000,
+            max_concurrency: 32,
+            ..config(
+                &sim,
+                DEMO_CLIENT_ID,
+                DEMO_CLIENT_SECRET,
+                Dialect::Salesforce,
+            )
+        })
+        .unwrap(),
+    );
+    let tasks: Vec<_> = (0..450)
+        .map(|i| {
+            let c = Arc::clone(&c);
+            let a = attrs(
+                &sim,
+                &format!("p{i}@example.com"),
+                &format!("P{i}"),
+                Dialect::Salesforce,
+            );
+            tokio::spawn(async move { c.create_user(&a).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let before = sim.inspect().count("GET", "/services/scim/v2/Users");
+    let users = c.list_users().await.unwrap();
+    assert_eq!(users.len(), 450);
+    let mut ids: Vec<_> = users.iter().map(|u| u.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 450, "no user twice");
+    assert_eq!(
+        sim.inspect().count("GET", "/services/scim/v2/Users") - before,
+        3,
+        "200 + 200 + 50"
+    );
+}
