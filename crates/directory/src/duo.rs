@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use url::Url;
 
@@ -94,6 +95,8 @@ pub struct DuoSource {
     /// What is signed as the host: the host, with the port when it is not the scheme's default.
     host: String,
     http: reqwest::Client,
+    /// Stops the read between requests and during backoff.
+    cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for DuoSource {
@@ -212,7 +215,16 @@ impl DuoSource {
             base,
             host,
             http,
+            cancel: CancellationToken::new(),
         })
+    }
+
+    /// Stops reads when `cancel` fires: a backoff wait ends at once and no further request is
+    /// made; the read fails with [`DirectoryError::Cancelled`]. (Dropping the read's future
+    /// also stops it.)
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// One signed GET with retries on 429, 5xx and transport errors.
@@ -225,7 +237,14 @@ impl DuoSource {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let err = match self.get_once(path, params, what).await {
+            if self.cancel.is_cancelled() {
+                return Err(DirectoryError::Cancelled);
+            }
+            let once = tokio::select! {
+                once = self.get_once(path, params, what) => once,
+                () = self.cancel.cancelled() => return Err(DirectoryError::Cancelled),
+            };
+            let err = match once {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
@@ -238,7 +257,10 @@ impl DuoSource {
                 .saturating_mul(1 << (attempt - 1).min(5));
             let wait = wait + wait.mul_f64(rand::random::<f64>() * 0.5);
             warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Duo request failed; retrying.");
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.cancel.cancelled() => return Err(DirectoryError::Cancelled),
+            }
         }
     }
 
