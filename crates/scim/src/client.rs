@@ -15,7 +15,7 @@ use scimsync_core::{TargetGroupId, TargetUserId};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// One step of [`ScimClient::check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +77,30 @@ impl ScimClient {
         } else {
             None
         };
-        let answer = self
+        let answer = match self
             .transport
-            .send(method, url, body, if_match.as_deref(), what)
-            .await?;
+            .send(method.clone(), url.clone(), body, if_match.as_deref(), what)
+            .await
+        {
+            // Changed elsewhere since we saw it: our PATCH operations are relative (per
+            // attribute, per member), so read the resource's current ETag and apply them once
+            // more. A second 412 is the error.
+            Err(ScimError::Refused { status: 412, .. }) if if_match.is_some() => {
+                debug!(what, "412: reading the current ETag and trying once more.");
+                self.etags
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(path);
+                let fresh = self
+                    .transport
+                    .send(Method::GET, url.clone(), None, None, what)
+                    .await?;
+                self.transport
+                    .send(method, url, body, fresh.etag.as_deref(), what)
+                    .await?
+            }
+            other => other?,
+        };
         if let Some(tag) = &answer.etag {
             self.etags
                 .lock()
