@@ -433,3 +433,39 @@ async fn pages_of_salesforces_200_even_when_more_are_asked_for() {
         "200 + 200 + 50"
     );
 }
+
+#[tokio::test]
+async fn check_stops_at_the_first_failing_step_with_its_advice() {
+    for (dialect, org) in orgs() {
+        let org = org
+            .with_client("noapi", "s2", ClientKind::NoApiScope)
+            .with_client("nomanage", "s3", ClientKind::NoManageUsers);
+        let sim = SalesforceSim::start(org).await.unwrap();
+        let check = |id: &str, secret: &str| {
+            let c = ScimClient::new(config(&sim, id, secret, dialect)).unwrap();
+            async move { c.check().await }
+        };
+        let ok = check(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).await;
+        assert!(ok.iter().all(|s| s.ok), "{dialect:?}: {ok:?}");
+        let names: Vec<_> = ok.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names[..2], ["token", "service provider config"]);
+
+        let bad = check(DEMO_CLIENT_ID, "wrong").await;
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(
+            !bad[0].ok && bad[0].detail.contains("Consumer Key"),
+            "{bad:?}"
+        );
+        assert!(!bad[0].detail.contains("wrong\""));
+
+        for (id, secret, advice) in [("noapi", "s2", "(api)"), ("nomanage", "s3", "Manage Users")] {
+            let steps = check(id, secret).await;
+            let failed = steps.last().unwrap();
+            assert!(steps[0].ok, "{dialect:?}: the token is issued: {steps:?}");
+            assert!(
+                !failed.ok && failed.detail.contains(advice),
+                "{dialect:?}: {steps:?}"
+            );
+        }
+    }
+}
