@@ -8,7 +8,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use futures_lite::BoxFuture;
+use futures::future::BoxFuture;
 use scimsync_core::activity::{ActivityEntry, Trigger};
 use scimsync_engine::{
     EngineError, Job, Metrics, Progress, RunOptions, RunReport, Scheduler, SchedulerError,
@@ -20,10 +20,6 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-
-mod futures_lite {
-    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-}
 
 struct CountingProgress(Arc<Metrics>);
 

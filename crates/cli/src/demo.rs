@@ -15,8 +15,6 @@ use scimsync_store::SqlStore;
 use std::path::Path;
 
 const SALES: &str = "DGSAMPLE000000000001";
-const SUPPORT: &str = "DGSAMPLE000000000002";
-const ENGINEERING: &str = "DGSAMPLE000000000003";
 const SALES_MANAGERS: &str = "DGSAMPLE000000000004";
 
 /// The demo configuration, pointing at emulators on the given URLs.
@@ -195,7 +193,6 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
     println!("- Frank Fischer is disabled in Duo");
     data.set_user_email(&alice, "alice.anderson@new.example.com")?;
     println!("- Alice Anderson's email changes (Salesforce holds it until she verifies it)");
-    let _ = (SUPPORT, ENGINEERING);
 
     heading("5. Reconcile again");
     let plan = run_once(&settings, &store, true).await?;

@@ -17,7 +17,7 @@ use config::Settings;
 use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, Trigger};
 use scimsync_core::ports::Store as _;
-use scimsync_engine::{Progress, RunOptions, RunReport};
+use scimsync_engine::{Progress, RunOptions, RunReport, chain};
 use scimsync_store::SqlStore;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -358,17 +358,6 @@ async fn wait_for_signal() {
     {
         let _ = ctrl_c.await;
     }
-}
-
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyhow::Result<()> {

@@ -132,7 +132,7 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
                 None
             }
             Err(e) => {
-                push("source", false, crate::chain(&e));
+                push("source", false, scimsync_engine::chain(&e));
                 None
             }
         },
@@ -146,7 +146,7 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
                 Some(s)
             }
             Err(e) => {
-                push("source", false, crate::chain(&e));
+                push("source", false, scimsync_engine::chain(&e));
                 None
             }
         },
@@ -189,7 +189,7 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
                     }
                 }
             }
-            Err(e) => push("governance", false, crate::chain(&e)),
+            Err(e) => push("governance", false, scimsync_engine::chain(&e)),
         }
     }
     steps

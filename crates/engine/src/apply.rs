@@ -107,10 +107,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
         lock(&state).counts.rejected += 1;
     }
     for n in &plan.notes {
-        let kind = serde_json::to_value(n.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let kind = json_str(&n.kind);
         let entry = ctx.entry(
             "note",
             Outcome::Skipped,
@@ -690,7 +687,8 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
     }
 }
 
-fn json_str<T: serde::Serialize>(value: &T) -> String {
+/// The serde name of a unit variant (`disabled`, `left_directory`, …).
+pub(crate) fn json_str<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

@@ -20,6 +20,8 @@ mod trace;
 
 pub use guard::GuardTrip;
 pub use metrics::Metrics;
-pub use run::{Connection, EngineError, Progress, RunOptions, RunReport, now, reconcile_once};
+pub use run::{
+    Connection, EngineError, Progress, RunOptions, RunReport, chain, now, reconcile_once,
+};
 pub use scheduler::{Job, Scheduler, SchedulerError};
 pub use trace::TraceStep;

@@ -28,10 +28,7 @@ impl Metrics {
 
     /// Counts a finished run; a successful one sets the connection's last success time.
     pub fn run_finished(&self, connection: &str, status: RunStatus, at_seconds: f64) {
-        let status = serde_json::to_value(status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let status = crate::apply::json_str(&status);
         let mut inner = self.lock();
         *inner
             .runs

@@ -190,9 +190,6 @@ where
         })
         .await
         .map_err(store_err(name))?;
-    let span = tracing::info_span!("run", connection = %name, run_id);
-    let _entered = span.enter();
-    drop(_entered);
 
     let fail = |message: String| RunEnd {
         status: RunStatus::Failed,
@@ -457,7 +454,7 @@ where
 }
 
 /// An error and its sources, on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

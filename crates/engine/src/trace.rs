@@ -101,10 +101,7 @@ pub(crate) fn explain(
     plan: &Plan,
 ) -> Vec<TraceStep> {
     let mut steps = Vec::new();
-    let status = serde_json::to_value(user.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let status = crate::apply::json_str(&user.status);
     let group_name = |id: &scimsync_core::SourceGroupId| {
         source
             .groups
@@ -170,10 +167,7 @@ pub(crate) fn explain(
                 t.id,
                 t.user_name,
                 if t.active { "active" } else { "inactive" },
-                serde_json::to_value(l.origin)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                crate::apply::json_str(&l.origin)
             ),
             None => format!(
                 "linked to account {}, which no longer exists on the target",
@@ -283,13 +277,9 @@ pub(crate) fn explain(
             Operation::RemoveMembers { group, .. } => {
                 format!("remove_members: from {}", group.name)
             }
-            Operation::DeactivateUser { reason, .. } => format!(
-                "deactivate_user: {}",
-                serde_json::to_value(reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ),
+            Operation::DeactivateUser { reason, .. } => {
+                format!("deactivate_user: {}", crate::apply::json_str(&reason))
+            }
             other => other.kind().to_owned(),
         };
         steps.push(TraceStep {

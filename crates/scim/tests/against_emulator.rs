@@ -250,8 +250,6 @@ async fn a_429_burst_with_retry_after_is_absorbed() {
         "Retry-After honoured twice"
     );
     assert_eq!(c.stats().rate_limited, 2);
-    sim.knobs()
-        .rate_limit_burst(1, 1, BurstKind::RequestLimitExceeded);
     let sf = SalesforceSim::start(SalesforceConfig::demo())
         .await
         .unwrap();
