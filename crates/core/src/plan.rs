@@ -187,6 +187,31 @@ pub struct UserChanges {
     pub active: Option<bool>,
 }
 
+/// The names of a user's attributes as the plan, the refusal memory and discovery call them
+/// (SCIM names; the extension fields by their short names; `federationId` for the SSO
+/// identifier wherever the target keeps it).
+pub const USER_ATTRIBUTES: [&str; 19] = [
+    "userName",
+    "externalId",
+    "name.givenName",
+    "name.familyName",
+    "displayName",
+    "nickName",
+    "title",
+    "emails",
+    "phoneNumbers",
+    "federationId",
+    "employeeNumber",
+    "department",
+    "division",
+    "organization",
+    "costCenter",
+    "manager",
+    "entitlements",
+    "roles",
+    "active",
+];
+
 impl UserChanges {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()

@@ -2,6 +2,7 @@
 
 use crate::ids::{TargetGroupId, TargetUserId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// An email address on a target user (`emails[]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,4 +168,60 @@ pub struct TargetSnapshot {
     pub groups: Vec<TargetGroup>,
     #[serde(default)]
     pub catalogue: Catalogue,
+    /// What the target declares it supports (discovery); `None` when not discovered, and then
+    /// every mapped attribute is planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<TargetCapabilities>,
+}
+
+/// What a target says about itself: RFC 7644 §5 (`/ServiceProviderConfig`, Salesforce's plural
+/// `/ServiceProviderConfigs`), §6 (`/ResourceTypes`, `/Schemas`). Discovery reads it at the
+/// start of a run (cached per connection) so the engine plans only what the target declares
+/// instead of assuming one reading of the service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetCapabilities {
+    /// PATCH is supported (else writes would need PUT).
+    pub patch: bool,
+    /// Filters (`userName eq "…"`) are supported.
+    pub filter: bool,
+    /// ETags (`If-Match`) are supported.
+    pub etag: bool,
+    /// Sorting is supported.
+    pub sort: bool,
+    /// The largest page or filter result the target serves, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<u32>,
+    /// The user attributes the target declares, by the names of
+    /// [`crate::plan::USER_ATTRIBUTES`]; `None` when the schema could not be read (then
+    /// everything mapped is planned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_attributes: Option<BTreeSet<String>>,
+    /// User attributes the target marks required, by the same names.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub required_user_attributes: BTreeSet<String>,
+    /// Schema URNs of the User extensions the target declares.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub user_extensions: BTreeSet<String>,
+    /// Where the SSO identifier (Salesforce's Federation ID) is written, as a SCIM attribute
+    /// path (`urn:…:User:federationIdentifier`); `None`: it is not sent, and SSO must match on
+    /// the userName.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_id_path: Option<String>,
+    /// The target serves `/Entitlements` (Salesforce profiles and permission sets).
+    pub entitlements: bool,
+    /// The target serves `/Roles`.
+    pub roles: bool,
+    /// What discovery could not read and which fallback it took, for `check` and the run's notes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl TargetCapabilities {
+    /// Whether the target declares the user attribute `name` (one of
+    /// [`crate::plan::USER_ATTRIBUTES`]); `true` when the schema is unknown.
+    pub fn declares(&self, name: &str) -> bool {
+        self.user_attributes
+            .as_ref()
+            .is_none_or(|a| a.contains(name))
+    }
 }

@@ -363,6 +363,7 @@ impl Target for ScimClient {
             users,
             groups,
             catalogue,
+            capabilities: None,
         })
     }
 
