@@ -2,6 +2,8 @@
 //! the engine did to it. The store keeps these; the planner reads them.
 
 use crate::ids::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
+use crate::plan::ObjectKind;
+use crate::target::TargetCapabilities;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -29,24 +31,6 @@ pub struct PendingEmail {
     pub requested_at: Timestamp,
 }
 
-/// A change the target refused, kept so it is not retried every run.
-///
-/// It stands while `attribute` is still wanted at `wanted` and the target still shows `basis`;
-/// when either changes, the change is tried again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refusal {
-    /// The attribute refused (`profile`, `groups`, …).
-    pub attribute: String,
-    /// The value the engine asked for.
-    pub wanted: String,
-    /// The value the target held when it refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub basis: Option<String>,
-    /// The target's reason, verbatim.
-    pub reason: String,
-    pub at: Timestamp,
-}
-
 /// The link between a source user and a target user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserLink {
@@ -59,8 +43,6 @@ pub struct UserLink {
     pub assigned_permission_sets: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_email: Option<PendingEmail>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub refusals: Vec<Refusal>,
 }
 
 /// The link between a source group and a target group.
@@ -71,9 +53,79 @@ pub struct GroupLink {
     pub origin: Origin,
 }
 
-/// All links of one connection.
+/// A write the target refused with a non-retryable answer, remembered so that it is not sent
+/// again until something relevant changes.
+///
+/// One per object and attribute: a user's `federationId`, a user's `profile`, a user's
+/// `create`, a user's membership of one group (`member:<source group id>`), a group's `create`.
+/// It holds while the planner would send a write of the same [`fingerprint`]: a different
+/// wanted value, another rule, a changed catalogue or a changed basis on the target makes a
+/// different fingerprint, and the write is tried again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRefusal {
+    pub object: ObjectKind,
+    /// The source object's id.
+    pub source_id: String,
+    /// Which write: one of [`crate::plan::USER_ATTRIBUTES`], `profile`, `create`, or
+    /// `member:<source group id>`.
+    pub attribute: String,
+    /// [`fingerprint`] of what was sent and what it depended on.
+    pub fingerprint: String,
+    /// What was sent, short, for people.
+    pub value: String,
+    /// The target's reason, verbatim (bounded).
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+impl HeldRefusal {
+    /// Whether this refusal is about `object`/`source_id`/`attribute`.
+    pub fn is(&self, object: ObjectKind, source_id: &str, attribute: &str) -> bool {
+        self.object == object && self.source_id == source_id && self.attribute == attribute
+    }
+}
+
+/// The attribute name of a refused membership of the group `group` (its source id).
+pub fn member_attribute(group: &str) -> String {
+    format!("member:{group}")
+}
+
+/// A stable fingerprint of a write: FNV-1a (64 bits) over its parts, each ended by a 0 byte,
+/// as 16 hex digits. The same parts always give the same fingerprint, across runs and builds.
+pub fn fingerprint(parts: &[&str]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// What the engine learned about a connection's target, kept between runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFacts {
+    /// The last discovery, and when it ran (refreshed daily and on demand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<TargetCapabilities>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered_at: Option<Timestamp>,
+    /// The largest member batch the target accepted after refusing a larger one for its size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_batch_size: Option<usize>,
+    /// Profiles (catalogue ids) the target showed to forbid group membership.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub profiles_without_groups: BTreeSet<String>,
+}
+
+/// All links of one connection, with the refusals held and what was learned of the target.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Links {
     pub users: Vec<UserLink>,
     pub groups: Vec<GroupLink>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<HeldRefusal>,
+    #[serde(default)]
+    pub facts: TargetFacts,
 }

@@ -325,6 +325,14 @@ impl<'a> Planner<'a> {
             || (!self.permission_sets.contains(e.value.as_str()) && e.value.starts_with("00e"))
     }
 
+    /// Whether the target refused this very write before (same fingerprint).
+    fn held(&self, object: ObjectKind, source_id: &str, attribute: &str, fp: &str) -> bool {
+        self.links
+            .refusals
+            .iter()
+            .any(|r| r.is(object, source_id, attribute) && r.fingerprint == fp)
+    }
+
     fn in_scope(&self, user: &DirectoryUser) -> bool {
         match &self.scope {
             None => true,
@@ -1038,13 +1046,12 @@ impl<'a> Planner<'a> {
         if let [current] = current_profiles[..]
             && current != wanted
         {
-            let refused = link.is_some_and(|l| {
-                l.refusals.iter().any(|r| {
-                    r.attribute == "profile"
-                        && r.wanted == wanted
-                        && r.basis.as_deref() == Some(current)
-                })
-            });
+            let refused = self.held(
+                ObjectKind::User,
+                sid,
+                "profile",
+                &profile_fingerprint(wanted, current),
+            );
             let licences = (
                 self.profiles
                     .get(current)
@@ -1472,6 +1479,11 @@ impl<'a> Planner<'a> {
             summary: self.summary,
         }
     }
+}
+
+/// The fingerprint of a profile change from `current` to `wanted`.
+pub fn profile_fingerprint(wanted: &str, current: &str) -> String {
+    crate::links::fingerprint(&["profile", wanted, current])
 }
 
 fn deactivation_key(op: &Operation) -> &str {

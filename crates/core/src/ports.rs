@@ -4,7 +4,8 @@
 
 use crate::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord, RunStatus, Trigger};
 use crate::ids::{TargetGroupId, TargetUserId};
-use crate::links::{GroupLink, Links, UserLink};
+use crate::links::{GroupLink, HeldRefusal, Links, TargetFacts, UserLink};
+use crate::plan::ObjectKind;
 use crate::plan::{UserAttributes, UserChanges};
 use crate::source::SourceSnapshot;
 use crate::target::{TargetGroup, TargetSnapshot, TargetUser};
@@ -146,10 +147,37 @@ pub trait Store: Send + Sync {
         query: &ActivityQuery,
     ) -> impl Future<Output = Result<Vec<ActivityEntry>, Self::Error>> + Send;
 
+    /// The links of a connection, with its held refusals and the facts learned of its target.
     fn load_links(
         &self,
         connection: &str,
     ) -> impl Future<Output = Result<Links, Self::Error>> + Send;
+    /// Inserts or replaces the refusal of (`object`, `source_id`, `attribute`).
+    fn save_refusal(
+        &self,
+        connection: &str,
+        refusal: &HeldRefusal,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Forgets the refusal of (`object`, `source_id`, `attribute`), if any.
+    fn clear_refusal(
+        &self,
+        connection: &str,
+        object: ObjectKind,
+        source_id: &str,
+        attribute: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Forgets every refusal of a connection, or those of one source object; returns how many.
+    fn clear_refusals(
+        &self,
+        connection: &str,
+        source_id: Option<&str>,
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+    /// Replaces what is known of the connection's target.
+    fn save_facts(
+        &self,
+        connection: &str,
+        facts: &TargetFacts,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Inserts or replaces the link of `link.source_id`.
     fn save_user_link(
         &self,
