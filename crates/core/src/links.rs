@@ -6,7 +6,7 @@ use crate::plan::ObjectKind;
 use crate::target::TargetCapabilities;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How the engine came to own a target object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,4 +128,228 @@ pub struct Links {
     pub refusals: Vec<HeldRefusal>,
     #[serde(default)]
     pub facts: TargetFacts,
+}
+
+/// The link ledger: what each outcome of an applied operation changes in the links, the
+/// refusals held and the facts learned. The engine applies a plan through it, and so does the
+/// in-memory apply of the tests, so both keep the links by the same rules.
+///
+/// Indexed by source id, so a run of any size updates it in logarithmic time per outcome.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    users: BTreeMap<SourceUserId, UserLink>,
+    groups: BTreeMap<SourceGroupId, GroupLink>,
+    refusals: BTreeMap<(ObjectKind, String, String), HeldRefusal>,
+    facts: TargetFacts,
+}
+
+impl Ledger {
+    pub fn new(links: Links) -> Self {
+        Self {
+            users: links
+                .users
+                .into_iter()
+                .map(|l| (l.source_id.clone(), l))
+                .collect(),
+            groups: links
+                .groups
+                .into_iter()
+                .map(|l| (l.source_id.clone(), l))
+                .collect(),
+            refusals: links
+                .refusals
+                .into_iter()
+                .map(|r| ((r.object, r.source_id.clone(), r.attribute.clone()), r))
+                .collect(),
+            facts: links.facts,
+        }
+    }
+
+    /// The links as they stand, sorted by source id.
+    pub fn into_links(self) -> Links {
+        Links {
+            users: self.users.into_values().collect(),
+            groups: self.groups.into_values().collect(),
+            refusals: self.refusals.into_values().collect(),
+            facts: self.facts,
+        }
+    }
+
+    pub fn user(&self, source_id: &SourceUserId) -> Option<&UserLink> {
+        self.users.get(source_id)
+    }
+
+    pub fn group(&self, source_id: &SourceGroupId) -> Option<&GroupLink> {
+        self.groups.get(source_id)
+    }
+
+    pub fn facts(&self) -> &TargetFacts {
+        &self.facts
+    }
+
+    /// The refusal held for (`object`, `source_id`, `attribute`), if any.
+    pub fn refusal(
+        &self,
+        object: ObjectKind,
+        source_id: &str,
+        attribute: &str,
+    ) -> Option<&HeldRefusal> {
+        self.refusals
+            .get(&(object, source_id.to_owned(), attribute.to_owned()))
+    }
+
+    /// A user was created: linked as created, owning the permission sets it was created with.
+    pub fn after_create_user(
+        &mut self,
+        source_id: &SourceUserId,
+        target_id: &TargetUserId,
+        permission_sets: &[String],
+    ) -> &UserLink {
+        self.link_user(UserLink {
+            source_id: source_id.clone(),
+            target_id: target_id.clone(),
+            origin: Origin::Created,
+            assigned_permission_sets: permission_sets.iter().cloned().collect(),
+            pending_email: None,
+        })
+    }
+
+    /// An existing account was adopted: linked, owning no permission set yet.
+    pub fn after_adopt_user(
+        &mut self,
+        source_id: &SourceUserId,
+        target_id: &TargetUserId,
+    ) -> &UserLink {
+        self.link_user(UserLink {
+            source_id: source_id.clone(),
+            target_id: target_id.clone(),
+            origin: Origin::Adopted,
+            assigned_permission_sets: BTreeSet::new(),
+            pending_email: None,
+        })
+    }
+
+    fn link_user(&mut self, link: UserLink) -> &UserLink {
+        let key = link.source_id.clone();
+        self.users.insert(key.clone(), link);
+        &self.users[&key]
+    }
+
+    /// The target accepted `changes` (all of them; after isolation, the part it accepted):
+    /// permission sets added become the engine's, removed ones stop being; an email change is
+    /// pending verification from `now`, `previous_email` being what the target showed before;
+    /// a refusal held for an attribute now accepted is forgotten. `None` when the user has no
+    /// link (nothing to record).
+    pub fn after_update_user(
+        &mut self,
+        source_id: &SourceUserId,
+        changes: &crate::plan::UserChanges,
+        previous_email: Option<String>,
+        now: Timestamp,
+    ) -> Option<&UserLink> {
+        for name in changes.attribute_names() {
+            self.refusals
+                .remove(&(ObjectKind::User, source_id.to_string(), name.to_owned()));
+        }
+        if changes
+            .entitlements
+            .as_ref()
+            .is_some_and(|e| e.profile_changed)
+        {
+            self.refusals.remove(&(
+                ObjectKind::User,
+                source_id.to_string(),
+                "profile".to_owned(),
+            ));
+        }
+        let link = self.users.get_mut(source_id)?;
+        if let Some(e) = &changes.entitlements {
+            link.assigned_permission_sets
+                .extend(e.added.iter().cloned());
+            for p in &e.removed {
+                link.assigned_permission_sets.remove(p);
+            }
+        }
+        if let Some(address) = &changes.email {
+            link.pending_email = Some(PendingEmail {
+                address: address.clone(),
+                previous: previous_email,
+                requested_at: now,
+            });
+        }
+        Some(link)
+    }
+
+    /// A group was created or adopted.
+    pub fn after_link_group(
+        &mut self,
+        source_id: &SourceGroupId,
+        target_id: &TargetGroupId,
+        origin: Origin,
+    ) -> &GroupLink {
+        self.refusals.remove(&(
+            ObjectKind::Group,
+            source_id.to_string(),
+            "create".to_owned(),
+        ));
+        let key = source_id.clone();
+        self.groups.insert(
+            key.clone(),
+            GroupLink {
+                source_id: source_id.clone(),
+                target_id: target_id.clone(),
+                origin,
+            },
+        );
+        &self.groups[&key]
+    }
+
+    /// The target refused a write for a reason of its own: held until its fingerprint changes.
+    pub fn after_refusal(&mut self, refusal: HeldRefusal) -> &HeldRefusal {
+        let key = (
+            refusal.object,
+            refusal.source_id.clone(),
+            refusal.attribute.clone(),
+        );
+        self.refusals.insert(key.clone(), refusal);
+        &self.refusals[&key]
+    }
+
+    /// The target accepted a write held before (a membership, a create): the refusal is
+    /// forgotten. Returns whether one was held.
+    pub fn after_acceptance(
+        &mut self,
+        object: ObjectKind,
+        source_id: &str,
+        attribute: &str,
+    ) -> bool {
+        self.refusals
+            .remove(&(object, source_id.to_owned(), attribute.to_owned()))
+            .is_some()
+    }
+
+    /// The target refused a member batch for its size and accepted one of `size`: later runs
+    /// send batches of at most `size`. Returns whether this is news.
+    pub fn learn_member_batch_size(&mut self, size: usize) -> bool {
+        let size = size.max(1);
+        if self.facts.member_batch_size.is_some_and(|s| s <= size) {
+            return false;
+        }
+        self.facts.member_batch_size = Some(size);
+        true
+    }
+
+    /// The target showed that users of `profile` cannot be group members. Returns whether
+    /// this is news.
+    pub fn learn_profile_without_groups(&mut self, profile: &str) -> bool {
+        self.facts
+            .profiles_without_groups
+            .insert(profile.to_owned())
+    }
+
+    /// What discovery found, and when.
+    pub fn set_capabilities(&mut self, capabilities: TargetCapabilities, at: Timestamp) {
+        self.facts.capabilities = Some(capabilities);
+        self.facts.discovered_at = Some(at);
+    }
 }

@@ -150,6 +150,10 @@ pub struct Governance {
     /// (the default) only those it assigned itself.
     #[serde(default)]
     pub authoritative_permission_sets: bool,
+    /// Profiles (by name or id) whose users may not be members of groups, for targets that do
+    /// not say so themselves; the engine also learns them from the target's refusals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles_without_groups: Vec<String>,
 }
 
 /// Limits on destructive changes per run.

@@ -64,10 +64,7 @@ impl Plan {
         if !self.rejected.is_empty() {
             let _ = writeln!(out, "\nRejected ({}):", self.rejected.len());
             for r in &self.rejected {
-                let kind = match r.object {
-                    crate::plan::ObjectKind::User => "user",
-                    crate::plan::ObjectKind::Group => "group",
-                };
+                let kind = r.object.as_str();
                 let _ = writeln!(
                     out,
                     "  {kind} {} ({}): {}: {}",

@@ -1,11 +1,12 @@
 //! The planner's rules, one test (or table) per rule.
 
 use super::plan;
-use crate::links::{Links, PendingEmail, Refusal};
+use crate::links::{HeldRefusal, Links, PendingEmail};
 use crate::plan::{
     DeactivationReason, MatchedBy, NoteKind, ObjectKind, Operation, Plan, UserChanges,
 };
 use crate::policy::{GroupRuleSpec, Policy, RuleSpec, Scope, SourceAttribute, TargetKind};
+use crate::refusals::{catalogue_fingerprint, profile_fingerprint};
 use crate::source::{DirectoryStatus, Phone, PhoneKind, SourceSnapshot, SsoAccess};
 use crate::target::{Entitlement, PhoneNumber, TargetGroup, TargetSnapshot, TargetUser};
 use crate::testing::*;
@@ -751,10 +752,16 @@ fn profile_changes_across_licences_and_refused_ones_are_not_planned() {
     );
     // A refusal recorded by the engine: not tried again while wanted and basis hold.
     s.users[0].groups = vec!["DG1".into()];
-    links.users[0].refusals.push(Refusal {
+    links.refusals.push(HeldRefusal {
+        object: ObjectKind::User,
+        source_id: "DU1".into(),
         attribute: "profile".into(),
-        wanted: SYSTEM_ADMINISTRATOR.into(),
-        basis: Some(STANDARD_USER.into()),
+        fingerprint: profile_fingerprint(
+            SYSTEM_ADMINISTRATOR,
+            STANDARD_USER,
+            &catalogue_fingerprint(&target.catalogue),
+        ),
+        value: SYSTEM_ADMINISTRATOR.into(),
         reason: "FIELD_INTEGRITY_EXCEPTION".into(),
         at: NOW,
     });
