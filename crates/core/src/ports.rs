@@ -8,7 +8,7 @@ use crate::links::{GroupLink, HeldRefusal, Links, TargetFacts, UserLink};
 use crate::plan::ObjectKind;
 use crate::plan::{UserAttributes, UserChanges};
 use crate::source::SourceSnapshot;
-use crate::target::{TargetGroup, TargetSnapshot, TargetUser};
+use crate::target::{TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
 use std::future::Future;
 use std::time::Duration;
@@ -39,14 +39,30 @@ pub trait Source: Send + Sync {
     fn read(&self) -> impl Future<Output = Result<SourceSnapshot, Self::Error>> + Send;
 }
 
+/// What a read of the target covers besides its users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadScope {
+    /// Groups with their members (not when the policy excludes group information).
+    pub groups: bool,
+    /// The catalogue (`/Entitlements`, `/Roles`): only when governance needs it.
+    pub catalogue: bool,
+}
+
 /// A SCIM target.
 pub trait Target: Send + Sync {
     type Error: Classify;
 
-    /// Reads users, the catalogue and (when `with_groups`) groups with their members.
+    /// Reads what the target declares it supports (service provider configuration, resource
+    /// types, schemas) and follows it from then on.
+    fn discover(&self) -> impl Future<Output = Result<TargetCapabilities, Self::Error>> + Send;
+
+    /// Follows a capabilities record discovered earlier (cached by the engine).
+    fn use_capabilities(&self, capabilities: &TargetCapabilities);
+
+    /// Reads users and what `scope` asks for.
     fn read(
         &self,
-        with_groups: bool,
+        scope: ReadScope,
     ) -> impl Future<Output = Result<TargetSnapshot, Self::Error>> + Send;
 
     /// Looks a user up by userName (case-insensitively) or externalId, for single-user runs.

@@ -131,3 +131,108 @@ pub fn split_update(
         })
         .collect()
 }
+
+/// Words by which a target's reason names an attribute (Salesforce names its fields, RFC 7644
+/// servers their attribute paths).
+fn names_of(attribute: &str) -> &'static [&'static str] {
+    match attribute {
+        "userName" => &["username"],
+        "name.givenName" => &["givenname", "firstname"],
+        "name.familyName" => &["familyname", "lastname"],
+        "displayName" => &["displayname"],
+        "nickName" => &["nickname"],
+        "title" => &["title"],
+        "emails" => &["email"],
+        "phoneNumbers" => &["phone"],
+        "federationId" => &["federationidentifier", "federation"],
+        "employeeNumber" => &["employeenumber"],
+        "department" => &["department"],
+        "division" => &["division"],
+        "organization" => &["organization"],
+        "costCenter" => &["costcenter"],
+        "manager" => &["manager"],
+        "entitlements" => &["entitlement", "permissionset", "permission set"],
+        "profile" => &["profile", "licen"],
+        "roles" => &["role"],
+        "active" => &["active", "inactive"],
+        _ => &[],
+    }
+}
+
+/// Whether the target's `reason` names `attribute` (one of [`crate::plan::USER_ATTRIBUTES`]
+/// or `profile`): the refused write is then isolated without bisecting.
+pub fn names_attribute(reason: &str, attribute: &str) -> bool {
+    let folded: String = reason
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    names_of(attribute).iter().any(|n| folded.contains(n))
+}
+
+/// Whether a refused member write was refused for its size (too many members at once), not
+/// for one of its members: Salesforce's `LIMIT_EXCEEDED`, RFC 7644's `tooMany`, or a 413.
+pub fn is_size_refusal(code: Option<&str>, reason: &str) -> bool {
+    let code_says = code.is_some_and(|c| {
+        c.eq_ignore_ascii_case("LIMIT_EXCEEDED") || c.eq_ignore_ascii_case("tooMany")
+    });
+    let lower = reason.to_ascii_lowercase();
+    code_says
+        || lower.contains("limit_exceeded")
+        || lower.contains("toomany")
+        || lower.contains("too many")
+        || lower.contains("(413)")
+}
+
+/// Whether a member refused alone was refused for its profile (then the profile is learned
+/// to forbid groups).
+pub fn blames_profile(reason: &str) -> bool {
+    names_attribute(reason, "profile")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::UserChanges;
+
+    #[test]
+    fn reasons_name_attributes_in_either_spelling() {
+        assert!(names_attribute(
+            "INVALID_FIELD:No such column 'federationIdentifier';",
+            "federationId"
+        ));
+        assert!(names_attribute("REQUIRED_FIELD_MISSING:LastName;", "name.familyName"));
+        assert!(names_attribute("Attribute 'name.familyName' is required", "name.familyName"));
+        assert!(!names_attribute("INVALID_FIELD:title too long", "emails"));
+        assert!(is_size_refusal(Some("LIMIT_EXCEEDED"), ""));
+        assert!(is_size_refusal(None, "the target refused x (400): tooMany"));
+        assert!(!is_size_refusal(Some("FIELD_INTEGRITY_EXCEPTION"), "profile"));
+    }
+
+    #[test]
+    fn an_update_splits_into_one_write_per_attribute_with_stable_fingerprints() {
+        let c = UserChanges {
+            title: Some(Some("CTO".into())),
+            federation_id: Some(Some("a@b.c".into())),
+            ..UserChanges::default()
+        };
+        let writes = split_update(&c, None, "cat");
+        assert_eq!(
+            writes.iter().map(|w| w.attribute).collect::<Vec<_>>(),
+            ["title", "federationId"]
+        );
+        assert_eq!(writes, split_update(&c, None, "cat"));
+        let mut other = c.clone();
+        other.title = Some(Some("CEO".into()));
+        assert_ne!(
+            split_update(&other, None, "cat")[0].fingerprint,
+            writes[0].fingerprint,
+            "another value, another fingerprint"
+        );
+        assert_eq!(
+            split_update(&other, None, "cat")[1].fingerprint,
+            writes[1].fingerprint
+        );
+        assert_eq!(bounded("abcdef", 3), "abc…");
+    }
+}

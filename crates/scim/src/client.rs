@@ -350,10 +350,30 @@ impl ScimClient {
 impl Target for ScimClient {
     type Error = ScimError;
 
-    async fn read(&self, with_groups: bool) -> Result<TargetSnapshot, ScimError> {
+    // Placeholder until discovery lands: nothing declared is known.
+    async fn discover(&self) -> Result<scimsync_core::target::TargetCapabilities, ScimError> {
+        Ok(scimsync_core::target::TargetCapabilities {
+            patch: true,
+            filter: true,
+            entitlements: true,
+            roles: true,
+            ..Default::default()
+        })
+    }
+
+    fn use_capabilities(&self, _capabilities: &scimsync_core::target::TargetCapabilities) {}
+
+    async fn read(
+        &self,
+        scope: scimsync_core::ports::ReadScope,
+    ) -> Result<TargetSnapshot, ScimError> {
         let users = self.list_users().await?;
-        let catalogue = self.catalogue().await?;
-        let groups = if with_groups {
+        let catalogue = if scope.catalogue {
+            self.catalogue().await?
+        } else {
+            Default::default()
+        };
+        let groups = if scope.groups {
             self.list_groups().await?
         } else {
             Vec::new()
