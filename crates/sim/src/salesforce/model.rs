@@ -874,7 +874,10 @@ impl State {
                     return Err(refuse(SimError::new(
                         400,
                         "FIELD_INTEGRITY_EXCEPTION",
-                        format!("users with profile {} can't be members of groups", p.name),
+                        format!(
+                            "users with profile {} can't be members of groups: {uid}",
+                            p.name
+                        ),
                     )));
                 }
             }
