@@ -471,6 +471,71 @@ impl Operation {
         }
     }
 
+    /// The step of the apply order this operation belongs to. A plan lists its operations in
+    /// an order they may be applied in; consecutive operations of one stage are independent
+    /// of each other (the engine runs them concurrently), and a stage starts when the one
+    /// before it is done: groups, then users, then updates (and the creations a rename frees,
+    /// as a stage of their own after the updates), renames of groups, membership removals,
+    /// membership additions, deactivations.
+    pub fn stage(&self) -> u8 {
+        match self {
+            Self::CreateGroup { .. } | Self::AdoptGroup { .. } => 0,
+            Self::CreateUser { .. } | Self::AdoptUser { .. } => 1,
+            Self::UpdateUser { .. } | Self::ReactivateUser { .. } => 2,
+            Self::RenameGroup { .. } => 3,
+            Self::RemoveMembers { .. } => 4,
+            Self::AddMembers { .. } => 5,
+            Self::DeactivateUser { .. } => 6,
+        }
+    }
+
+    /// What the operation does, in one line for people (the activity log's detail).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::CreateUser { attributes: a, .. } => format!(
+                "profile {}, {} permission set(s){}",
+                a.profile.as_deref().unwrap_or("-"),
+                a.permission_sets.len(),
+                a.role
+                    .as_deref()
+                    .map(|r| format!(", role {r}"))
+                    .unwrap_or_default()
+            ),
+            Self::AdoptUser { matched_by, .. } => format!(
+                "existing account adopted, matched by {}",
+                match matched_by {
+                    MatchedBy::ExternalId => "external_id",
+                    MatchedBy::UserName => "user_name",
+                    MatchedBy::Name => "name",
+                }
+            ),
+            Self::UpdateUser { changes, .. } | Self::ReactivateUser { changes, .. } => format!(
+                "{}: {}",
+                changes.attribute_names().join(", "),
+                serde_json::to_string(changes).unwrap_or_default()
+            ),
+            Self::DeactivateUser { reason, .. } => format!(
+                "deactivated: {}",
+                serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            Self::CreateGroup { .. } => String::new(),
+            Self::AdoptGroup { .. } => "existing group adopted, matched by name".to_owned(),
+            Self::RenameGroup { from, to, .. } => format!("renamed from {from:?} to {to:?}"),
+            Self::AddMembers { members, .. } | Self::RemoveMembers { members, .. } => format!(
+                "{} member(s): {}",
+                members.len(),
+                members
+                    .iter()
+                    .map(|m| m.user_name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
     /// Whether this operation takes something away (deactivation, membership removal): what the
     /// guard may hold back.
     pub fn is_destructive(&self) -> bool {

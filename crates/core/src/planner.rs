@@ -1775,6 +1775,8 @@ fn orphan_ref(link: &UserLink, t: &TargetUser) -> UserRef {
     }
 }
 
+#[cfg(test)]
+mod held;
 mod index;
 #[cfg(test)]
 mod properties;

@@ -201,12 +201,21 @@ mod tests {
             "INVALID_FIELD:No such column 'federationIdentifier';",
             "federationId"
         ));
-        assert!(names_attribute("REQUIRED_FIELD_MISSING:LastName;", "name.familyName"));
-        assert!(names_attribute("Attribute 'name.familyName' is required", "name.familyName"));
+        assert!(names_attribute(
+            "REQUIRED_FIELD_MISSING:LastName;",
+            "name.familyName"
+        ));
+        assert!(names_attribute(
+            "Attribute 'name.familyName' is required",
+            "name.familyName"
+        ));
         assert!(!names_attribute("INVALID_FIELD:title too long", "emails"));
         assert!(is_size_refusal(Some("LIMIT_EXCEEDED"), ""));
         assert!(is_size_refusal(None, "the target refused x (400): tooMany"));
-        assert!(!is_size_refusal(Some("FIELD_INTEGRITY_EXCEPTION"), "profile"));
+        assert!(!is_size_refusal(
+            Some("FIELD_INTEGRITY_EXCEPTION"),
+            "profile"
+        ));
     }
 
     #[test]
