@@ -397,8 +397,14 @@ impl RefusalRow {
 
 /// The facts of a connection's target from `target_facts.facts`.
 pub(crate) fn parse_facts(connection: &str, json: &str) -> Result<TargetFacts, StoreError> {
-    serde_json::from_str(json)
-        .map_err(|e| corrupt("target_facts", "facts", connection, format!("invalid JSON: {e}")))
+    serde_json::from_str(json).map_err(|e| {
+        corrupt(
+            "target_facts",
+            "facts",
+            connection,
+            format!("invalid JSON: {e}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -446,10 +452,7 @@ mod tests {
             Some(quoted(origin_text(Origin::Adopted)))
         );
         for o in [ObjectKind::User, ObjectKind::Group] {
-            assert_eq!(
-                serde_json::to_string(&o).ok(),
-                Some(quoted(object_text(o)))
-            );
+            assert_eq!(serde_json::to_string(&o).ok(), Some(quoted(object_text(o))));
         }
     }
 
@@ -482,11 +485,19 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("refusals.object") && err.contains("sf/DU1/profile") && err.contains("role"),
+            err.contains("refusals.object")
+                && err.contains("sf/DU1/profile")
+                && err.contains("role"),
             "{err}"
         );
-        let err = parse_facts("sf", "{").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("target_facts.facts") && err.contains("sf"), "{err}");
+        let err = parse_facts("sf", "{")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("target_facts.facts") && err.contains("sf"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -165,8 +165,9 @@ pub enum StoreError {
         object: &'static str,
         source_id: String,
         attribute: String,
+        /// Boxed, so that this variant does not make every `StoreError` larger.
         #[source]
-        source: sqlx::Error,
+        source: Box<sqlx::Error>,
     },
 
     #[error(
@@ -178,8 +179,9 @@ pub enum StoreError {
         object: &'static str,
         source_id: String,
         attribute: String,
+        /// Boxed, so that this variant does not make every `StoreError` larger.
         #[source]
-        source: sqlx::Error,
+        source: Box<sqlx::Error>,
     },
 
     #[error("cannot clear the refusals {} (connection `{connection}`)", refusals_of(.source_id.as_deref()))]
@@ -253,13 +255,12 @@ impl StoreError {
             | Self::QueryActivity { source }
             | Self::LoadLinks { source, .. }
             | Self::SaveLink { source, .. }
-            | Self::SaveRefusal { source, .. }
-            | Self::ClearRefusal { source, .. }
             | Self::ClearRefusals { source, .. }
             | Self::SaveFacts { source, .. }
             | Self::AcquireLease { source, .. }
             | Self::ReleaseLease { source, .. }
             | Self::ListLeases { source } => source,
+            Self::SaveRefusal { source, .. } | Self::ClearRefusal { source, .. } => &**source,
             _ => return false,
         };
         is_transient(source)

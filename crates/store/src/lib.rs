@@ -304,7 +304,11 @@ impl Store for SqlStore {
         self.select_links(connection).await
     }
 
-    async fn save_refusal(&self, connection: &str, refusal: &HeldRefusal) -> Result<(), StoreError> {
+    async fn save_refusal(
+        &self,
+        connection: &str,
+        refusal: &HeldRefusal,
+    ) -> Result<(), StoreError> {
         self.upsert_refusal(connection, refusal).await
     }
 

@@ -33,7 +33,10 @@ impl SqlStore {
         );
         let rows: Result<Rows, sqlx::Error> = with_pool!(&self.backend, |pool| {
             async {
-                let users = sqlx::query_as(USERS).bind(connection).fetch_all(pool).await?;
+                let users = sqlx::query_as(USERS)
+                    .bind(connection)
+                    .fetch_all(pool)
+                    .await?;
                 let groups = sqlx::query_as(GROUPS)
                     .bind(connection)
                     .fetch_all(pool)

@@ -47,7 +47,7 @@ impl SqlStore {
             object,
             source_id: refusal.source_id.clone(),
             attribute: refusal.attribute.clone(),
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -77,7 +77,7 @@ impl SqlStore {
             object,
             source_id: source_id.to_owned(),
             attribute: attribute.to_owned(),
-            source,
+            source: Box::new(source),
         })
     }
 
