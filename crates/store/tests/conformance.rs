@@ -1427,6 +1427,78 @@ async fn migrations_are_idempotent(h: &Harness) {
 // ---------------------------------------------------------------------------------------------
 // SQLite only: where the file goes.
 
+/// A store at version 2 with refusals in the old `user_links.refusals` column: migration 3
+/// clears them, creates the new tables, and the column is written `'[]'` and never read.
+#[tokio::test]
+async fn sqlite_upgrade_to_version_3_retires_the_old_refusals_column() {
+    use sqlx::SqliteConnection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let store = SqlStore::connect(&url).await.unwrap();
+    store.close().await;
+
+    // Back to version 2, with a link holding an old-style refusal.
+    let old_refusal =
+        r#"[{"attribute":"profile","wanted":"00eSTANDARD","reason":"licence","at":0}]"#;
+    let mut raw = SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "DELETE FROM _sqlx_migrations WHERE version = 3",
+        "DROP TABLE refusals",
+        "DROP TABLE target_facts",
+    ] {
+        sqlx::query(sql).execute(&mut raw).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO user_links (connection, source_id, target_id, origin, refusals) \
+         VALUES ('salesforce', 'DUALICE', '005ALICE', 'created', $1)",
+    )
+    .bind(old_refusal)
+    .execute(&mut raw)
+    .await
+    .unwrap();
+
+    let store = SqlStore::connect(&url).await.unwrap();
+    let column = "SELECT refusals FROM user_links WHERE source_id = $1";
+    let cleared: String = sqlx::query_scalar(column)
+        .bind("DUALICE")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(cleared, "[]", "migration 3 cleared the old refusals");
+    let links = store.load_links("salesforce").await.unwrap();
+    assert_eq!(links.users, [user_link("DUALICE", "005ALICE")]);
+    assert!(links.refusals.is_empty());
+    store
+        .save_refusal(
+            "salesforce",
+            &refusal(ObjectKind::User, "DUALICE", "profile", "00eSTANDARD"),
+        )
+        .await
+        .unwrap();
+
+    // Junk in the old column is never read; a save writes '[]' over it.
+    sqlx::query("UPDATE user_links SET refusals = 'not json' WHERE source_id = 'DUALICE'")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_links("salesforce").await.unwrap().refusals.len(),
+        1
+    );
+    store
+        .save_user_link("salesforce", &user_link("DUALICE", "005ALICE"))
+        .await
+        .unwrap();
+    let written: String = sqlx::query_scalar(column)
+        .bind("DUALICE")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(written, "[]");
+    raw.close().await.unwrap();
+    store.close().await;
+}
+
 #[tokio::test]
 async fn sqlite_file_and_directories_are_created_on_first_use() {
     let dir = tempfile::tempdir().unwrap();
