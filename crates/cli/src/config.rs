@@ -173,6 +173,8 @@ struct RawGovernance {
     group_rules: Vec<RawGroupRule>,
     #[serde(default)]
     authoritative_permission_sets: bool,
+    #[serde(default)]
+    profiles_without_groups: Vec<String>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -865,7 +867,12 @@ impl Validator<'_> {
         self.unknown(
             &format!("{at}.governance"),
             &governance.extra,
-            &["baseline", "group_rules", "authoritative_permission_sets"],
+            &[
+                "baseline",
+                "group_rules",
+                "authoritative_permission_sets",
+                "profiles_without_groups",
+            ],
         );
         let baseline = governance
             .baseline
@@ -901,6 +908,7 @@ impl Validator<'_> {
                 baseline,
                 group_rules,
                 authoritative_permission_sets: governance.authoritative_permission_sets,
+                profiles_without_groups: governance.profiles_without_groups.clone(),
             },
             safety: Safety {
                 max_deactivations: safety.max_deactivations.or(defaults.max_deactivations),

@@ -157,7 +157,14 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
         push(&format!("target {}", step.name), step.ok, step.detail);
     }
     if target_ok {
-        match conn.target.read(false).await {
+        match conn
+            .target
+            .read(scimsync_core::ports::ReadScope {
+                groups: false,
+                catalogue: true,
+            })
+            .await
+        {
             Ok(t) => {
                 let groups = snapshot.map(|s| s.groups).unwrap_or_default();
                 let resolved =

@@ -14,12 +14,17 @@ use crate::target::Catalogue;
 /// At most this many characters of a value or a reason are kept with a refusal.
 pub const KEPT_CHARS: usize = 1_000;
 
-/// The first `max` characters of `text` (on a character boundary), with `…` when cut.
+/// `text` cut to at most `max` characters on a character boundary; a cut text ends with `…`
+/// (within the bound) so people can tell.
 pub fn bounded(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
+    if text.char_indices().nth(max).is_none() {
+        return text.to_owned();
     }
+    let end = text
+        .char_indices()
+        .nth(max.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| i);
+    format!("{}…", &text[..end])
 }
 
 /// A fingerprint of the catalogue's ids and the facts the rules read (licence, groups).
@@ -242,6 +247,7 @@ mod tests {
             split_update(&other, None, "cat")[1].fingerprint,
             writes[1].fingerprint
         );
-        assert_eq!(bounded("abcdef", 3), "abc…");
+        assert_eq!(bounded("abcdef", 3), "ab…");
+        assert_eq!(bounded("abc", 3), "abc");
     }
 }

@@ -69,10 +69,7 @@ fn parse_origin(text: &str) -> Option<Origin> {
 
 /// The kind of object as `refusals.object` holds it (the core's serde name).
 pub(crate) fn object_text(object: ObjectKind) -> &'static str {
-    match object {
-        ObjectKind::User => "user",
-        ObjectKind::Group => "group",
-    }
+    object.as_str()
 }
 
 fn parse_object(text: &str) -> Option<ObjectKind> {
@@ -85,25 +82,11 @@ fn parse_object(text: &str) -> Option<ObjectKind> {
 
 /// The most characters of a refusal's `value` and `reason` the store keeps: a target's error
 /// body is its own to choose, and must not bloat the database.
-pub(crate) const MAX_REFUSAL_TEXT: usize = 1_000;
+pub(crate) const MAX_REFUSAL_TEXT: usize = scimsync_core::refusals::KEPT_CHARS;
 
-/// `text` cut to at most [`MAX_REFUSAL_TEXT`] characters, on a character boundary; a cut text
-/// ends with `…` (within the bound) so people can tell.
-pub(crate) fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(MAX_REFUSAL_TEXT) {
-        None => std::borrow::Cow::Borrowed(text),
-        Some(_) => {
-            // Room for the ellipsis: keep one character fewer.
-            let end = text
-                .char_indices()
-                .nth(MAX_REFUSAL_TEXT - 1)
-                .map_or(text.len(), |(i, _)| i);
-            let mut cut = String::with_capacity(end + '…'.len_utf8());
-            cut.push_str(&text[..end]);
-            cut.push('…');
-            std::borrow::Cow::Owned(cut)
-        }
-    }
+/// `text` cut to at most [`MAX_REFUSAL_TEXT`] characters (the core's rule).
+pub(crate) fn bounded(text: &str) -> String {
+    scimsync_core::refusals::bounded(text, MAX_REFUSAL_TEXT)
 }
 
 /// A count as the database holds it (BIGINT), saturating at `i64::MAX`.

@@ -35,8 +35,8 @@ impl SqlStore {
                 .bind(refusal.source_id.as_str())
                 .bind(refusal.attribute.as_str())
                 .bind(refusal.fingerprint.as_str())
-                .bind(bounded(&refusal.value).as_ref())
-                .bind(bounded(&refusal.reason).as_ref())
+                .bind(bounded(&refusal.value))
+                .bind(bounded(&refusal.reason))
                 .bind(refusal.at.millis())
                 .execute(pool)
                 .await
