@@ -7,8 +7,8 @@
 
 use scimsync_core::mapping::parse_target_attribute;
 use scimsync_core::policy::{
-    Governance, GroupRuleSpec, Mapping, Policy, Problem, RuleSpec, Safety, Scope, SourceAttribute,
-    TargetKind,
+    Governance, GroupRuleSpec, Mapping, NameSplit, Policy, Problem, RuleSpec, Safety, Scope,
+    SourceAttribute, TargetKind,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -837,6 +837,18 @@ impl Validator<'_> {
         let mut map = Mapping::default();
         for (target_attr, source_attr) in &mapping {
             let path = format!("{at}.mapping.{target_attr}");
+            if target_attr.eq_ignore_ascii_case("name_split") {
+                match NameSplit::parse(source_attr) {
+                    Some(rule) => map.name_split = rule,
+                    None => self.problem(
+                        &path,
+                        format!(
+                            "{source_attr:?} is not a name rule; use \"last_word\" (the default), \"first_word\" or \"none\""
+                        ),
+                    ),
+                }
+                continue;
+            }
             let Some(source) = SourceAttribute::parse(source_attr) else {
                 self.problem(
                     &path,
