@@ -1105,6 +1105,49 @@ permission_sets = ["Sales Cloud"]
     }
 
     #[test]
+    fn the_name_split_rule_parses_and_a_bad_one_is_reported_with_its_path() {
+        let env = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+        let s = parse(GOOD, Path::new("c.toml"), &env).unwrap();
+        assert_eq!(
+            s.connections[0].policy.mapping.name_split,
+            NameSplit::LastWord,
+            "the default"
+        );
+        for (text, want) in [
+            ("first_word", NameSplit::FirstWord),
+            ("none", NameSplit::None),
+            ("last_word", NameSplit::LastWord),
+        ] {
+            let file = GOOD.replace(
+                "nickName = \"alias1\"",
+                &format!("nickName = \"alias1\"\nname_split = \"{text}\""),
+            );
+            let s = parse(&file, Path::new("c.toml"), &env).unwrap();
+            let mapping = &s.connections[0].policy.mapping;
+            assert_eq!(mapping.name_split, want, "{text}");
+            assert_eq!(mapping.nick_name, Some(SourceAttribute::Alias(1)));
+        }
+        let file = GOOD.replace(
+            "nickName = \"alias1\"",
+            "nickName = \"alias1\"\nname_split = \"surname\"",
+        );
+        let err = parse(&file, Path::new("c.toml"), &env).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["connections[0].mapping.name_split"]);
+        assert!(
+            problems[0]
+                .message
+                .contains("\"surname\" is not a name rule")
+                && problems[0].message.contains("\"first_word\""),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
     fn plain_http_is_refused_except_on_loopback() {
         let text = GOOD.replace(
             "api_host = \"api-12345678.duosecurity.com\"",
