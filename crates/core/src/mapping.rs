@@ -235,6 +235,26 @@ pub struct MappedUser<'a> {
     pub derived_names: Option<DerivedNames<'a>>,
 }
 
+impl MappedUser<'_> {
+    /// When the names were derived, says so for an explanation: `no last name in the source:
+    /// name.familyName "Lovelace" and name.givenName "Ada" derived from the full name (realname)
+    /// "Ada Lovelace" by name_split = "last_word"`.
+    pub fn derivation(&self) -> Option<String> {
+        let d = self.derived_names?;
+        let family = self.family_name.unwrap_or_default();
+        let given = match self.given_name {
+            Some(given) if d.given_name => format!(" and name.givenName {given:?}"),
+            _ => String::new(),
+        };
+        Some(format!(
+            "no last name in the source: name.familyName {family:?}{given} derived from the {} {:?} by name_split = {:?}",
+            d.from.describe(),
+            d.text,
+            d.rule.name()
+        ))
+    }
+}
+
 /// Where derived names were taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NameOrigin {
@@ -639,6 +659,32 @@ mod tests {
             // The same input always gives the same names.
             assert_eq!(m.evaluate(&u.clone()), mapped, "row {n}");
         }
+    }
+
+    #[test]
+    fn explains_derived_names() {
+        let mut u = user();
+        u.first_name = None;
+        u.last_name = None;
+        u.display_name = Some("Ada Lovelace".into());
+        let m = Mapping::default();
+        assert_eq!(
+            m.evaluate(&u).derivation().as_deref(),
+            Some(
+                "no last name in the source: name.familyName \"Lovelace\" and name.givenName \"Ada\" \
+                 derived from the full name (realname) \"Ada Lovelace\" by name_split = \"last_word\""
+            )
+        );
+        u.display_name = None;
+        u.username = "svc-backup@example.com".into();
+        assert_eq!(
+            m.evaluate(&u).derivation().as_deref(),
+            Some(
+                "no last name in the source: name.familyName \"svc-backup\" derived from the username \
+                 \"svc-backup\" by name_split = \"last_word\""
+            )
+        );
+        assert_eq!(m.evaluate(&user()).derivation(), None);
     }
 
     #[test]
