@@ -40,7 +40,7 @@ use crate::plan::{
     ObjectKind, Operation, Plan, Rejection, Summary, USER_ATTRIBUTES, UserAttributes, UserChanges,
     UserRef,
 };
-use crate::policy::{Policy, Problem, TargetKind};
+use crate::policy::{NameSplit, Policy, Problem, TargetKind};
 use crate::refusals::{
     catalogue_fingerprint, create_fingerprint, member_fingerprint, profile_fingerprint,
     split_update, user_name_fingerprint,
@@ -663,6 +663,18 @@ impl<'a> Planner<'a> {
             ));
         }
         if self.salesforce {
+            let mapping = &self.policy.mapping;
+            if creating && mapped.family_name.is_none() {
+                let reason = if mapping.name_split == NameSplit::None {
+                    "Salesforce requires a last name and this user has none: Duo's \"lastname\" is empty, \
+                     and the connection's mapping sets name_split = \"none\", so none is derived from \"realname\"; \
+                     fill \"lastname\" in Duo, or set name_split = \"last_word\" (or \"first_word\") in the mapping"
+                } else {
+                    "Salesforce requires a last name and none can be derived for this user: Duo's \"lastname\", \
+                     \"realname\" and \"username\" are all empty; fill \"lastname\" (or \"realname\") in Duo"
+                };
+                return Some(("name.familyName", reason.to_owned()));
+            }
             let limit = SALESFORCE_NAME_LIMIT;
             if let Some(nick) = mapped.nick_name
                 && nick.chars().count() > limit
@@ -675,15 +687,30 @@ impl<'a> Planner<'a> {
                     ),
                 ));
             }
-            if creating && self.policy.mapping.nick_name.is_none() && name.chars().count() > limit {
-                return Some((
-                    "nickName",
-                    format!(
-                        "userName {name:?} is {} characters and nickName is not mapped, so Salesforce derives nickName from it \
-                         and refuses it over {limit}; map nickName to a source attribute of at most {limit} characters",
-                        name.chars().count()
-                    ),
-                ));
+            let length = name.chars().count();
+            if creating && length > limit {
+                match &mapping.nick_name {
+                    None => {
+                        return Some((
+                            "nickName",
+                            format!(
+                                "userName {name:?} is {length} characters and nickName is not mapped, so Salesforce derives nickName from it \
+                                 and refuses it over {limit}; map nickName to a source attribute of at most {limit} characters"
+                            ),
+                        ));
+                    }
+                    Some(source) if mapped.nick_name.is_none() => {
+                        return Some((
+                            "nickName",
+                            format!(
+                                "nickName is mapped to Duo attribute \"{source}\", which is empty for this user, and userName {name:?} \
+                                 is {length} characters: Salesforce would derive nickName from it and refuse it over {limit}; \
+                                 fill \"{source}\" in Duo (at most {limit} characters)"
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
             }
         }
         None
