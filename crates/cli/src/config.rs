@@ -851,6 +851,20 @@ impl Validator<'_> {
                 }
                 continue;
             }
+            if target_attr.eq_ignore_ascii_case("user_name_suffix") {
+                let suffix = source_attr.trim();
+                if suffix.is_empty() || suffix.contains(['@', ' ']) {
+                    self.problem(
+                        &path,
+                        format!(
+                            "{source_attr:?} is not a userName suffix; use text without spaces or '@' that is appended to every userName, such as \".acme\""
+                        ),
+                    );
+                } else {
+                    map.user_name_suffix = Some(suffix.to_owned());
+                }
+                continue;
+            }
             let Some(source) = SourceAttribute::parse(source_attr) else {
                 self.problem(
                     &path,

@@ -402,6 +402,13 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
                     report.skipped,
                     report.plan.operations.len()
                 );
+                if report.refused > 0 || report.held > 0 {
+                    println!(
+                        "  {} write(s) refused by the target in this run and held; {} refused earlier and not sent again \
+                         (`scimsync activity --op refuse` lists them; `--retry-refused` sends them again)",
+                        report.refused, report.held
+                    );
+                }
                 if let Some(m) = &report.message {
                     println!("  {m}");
                 }

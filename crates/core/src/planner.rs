@@ -93,7 +93,9 @@ fn plan_on_threads(
     let scope: Option<IdSet<&str>> = scope
         .as_ref()
         .map(|s| s.iter().map(SourceGroupId::as_str).collect());
+    let suffixed = suffixed_user_names(source, policy);
     let mut planner = Planner::new(source, target, links, policy, &governance, scope);
+    planner.suffixed = &suffixed;
     planner.now = now;
     planner.threads = threads;
     planner.run();
@@ -223,6 +225,8 @@ struct Planner<'a> {
     batch: usize,
     /// Source user id → index in `users` (built only when refusals are held).
     user_index: IdMap<&'a str, usize>,
+    /// Source user id → userName with the configured suffix (empty without one).
+    suffixed: &'a IdMap<&'a str, String>,
 }
 
 impl std::fmt::Debug for Planner<'_> {
@@ -335,7 +339,17 @@ impl<'a> Planner<'a> {
                 })
                 .max(1),
             user_index: IdMap::default(),
+            suffixed: empty_names(),
         }
+    }
+
+    /// The mapping of `user`, with the userName suffix applied.
+    fn evaluate(&self, user: &'a DirectoryUser) -> MappedUser<'a> {
+        let mut mapped = self.policy.mapping.evaluate(user);
+        if let Some(name) = self.suffixed.get(user.id.as_str()) {
+            mapped.user_name = Some(name.as_str());
+        }
+        mapped
     }
 
     fn reject(
@@ -501,7 +515,7 @@ impl<'a> Planner<'a> {
             if previous.replace(user.id.as_str()) == Some(user.id.as_str()) {
                 continue; // a duplicate id in the source: the first one counts
             }
-            let mapped = self.policy.mapping.evaluate(user);
+            let mapped = self.evaluate(user);
             let wanted = self.in_scope(user) && user.status.is_enabled();
             let link = link_by_source.get(user.id.as_str()).map(|&n| {
                 seen_link[n] = true;
@@ -866,7 +880,7 @@ impl<'a> Planner<'a> {
         if rejected {
             return;
         }
-        let mapped = self.policy.mapping.evaluate(user);
+        let mapped = self.evaluate(user);
         let rule = self.rule_for(user);
         let manager = self.manager_of(&mapped, manager_ids);
         let member_profile: Option<&str>;
@@ -1693,6 +1707,26 @@ impl<'a> Planner<'a> {
             summary: self.summary,
         }
     }
+}
+
+/// userNames with the configured suffix, by source id (none without a suffix).
+fn suffixed_user_names<'a>(source: &'a SourceSnapshot, policy: &Policy) -> IdMap<&'a str, String> {
+    let Some(suffix) = policy.mapping.user_name_suffix.as_deref() else {
+        return IdMap::default();
+    };
+    source
+        .users
+        .iter()
+        .filter_map(|u| {
+            let name = policy.mapping.user_name.read(u)?;
+            Some((u.id.as_str(), format!("{name}{suffix}")))
+        })
+        .collect()
+}
+
+fn empty_names<'a>() -> &'a IdMap<&'a str, String> {
+    static EMPTY: std::sync::OnceLock<IdMap<&'static str, String>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(IdMap::default)
 }
 
 /// The user attributes the policy has the planner send, by the names of [`USER_ATTRIBUTES`].

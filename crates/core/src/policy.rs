@@ -146,6 +146,12 @@ impl NameSplit {
 pub struct Mapping {
     /// Where userName comes from; must yield an email address. Default: email.
     pub user_name: SourceAttribute,
+    /// Appended to every userName (`jane@acme.com` → `jane@acme.com.acme`): Salesforce
+    /// usernames are unique across all organisations, and a suffix is how many orgs keep
+    /// theirs apart from a sandbox's or another company's. Matching and SSO are unaffected
+    /// (the Federation ID keeps the plain address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name_suffix: Option<String>,
     /// Where the SSO / Federation identifier comes from. Default: email.
     pub sso_identifier: SourceAttribute,
     pub nick_name: Option<SourceAttribute>,
@@ -168,6 +174,7 @@ impl Default for Mapping {
     fn default() -> Self {
         Self {
             user_name: SourceAttribute::Email,
+            user_name_suffix: None,
             sso_identifier: SourceAttribute::Email,
             nick_name: None,
             title: None,

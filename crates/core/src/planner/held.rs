@@ -252,3 +252,27 @@ fn learned_batch_sizes_and_profiles_without_groups_are_followed() {
     let p = plan(&source, &empty_target(), &Links::default(), &policy, NOW).unwrap();
     assert!(added(&p).is_empty());
 }
+
+#[test]
+fn a_user_name_suffix_keeps_usernames_apart_from_other_orgs() {
+    let source = directory(1);
+    let mut policy = policy();
+    policy.mapping.user_name_suffix = Some(".acme".into());
+    let mut target = empty_target();
+    let mut links = Links::default();
+    let p = plan(&source, &target, &links, &policy, NOW).unwrap();
+    let created = creations(&p)[0];
+    assert_eq!(created.user_name, "u1@example.com.acme");
+    assert_eq!(
+        created.email, "u1@example.com",
+        "the email is the plain address"
+    );
+    assert_eq!(
+        created.federation_id.as_deref(),
+        Some("u1@example.com"),
+        "SSO matches on the plain address"
+    );
+    apply(&p, &mut target, &mut links, NOW).unwrap();
+    let again = plan(&source, &target, &links, &policy, NOW).unwrap();
+    assert!(again.is_empty(), "{:?}", again.operations);
+}
