@@ -154,24 +154,65 @@ pub struct ResolvedGovernance {
 impl ResolvedGovernance {
     /// The rule for a user in `groups`: the highest-priority group rule naming one of them,
     /// whole, else the baseline.
-    pub fn rule_for<'a, I>(&self, groups: I) -> Option<&ResolvedRule>
+    pub fn rule_for<'a, I>(&'a self, groups: I) -> Option<&'a ResolvedRule>
     where
         I: IntoIterator<Item = &'a SourceGroupId>,
     {
-        let mut best: Option<&ResolvedGroupRule> = None;
-        for g in groups {
-            for rule in &self.group_rules {
-                if best.is_some_and(|b| b.priority <= rule.priority) {
-                    break;
-                }
-                if rule.groups.contains(g) {
-                    best = Some(rule);
-                    break;
-                }
-            }
-        }
-        best.map(|r| &r.rule).or(self.baseline.as_ref())
+        self.choose(groups).map(|c| c.rule)
     }
+
+    /// [`choose`] over this governance's rules: the rule and why.
+    pub fn choose<'a, I>(&'a self, groups: I) -> Option<RuleChoice<'a>>
+    where
+        I: IntoIterator<Item = &'a SourceGroupId>,
+    {
+        let groups: Vec<&SourceGroupId> = groups.into_iter().collect();
+        let matches = self.group_rules.iter().flat_map(|r| {
+            groups
+                .iter()
+                .filter(|g| r.groups.contains(g))
+                .map(move |g| (r.priority, g.as_str(), &r.rule))
+        });
+        choose(matches, self.baseline.as_ref())
+    }
+}
+
+/// Which rule a user gets, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleChoice<'r> {
+    pub rule: &'r ResolvedRule,
+    pub by: ChosenBy<'r>,
+}
+
+/// Why a rule applies to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChosenBy<'r> {
+    /// No group rule names any of the user's groups.
+    Baseline,
+    /// The group rule of `priority`, through the user's group `group` (a source group id).
+    GroupRule { priority: u32, group: &'r str },
+}
+
+/// The governance rule: of the group rules naming one of a user's groups (`matches`:
+/// priority, the group, the rule), the one of highest priority (lowest number; the first on a
+/// tie), whole; else the baseline. The one place this rule is decided.
+pub fn choose<'r>(
+    matches: impl IntoIterator<Item = (u32, &'r str, &'r ResolvedRule)>,
+    baseline: Option<&'r ResolvedRule>,
+) -> Option<RuleChoice<'r>> {
+    matches
+        .into_iter()
+        .min_by_key(|(priority, _, _)| *priority)
+        .map(|(priority, group, rule)| RuleChoice {
+            rule,
+            by: ChosenBy::GroupRule { priority, group },
+        })
+        .or_else(|| {
+            baseline.map(|rule| RuleChoice {
+                rule,
+                by: ChosenBy::Baseline,
+            })
+        })
 }
 
 /// Resolves governance names: catalogue entries by id or name (case-insensitive), rule groups

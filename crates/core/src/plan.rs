@@ -639,6 +639,100 @@ pub struct Summary {
     pub unchanged_users: usize,
 }
 
+/// Why the planner did what it did with one source user: the one record the single-user
+/// trace and the explanations are views of (nothing re-derives scope, matching or rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub source_id: SourceUserId,
+    /// The userName the mapping gives (with the configured suffix), else the source username.
+    pub user_name: String,
+    /// Whether the user is in scope.
+    pub in_scope: bool,
+    /// The provisioned groups that put the user in scope (empty when every user is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope_groups: Vec<SourceGroupId>,
+    /// Whether the source status keeps an account active.
+    pub enabled: bool,
+    pub account: AccountDecision,
+    /// The governance rule that applies, when governance is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleDecision>,
+    /// How missing names were derived, when they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<String>,
+    /// The profile the account ends with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Whether the user should be in its provisioned groups (not when unwanted, rejected, or
+    /// its profile forbids groups).
+    pub member: bool,
+    /// Whether the user is rejected (the reasons are in [`Plan::rejected`]).
+    pub rejected: bool,
+}
+
+/// Which target account a source user has, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum AccountDecision {
+    /// Linked by an earlier run.
+    Linked {
+        target_id: TargetUserId,
+        user_name: String,
+        active: bool,
+        origin: crate::links::Origin,
+    },
+    /// An existing account adopted in this plan.
+    Adopted {
+        target_id: TargetUserId,
+        user_name: String,
+        matched_by: MatchedBy,
+    },
+    /// An account is created.
+    Create,
+    /// An account is created once an update of this plan frees the userName.
+    CreateAfterRename,
+    /// No account is made or changed (not wanted, or rejected).
+    None,
+}
+
+/// The governance rule a user gets, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleDecision {
+    /// `None`: the baseline; else the group rule of this priority, through `group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<SourceGroupId>,
+    /// Catalogue ids.
+    pub profile: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permission_sets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// Whose decisions a plan records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Explain {
+    /// Nobody's (the default: a plan of a million users stays small).
+    #[default]
+    Nobody,
+    /// One source user's.
+    User(SourceUserId),
+    /// Everyone's.
+    Everyone,
+}
+
+impl Explain {
+    pub fn covers(&self, id: &SourceUserId) -> bool {
+        match self {
+            Self::Nobody => false,
+            Self::User(u) => u == id,
+            Self::Everyone => true,
+        }
+    }
+}
+
 /// The output of the planner.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -646,6 +740,9 @@ pub struct Plan {
     pub rejected: Vec<Rejection>,
     pub notes: Vec<Note>,
     pub summary: Summary,
+    /// The decisions asked for ([`Explain`]), by source id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<Decision>,
 }
 
 impl Plan {

@@ -31,14 +31,16 @@
 //! that take the deactivated users out of their groups). Within each step, by source id. The
 //! same inputs always give the same plan, in the same order.
 
-use crate::governance::{ResolvedGovernance, ResolvedRule, resolve, resolve_scope};
+use crate::governance::{
+    ChosenBy, ResolvedGovernance, ResolvedRule, RuleChoice, choose, resolve, resolve_scope,
+};
 use crate::ids::{SourceGroupId, TargetGroupId};
 use crate::links::{HeldRefusal, Links, UserLink, member_attribute};
 use crate::mapping::{MappedUser, is_email};
 use crate::plan::{
-    DeactivationReason, EnterpriseChanges, EntitlementChange, GroupRef, MatchedBy, Note, NoteKind,
-    ObjectKind, Operation, Plan, Rejection, Summary, USER_ATTRIBUTES, UserAttributes, UserChanges,
-    UserRef,
+    AccountDecision, DeactivationReason, Decision, EnterpriseChanges, EntitlementChange, Explain,
+    GroupRef, MatchedBy, Note, NoteKind, ObjectKind, Operation, Plan, Rejection, RuleDecision,
+    Summary, USER_ATTRIBUTES, UserAttributes, UserChanges, UserRef,
 };
 use crate::policy::{NameSplit, Policy, Problem, TargetKind};
 use crate::refusals::{
@@ -68,7 +70,19 @@ pub fn plan(
     policy: &Policy,
     now: Timestamp,
 ) -> Result<Plan, Vec<Problem>> {
-    plan_on_threads(source, target, links, policy, now, None)
+    plan_on_threads(source, target, links, policy, now, None, &Explain::Nobody)
+}
+
+/// [`plan`], recording the [`Decision`]s of the users `explain` names.
+pub fn plan_explained(
+    source: &SourceSnapshot,
+    target: &TargetSnapshot,
+    links: &Links,
+    policy: &Policy,
+    now: Timestamp,
+    explain: &Explain,
+) -> Result<Plan, Vec<Problem>> {
+    plan_on_threads(source, target, links, policy, now, None, explain)
 }
 
 /// [`plan`] with the number of threads for group memberships forced (tests of determinism).
@@ -79,6 +93,7 @@ fn plan_on_threads(
     policy: &Policy,
     now: Timestamp,
     threads: Option<usize>,
+    explain: &Explain,
 ) -> Result<Plan, Vec<Problem>> {
     let mut problems = policy.validate();
     let scope = resolve_scope(&policy.scope, source)
@@ -99,6 +114,14 @@ fn plan_on_threads(
     planner.now = now;
     planner.threads = threads;
     planner.run();
+    if *explain != Explain::Nobody {
+        for i in 0..planner.users.len() {
+            if explain.covers(&planner.users[i].user.id) {
+                let decision = planner.decide(i);
+                planner.decisions.push(decision);
+            }
+        }
+    }
     Ok(planner.finish())
 }
 
@@ -227,6 +250,7 @@ struct Planner<'a> {
     user_index: IdMap<&'a str, usize>,
     /// Source user id → userName with the configured suffix (empty without one).
     suffixed: &'a IdMap<&'a str, String>,
+    decisions: Vec<Decision>,
 }
 
 impl std::fmt::Debug for Planner<'_> {
@@ -340,6 +364,64 @@ impl<'a> Planner<'a> {
                 .max(1),
             user_index: IdMap::default(),
             suffixed: empty_names(),
+            decisions: Vec::new(),
+        }
+    }
+
+    /// The decision record of user `i`, once planned.
+    fn decide(&self, i: usize) -> Decision {
+        let s = &self.users[i];
+        let user = s.user;
+        let mapped = self.evaluate(user);
+        let account = match s.account {
+            Account::Linked(t, l) => AccountDecision::Linked {
+                target_id: t.id.clone(),
+                user_name: t.user_name.clone(),
+                active: t.active,
+                origin: l.origin,
+            },
+            Account::Adopt(t, matched_by) => AccountDecision::Adopted {
+                target_id: t.id.clone(),
+                user_name: t.user_name.clone(),
+                matched_by,
+            },
+            Account::Create => AccountDecision::Create,
+            Account::CreateAfterRename => AccountDecision::CreateAfterRename,
+            Account::Blocked(..) | Account::Nothing => AccountDecision::None,
+        };
+        let rule = self.rule_for(user).map(|c| RuleDecision {
+            priority: match c.by {
+                ChosenBy::Baseline => None,
+                ChosenBy::GroupRule { priority, .. } => Some(priority),
+            },
+            group: match c.by {
+                ChosenBy::Baseline => None,
+                ChosenBy::GroupRule { group, .. } => Some(SourceGroupId::from(group)),
+            },
+            profile: c.rule.profile.clone(),
+            permission_sets: c.rule.permission_sets.clone(),
+            role: c.rule.role.clone(),
+        });
+        Decision {
+            source_id: user.id.clone(),
+            user_name: mapped.user_name.unwrap_or(&user.username).to_owned(),
+            in_scope: self.in_scope(user),
+            scope_groups: match &self.scope {
+                None => Vec::new(),
+                Some(groups) => user
+                    .groups
+                    .iter()
+                    .filter(|g| groups.contains(g.as_str()))
+                    .cloned()
+                    .collect(),
+            },
+            enabled: user.status.is_enabled(),
+            account,
+            rule,
+            names: mapped.derivation(),
+            profile: s.profile.map(str::to_owned),
+            member: s.member,
+            rejected: s.rejected,
         }
     }
 
@@ -429,16 +511,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn rule_for(&self, user: &DirectoryUser) -> Option<&'a ResolvedRule> {
-        if self.rule_of_group.is_empty() {
-            return self.gov.baseline.as_ref();
-        }
-        user.groups
-            .iter()
-            .filter_map(|g| self.rule_of_group.get(g.as_str()))
-            .min_by_key(|(priority, _)| *priority)
-            .map(|(_, rule)| *rule)
-            .or(self.gov.baseline.as_ref())
+    fn rule_for(&self, user: &'a DirectoryUser) -> Option<RuleChoice<'a>> {
+        let matches = user.groups.iter().filter_map(|g| {
+            self.rule_of_group
+                .get(g.as_str())
+                .map(|(priority, rule)| (*priority, g.as_str(), *rule))
+        });
+        choose(matches, self.gov.baseline.as_ref())
     }
 
     fn run(&mut self) {
@@ -881,7 +960,7 @@ impl<'a> Planner<'a> {
             return;
         }
         let mapped = self.evaluate(user);
-        let rule = self.rule_for(user);
+        let rule = self.rule_for(user).map(|c| c.rule);
         let manager = self.manager_of(&mapped, manager_ids);
         let member_profile: Option<&str>;
         match account {
@@ -1705,6 +1784,7 @@ impl<'a> Planner<'a> {
             rejected: self.rejected,
             notes: self.notes,
             summary: self.summary,
+            decisions: self.decisions,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::trace::{self, TraceStep};
 use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, Outcome, RunId, RunStatus, Trigger};
 use scimsync_core::links::Ledger;
-use scimsync_core::plan::Plan;
+use scimsync_core::plan::{Explain, Plan};
 use scimsync_core::planner;
 use scimsync_core::policy::{Policy, Problem};
 use scimsync_core::ports::{NewRun, ReadScope, RunEnd, Source, Store, Target};
@@ -346,36 +346,42 @@ where
         .map_err(store_err(name))?;
     let source_users = source.users.len() as u64;
 
-    // Plan.
-    let mut plan = match planner::plan(&source, &target, &links, &conn.policy, now()) {
-        Ok(p) => p,
-        Err(problems) => {
-            let message = format!("the policy cannot be applied: {}", list(&problems));
-            let _ = store.finish_run(run_id, &fail(message)).await;
-            return Err(EngineError::Policy {
-                connection: name.to_owned(),
-                problems,
-            });
-        }
+    // Plan (a single-user run asks the planner to record that user's decision).
+    let only = match &opts.only_user {
+        Some(wanted) => match trace::find_user(&source, wanted) {
+            Some(user) => Some(user),
+            None => {
+                let message = format!("user {wanted:?} is not in the source directory");
+                let _ = store.finish_run(run_id, &fail(message)).await;
+                return Err(EngineError::UnknownUser {
+                    connection: name.to_owned(),
+                    user: wanted.clone(),
+                });
+            }
+        },
+        None => None,
     };
-    let mut trace = None;
-    if let Some(wanted) = &opts.only_user {
-        let Some(user) = trace::find_user(&source, wanted) else {
-            let message = format!("user {wanted:?} is not in the source directory");
-            let _ = store.finish_run(run_id, &fail(message)).await;
-            return Err(EngineError::UnknownUser {
-                connection: name.to_owned(),
-                user: wanted.clone(),
-            });
+    let explain = only.map_or(Explain::Nobody, |u| Explain::User(u.id.clone()));
+    let mut plan =
+        match planner::plan_explained(&source, &target, &links, &conn.policy, now(), &explain) {
+            Ok(p) => p,
+            Err(problems) => {
+                let message = format!("the policy cannot be applied: {}", list(&problems));
+                let _ = store.finish_run(run_id, &fail(message)).await;
+                return Err(EngineError::Policy {
+                    connection: name.to_owned(),
+                    problems,
+                });
+            }
         };
-        let user_id = user.id.clone();
-        plan = trace::narrow(plan, &user_id);
+    let mut trace = None;
+    if let Some(user) = only {
+        plan = trace::narrow(plan, &user.id);
         trace = Some(trace::explain(
             user,
             &source,
-            &target,
-            &links,
-            &conn.policy,
+            &target.catalogue,
+            plan.decisions.first(),
             &plan,
         ));
     }

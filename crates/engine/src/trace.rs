@@ -2,12 +2,9 @@
 //! provisioning (read → scope → match → rule → action).
 
 use scimsync_core::SourceUserId;
-use scimsync_core::governance::{resolve, resolve_scope};
-use scimsync_core::links::Links;
-use scimsync_core::plan::{Operation, Plan};
-use scimsync_core::policy::Policy;
+use scimsync_core::plan::{AccountDecision, Decision, Operation, Plan};
 use scimsync_core::source::{DirectoryUser, SourceSnapshot};
-use scimsync_core::target::TargetSnapshot;
+use scimsync_core::target::Catalogue;
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -88,16 +85,17 @@ pub(crate) fn narrow(plan: Plan, user: &SourceUserId) -> Plan {
         rejected,
         notes,
         summary: plan.summary,
+        decisions: plan.decisions,
     }
 }
 
-/// Explains, step by step, what the run does with `user`.
+/// Explains, step by step, what the run does with `user`: a view of the planner's
+/// [`Decision`] (nothing is derived again here), with catalogue names for people.
 pub(crate) fn explain(
     user: &DirectoryUser,
     source: &SourceSnapshot,
-    target: &TargetSnapshot,
-    links: &Links,
-    policy: &Policy,
+    catalogue: &Catalogue,
+    decision: Option<&Decision>,
     plan: &Plan,
 ) -> Vec<TraceStep> {
     let mut steps = Vec::new();
@@ -110,10 +108,8 @@ pub(crate) fn explain(
             .map_or_else(|| id.to_string(), |g| g.name.clone())
     };
     let groups: Vec<String> = user.groups.iter().map(group_name).collect();
-    let derived = policy
-        .mapping
-        .evaluate(user)
-        .derivation()
+    let derived = decision
+        .and_then(|d| d.names.as_deref())
         .map(|d| format!("; {d}"))
         .unwrap_or_default();
     steps.push(TraceStep {
@@ -130,32 +126,19 @@ pub(crate) fn explain(
             }
         ),
     });
-
-    let scope = match resolve_scope(&policy.scope, source) {
-        Ok(None) => "in scope: every user is provisioned".to_owned(),
-        Ok(Some(scoped)) => {
-            let hits: Vec<String> = user
-                .groups
-                .iter()
-                .filter(|g| scoped.contains(*g))
-                .map(group_name)
-                .collect();
-            if hits.is_empty() {
-                "out of scope: in none of the provisioned groups".to_owned()
-            } else {
-                format!("in scope through {}", hits.join(", "))
-            }
-        }
-        Err(problems) => format!(
-            "scope cannot be resolved: {}",
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
+    let Some(d) = decision else {
+        return steps;
     };
-    let enabled = if user.status.is_enabled() {
+
+    let scope = if !d.in_scope {
+        "out of scope: in none of the provisioned groups".to_owned()
+    } else if d.scope_groups.is_empty() {
+        "in scope: every user is provisioned".to_owned()
+    } else {
+        let through: Vec<String> = d.scope_groups.iter().map(group_name).collect();
+        format!("in scope through {}", through.join(", "))
+    };
+    let enabled = if d.enabled {
         String::new()
     } else {
         format!("; status {status} means the account is deactivated")
@@ -165,109 +148,88 @@ pub(crate) fn explain(
         detail: format!("{scope}{enabled}"),
     });
 
-    let link = links.users.iter().find(|l| l.source_id == user.id);
-    let matched = match link {
-        Some(l) => match target.users.iter().find(|t| t.id == l.target_id) {
-            Some(t) => format!(
-                "linked to account {} ({}, {}) by an earlier run ({})",
-                t.id,
-                t.user_name,
-                if t.active { "active" } else { "inactive" },
-                crate::apply::json_str(&l.origin)
-            ),
-            None => format!(
-                "linked to account {}, which no longer exists on the target",
-                l.target_id
-            ),
-        },
-        None => {
-            let wanted = user.email.as_deref().unwrap_or(&user.username);
-            if let Some(t) = target
-                .users
-                .iter()
-                .find(|t| t.external_id.as_deref() == Some(user.id.as_str()))
-            {
-                format!(
-                    "not linked; account {} ({}) has externalId {}",
-                    t.id, t.user_name, user.id
-                )
-            } else if let Some(t) = target
-                .users
-                .iter()
-                .find(|t| t.user_name.eq_ignore_ascii_case(wanted))
-            {
-                format!("not linked; account {} has userName {}", t.id, t.user_name)
-            } else {
-                "no account on the target: one is created".to_owned()
-            }
+    let matched = match &d.account {
+        AccountDecision::Linked {
+            target_id,
+            user_name,
+            active,
+            origin,
+        } => format!(
+            "linked to account {target_id} ({user_name}, {}) by an earlier run ({})",
+            if *active { "active" } else { "inactive" },
+            crate::apply::json_str(origin)
+        ),
+        AccountDecision::Adopted {
+            target_id,
+            user_name,
+            matched_by,
+        } => format!(
+            "not linked; account {target_id} ({user_name}) is adopted, matched by {}",
+            crate::apply::json_str(matched_by)
+        ),
+        AccountDecision::Create => format!(
+            "no account on the target with userName {}: one is created",
+            d.user_name
+        ),
+        AccountDecision::CreateAfterRename => format!(
+            "userName {} is freed by another account's rename in this run: the account is created after it",
+            d.user_name
+        ),
+        AccountDecision::None if d.rejected => {
+            format!(
+                "no account is matched or made for userName {} (rejected)",
+                d.user_name
+            )
         }
+        AccountDecision::None => "no account on the target, and none is wanted".to_owned(),
     };
     steps.push(TraceStep {
         step: "match",
         detail: matched,
     });
 
-    let rule = match resolve(&policy.governance, &target.catalogue, &source.groups) {
-        Ok(gov) => {
-            let name_of = |id: &str, list: &[(String, String)]| {
-                list.iter()
-                    .find(|(i, _)| i == id)
-                    .map_or_else(|| id.to_owned(), |(_, n)| n.clone())
-            };
-            let profiles: Vec<(String, String)> = target
-                .catalogue
+    let rule = match &d.rule {
+        Some(r) => {
+            let names: std::collections::HashMap<&str, &str> = catalogue
                 .profiles
                 .iter()
-                .map(|p| (p.id.clone(), p.name.clone()))
-                .collect();
-            let sets: Vec<(String, String)> = target
-                .catalogue
-                .permission_sets
-                .iter()
-                .map(|p| (p.id.clone(), p.name.clone()))
-                .collect();
-            let roles: Vec<(String, String)> = target
-                .catalogue
-                .roles
-                .iter()
-                .map(|p| (p.id.clone(), p.name.clone()))
-                .collect();
-            let which = gov
-                .group_rules
-                .iter()
-                .find(|r| r.groups.iter().any(|g| user.groups.contains(g)))
-                .map(|r| format!("group rule of priority {}", r.priority))
-                .unwrap_or_else(|| "baseline rule".to_owned());
-            match gov.rule_for(&user.groups) {
-                Some(r) => format!(
-                    "{which}: profile {}, permission sets [{}], role {}",
-                    name_of(&r.profile, &profiles),
-                    r.permission_sets
+                .map(|p| (p.id.as_str(), p.name.as_str()))
+                .chain(
+                    catalogue
+                        .permission_sets
                         .iter()
-                        .map(|p| name_of(p, &sets))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    r.role
-                        .as_deref()
-                        .map_or_else(|| "unchanged".to_owned(), |x| name_of(x, &roles))
-                ),
-                None => "no governance rule applies".to_owned(),
-            }
+                        .chain(&catalogue.roles)
+                        .map(|e| (e.id.as_str(), e.name.as_str())),
+                )
+                .collect();
+            let name_of = |id: &str| {
+                names
+                    .get(id)
+                    .map_or_else(|| id.to_owned(), |n| (*n).to_owned())
+            };
+            let profile = name_of(&r.profile);
+            let sets: Vec<String> = r.permission_sets.iter().map(|p| name_of(p)).collect();
+            let role = r
+                .role
+                .as_deref()
+                .map_or_else(|| "unchanged".to_owned(), name_of);
+            let which = match (r.priority, &r.group) {
+                (Some(p), Some(g)) => {
+                    format!("group rule of priority {p} (through {})", group_name(g))
+                }
+                _ => "baseline rule".to_owned(),
+            };
+            format!(
+                "{which}: profile {profile}, permission sets [{}], role {role}",
+                sets.join(", ")
+            )
         }
-        Err(problems) => format!(
-            "governance cannot be resolved: {}",
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
+        None => "no governance rule applies".to_owned(),
     };
     steps.push(TraceStep {
         step: "rule",
         detail: rule,
     });
-
     if plan.operations.is_empty() && plan.rejected.is_empty() && plan.notes.is_empty() {
         steps.push(TraceStep {
             step: "action",

@@ -983,11 +983,28 @@ fn memberships_computed_on_several_threads_give_the_same_plan() {
         u.groups[0] = "DG2".into();
     }
     s2.users.truncate(250);
-    let one = super::plan_on_threads(&s2, &target, &links, &policy, NOW, Some(1)).unwrap();
+    let one = super::plan_on_threads(
+        &s2,
+        &target,
+        &links,
+        &policy,
+        NOW,
+        Some(1),
+        &crate::plan::Explain::Nobody,
+    )
+    .unwrap();
     assert!(one.summary.members_added > 0 && one.summary.members_removed > 0);
     for threads in [2, 3, 8] {
-        let many =
-            super::plan_on_threads(&s2, &target, &links, &policy, NOW, Some(threads)).unwrap();
+        let many = super::plan_on_threads(
+            &s2,
+            &target,
+            &links,
+            &policy,
+            NOW,
+            Some(threads),
+            &crate::plan::Explain::Nobody,
+        )
+        .unwrap();
         assert_eq!(many, one, "{threads} threads");
     }
 }
