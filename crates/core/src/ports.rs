@@ -7,7 +7,7 @@ use crate::ids::{TargetGroupId, TargetUserId};
 use crate::links::{GroupLink, Links, UserLink};
 use crate::plan::{UserAttributes, UserChanges};
 use crate::source::SourceSnapshot;
-use crate::target::{TargetGroup, TargetSnapshot, TargetUser};
+use crate::target::{TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
 use std::future::Future;
 use std::time::Duration;
@@ -38,15 +38,42 @@ pub trait Source: Send + Sync {
     fn read(&self) -> impl Future<Output = Result<SourceSnapshot, Self::Error>> + Send;
 }
 
+/// What one read of the target covers besides the users.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadScope {
+    /// Read groups with their members (false when the policy excludes groups).
+    pub groups: bool,
+    /// Read the catalogue (profiles, permission sets, roles); false when no governance rule
+    /// needs it, and then the snapshot's catalogue is empty.
+    pub catalogue: bool,
+}
+
+impl ReadScope {
+    /// Users, groups and the catalogue.
+    pub const EVERYTHING: Self = Self {
+        groups: true,
+        catalogue: true,
+    };
+}
+
 /// A SCIM target.
 pub trait Target: Send + Sync {
     type Error: Classify;
 
-    /// Reads users, the catalogue and (when `with_groups`) groups with their members.
+    /// Reads users, and groups with their members and the catalogue as `scope` says.
     fn read(
         &self,
-        with_groups: bool,
+        scope: ReadScope,
     ) -> impl Future<Output = Result<TargetSnapshot, Self::Error>> + Send;
+
+    /// Asks the target what it supports (RFC 7644 §4: service provider config, resource
+    /// types, schemas), with safe fallbacks for what it does not say (listed in the record's
+    /// `notes`), and makes the target follow the record (as [`Target::use_capabilities`]).
+    fn discover(&self) -> impl Future<Output = Result<TargetCapabilities, Self::Error>> + Send;
+
+    /// Makes the target follow a capabilities record found earlier (a cached discovery), so
+    /// that a run need not discover again.
+    fn use_capabilities(&self, caps: &TargetCapabilities);
 
     /// Looks a user up by userName (case-insensitively) or externalId, for single-user runs.
     fn find_user(

@@ -259,7 +259,12 @@ where
             });
         }
     };
-    let target = match conn.target.read(!conn.policy.exclude_groups).await {
+    let governance = &conn.policy.governance;
+    let scope = scimsync_core::ports::ReadScope {
+        groups: !conn.policy.exclude_groups,
+        catalogue: governance.baseline.is_some() || !governance.group_rules.is_empty(),
+    };
+    let target = match conn.target.read(scope).await {
         Ok(t) => t,
         Err(e) => {
             let message = format!("reading the target failed: {}", chain(&e));

@@ -4,9 +4,9 @@
 use scimsync_core::activity::{ActivityQuery, Outcome, RunStatus};
 use scimsync_core::plan::{NoteKind, Operation, Plan, UserAttributes, UserChanges, UserRef};
 use scimsync_core::policy::{GroupRuleSpec, Policy, RuleSpec, Scope};
-use scimsync_core::ports::{Classify, Disposition, Source, Store, Target};
+use scimsync_core::ports::{Classify, Disposition, ReadScope, Source, Store, Target};
 use scimsync_core::source::{DirectoryStatus, SourceSnapshot};
-use scimsync_core::target::{TargetGroup, TargetSnapshot, TargetUser};
+use scimsync_core::target::{TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser};
 use scimsync_core::testing::{self, catalogue, group, in_groups, user};
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
 use scimsync_core::{Timestamp, links::Links};
@@ -123,9 +123,13 @@ fn uref(id: &TargetUserId) -> UserRef {
 
 impl Target for FakeTarget {
     type Error = FakeError;
-    async fn read(&self, _with_groups: bool) -> Result<TargetSnapshot, FakeError> {
+    async fn read(&self, _scope: ReadScope) -> Result<TargetSnapshot, FakeError> {
         Ok(self.state.lock().unwrap().clone())
     }
+    async fn discover(&self) -> Result<TargetCapabilities, FakeError> {
+        Ok(TargetCapabilities::default())
+    }
+    fn use_capabilities(&self, _caps: &TargetCapabilities) {}
     async fn find_user(
         &self,
         user_name: &str,

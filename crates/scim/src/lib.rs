@@ -31,13 +31,14 @@
 mod client;
 mod config;
 pub mod constants;
+mod discovery;
 mod error;
 mod resources;
 mod token;
 mod transport;
 
 pub use client::{CheckStep, ScimClient};
-pub use config::{Auth, ClientAuthMethod, Dialect, ScimConfig};
+pub use config::{Auth, ClientAuthMethod, Dialect, FederationIdPlacement, ScimConfig};
 pub use error::{ScimError, TokenFailure};
 pub use resources::quote;
 pub use transport::ClientStats;

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::plan::{EntitlementChange, UserAttributes, UserChanges};
-use scimsync_core::ports::{Classify, Disposition, Target};
+use scimsync_core::ports::{Classify, Disposition, ReadScope, Target};
 use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig};
 use scimsync_sim::salesforce::{
     BurstKind, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SalesforceConfig, SalesforceSim,
@@ -132,7 +132,7 @@ async fn users_groups_and_the_catalogue_in_salesforces_dialect() {
         .create_user(&attrs(&sim, "odd@example.com", r#"we"ird\id"#))
         .await
         .unwrap();
-    let snapshot = c.read(true).await.unwrap();
+    let snapshot = c.read(ReadScope::EVERYTHING).await.unwrap();
     assert_eq!(snapshot.users.len(), 207);
     let found = c
         .find_user("nobody@example.com", r#"we"ird\id"#)
@@ -192,7 +192,18 @@ async fn users_groups_and_the_catalogue_in_salesforces_dialect() {
 
     let steps = c.check().await;
     assert!(steps.iter().all(|s| s.ok), "{steps:?}");
-    assert_eq!(steps.len(), 4);
+    let names: Vec<_> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "token",
+            "service provider config",
+            "schemas",
+            "discovery",
+            "users",
+            "catalogue"
+        ]
+    );
     let usage = c.stats().api_usage.unwrap();
     assert!(
         usage.0 > 200 && usage.1 == 100_000,
@@ -256,11 +267,26 @@ async fn a_429_burst_with_retry_after_is_absorbed() {
     let s = client(&sf, Dialect::Salesforce);
     sf.knobs()
         .rate_limit_burst(1, 1, BurstKind::RequestLimitExceeded);
-    s.read(false).await.unwrap();
+    s.read(ReadScope {
+        groups: false,
+        catalogue: true,
+    })
+    .await
+    .unwrap();
     sf.knobs().fail_next(2, 503);
-    s.read(false).await.unwrap();
+    s.read(ReadScope {
+        groups: false,
+        catalogue: true,
+    })
+    .await
+    .unwrap();
     sf.knobs().drop_next(1);
-    s.read(false).await.unwrap();
+    s.read(ReadScope {
+        groups: false,
+        catalogue: true,
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

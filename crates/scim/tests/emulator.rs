@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::plan::{UserAttributes, UserChanges};
-use scimsync_core::ports::{Classify, Disposition, Target};
+use scimsync_core::ports::{Classify, Disposition, ReadScope, Target};
 use scimsync_scim::{
     Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig, ScimError, TokenFailure,
 };
@@ -81,7 +81,13 @@ async fn every_error_in_both_dialects_with_its_disposition() {
         let with =
             |id: &str, secret: &str| ScimClient::new(config(&sim, id, secret, dialect)).unwrap();
 
-        let err = with(DEMO_CLIENT_ID, "wrong").read(false).await.unwrap_err();
+        let err = with(DEMO_CLIENT_ID, "wrong")
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -102,14 +108,23 @@ async fn every_error_in_both_dialects_with_its_disposition() {
 
         seen.push(err);
         let err = with("unknown-client", DEMO_CLIENT_SECRET)
-            .read(false)
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
             .await
             .unwrap_err();
         assert!(err.to_string().contains("Consumer Key"), "{err}");
         assert_eq!(err.disposition(), Disposition::Fatal);
 
         seen.push(err);
-        let err = with("norunas", "s1").read(false).await.unwrap_err();
+        let err = with("norunas", "s1")
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
+            .await
+            .unwrap_err();
         assert!(
             err.to_string().contains("Run As (execution) user"),
             "{dialect:?}: {err}"
@@ -118,7 +133,13 @@ async fn every_error_in_both_dialects_with_its_disposition() {
 
         let issued = sim.inspect().tokens_issued();
         seen.push(err);
-        let err = with("nomanage", "s3").read(false).await.unwrap_err();
+        let err = with("nomanage", "s3")
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
+            .await
+            .unwrap_err();
         assert!(matches!(err, ScimError::Unauthorized { .. }), "{err:?}");
         assert!(
             err.to_string().contains("Manage Users"),
@@ -132,7 +153,13 @@ async fn every_error_in_both_dialects_with_its_disposition() {
         );
 
         seen.push(err);
-        let err = with("noapi", "s2").read(false).await.unwrap_err();
+        let err = with("noapi", "s2")
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
+            .await
+            .unwrap_err();
         assert!(matches!(err, ScimError::Forbidden { .. }), "{err:?}");
         assert!(err.to_string().contains("api"), "{dialect:?}: {err}");
         assert_eq!(err.disposition(), Disposition::Fatal);
@@ -189,7 +216,14 @@ async fn the_my_domain_message_for_the_login_domain() {
         client_secret: SecretString::from(DEMO_CLIENT_SECRET.to_owned()),
         method: ClientAuthMethod::Form,
     };
-    let err = ScimClient::new(cfg).unwrap().read(false).await.unwrap_err();
+    let err = ScimClient::new(cfg)
+        .unwrap()
+        .read(ReadScope {
+            groups: false,
+            catalogue: true,
+        })
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("My Domain"), "{err}");
     assert_eq!(err.disposition(), Disposition::Fatal);
 }
@@ -214,9 +248,20 @@ async fn limits_stay_retryable_when_the_retries_run_out() {
             ..config(&sim, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, dialect)
         })
         .unwrap();
-        c.read(false).await.unwrap();
+        c.read(ReadScope {
+            groups: false,
+            catalogue: true,
+        })
+        .await
+        .unwrap();
         sim.knobs().rate_limit_burst(1, 1, kind);
-        let err = c.read(false).await.unwrap_err();
+        let err = c
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
+            .await
+            .unwrap_err();
         assert!(err.is_retryable(), "{dialect:?}: {err:?}");
         assert_eq!(
             err.disposition(),
@@ -230,12 +275,23 @@ async fn limits_stay_retryable_when_the_retries_run_out() {
             "not the scope message: {err}"
         );
         sim.knobs().fail_next(1, 503);
-        let err = c.read(false).await.unwrap_err();
+        let err = c
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
+            .await
+            .unwrap_err();
         assert!(
             matches!(err.disposition(), Disposition::Retryable { .. }),
             "{err:?}"
         );
-        c.read(false).await.unwrap();
+        c.read(ReadScope {
+            groups: false,
+            catalogue: true,
+        })
+        .await
+        .unwrap();
     }
 }
 
@@ -271,7 +327,12 @@ async fn a_group_changed_elsewhere_is_reread_and_patched_again() {
         .await
         .unwrap();
     // Another writer changes the group; a's ETag is now stale.
-    b.read(false).await.unwrap();
+    b.read(ReadScope {
+        groups: false,
+        catalogue: true,
+    })
+    .await
+    .unwrap();
     b.rename_group(&g.id, "Ops 2").await.unwrap();
     let result = a.add_members(&g.id, std::slice::from_ref(&v.id)).await;
     let patches: Vec<_> = sim

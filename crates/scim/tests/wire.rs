@@ -7,7 +7,7 @@
 
 use scimsync_core::TargetUserId;
 use scimsync_core::plan::UserChanges;
-use scimsync_core::ports::{Classify, Disposition, Target};
+use scimsync_core::ports::{Classify, Disposition, ReadScope, Target};
 use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig, ScimError};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -347,7 +347,10 @@ async fn failing_and_unparsable_token_answers_leak_nothing() {
         .await;
     let mut errors = vec![
         client(&refused, Dialect::Salesforce)
-            .read(false)
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
             .await
             .unwrap_err(),
     ];
@@ -363,7 +366,10 @@ async fn failing_and_unparsable_token_answers_leak_nothing() {
         .await;
     errors.push(
         client(&odd, Dialect::Salesforce)
-            .read(false)
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
             .await
             .unwrap_err(),
     );
@@ -376,7 +382,10 @@ async fn failing_and_unparsable_token_answers_leak_nothing() {
         .await;
     errors.push(
         client(&html, Dialect::Generic)
-            .read(false)
+            .read(ReadScope {
+                groups: false,
+                catalogue: true,
+            })
             .await
             .unwrap_err(),
     );
@@ -448,7 +457,10 @@ async fn the_token_endpoints_passing_failures_are_retried() {
         .mount(&down)
         .await;
     let err = client(&down, Dialect::Salesforce)
-        .read(false)
+        .read(ReadScope {
+            groups: false,
+            catalogue: true,
+        })
         .await
         .unwrap_err();
     assert!(
@@ -472,7 +484,13 @@ async fn the_token_endpoints_passing_failures_are_retried() {
         },
     ))
     .unwrap();
-    let err = c.read(false).await.unwrap_err();
+    let err = c
+        .read(ReadScope {
+            groups: false,
+            catalogue: true,
+        })
+        .await
+        .unwrap_err();
     assert!(
         matches!(err.disposition(), Disposition::Retryable { .. }),
         "{err:?}"

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use scimsync_core::TargetUserId;
 use scimsync_core::plan::{EntitlementChange, UserChanges};
-use scimsync_core::ports::Target;
+use scimsync_core::ports::{ReadScope, Target};
 use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -168,11 +168,17 @@ async fn member_patches_in_both_dialects() {
 async fn token_requests_send_the_secret_in_the_form_or_by_basic() {
     let server = server().await;
     client(&server, Dialect::Salesforce, ClientAuthMethod::Form)
-        .read(false)
+        .read(ReadScope {
+            groups: false,
+            catalogue: true,
+        })
         .await
         .ok();
     client(&server, Dialect::Generic, ClientAuthMethod::Basic)
-        .read(false)
+        .read(ReadScope {
+            groups: false,
+            catalogue: true,
+        })
         .await
         .ok();
     let reqs = server.received_requests().await.unwrap();
@@ -285,7 +291,12 @@ async fn no_secret_or_token_in_any_log_line_or_error() {
         .mount(&server)
         .await;
     let c = client(&server, Dialect::Salesforce, ClientAuthMethod::Form);
-    c.read(false).await.ok();
+    c.read(ReadScope {
+        groups: false,
+        catalogue: true,
+    })
+    .await
+    .ok();
     let err = c.get_user(&"005X".into()).await.unwrap_err();
     c.update_user(&TargetUserId::from("005A"), &changes())
         .await
