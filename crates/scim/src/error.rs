@@ -119,6 +119,19 @@ impl ScimError {
     }
 }
 
+impl Classify for ScimError {
+    fn disposition(&self) -> Disposition {
+        match self {
+            e if e.is_retryable() => Disposition::Retryable {
+                after: e.retry_after(),
+            },
+            Self::Refused { code, .. } => Disposition::Refused { code: code.clone() },
+            Self::InvalidResponse { .. } => Disposition::Refused { code: None },
+            _ => Disposition::Fatal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,18 +164,5 @@ mod tests {
             other.to_string(),
             "the target refused creating user x (409): d"
         );
-    }
-}
-
-impl Classify for ScimError {
-    fn disposition(&self) -> Disposition {
-        match self {
-            e if e.is_retryable() => Disposition::Retryable {
-                after: e.retry_after(),
-            },
-            Self::Refused { code, .. } => Disposition::Refused { code: code.clone() },
-            Self::InvalidResponse { .. } => Disposition::Refused { code: None },
-            _ => Disposition::Fatal,
-        }
     }
 }
