@@ -82,6 +82,7 @@ fn policy() -> Policy {
                 },
             ],
             authoritative_permission_sets: false,
+            profiles_without_groups: Vec::new(),
         },
         safety: Safety {
             max_deactivations: Some(5),

@@ -7,8 +7,8 @@
 
 use scimsync_core::mapping::parse_target_attribute;
 use scimsync_core::policy::{
-    Governance, GroupRuleSpec, Mapping, Policy, Problem, RuleSpec, Safety, Scope, SourceAttribute,
-    TargetKind,
+    Governance, GroupRuleSpec, Mapping, NameSplit, Policy, Problem, RuleSpec, Safety, Scope,
+    SourceAttribute, TargetKind,
 };
 use scimsync_scim::FederationIdPlacement;
 use secrecy::SecretString;
@@ -175,6 +175,8 @@ struct RawGovernance {
     group_rules: Vec<RawGroupRule>,
     #[serde(default)]
     authoritative_permission_sets: bool,
+    #[serde(default)]
+    profiles_without_groups: Vec<String>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -851,6 +853,32 @@ impl Validator<'_> {
         let mut map = Mapping::default();
         for (target_attr, source_attr) in &mapping {
             let path = format!("{at}.mapping.{target_attr}");
+            if target_attr.eq_ignore_ascii_case("name_split") {
+                match NameSplit::parse(source_attr) {
+                    Some(rule) => map.name_split = rule,
+                    None => self.problem(
+                        &path,
+                        format!(
+                            "{source_attr:?} is not a name rule; use \"last_word\" (the default), \"first_word\" or \"none\""
+                        ),
+                    ),
+                }
+                continue;
+            }
+            if target_attr.eq_ignore_ascii_case("user_name_suffix") {
+                let suffix = source_attr.trim();
+                if suffix.is_empty() || suffix.contains(['@', ' ']) {
+                    self.problem(
+                        &path,
+                        format!(
+                            "{source_attr:?} is not a userName suffix; use text without spaces or '@' that is appended to every userName, such as \".acme\""
+                        ),
+                    );
+                } else {
+                    map.user_name_suffix = Some(suffix.to_owned());
+                }
+                continue;
+            }
             let Some(source) = SourceAttribute::parse(source_attr) else {
                 self.problem(
                     &path,
@@ -879,7 +907,12 @@ impl Validator<'_> {
         self.unknown(
             &format!("{at}.governance"),
             &governance.extra,
-            &["baseline", "group_rules", "authoritative_permission_sets"],
+            &[
+                "baseline",
+                "group_rules",
+                "authoritative_permission_sets",
+                "profiles_without_groups",
+            ],
         );
         let baseline = governance
             .baseline
@@ -915,6 +948,7 @@ impl Validator<'_> {
                 baseline,
                 group_rules,
                 authoritative_permission_sets: governance.authoritative_permission_sets,
+                profiles_without_groups: governance.profiles_without_groups.clone(),
             },
             safety: Safety {
                 max_deactivations: safety.max_deactivations.or(defaults.max_deactivations),
@@ -1139,6 +1173,49 @@ permission_sets = ["Sales Cloud"]
             "{text}"
         );
         assert!(text.contains("SF_SECRET is not set"), "{text}");
+    }
+
+    #[test]
+    fn the_name_split_rule_parses_and_a_bad_one_is_reported_with_its_path() {
+        let env = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+        let s = parse(GOOD, Path::new("c.toml"), &env).unwrap();
+        assert_eq!(
+            s.connections[0].policy.mapping.name_split,
+            NameSplit::LastWord,
+            "the default"
+        );
+        for (text, want) in [
+            ("first_word", NameSplit::FirstWord),
+            ("none", NameSplit::None),
+            ("last_word", NameSplit::LastWord),
+        ] {
+            let file = GOOD.replace(
+                "nickName = \"alias1\"",
+                &format!("nickName = \"alias1\"\nname_split = \"{text}\""),
+            );
+            let s = parse(&file, Path::new("c.toml"), &env).unwrap();
+            let mapping = &s.connections[0].policy.mapping;
+            assert_eq!(mapping.name_split, want, "{text}");
+            assert_eq!(mapping.nick_name, Some(SourceAttribute::Alias(1)));
+        }
+        let file = GOOD.replace(
+            "nickName = \"alias1\"",
+            "nickName = \"alias1\"\nname_split = \"surname\"",
+        );
+        let err = parse(&file, Path::new("c.toml"), &env).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["connections[0].mapping.name_split"]);
+        assert!(
+            problems[0]
+                .message
+                .contains("\"surname\" is not a name rule")
+                && problems[0].message.contains("\"first_word\""),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use config::Settings;
 use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, Trigger};
 use scimsync_core::ports::Store as _;
-use scimsync_engine::{Progress, RunOptions, RunReport, chain};
+use scimsync_engine::{Progress, RetryRefused, RunOptions, RunReport, chain};
 use scimsync_store::SqlStore;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -89,6 +89,14 @@ pub struct ReconcileArgs {
     /// Apply deactivations even when the guard trips (after reviewing the plan).
     #[arg(long)]
     pub approve_deactivations: bool,
+    /// Send again the writes the target refused before (all, or one user's: username, email
+    /// or source id), instead of holding them until something relevant changes.
+    #[arg(long, value_name = "USER", num_args = 0..=1, default_missing_value = "")]
+    pub retry_refused: Option<String>,
+    /// Read the target's capabilities again (service provider configuration, resource types,
+    /// schemas) instead of the ones discovered within the last day.
+    #[arg(long)]
+    pub rediscover: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
 }
@@ -310,6 +318,11 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
             max_concurrency: conn.max_concurrency,
             cancel: shutdown_token(),
             progress: progress(args.dry_run || args.format == ReportFormat::Json),
+            retry_refused: args.retry_refused.as_deref().map(|u| match u.trim() {
+                "" => RetryRefused::All,
+                user => RetryRefused::User(user.to_owned()),
+            }),
+            rediscover: args.rediscover,
         };
         let report = match scimsync_engine::reconcile_once(&connection, &store, &opts).await {
             Ok(r) => r,
@@ -389,6 +402,13 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
                     report.skipped,
                     report.plan.operations.len()
                 );
+                if report.refused > 0 || report.held > 0 {
+                    println!(
+                        "  {} write(s) refused by the target in this run and held; {} refused earlier and not sent again \
+                         (`scimsync activity --op refuse` lists them; `--retry-refused` sends them again)",
+                        report.refused, report.held
+                    );
+                }
                 if let Some(m) = &report.message {
                     println!("  {m}");
                 }

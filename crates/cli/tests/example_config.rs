@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use scimsync::config::{SourceSettings, TargetAuth, parse};
-use scimsync_core::policy::{Scope, SourceAttribute};
+use scimsync_core::policy::{NameSplit, Scope, SourceAttribute};
 use std::path::Path;
 
 #[test]
@@ -26,6 +26,7 @@ fn the_example_configuration_parses() {
     ));
     assert!(matches!(&c.policy.scope, Scope::Groups(g) if g.len() == 4));
     assert_eq!(c.policy.mapping.nick_name, Some(SourceAttribute::Alias(1)));
+    assert_eq!(c.policy.mapping.name_split, NameSplit::LastWord);
     assert_eq!(c.policy.governance.group_rules.len(), 2);
     assert_eq!(c.policy.safety.max_deactivations, Some(50));
 }

@@ -137,7 +137,6 @@ fn build(users: usize) -> (SourceSnapshot, TargetSnapshot, Links) {
             origin: Origin::Created,
             assigned_permission_sets: Default::default(),
             pending_email: None,
-            refusals: vec![],
         });
         for g in groups_of(i, groups) {
             members[g].push(target_id(i).into());
@@ -151,7 +150,6 @@ fn build(users: usize) -> (SourceSnapshot, TargetSnapshot, Links) {
             origin: Origin::Created,
             assigned_permission_sets: Default::default(),
             pending_email: None,
-            refusals: vec![],
         });
         for g in groups_of(i, groups) {
             members[g].push(target_id(i).into());

@@ -147,6 +147,8 @@ pub struct ResolvedGovernance {
     /// Sorted by priority, highest (lowest number) first.
     pub group_rules: Vec<ResolvedGroupRule>,
     pub authoritative_permission_sets: bool,
+    /// Profile ids declared to forbid group membership.
+    pub profiles_without_groups: BTreeSet<String>,
 }
 
 impl ResolvedGovernance {
@@ -203,11 +205,19 @@ pub fn resolve(
         }
     }
     group_rules.sort_by_key(|r| r.priority);
+    let mut profiles_without_groups = BTreeSet::new();
+    for (i, name) in governance.profiles_without_groups.iter().enumerate() {
+        let path = format!("governance.profiles_without_groups[{i}]");
+        if let Some(p) = find_profile(name, catalogue, &path, &mut problems) {
+            profiles_without_groups.insert(p.id.clone());
+        }
+    }
     if problems.is_empty() {
         Ok(ResolvedGovernance {
             baseline,
             group_rules,
             authoritative_permission_sets: governance.authoritative_permission_sets,
+            profiles_without_groups,
         })
     } else {
         Err(problems)
@@ -495,6 +505,7 @@ mod tests {
                     },
                 ],
                 authoritative_permission_sets: false,
+                profiles_without_groups: Vec::new(),
             },
             safety: Safety {
                 max_deactivations: None,
@@ -563,6 +574,7 @@ mod tests {
                 },
             ],
             authoritative_permission_sets: true,
+            profiles_without_groups: Vec::new(),
         };
         let r = resolve(&gov, &catalogue(), &groups()).unwrap();
         let base = r.baseline.clone().unwrap();
@@ -599,6 +611,7 @@ mod tests {
                 rule: rule("Sales Cloud"),
             }],
             authoritative_permission_sets: false,
+            profiles_without_groups: Vec::new(),
         };
         let problems = resolve(&gov, &catalogue(), &groups()).unwrap_err();
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();

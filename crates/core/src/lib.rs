@@ -27,6 +27,7 @@ pub mod plan;
 pub mod planner;
 pub mod policy;
 pub mod ports;
+pub mod refusals;
 pub mod render;
 pub mod source;
 pub mod target;

@@ -3,8 +3,39 @@
 //!
 //! Empty (or whitespace-only) source values count as absent: an empty mapped nickName is not
 //! sent (Salesforce invents one), an empty mapped title clears the target's.
+//!
+//! # Names derived from the full name
+//!
+//! Salesforce requires a last name, and a Duo user often has only a full name (`realname`):
+//! mononyms, service accounts. When the source has no last name, the family name (and a
+//! missing given name) is derived by the rule [`NameSplit`] (`name_split` in a connection's
+//! mapping) from the first of these that is not empty:
+//!
+//! 1. the full name (display name; Duo's `realname`);
+//! 2. the local part of the username (before the first `@`; the whole username without one).
+//!
+//! Words are separated by whitespace; the text is trimmed, and the given name keeps the
+//! spacing between its words as the source wrote it.
+//!
+//! | `name_split` | full name | given name | family name |
+//! | --- | --- | --- | --- |
+//! | `last_word` (default) | `Ada Lovelace` | `Ada` | `Lovelace` |
+//! | `last_word` | `Jean-Luc Picard` | `Jean-Luc` | `Picard` |
+//! | `last_word` | `Mary Ann Evans` | `Mary Ann` | `Evans` |
+//! | `last_word` | `Cher` | — | `Cher` |
+//! | `first_word` | `Tanaka Hanako` | `Hanako` | `Tanaka` |
+//! | `first_word` | `Cher` | — | `Cher` |
+//! | `none` | anything | the first name | the last name |
+//!
+//! Derivation only fills what is missing: a source last name is never replaced (nothing is
+//! derived then), and a source first name is kept as the given name, whatever the full name
+//! says. The derived names depend on the source values alone, so they are the same on every
+//! run and are compared with the account's like any source value: set when they differ, never
+//! cleared. [`MappedUser::derived_names`] says when and from what they were derived. When no
+//! family name results (no last name, and nothing to derive one from, or `name_split = "none"`),
+//! a user is not created on Salesforce: the plan rejects it with the field `name.familyName`.
 
-use crate::policy::{Mapping, SourceAttribute, TargetKind};
+use crate::policy::{Mapping, NameSplit, SourceAttribute, TargetKind};
 use crate::source::DirectoryUser;
 
 impl SourceAttribute {
@@ -134,15 +165,37 @@ impl Mapping {
         *slot = Some(source);
     }
 
-    /// Evaluates the mapping on one user.
+    /// Evaluates the mapping on one user, deriving a missing family name by
+    /// [`Mapping::name_split`] (see the [module documentation](self)).
     pub fn evaluate<'a>(&self, user: &'a DirectoryUser) -> MappedUser<'a> {
         let opt = |attr: &Option<SourceAttribute>| attr.as_ref().and_then(|a| a.read(user));
+        let mut given_name = SourceAttribute::FirstName.read(user);
+        let mut family_name = SourceAttribute::LastName.read(user);
+        let display_name = SourceAttribute::DisplayName.read(user);
+        let mut derived_names = None;
+        if family_name.is_none()
+            && let Some((origin, text)) = name_origin(display_name, &user.username)
+            && let Some((given, family)) = self.name_split.split(text)
+        {
+            family_name = Some(family);
+            let fill_given = given_name.is_none() && given.is_some();
+            if fill_given {
+                given_name = given;
+            }
+            derived_names = Some(DerivedNames {
+                from: origin,
+                text,
+                rule: self.name_split,
+                given_name: fill_given,
+            });
+        }
         MappedUser {
             user_name: self.user_name.read(user),
             email: SourceAttribute::Email.read(user),
-            given_name: SourceAttribute::FirstName.read(user),
-            family_name: SourceAttribute::LastName.read(user),
-            display_name: SourceAttribute::DisplayName.read(user),
+            given_name,
+            family_name,
+            display_name,
+            derived_names,
             nick_name: opt(&self.nick_name),
             title: opt(&self.title),
             work_phone: opt(&self.work_phone),
@@ -177,6 +230,98 @@ pub struct MappedUser<'a> {
     pub cost_center: Option<&'a str>,
     /// The manager's source user id; the planner turns it into a target id.
     pub manager_source_id: Option<&'a str>,
+    /// Set when [`Self::family_name`] (and perhaps [`Self::given_name`]) was derived from the
+    /// full name or the username, because the source has no last name.
+    pub derived_names: Option<DerivedNames<'a>>,
+}
+
+impl MappedUser<'_> {
+    /// When the names were derived, says so for an explanation: `no last name in the source:
+    /// name.familyName "Lovelace" and name.givenName "Ada" derived from the full name (realname)
+    /// "Ada Lovelace" by name_split = "last_word"`.
+    pub fn derivation(&self) -> Option<String> {
+        let d = self.derived_names?;
+        let family = self.family_name.unwrap_or_default();
+        let given = match self.given_name {
+            Some(given) if d.given_name => format!(" and name.givenName {given:?}"),
+            _ => String::new(),
+        };
+        Some(format!(
+            "no last name in the source: name.familyName {family:?}{given} derived from the {} {:?} by name_split = {:?}",
+            d.from.describe(),
+            d.text,
+            d.rule.name()
+        ))
+    }
+}
+
+/// Where derived names were taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NameOrigin {
+    /// The full name: the display name (Duo's `realname`).
+    FullName,
+    /// The local part of the username (Duo's `username`, before any `@`).
+    Username,
+}
+
+impl NameOrigin {
+    /// How explanations name the origin: `full name (realname)`, `username`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::FullName => "full name (realname)",
+            Self::Username => "username",
+        }
+    }
+}
+
+/// How a user's names were derived (see the [module documentation](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DerivedNames<'a> {
+    /// What the text was taken from.
+    pub from: NameOrigin,
+    /// The text that was split (trimmed; for the username, its local part).
+    pub text: &'a str,
+    /// The rule that split it.
+    pub rule: NameSplit,
+    /// Whether the given name was derived too; false when the source has a first name (kept)
+    /// or the text is one word (no given name).
+    pub given_name: bool,
+}
+
+/// The text names are derived from: the full name, else the username's local part; `None`
+/// when both are empty.
+fn name_origin<'a>(full_name: Option<&'a str>, username: &'a str) -> Option<(NameOrigin, &'a str)> {
+    if let Some(full) = full_name.map(str::trim).filter(|f| !f.is_empty()) {
+        return Some((NameOrigin::FullName, full));
+    }
+    let username = username.trim();
+    let local = username.split('@').next().unwrap_or(username).trim();
+    (!local.is_empty()).then_some((NameOrigin::Username, local))
+}
+
+impl NameSplit {
+    /// Splits a full name into (given name, family name) by this rule: `None` for
+    /// [`NameSplit::None`] and for empty text; one word is a family name with no given name.
+    /// The parts are slices of `full`, trimmed; a given name of several words keeps the
+    /// spacing between them.
+    pub fn split(self, full: &str) -> Option<(Option<&str>, &str)> {
+        let text = full.trim();
+        if text.is_empty() {
+            return None;
+        }
+        // `text` is trimmed, so both sides of an inner whitespace hold a word.
+        match self {
+            Self::None => None,
+            Self::LastWord => Some(match text.rfind(char::is_whitespace) {
+                Some(i) => (Some(text[..i].trim_end()), text[i..].trim_start()),
+                None => (None, text),
+            }),
+            Self::FirstWord => Some(match text.find(char::is_whitespace) {
+                Some(i) => (Some(text[i..].trim_start()), &text[..i]),
+                None => (None, text),
+            }),
+        }
+    }
 }
 
 /// Whether `text` looks like an email address: one `@`, a non-empty local part without
@@ -314,6 +459,293 @@ mod tests {
         assert_eq!(mapped.department, Some("R&D"));
         assert_eq!(mapped.nick_name, None);
         assert_eq!(mapped.title, None);
+    }
+
+    #[test]
+    fn derives_missing_names_from_the_full_name_then_the_username() {
+        use NameOrigin::{FullName, Username};
+        use NameSplit::{FirstWord, LastWord, None as NoSplit};
+        type Row = (
+            NameSplit,
+            Option<&'static str>,       // first name
+            Option<&'static str>,       // last name
+            Option<&'static str>,       // full name (realname)
+            &'static str,               // username
+            Option<&'static str>,       // want given name
+            Option<&'static str>,       // want family name
+            Option<(NameOrigin, bool)>, // want derivation: origin, given name derived
+        );
+        let rows: [Row; 17] = [
+            (
+                LastWord,
+                None,
+                None,
+                Some("Cher"),
+                "cher",
+                None,
+                Some("Cher"),
+                Some((FullName, false)),
+            ),
+            (
+                LastWord,
+                None,
+                None,
+                Some("Ada Lovelace"),
+                "ada",
+                Some("Ada"),
+                Some("Lovelace"),
+                Some((FullName, true)),
+            ),
+            (
+                LastWord,
+                None,
+                None,
+                Some("Jean-Luc Picard"),
+                "jlp",
+                Some("Jean-Luc"),
+                Some("Picard"),
+                Some((FullName, true)),
+            ),
+            (
+                LastWord,
+                None,
+                None,
+                Some("  Mary  Ann \t Evans  "),
+                "m",
+                Some("Mary  Ann"),
+                Some("Evans"),
+                Some((FullName, true)),
+            ),
+            (
+                FirstWord,
+                None,
+                None,
+                Some("Tanaka  Hanako"),
+                "t",
+                Some("Hanako"),
+                Some("Tanaka"),
+                Some((FullName, true)),
+            ),
+            (
+                FirstWord,
+                None,
+                None,
+                Some("Tanaka Hanako Mei"),
+                "t",
+                Some("Hanako Mei"),
+                Some("Tanaka"),
+                Some((FullName, true)),
+            ),
+            (
+                FirstWord,
+                None,
+                None,
+                Some("Cher"),
+                "cher",
+                None,
+                Some("Cher"),
+                Some((FullName, false)),
+            ),
+            (
+                NoSplit,
+                None,
+                None,
+                Some("Ada Lovelace"),
+                "ada",
+                None,
+                None,
+                None,
+            ),
+            (
+                NoSplit,
+                Some("Ada"),
+                Some("Lovelace"),
+                None,
+                "ada",
+                Some("Ada"),
+                Some("Lovelace"),
+                None,
+            ),
+            // A source last name is never replaced, and nothing is derived.
+            (
+                LastWord,
+                None,
+                Some("King"),
+                Some("Ada Lovelace"),
+                "ada",
+                None,
+                Some("King"),
+                None,
+            ),
+            (
+                FirstWord,
+                Some("Ada"),
+                Some("King"),
+                Some("Lovelace Ada"),
+                "ada",
+                Some("Ada"),
+                Some("King"),
+                None,
+            ),
+            // A source first name is kept.
+            (
+                LastWord,
+                Some("Augusta Ada"),
+                None,
+                Some("Ada Lovelace"),
+                "ada",
+                Some("Augusta Ada"),
+                Some("Lovelace"),
+                Some((FullName, false)),
+            ),
+            // Whitespace-only counts as empty.
+            (
+                LastWord,
+                None,
+                Some("  "),
+                Some(" \t "),
+                "",
+                None,
+                None,
+                None,
+            ),
+            (LastWord, None, None, None, "", None, None, None),
+            (LastWord, None, None, None, "@example.com", None, None, None),
+            // The username's local part, when there is no full name.
+            (
+                LastWord,
+                None,
+                None,
+                None,
+                "svc-backup@x",
+                None,
+                Some("svc-backup"),
+                Some((Username, false)),
+            ),
+            (
+                FirstWord,
+                None,
+                None,
+                Some(""),
+                " svc-backup ",
+                None,
+                Some("svc-backup"),
+                Some((Username, false)),
+            ),
+        ];
+        for (n, (rule, first, last, full, username, given, family, derived)) in
+            rows.into_iter().enumerate()
+        {
+            let mut u = user();
+            u.first_name = first.map(str::to_owned);
+            u.last_name = last.map(str::to_owned);
+            u.display_name = full.map(str::to_owned);
+            u.username = username.to_owned();
+            let m = Mapping {
+                name_split: rule,
+                ..Mapping::default()
+            };
+            let mapped = m.evaluate(&u);
+            assert_eq!(
+                (mapped.given_name, mapped.family_name),
+                (given, family),
+                "row {n}: {rule:?} {first:?} {last:?} {full:?} {username:?}"
+            );
+            let got = mapped.derived_names.map(|d| {
+                assert_eq!(d.rule, rule, "row {n}");
+                (d.from, d.given_name)
+            });
+            assert_eq!(got, derived, "row {n}");
+            // The same input always gives the same names.
+            assert_eq!(m.evaluate(&u.clone()), mapped, "row {n}");
+        }
+    }
+
+    #[test]
+    fn explains_derived_names() {
+        let mut u = user();
+        u.first_name = None;
+        u.last_name = None;
+        u.display_name = Some("Ada Lovelace".into());
+        let m = Mapping::default();
+        assert_eq!(
+            m.evaluate(&u).derivation().as_deref(),
+            Some(
+                "no last name in the source: name.familyName \"Lovelace\" and name.givenName \"Ada\" \
+                 derived from the full name (realname) \"Ada Lovelace\" by name_split = \"last_word\""
+            )
+        );
+        u.display_name = None;
+        u.username = "svc-backup@example.com".into();
+        assert_eq!(
+            m.evaluate(&u).derivation().as_deref(),
+            Some(
+                "no last name in the source: name.familyName \"svc-backup\" derived from the username \
+                 \"svc-backup\" by name_split = \"last_word\""
+            )
+        );
+        assert_eq!(m.evaluate(&user()).derivation(), None);
+    }
+
+    #[test]
+    fn splits_names_by_rule() {
+        let cases = [
+            (NameSplit::LastWord, "Cher", Some((None, "Cher"))),
+            (
+                NameSplit::LastWord,
+                "Ada Lovelace",
+                Some((Some("Ada"), "Lovelace")),
+            ),
+            (
+                NameSplit::LastWord,
+                " Ada   Lovelace ",
+                Some((Some("Ada"), "Lovelace")),
+            ),
+            (
+                NameSplit::FirstWord,
+                "Ada Lovelace",
+                Some((Some("Lovelace"), "Ada")),
+            ),
+            (
+                NameSplit::LastWord,
+                "Zoë\u{a0}Ünal",
+                Some((Some("Zoë"), "Ünal")),
+            ),
+            (NameSplit::LastWord, "   ", None),
+            (NameSplit::FirstWord, "", None),
+            (NameSplit::None, "Ada Lovelace", None),
+        ];
+        for (rule, text, want) in cases {
+            assert_eq!(rule.split(text), want, "{rule:?} {text:?}");
+        }
+        for (rule, name) in NameSplit::ALL {
+            assert_eq!(NameSplit::parse(name), Some(rule));
+            assert_eq!(rule.name(), name);
+        }
+        assert_eq!(NameSplit::parse(" Last_Word "), Some(NameSplit::LastWord));
+        assert_eq!(NameSplit::parse("last"), None);
+        assert_eq!(NameSplit::default(), NameSplit::LastWord);
+    }
+
+    #[test]
+    fn source_attributes_print_as_duo_names_that_parse_back() {
+        for attr in [
+            SourceAttribute::Username,
+            SourceAttribute::Email,
+            SourceAttribute::FirstName,
+            SourceAttribute::LastName,
+            SourceAttribute::DisplayName,
+            SourceAttribute::Alias(3),
+            SourceAttribute::Custom("title".into()),
+            SourceAttribute::Phone,
+        ] {
+            assert_eq!(
+                SourceAttribute::parse(&attr.to_string()),
+                Some(attr.clone())
+            );
+        }
+        assert_eq!(SourceAttribute::DisplayName.to_string(), "realname");
+        assert_eq!(SourceAttribute::Alias(1).to_string(), "alias1");
     }
 
     #[test]

@@ -61,6 +61,61 @@ pub struct UserAttributes {
     pub role: Option<String>,
 }
 
+impl UserAttributes {
+    /// Leaves the optional attribute `name` out of the creation (the target refused it);
+    /// `false` when it is not optional (the creation cannot go without it).
+    pub fn remove(&mut self, name: &str) -> bool {
+        let e = &mut self.enterprise;
+        let slot = match name {
+            "name.givenName" => &mut self.given_name,
+            "displayName" => &mut self.display_name,
+            "nickName" => &mut self.nick_name,
+            "title" => &mut self.title,
+            "phoneNumbers" => &mut self.work_phone,
+            "federationId" => &mut self.federation_id,
+            "employeeNumber" => &mut e.employee_number,
+            "department" => &mut e.department,
+            "division" => &mut e.division,
+            "organization" => &mut e.organization,
+            "costCenter" => &mut e.cost_center,
+            "manager" => &mut e.manager,
+            "roles" => &mut self.role,
+            _ => return false,
+        };
+        slot.take().is_some()
+    }
+
+    /// The optional attributes set, by the names of [`USER_ATTRIBUTES`], with the change a
+    /// later update of the same value would carry (so a refusal of one is held the same way
+    /// for a creation and an update).
+    pub fn optional_writes(&self) -> Vec<(&'static str, UserChanges)> {
+        let e = &self.enterprise;
+        let some = |v: &Option<String>| v.as_ref().map(|v| Some(v.clone()));
+        let all = UserChanges {
+            given_name: some(&self.given_name),
+            display_name: some(&self.display_name),
+            nick_name: self.nick_name.clone(),
+            title: some(&self.title),
+            work_phone: some(&self.work_phone),
+            federation_id: some(&self.federation_id),
+            enterprise: EnterpriseChanges {
+                employee_number: some(&e.employee_number),
+                department: some(&e.department),
+                division: some(&e.division),
+                organization: some(&e.organization),
+                cost_center: some(&e.cost_center),
+                manager: some(&e.manager),
+            },
+            role: some(&self.role),
+            ..UserChanges::default()
+        };
+        all.attribute_names()
+            .into_iter()
+            .map(|n| (n, all.only(n)))
+            .collect()
+    }
+}
+
 pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
@@ -217,6 +272,52 @@ impl UserChanges {
         *self == Self::default()
     }
 
+    /// The change of attribute `name` (one of [`USER_ATTRIBUTES`]) alone.
+    pub fn only(&self, name: &str) -> Self {
+        let mut single = Self::default();
+        single.move_from(&mut self.clone(), name);
+        single
+    }
+
+    /// Takes the change of attribute `name` out of these changes.
+    pub fn remove(&mut self, name: &str) {
+        Self::default().move_from(self, name);
+    }
+
+    /// Moves the change of attribute `name` from `other` into `self`.
+    fn move_from(&mut self, other: &mut Self, name: &str) {
+        let (e, o) = (&mut self.enterprise, &mut other.enterprise);
+        match name {
+            "userName" => self.user_name = other.user_name.take(),
+            "externalId" => self.external_id = other.external_id.take(),
+            "name.givenName" => self.given_name = other.given_name.take(),
+            "name.familyName" => self.family_name = other.family_name.take(),
+            "displayName" => self.display_name = other.display_name.take(),
+            "nickName" => self.nick_name = other.nick_name.take(),
+            "title" => self.title = other.title.take(),
+            "emails" => self.email = other.email.take(),
+            "phoneNumbers" => self.work_phone = other.work_phone.take(),
+            "federationId" => self.federation_id = other.federation_id.take(),
+            "employeeNumber" => e.employee_number = o.employee_number.take(),
+            "department" => e.department = o.department.take(),
+            "division" => e.division = o.division.take(),
+            "organization" => e.organization = o.organization.take(),
+            "costCenter" => e.cost_center = o.cost_center.take(),
+            "manager" => e.manager = o.manager.take(),
+            "entitlements" | "profile" => self.entitlements = other.entitlements.take(),
+            "roles" => self.role = other.role.take(),
+            "active" => self.active = other.active.take(),
+            _ => {}
+        }
+    }
+
+    /// Adds the changes of `other` (attributes it leaves unchanged stay as they are).
+    pub fn merge(&mut self, mut other: Self) {
+        for name in other.attribute_names() {
+            self.move_from(&mut other, name);
+        }
+    }
+
     /// The SCIM names of the attributes that change, in a fixed order.
     pub fn attribute_names(&self) -> Vec<&'static str> {
         let e = &self.enterprise;
@@ -370,6 +471,71 @@ impl Operation {
         }
     }
 
+    /// The step of the apply order this operation belongs to. A plan lists its operations in
+    /// an order they may be applied in; consecutive operations of one stage are independent
+    /// of each other (the engine runs them concurrently), and a stage starts when the one
+    /// before it is done: groups, then users, then updates (and the creations a rename frees,
+    /// as a stage of their own after the updates), renames of groups, membership removals,
+    /// membership additions, deactivations.
+    pub fn stage(&self) -> u8 {
+        match self {
+            Self::CreateGroup { .. } | Self::AdoptGroup { .. } => 0,
+            Self::CreateUser { .. } | Self::AdoptUser { .. } => 1,
+            Self::UpdateUser { .. } | Self::ReactivateUser { .. } => 2,
+            Self::RenameGroup { .. } => 3,
+            Self::RemoveMembers { .. } => 4,
+            Self::AddMembers { .. } => 5,
+            Self::DeactivateUser { .. } => 6,
+        }
+    }
+
+    /// What the operation does, in one line for people (the activity log's detail).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::CreateUser { attributes: a, .. } => format!(
+                "profile {}, {} permission set(s){}",
+                a.profile.as_deref().unwrap_or("-"),
+                a.permission_sets.len(),
+                a.role
+                    .as_deref()
+                    .map(|r| format!(", role {r}"))
+                    .unwrap_or_default()
+            ),
+            Self::AdoptUser { matched_by, .. } => format!(
+                "existing account adopted, matched by {}",
+                match matched_by {
+                    MatchedBy::ExternalId => "external_id",
+                    MatchedBy::UserName => "user_name",
+                    MatchedBy::Name => "name",
+                }
+            ),
+            Self::UpdateUser { changes, .. } | Self::ReactivateUser { changes, .. } => format!(
+                "{}: {}",
+                changes.attribute_names().join(", "),
+                serde_json::to_string(changes).unwrap_or_default()
+            ),
+            Self::DeactivateUser { reason, .. } => format!(
+                "deactivated: {}",
+                serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            Self::CreateGroup { .. } => String::new(),
+            Self::AdoptGroup { .. } => "existing group adopted, matched by name".to_owned(),
+            Self::RenameGroup { from, to, .. } => format!("renamed from {from:?} to {to:?}"),
+            Self::AddMembers { members, .. } | Self::RemoveMembers { members, .. } => format!(
+                "{} member(s): {}",
+                members.len(),
+                members
+                    .iter()
+                    .map(|m| m.user_name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
     /// Whether this operation takes something away (deactivation, membership removal): what the
     /// guard may hold back.
     pub fn is_destructive(&self) -> bool {
@@ -381,11 +547,24 @@ impl Operation {
 }
 
 /// The kind of object a rejection or note is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     User,
     Group,
+    /// The connection as a whole (its mapping, its target).
+    Connection,
+}
+
+impl ObjectKind {
+    /// The name in the activity log and the store (`user`, `group`, `connection`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Group => "group",
+            Self::Connection => "connection",
+        }
+    }
 }
 
 /// An object the planner will not provision, and why.
@@ -414,6 +593,8 @@ pub enum NoteKind {
     ProfileForbidsGroups,
     /// A target account has the user's userName but another externalId: not adopted.
     Conflict,
+    /// The mapping asks for attributes the target does not declare: they are not sent.
+    NotDeclared,
 }
 
 /// A change held back on purpose, reported so nobody wonders why it did not happen.
@@ -451,6 +632,9 @@ pub struct Summary {
     pub members_removed: usize,
     pub rejected: usize,
     pub notes: usize,
+    /// Writes the target refused before and that are not sent again (nothing relevant changed).
+    #[serde(default)]
+    pub held: usize,
     /// Managed users needing no change.
     pub unchanged_users: usize,
 }

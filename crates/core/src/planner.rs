@@ -33,13 +33,18 @@
 
 use crate::governance::{ResolvedGovernance, ResolvedRule, resolve, resolve_scope};
 use crate::ids::{SourceGroupId, TargetGroupId};
-use crate::links::{Links, UserLink};
+use crate::links::{HeldRefusal, Links, UserLink, member_attribute};
 use crate::mapping::{MappedUser, is_email};
 use crate::plan::{
     DeactivationReason, EnterpriseChanges, EntitlementChange, GroupRef, MatchedBy, Note, NoteKind,
-    ObjectKind, Operation, Plan, Rejection, Summary, UserAttributes, UserChanges, UserRef,
+    ObjectKind, Operation, Plan, Rejection, Summary, USER_ATTRIBUTES, UserAttributes, UserChanges,
+    UserRef,
 };
-use crate::policy::{Policy, Problem, TargetKind};
+use crate::policy::{NameSplit, Policy, Problem, TargetKind};
+use crate::refusals::{
+    catalogue_fingerprint, create_fingerprint, member_fingerprint, profile_fingerprint,
+    split_update, user_name_fingerprint,
+};
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
@@ -88,7 +93,9 @@ fn plan_on_threads(
     let scope: Option<IdSet<&str>> = scope
         .as_ref()
         .map(|s| s.iter().map(SourceGroupId::as_str).collect());
+    let suffixed = suffixed_user_names(source, policy);
     let mut planner = Planner::new(source, target, links, policy, &governance, scope);
+    planner.suffixed = &suffixed;
     planner.now = now;
     planner.threads = threads;
     planner.run();
@@ -121,6 +128,8 @@ struct UserState<'a> {
     member: bool,
     /// For a linked user whose userName changes: whether the new one is free.
     rename: Rename<'a>,
+    /// The profile the account ends with (what its memberships depend on).
+    profile: Option<&'a str>,
 }
 
 /// Whether a linked user's new userName can be sent.
@@ -203,6 +212,21 @@ struct Planner<'a> {
     rejected: Vec<Rejection>,
     notes: Vec<Note>,
     summary: Summary,
+    /// The refusals held, by (object, source id, attribute).
+    held: IdMap<(ObjectKind, &'a str, &'a str), &'a HeldRefusal>,
+    /// [`catalogue_fingerprint`] of the target's catalogue.
+    catalogue_fp: String,
+    /// User attributes the target does not declare (discovery): never planned.
+    undeclared: Vec<&'static str>,
+    /// Profiles whose users may not be group members: the catalogue's, the learned ones and
+    /// the declared ones.
+    no_groups: IdSet<&'a str>,
+    /// Members per membership operation.
+    batch: usize,
+    /// Source user id → index in `users` (built only when refusals are held).
+    user_index: IdMap<&'a str, usize>,
+    /// Source user id → userName with the configured suffix (empty without one).
+    suffixed: &'a IdMap<&'a str, String>,
 }
 
 impl std::fmt::Debug for Planner<'_> {
@@ -280,7 +304,52 @@ impl<'a> Planner<'a> {
             rejected: Vec::new(),
             notes: Vec::new(),
             summary: Summary::default(),
+            held: links
+                .refusals
+                .iter()
+                .map(|r| ((r.object, r.source_id.as_str(), r.attribute.as_str()), r))
+                .collect(),
+            catalogue_fp: catalogue_fingerprint(cat),
+            undeclared: target.capabilities.as_ref().map_or_else(Vec::new, |c| {
+                USER_ATTRIBUTES
+                    .iter()
+                    .copied()
+                    .filter(|a| !c.declares(a))
+                    .collect()
+            }),
+            no_groups: cat
+                .profiles
+                .iter()
+                .filter(|p| !p.allows_groups)
+                .map(|p| p.id.as_str())
+                .chain(
+                    links
+                        .facts
+                        .profiles_without_groups
+                        .iter()
+                        .map(String::as_str),
+                )
+                .chain(gov.profiles_without_groups.iter().map(String::as_str))
+                .collect(),
+            batch: links
+                .facts
+                .member_batch_size
+                .map_or(policy.member_batch_size, |learned| {
+                    learned.min(policy.member_batch_size)
+                })
+                .max(1),
+            user_index: IdMap::default(),
+            suffixed: empty_names(),
         }
+    }
+
+    /// The mapping of `user`, with the userName suffix applied.
+    fn evaluate(&self, user: &'a DirectoryUser) -> MappedUser<'a> {
+        let mut mapped = self.policy.mapping.evaluate(user);
+        if let Some(name) = self.suffixed.get(user.id.as_str()) {
+            mapped.user_name = Some(name.as_str());
+        }
+        mapped
     }
 
     fn reject(
@@ -318,11 +387,39 @@ impl<'a> Planner<'a> {
     }
 
     fn is_profile(&self, e: &crate::target::Entitlement) -> bool {
-        e.kind
-            .as_deref()
-            .is_some_and(|k| k.eq_ignore_ascii_case("profile"))
-            || self.profiles.contains_key(e.value.as_str())
-            || (!self.permission_sets.contains(e.value.as_str()) && e.value.starts_with("00e"))
+        crate::target::is_profile(
+            e,
+            self.profiles.contains_key(e.value.as_str()),
+            self.permission_sets.contains(e.value.as_str()),
+        )
+    }
+
+    /// The refusal of this very write (same fingerprint), when the target refused it before.
+    fn held(
+        &self,
+        object: ObjectKind,
+        source_id: &str,
+        attribute: &str,
+        fp: &str,
+    ) -> Option<&'a HeldRefusal> {
+        if self.held.is_empty() {
+            return None;
+        }
+        self.held
+            .get(&(object, source_id, attribute))
+            .copied()
+            .filter(|r| r.fingerprint == fp)
+    }
+
+    /// Leaves a write refused before out of the plan: counted as held, with a note.
+    fn hold(&mut self, object: ObjectKind, source_id: &str, name: &str, r: &HeldRefusal) {
+        self.summary.held += 1;
+        let message = format!(
+            "{} ({}) was refused by the target at {}: {}; not sent again until the value, the rule or the catalogue changes \
+             (`scimsync reconcile --retry-refused` sends it again)",
+            r.attribute, r.value, r.at, r.reason
+        );
+        self.note(NoteKind::RefusedEarlier, object, source_id, name, message);
     }
 
     fn in_scope(&self, user: &DirectoryUser) -> bool {
@@ -351,6 +448,28 @@ impl<'a> Planner<'a> {
         self.summary.source_users = source.users.len();
         self.summary.source_groups = source.groups.len();
         self.summary.target_users = target.users.len();
+        let unsent: Vec<&str> = mapped_attributes(self.policy)
+            .into_iter()
+            .filter(|a| self.undeclared.contains(a))
+            .collect();
+        if !unsent.is_empty() {
+            let message = format!(
+                "the target does not declare {}, so {} not sent (`scimsync check` shows what the target declares)",
+                unsent.join(", "),
+                if unsent.len() == 1 {
+                    "it is"
+                } else {
+                    "they are"
+                }
+            );
+            self.note(
+                NoteKind::NotDeclared,
+                ObjectKind::Connection,
+                "",
+                "mapping",
+                message,
+            );
+        }
 
         let mut target_by_id: IdIndex<'_, &TargetUser> = IdIndex::with_capacity(target.users.len());
         for u in &target.users {
@@ -396,7 +515,7 @@ impl<'a> Planner<'a> {
             if previous.replace(user.id.as_str()) == Some(user.id.as_str()) {
                 continue; // a duplicate id in the source: the first one counts
             }
-            let mapped = self.policy.mapping.evaluate(user);
+            let mapped = self.evaluate(user);
             let wanted = self.in_scope(user) && user.status.is_enabled();
             let link = link_by_source.get(user.id.as_str()).map(|&n| {
                 seen_link[n] = true;
@@ -411,6 +530,7 @@ impl<'a> Planner<'a> {
                 account: Account::Nothing,
                 member: false,
                 rename: Rename::Free,
+                profile: None,
             };
             if let Some((t, l)) = linked {
                 state.account = Account::Linked(t, l);
@@ -557,6 +677,18 @@ impl<'a> Planner<'a> {
             ));
         }
         if self.salesforce {
+            let mapping = &self.policy.mapping;
+            if creating && mapped.family_name.is_none() {
+                let reason = if mapping.name_split == NameSplit::None {
+                    "Salesforce requires a last name and this user has none: Duo's \"lastname\" is empty, \
+                     and the connection's mapping sets name_split = \"none\", so none is derived from \"realname\"; \
+                     fill \"lastname\" in Duo, or set name_split = \"last_word\" (or \"first_word\") in the mapping"
+                } else {
+                    "Salesforce requires a last name and none can be derived for this user: Duo's \"lastname\", \
+                     \"realname\" and \"username\" are all empty; fill \"lastname\" (or \"realname\") in Duo"
+                };
+                return Some(("name.familyName", reason.to_owned()));
+            }
             let limit = SALESFORCE_NAME_LIMIT;
             if let Some(nick) = mapped.nick_name
                 && nick.chars().count() > limit
@@ -569,15 +701,30 @@ impl<'a> Planner<'a> {
                     ),
                 ));
             }
-            if creating && self.policy.mapping.nick_name.is_none() && name.chars().count() > limit {
-                return Some((
-                    "nickName",
-                    format!(
-                        "userName {name:?} is {} characters and nickName is not mapped, so Salesforce derives nickName from it \
-                         and refuses it over {limit}; map nickName to a source attribute of at most {limit} characters",
-                        name.chars().count()
-                    ),
-                ));
+            let length = name.chars().count();
+            if creating && length > limit {
+                match &mapping.nick_name {
+                    None => {
+                        return Some((
+                            "nickName",
+                            format!(
+                                "userName {name:?} is {length} characters and nickName is not mapped, so Salesforce derives nickName from it \
+                                 and refuses it over {limit}; map nickName to a source attribute of at most {limit} characters"
+                            ),
+                        ));
+                    }
+                    Some(source) if mapped.nick_name.is_none() => {
+                        return Some((
+                            "nickName",
+                            format!(
+                                "nickName is mapped to Duo attribute \"{source}\", which is empty for this user, and userName {name:?} \
+                                 is {length} characters: Salesforce would derive nickName from it and refuse it over {limit}; \
+                                 fill \"{source}\" in Duo (at most {limit} characters)"
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
             }
         }
         None
@@ -733,14 +880,49 @@ impl<'a> Planner<'a> {
         if rejected {
             return;
         }
-        let mapped = self.policy.mapping.evaluate(user);
+        let mapped = self.evaluate(user);
         let rule = self.rule_for(user);
         let manager = self.manager_of(&mapped, manager_ids);
         let member_profile: Option<&str>;
         match account {
             Account::Nothing | Account::Blocked(..) => return,
             Account::Create | Account::CreateAfterRename => {
-                let attributes = self.attributes(user, &mapped, rule, manager);
+                let mut attributes = self.attributes(user, &mapped, rule, manager);
+                for name in &self.undeclared {
+                    attributes.remove(name);
+                }
+                let sid = user.id.as_str();
+                let held = self
+                    .held(
+                        ObjectKind::User,
+                        sid,
+                        "userName",
+                        &user_name_fingerprint(&attributes.user_name),
+                    )
+                    .or_else(|| {
+                        self.held(
+                            ObjectKind::User,
+                            sid,
+                            "create",
+                            &create_fingerprint(&attributes, &self.catalogue_fp),
+                        )
+                    });
+                if let Some(r) = held {
+                    let name = attributes.user_name.clone();
+                    self.hold(ObjectKind::User, sid, &name, r);
+                    return;
+                }
+                for (attribute, single) in attributes.optional_writes() {
+                    let write = split_update(&single, None, &self.catalogue_fp);
+                    if let Some(r) = write
+                        .first()
+                        .and_then(|w| self.held(ObjectKind::User, sid, attribute, &w.fingerprint))
+                    {
+                        attributes.remove(attribute);
+                        let name = attributes.user_name.clone();
+                        self.hold(ObjectKind::User, sid, &name, r);
+                    }
+                }
                 member_profile = rule.map(|r| r.profile.as_str());
                 self.summary.create_user += 1;
                 let op = Operation::CreateUser {
@@ -769,6 +951,7 @@ impl<'a> Planner<'a> {
                 }
                 let (mut changes, profile) = self.changes(user, &mapped, t, link, rule, manager);
                 member_profile = profile;
+                self.leave_out_held(user.id.as_str(), t, &mut changes);
                 let late = match &self.users[i].rename {
                     Rename::Late => true,
                     Rename::Conflict(reason) => {
@@ -814,9 +997,8 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let allows = member_profile
-            .and_then(|p| self.profiles.get(p))
-            .is_none_or(|p| p.allows_groups);
+        self.users[i].profile = member_profile;
+        let allows = member_profile.is_none_or(|p| !self.no_groups.contains(p));
         if allows {
             self.users[i].member = true;
         } else if !self.policy.exclude_groups
@@ -839,6 +1021,27 @@ impl<'a> Planner<'a> {
                 name,
                 message,
             );
+        }
+    }
+
+    /// Takes out of `changes` what the target does not declare and what it refused before.
+    fn leave_out_held(&mut self, sid: &str, t: &TargetUser, changes: &mut UserChanges) {
+        for name in &self.undeclared {
+            changes.remove(name);
+        }
+        if self.held.is_empty() || changes.is_empty() {
+            return;
+        }
+        let current = t
+            .entitlements
+            .iter()
+            .find(|e| self.is_profile(e))
+            .map(|e| e.value.as_str());
+        for write in split_update(changes, current, &self.catalogue_fp) {
+            if let Some(r) = self.held(ObjectKind::User, sid, write.attribute, &write.fingerprint) {
+                changes.remove(write.attribute);
+                self.hold(ObjectKind::User, sid, &t.user_name, r);
+            }
         }
     }
 
@@ -1038,13 +1241,14 @@ impl<'a> Planner<'a> {
         if let [current] = current_profiles[..]
             && current != wanted
         {
-            let refused = link.is_some_and(|l| {
-                l.refusals.iter().any(|r| {
-                    r.attribute == "profile"
-                        && r.wanted == wanted
-                        && r.basis.as_deref() == Some(current)
-                })
-            });
+            let refused = self
+                .held(
+                    ObjectKind::User,
+                    sid,
+                    "profile",
+                    &profile_fingerprint(wanted, current, &self.catalogue_fp),
+                )
+                .is_some();
             let licences = (
                 self.profiles
                     .get(current)
@@ -1064,6 +1268,7 @@ impl<'a> Planner<'a> {
                     name,
                     message,
                 );
+                self.summary.held += 1;
                 keep = Some(current);
             } else if let (Some(have), Some(want)) = licences
                 && have != want
@@ -1358,7 +1563,15 @@ impl<'a> Planner<'a> {
                     .collect()
             })
         };
-        let batch = self.policy.member_batch_size.max(1);
+        let batch = self.batch;
+        if !self.held.is_empty() {
+            self.user_index = self
+                .users
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.user.id.as_str(), i))
+                .collect();
+        }
         for (state, (remove, add)) in states.iter().zip(changes) {
             let group = GroupRef {
                 source_id: state.source.id.clone(),
@@ -1421,6 +1634,28 @@ impl<'a> Planner<'a> {
         remove.dedup();
         add.sort();
         add.dedup();
+        if !self.held.is_empty() {
+            let attribute = member_attribute(group.source_id.as_str());
+            for (list, adding) in [(&mut remove, false), (&mut add, true)] {
+                let mut kept = Vec::with_capacity(list.len());
+                for m in list.drain(..) {
+                    let Some(sid) = m.source_id.as_ref().map(|s| s.as_str()) else {
+                        kept.push(m);
+                        continue;
+                    };
+                    let profile = self
+                        .user_index
+                        .get(sid)
+                        .and_then(|&i| self.users[i].profile);
+                    let fp = member_fingerprint(adding, profile, &self.catalogue_fp);
+                    match self.held(ObjectKind::User, sid, &attribute, &fp) {
+                        Some(r) => self.hold(ObjectKind::User, sid, &m.user_name, r),
+                        None => kept.push(m),
+                    }
+                }
+                *list = kept;
+            }
+        }
         self.summary.members_removed += remove.len();
         self.summary.members_added += add.len();
         for chunk in remove.chunks(batch) {
@@ -1472,6 +1707,59 @@ impl<'a> Planner<'a> {
             summary: self.summary,
         }
     }
+}
+
+/// userNames with the configured suffix, by source id (none without a suffix).
+fn suffixed_user_names<'a>(source: &'a SourceSnapshot, policy: &Policy) -> IdMap<&'a str, String> {
+    let Some(suffix) = policy.mapping.user_name_suffix.as_deref() else {
+        return IdMap::default();
+    };
+    source
+        .users
+        .iter()
+        .filter_map(|u| {
+            let name = policy.mapping.user_name.read(u)?;
+            Some((u.id.as_str(), format!("{name}{suffix}")))
+        })
+        .collect()
+}
+
+fn empty_names<'a>() -> &'a IdMap<&'a str, String> {
+    static EMPTY: std::sync::OnceLock<IdMap<&'static str, String>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(IdMap::default)
+}
+
+/// The user attributes the policy has the planner send, by the names of [`USER_ATTRIBUTES`].
+pub fn mapped_attributes(policy: &Policy) -> Vec<&'static str> {
+    let m = &policy.mapping;
+    let g = &policy.governance;
+    let governed = g.baseline.is_some() || !g.group_rules.is_empty();
+    let roles = g.baseline.iter().any(|r| r.role.is_some())
+        || g.group_rules.iter().any(|r| r.rule.role.is_some());
+    [
+        ("userName", true),
+        ("externalId", true),
+        ("name.givenName", true),
+        ("name.familyName", true),
+        ("displayName", true),
+        ("nickName", m.nick_name.is_some()),
+        ("title", m.title.is_some()),
+        ("emails", true),
+        ("phoneNumbers", m.work_phone.is_some()),
+        ("federationId", true),
+        ("employeeNumber", m.employee_number.is_some()),
+        ("department", m.department.is_some()),
+        ("division", m.division.is_some()),
+        ("organization", m.organization.is_some()),
+        ("costCenter", m.cost_center.is_some()),
+        ("manager", m.manager.is_some()),
+        ("entitlements", governed),
+        ("roles", roles),
+        ("active", true),
+    ]
+    .into_iter()
+    .filter_map(|(a, on)| on.then_some(a))
+    .collect()
 }
 
 fn deactivation_key(op: &Operation) -> &str {
@@ -1548,6 +1836,8 @@ fn orphan_ref(link: &UserLink, t: &TargetUser) -> UserRef {
     }
 }
 
+#[cfg(test)]
+mod held;
 mod index;
 #[cfg(test)]
 mod properties;

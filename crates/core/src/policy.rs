@@ -74,16 +74,84 @@ impl SourceAttribute {
     }
 }
 
+/// Duo's name for the attribute (`username`, `email`, `firstname`, `lastname`, `realname`,
+/// `alias1`, `custom.<name>`, `phone`), which [`SourceAttribute::parse`] accepts back.
+impl std::fmt::Display for SourceAttribute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Username => f.write_str("username"),
+            Self::Email => f.write_str("email"),
+            Self::FirstName => f.write_str("firstname"),
+            Self::LastName => f.write_str("lastname"),
+            Self::DisplayName => f.write_str("realname"),
+            Self::Alias(n) => write!(f, "alias{n}"),
+            Self::Custom(name) => write!(f, "custom.{name}"),
+            Self::Phone => f.write_str("phone"),
+        }
+    }
+}
+
+/// How a family name (and a missing given name) is derived from the full name when the source
+/// has no last name (configuration: `name_split` in a connection's mapping). The rule is
+/// described, with examples, in [`crate::mapping`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSplit {
+    /// Family name = the last word of the full name, given name = the words before it
+    /// ("Ada Lovelace" → Ada / Lovelace); one word is the family name alone.
+    #[default]
+    LastWord,
+    /// Family name = the first word, given name = the rest, for names written family name
+    /// first ("Tanaka Hanako" → Hanako / Tanaka); one word is the family name alone.
+    FirstWord,
+    /// No derivation: the names are the source's first and last name only.
+    None,
+}
+
+impl NameSplit {
+    /// Every rule with its configuration spelling.
+    pub const ALL: [(NameSplit, &'static str); 3] = [
+        (Self::LastWord, "last_word"),
+        (Self::FirstWord, "first_word"),
+        (Self::None, "none"),
+    ];
+
+    /// Parses the configuration spelling (`last_word`, `first_word`, `none`), ignoring case
+    /// and surrounding spaces.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        Self::ALL
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(text))
+            .map(|(r, _)| *r)
+    }
+
+    /// The configuration spelling.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(r, _)| *r == self)
+            .map_or("", |(_, n)| n)
+    }
+}
+
 /// How source attributes become target attributes.
 ///
 /// The defaults are fixed: userName ← email, name.givenName/familyName ← first/last name,
 /// displayName ← display name, `emails[work]` ← email, active ← status and scope,
 /// externalId ← source id, and the SSO identifier ← `sso_identifier` (the address the SAML
-/// assertion carries, email by default). The optional ones are `None` until mapped.
+/// assertion carries, email by default). The optional ones are `None` until mapped. A missing
+/// family name is derived from the full name by [`Mapping::name_split`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mapping {
     /// Where userName comes from; must yield an email address. Default: email.
     pub user_name: SourceAttribute,
+    /// Appended to every userName (`jane@acme.com` → `jane@acme.com.acme`): Salesforce
+    /// usernames are unique across all organisations, and a suffix is how many orgs keep
+    /// theirs apart from a sandbox's or another company's. Matching and SSO are unaffected
+    /// (the Federation ID keeps the plain address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name_suffix: Option<String>,
     /// Where the SSO / Federation identifier comes from. Default: email.
     pub sso_identifier: SourceAttribute,
     pub nick_name: Option<SourceAttribute>,
@@ -96,12 +164,17 @@ pub struct Mapping {
     pub cost_center: Option<SourceAttribute>,
     /// Maps to the manager's *source* id; the planner turns it into the manager's target id.
     pub manager: Option<SourceAttribute>,
+    /// How name.familyName (and a missing name.givenName) is derived when the source has no
+    /// last name. Default: [`NameSplit::LastWord`].
+    #[serde(default)]
+    pub name_split: NameSplit,
 }
 
 impl Default for Mapping {
     fn default() -> Self {
         Self {
             user_name: SourceAttribute::Email,
+            user_name_suffix: None,
             sso_identifier: SourceAttribute::Email,
             nick_name: None,
             title: None,
@@ -112,6 +185,7 @@ impl Default for Mapping {
             organization: None,
             cost_center: None,
             manager: None,
+            name_split: NameSplit::LastWord,
         }
     }
 }
@@ -150,6 +224,10 @@ pub struct Governance {
     /// (the default) only those it assigned itself.
     #[serde(default)]
     pub authoritative_permission_sets: bool,
+    /// Profiles (by name or id) whose users may not be members of groups, for targets that do
+    /// not say so themselves; the engine also learns them from the target's refusals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles_without_groups: Vec<String>,
 }
 
 /// Limits on destructive changes per run.

@@ -4,7 +4,8 @@
 
 use crate::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord, RunStatus, Trigger};
 use crate::ids::{TargetGroupId, TargetUserId};
-use crate::links::{GroupLink, Links, UserLink};
+use crate::links::{GroupLink, HeldRefusal, Links, TargetFacts, UserLink};
+use crate::plan::ObjectKind;
 use crate::plan::{UserAttributes, UserChanges};
 use crate::source::SourceSnapshot;
 use crate::target::{TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser};
@@ -38,42 +39,31 @@ pub trait Source: Send + Sync {
     fn read(&self) -> impl Future<Output = Result<SourceSnapshot, Self::Error>> + Send;
 }
 
-/// What one read of the target covers besides the users.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a read of the target covers besides its users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReadScope {
-    /// Read groups with their members (false when the policy excludes groups).
+    /// Groups with their members (not when the policy excludes group information).
     pub groups: bool,
-    /// Read the catalogue (profiles, permission sets, roles); false when no governance rule
-    /// needs it, and then the snapshot's catalogue is empty.
+    /// The catalogue (`/Entitlements`, `/Roles`): only when governance needs it.
     pub catalogue: bool,
-}
-
-impl ReadScope {
-    /// Users, groups and the catalogue.
-    pub const EVERYTHING: Self = Self {
-        groups: true,
-        catalogue: true,
-    };
 }
 
 /// A SCIM target.
 pub trait Target: Send + Sync {
     type Error: Classify;
 
-    /// Reads users, and groups with their members and the catalogue as `scope` says.
+    /// Reads what the target declares it supports (service provider configuration, resource
+    /// types, schemas) and follows it from then on.
+    fn discover(&self) -> impl Future<Output = Result<TargetCapabilities, Self::Error>> + Send;
+
+    /// Follows a capabilities record discovered earlier (cached by the engine).
+    fn use_capabilities(&self, capabilities: &TargetCapabilities);
+
+    /// Reads users and what `scope` asks for.
     fn read(
         &self,
         scope: ReadScope,
     ) -> impl Future<Output = Result<TargetSnapshot, Self::Error>> + Send;
-
-    /// Asks the target what it supports (RFC 7644 §4: service provider config, resource
-    /// types, schemas), with safe fallbacks for what it does not say (listed in the record's
-    /// `notes`), and makes the target follow the record (as [`Target::use_capabilities`]).
-    fn discover(&self) -> impl Future<Output = Result<TargetCapabilities, Self::Error>> + Send;
-
-    /// Makes the target follow a capabilities record found earlier (a cached discovery), so
-    /// that a run need not discover again.
-    fn use_capabilities(&self, caps: &TargetCapabilities);
 
     /// Looks a user up by userName (case-insensitively) or externalId, for single-user runs.
     fn find_user(
@@ -173,10 +163,37 @@ pub trait Store: Send + Sync {
         query: &ActivityQuery,
     ) -> impl Future<Output = Result<Vec<ActivityEntry>, Self::Error>> + Send;
 
+    /// The links of a connection, with its held refusals and the facts learned of its target.
     fn load_links(
         &self,
         connection: &str,
     ) -> impl Future<Output = Result<Links, Self::Error>> + Send;
+    /// Inserts or replaces the refusal of (`object`, `source_id`, `attribute`).
+    fn save_refusal(
+        &self,
+        connection: &str,
+        refusal: &HeldRefusal,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Forgets the refusal of (`object`, `source_id`, `attribute`), if any.
+    fn clear_refusal(
+        &self,
+        connection: &str,
+        object: ObjectKind,
+        source_id: &str,
+        attribute: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Forgets every refusal of a connection, or those of one source object; returns how many.
+    fn clear_refusals(
+        &self,
+        connection: &str,
+        source_id: Option<&str>,
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+    /// Replaces what is known of the connection's target.
+    fn save_facts(
+        &self,
+        connection: &str,
+        facts: &TargetFacts,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Inserts or replaces the link of `link.source_id`.
     fn save_user_link(
         &self,

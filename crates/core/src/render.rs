@@ -16,7 +16,8 @@
 //!   `members` (`[{source_id?, target_id?, user_name}]`);
 //! - `rejected`: `[{object, source_id, name, field, reason}]`, `object` is `user` or `group`;
 //! - `notes`: `[{kind, object, source_id, name, message}]`, `kind` is
-//!   `email_pending_verification`, `refused_earlier`, `profile_forbids_groups` or `conflict`;
+//!   `email_pending_verification`, `refused_earlier`, `profile_forbids_groups`, `conflict` or
+//!   `not_declared` (the target does not declare mapped attributes; `object` is `connection`);
 //! - `summary`: the counts of [`crate::plan::Summary`] under their field names.
 //!
 //! Absent optional fields are left out rather than written as `null`, except inside `changes`
@@ -64,10 +65,7 @@ impl Plan {
         if !self.rejected.is_empty() {
             let _ = writeln!(out, "\nRejected ({}):", self.rejected.len());
             for r in &self.rejected {
-                let kind = match r.object {
-                    crate::plan::ObjectKind::User => "user",
-                    crate::plan::ObjectKind::Group => "group",
-                };
+                let kind = r.object.as_str();
                 let _ = writeln!(
                     out,
                     "  {kind} {} ({}): {}: {}",
@@ -93,7 +91,8 @@ impl Plan {
         let _ = writeln!(
             out,
             "\nUsers: {} to create, {} to adopt, {} to update, {} to reactivate, {} to deactivate, {} unchanged. \
-             Groups: {} to create, {} to adopt, {} to rename. Members: +{} -{}. Rejected: {}. Notes: {}.",
+             Groups: {} to create, {} to adopt, {} to rename. Members: +{} -{}. Rejected: {}. Notes: {}. \
+             Held (refused earlier, not sent again): {}.",
             s.create_user,
             s.adopt_user,
             s.update_user,
@@ -106,7 +105,8 @@ impl Plan {
             s.members_added,
             s.members_removed,
             s.rejected,
-            s.notes
+            s.notes,
+            s.held
         );
         out
     }

@@ -144,6 +144,37 @@ fn yes() -> bool {
     true
 }
 
+/// Whether an entitlement on a user is a profile (else a permission set): the target says so
+/// (`type: "Profile"`), or the catalogue lists its id as a profile, or — when the catalogue
+/// does not know it as a permission set either — its id has Salesforce's profile prefix `00e`.
+/// The one rule every crate uses.
+pub fn is_profile(e: &Entitlement, known_profile: bool, known_permission_set: bool) -> bool {
+    e.kind
+        .as_deref()
+        .is_some_and(|k| k.eq_ignore_ascii_case("profile"))
+        || known_profile
+        || (!known_permission_set && e.value.starts_with("00e"))
+}
+
+impl Catalogue {
+    /// [`is_profile`] against this catalogue.
+    pub fn is_profile(&self, e: &Entitlement) -> bool {
+        is_profile(
+            e,
+            self.profiles.iter().any(|p| p.id == e.value),
+            self.permission_sets.iter().any(|p| p.id == e.value),
+        )
+    }
+
+    /// The profile `user` holds, if any.
+    pub fn profile_of<'a>(&self, user: &'a TargetUser) -> Option<&'a str> {
+        user.entitlements
+            .iter()
+            .find(|e| self.is_profile(e))
+            .map(|e| e.value.as_str())
+    }
+}
+
 /// A permission set or a role in the target's catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogueEntry {

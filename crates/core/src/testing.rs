@@ -7,7 +7,7 @@
 //! userNames, invents a nickName when none is sent, and keeps phones of other types.
 
 use crate::ids::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
-use crate::links::{GroupLink, Links, Origin, PendingEmail, UserLink};
+use crate::links::{Ledger, Links, Origin};
 use crate::plan::{GroupRef, Operation, Plan, UserAttributes, UserChanges, UserRef};
 use crate::policy::{Governance, Policy, RuleSpec};
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser};
@@ -116,27 +116,33 @@ pub fn salesforce_policy() -> Policy {
     }
 }
 
-/// Applies `plan` to `target` and `links` as the engine would: creates get fresh ids, adoptions
-/// and creations are linked, entitlement changes update the engine's permission sets, email
-/// changes are recorded as pending. `Err` names an operation whose references do not resolve
-/// (a plan in the wrong order, or naming objects that do not exist).
+/// Applies `plan` to `target` and `links` as the engine would, through the same link
+/// [`Ledger`]: creates get fresh ids, adoptions and creations are linked, entitlement changes
+/// update the engine's permission sets, email changes are recorded as pending. `Err` names an
+/// operation whose references do not resolve (a plan in the wrong order, or naming objects
+/// that do not exist).
 pub fn apply(
     plan: &Plan,
     target: &mut TargetSnapshot,
     links: &mut Links,
     now: Timestamp,
 ) -> Result<(), String> {
+    let mut ledger = Ledger::new(std::mem::take(links));
+    let mut result = Ok(());
     for (n, op) in plan.operations.iter().enumerate() {
-        apply_one(op, target, links, now)
-            .map_err(|e| format!("operation {n} ({}): {e}", op.kind()))?;
+        if let Err(e) = apply_one(op, target, &mut ledger, now) {
+            result = Err(format!("operation {n} ({}): {e}", op.kind()));
+            break;
+        }
     }
-    Ok(())
+    *links = ledger.into_links();
+    result
 }
 
 fn apply_one(
     op: &Operation,
     target: &mut TargetSnapshot,
-    links: &mut Links,
+    links: &mut Ledger,
     now: Timestamp,
 ) -> Result<(), String> {
     match op {
@@ -153,15 +159,7 @@ fn apply_one(
                 return Err(format!("duplicate userName {}", attributes.user_name));
             }
             target.users.push(created_user(&id, attributes));
-            links.users.retain(|l| l.source_id != *source_id);
-            links.users.push(UserLink {
-                source_id: source_id.clone(),
-                target_id: id,
-                origin: Origin::Created,
-                assigned_permission_sets: attributes.permission_sets.iter().cloned().collect(),
-                pending_email: None,
-                refusals: Vec::new(),
-            });
+            links.after_create_user(source_id, &id, &attributes.permission_sets);
         }
         Operation::AdoptUser {
             source_id,
@@ -171,15 +169,7 @@ fn apply_one(
             if !target.users.iter().any(|u| u.id == *target_id) {
                 return Err(format!("no target user {target_id}"));
             }
-            links.users.retain(|l| l.source_id != *source_id);
-            links.users.push(UserLink {
-                source_id: source_id.clone(),
-                target_id: target_id.clone(),
-                origin: Origin::Adopted,
-                assigned_permission_sets: Default::default(),
-                pending_email: None,
-                refusals: Vec::new(),
-            });
+            links.after_adopt_user(source_id, target_id);
         }
         Operation::UpdateUser {
             source_id,
@@ -208,22 +198,7 @@ fn apply_one(
                 .ok_or_else(|| format!("no target user {target_id}"))?;
             let previous = user.work_email().map(str::to_owned);
             apply_changes(user, changes);
-            if let Some(link) = links.users.iter_mut().find(|l| l.source_id == *source_id) {
-                if let Some(e) = &changes.entitlements {
-                    link.assigned_permission_sets
-                        .extend(e.added.iter().cloned());
-                    for r in &e.removed {
-                        link.assigned_permission_sets.remove(r);
-                    }
-                }
-                if let Some(address) = &changes.email {
-                    link.pending_email = Some(PendingEmail {
-                        address: address.clone(),
-                        previous,
-                        requested_at: now,
-                    });
-                }
-            }
+            links.after_update_user(source_id, changes, previous, now);
         }
         Operation::DeactivateUser { target_id, .. } => {
             let user = target
@@ -240,24 +215,14 @@ fn apply_one(
                 display_name: name.clone(),
                 members: Vec::new(),
             });
-            links.groups.retain(|l| l.source_id != *source_id);
-            links.groups.push(GroupLink {
-                source_id: source_id.clone(),
-                target_id: id,
-                origin: Origin::Created,
-            });
+            links.after_link_group(source_id, &id, Origin::Created);
         }
         Operation::AdoptGroup {
             source_id,
             target_id,
             ..
         } => {
-            links.groups.retain(|l| l.source_id != *source_id);
-            links.groups.push(GroupLink {
-                source_id: source_id.clone(),
-                target_id: target_id.clone(),
-                origin: Origin::Adopted,
-            });
+            links.after_link_group(source_id, target_id, Origin::Adopted);
         }
         Operation::RenameGroup { target_id, to, .. } => {
             let group = target
@@ -293,7 +258,7 @@ fn apply_one(
     Ok(())
 }
 
-fn resolve_user(user: &UserRef, links: &Links) -> Result<TargetUserId, String> {
+fn resolve_user(user: &UserRef, links: &Ledger) -> Result<TargetUserId, String> {
     if let Some(id) = &user.target_id {
         return Ok(id.clone());
     }
@@ -302,21 +267,17 @@ fn resolve_user(user: &UserRef, links: &Links) -> Result<TargetUserId, String> {
         .as_ref()
         .ok_or_else(|| format!("user {} has neither id", user.user_name))?;
     links
-        .users
-        .iter()
-        .find(|l| l.source_id == *sid)
+        .user(sid)
         .map(|l| l.target_id.clone())
         .ok_or_else(|| format!("source user {sid} has no link yet"))
 }
 
-fn resolve_group(group: &GroupRef, links: &Links) -> Result<TargetGroupId, String> {
+fn resolve_group(group: &GroupRef, links: &Ledger) -> Result<TargetGroupId, String> {
     if let Some(id) = &group.target_id {
         return Ok(id.clone());
     }
     links
-        .groups
-        .iter()
-        .find(|l| l.source_id == group.source_id)
+        .group(&group.source_id)
         .map(|l| l.target_id.clone())
         .ok_or_else(|| format!("source group {} has no link yet", group.source_id))
 }

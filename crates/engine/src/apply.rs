@@ -1,13 +1,25 @@
 //! Applying a plan: in dependency order, with bounded concurrency inside each stage, recording
-//! every outcome and updating the links as each operation completes.
+//! every outcome and updating the links (through the core's [`Ledger`]) as each operation
+//! completes.
+//!
+//! A refusal is contained to the object and attribute it concerns: a user update refused as a
+//! whole is split into its attributes (the one the target names, else by halves) so the other
+//! changes land; a member batch refused for one member is split until the refusing members are
+//! found; a batch refused for its size is split and the size that worked is remembered. Each
+//! refused write is held (by the ledger, in the store) until its fingerprint changes.
 
-use crate::run::{Progress, chain, now, object_name};
+use crate::run::{Progress, chain, now};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use scimsync_core::activity::{ActivityEntry, Outcome, RunId};
-use scimsync_core::links::{GroupLink, Links, Origin, PendingEmail, Refusal, UserLink};
-use scimsync_core::plan::{GroupRef, ObjectKind, Operation, Plan, UserRef};
+use scimsync_core::links::{HeldRefusal, Ledger, Links, Origin, member_attribute};
+use scimsync_core::plan::{GroupRef, NoteKind, ObjectKind, Operation, Plan, UserChanges, UserRef};
 use scimsync_core::ports::{Classify, Disposition, Store, Target};
+use scimsync_core::refusals::{
+    self, Write, blames_profile, bounded, catalogue_fingerprint, create_fingerprint,
+    group_create_fingerprint, is_size_refusal, member_fingerprint, names_attribute, split_update,
+    user_name_fingerprint,
+};
 use scimsync_core::target::{TargetSnapshot, TargetUser};
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
 use std::collections::{HashMap, HashSet};
@@ -22,12 +34,15 @@ pub(crate) struct ApplyContext<'a, T, St> {
     pub run_id: RunId,
     pub target: &'a T,
     pub store: &'a St,
-    /// The target as read at the start of the run (current values for pending emails and refusals).
+    /// The target as read at the start of the run (current values for pending emails,
+    /// profiles and fingerprints).
     pub snapshot: &'a TargetSnapshot,
     pub links: Links,
     /// `Some(reason)`: destructive operations are held back (the guard tripped, unapproved).
     pub hold_destructive: Option<String>,
     pub max_concurrency: usize,
+    /// Members per PATCH as configured (a smaller size learned from the target wins).
+    pub member_batch_size: usize,
     pub cancel: &'a CancellationToken,
     pub progress: Option<&'a dyn Progress>,
 }
@@ -39,33 +54,92 @@ pub(crate) struct Applied {
     pub failed: u64,
     pub rejected: u64,
     pub skipped: u64,
+    /// Writes refused in this run and held from now on.
+    pub refused: u64,
     /// The connection broke (credentials, permissions): the rest of the plan was not tried.
     pub fatal: Option<String>,
     /// Cancelled before the plan was done.
     pub interrupted: bool,
 }
 
-#[derive(Default)]
 struct State {
-    users: HashMap<SourceUserId, UserLink>,
-    groups: HashMap<SourceGroupId, GroupLink>,
+    ledger: Ledger,
     /// Users and groups whose creation failed in this run: their dependants are skipped.
     missing_users: HashSet<SourceUserId>,
     missing_groups: HashSet<SourceGroupId>,
     counts: Applied,
 }
 
-/// The stage of an operation: operations of one stage are independent of each other; a stage
-/// starts when the previous one is done.
-fn stage(op: &Operation) -> u8 {
-    match op {
-        Operation::CreateGroup { .. } | Operation::AdoptGroup { .. } => 0,
-        Operation::CreateUser { .. } | Operation::AdoptUser { .. } => 1,
-        Operation::UpdateUser { .. } | Operation::ReactivateUser { .. } => 2,
-        Operation::RenameGroup { .. } => 3,
-        Operation::RemoveMembers { .. } => 4,
-        Operation::AddMembers { .. } => 5,
-        Operation::DeactivateUser { .. } => 6,
+/// What the refusal rules need of the run, computed once.
+struct Basis<'a> {
+    catalogue_fp: String,
+    /// Target user id → the account as read.
+    accounts: HashMap<&'a str, &'a TargetUser>,
+    /// Source user id → the profile the account ends with under this plan (what a membership
+    /// refusal depends on), as the planner decided it.
+    profiles: HashMap<&'a str, Option<&'a str>>,
+}
+
+impl<'a> Basis<'a> {
+    fn new(snapshot: &'a TargetSnapshot, links: &'a Links, plan: &'a Plan) -> Self {
+        let accounts: HashMap<&str, &TargetUser> =
+            snapshot.users.iter().map(|u| (u.id.as_str(), u)).collect();
+        let mut profiles: HashMap<&str, Option<&str>> = HashMap::new();
+        let mut current = |sid: &'a str, tid: &str| {
+            let p = accounts
+                .get(tid)
+                .and_then(|u| snapshot.catalogue.profile_of(u));
+            profiles.entry(sid).or_insert(p);
+        };
+        for l in &links.users {
+            current(l.source_id.as_str(), l.target_id.as_str());
+        }
+        for op in &plan.operations {
+            match op {
+                Operation::AdoptUser {
+                    source_id,
+                    target_id,
+                    ..
+                } => current(source_id.as_str(), target_id.as_str()),
+                _ => {}
+            }
+        }
+        for op in &plan.operations {
+            match op {
+                Operation::CreateUser {
+                    source_id,
+                    attributes,
+                } => {
+                    profiles.insert(source_id.as_str(), attributes.profile.as_deref());
+                }
+                Operation::UpdateUser {
+                    source_id, changes, ..
+                }
+                | Operation::ReactivateUser {
+                    source_id, changes, ..
+                } => {
+                    if let Some(e) = &changes.entitlements {
+                        profiles.insert(source_id.as_str(), Some(e.profile.as_str()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Self {
+            catalogue_fp: catalogue_fingerprint(&snapshot.catalogue),
+            accounts,
+            profiles,
+        }
+    }
+
+    fn current_profile(
+        &self,
+        catalogue: &scimsync_core::target::Catalogue,
+        id: &TargetUserId,
+    ) -> Option<&'a str> {
+        self.accounts
+            .get(id.as_str())
+            .and_then(|u| catalogue.profile_of(u))
     }
 }
 
@@ -73,31 +147,24 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
     ctx: &ApplyContext<'_, T, St>,
     plan: &Plan,
 ) -> Result<Applied, BoxError> {
+    let basis = Basis::new(ctx.snapshot, &ctx.links, plan);
     let state = Mutex::new(State {
-        users: ctx
-            .links
-            .users
-            .iter()
-            .map(|l| (l.source_id.clone(), l.clone()))
-            .collect(),
-        groups: ctx
-            .links
-            .groups
-            .iter()
-            .map(|l| (l.source_id.clone(), l.clone()))
-            .collect(),
-        ..State::default()
+        ledger: Ledger::new(ctx.links.clone()),
+        missing_users: HashSet::new(),
+        missing_groups: HashSet::new(),
+        counts: Applied::default(),
     });
     if let Some(p) = ctx.progress {
         p.planned(plan.operations.len());
     }
 
-    // What the planner refused or held back is part of the log too.
+    // What the planner refused or held back is part of the log too; writes held from an
+    // earlier refusal were logged when refused, and are only counted in the summary.
     for r in &plan.rejected {
         let entry = ctx.entry(
             "reject",
             Outcome::Rejected,
-            object_name(r.object),
+            r.object,
             Some(r.source_id.clone()),
             None,
             &r.name,
@@ -106,13 +173,17 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
         ctx.record(&entry).await?;
         lock(&state).counts.rejected += 1;
     }
-    for n in &plan.notes {
+    for n in plan
+        .notes
+        .iter()
+        .filter(|n| n.kind != NoteKind::RefusedEarlier)
+    {
         let kind = json_str(&n.kind);
         let entry = ctx.entry(
             "note",
             Outcome::Skipped,
-            object_name(n.object),
-            Some(n.source_id.clone()),
+            n.object,
+            (!n.source_id.is_empty()).then(|| n.source_id.clone()),
             None,
             &n.name,
             format!("{kind}: {}", n.message),
@@ -122,8 +193,8 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
 
     let mut rest = &plan.operations[..];
     while let Some(first) = rest.first() {
-        let s = stage(first);
-        let len = rest.iter().take_while(|op| stage(op) == s).count();
+        let s = first.stage();
+        let len = rest.iter().take_while(|op| op.stage() == s).count();
         let (batch, tail) = rest.split_at(len);
         rest = tail;
         if ctx.cancel.is_cancelled() {
@@ -139,7 +210,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
         loop {
             while pending.len() < ctx.max_concurrency {
                 match next.next() {
-                    Some(op) => pending.push(ctx.apply_one(op, &state)),
+                    Some(op) => pending.push(ctx.apply_one(op, &state, &basis)),
                     None => break,
                 }
             }
@@ -165,10 +236,14 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// What one call to the target came to.
+#[derive(Debug, Clone)]
 enum Called {
     Ok,
     Failed(String),
-    Refused(String),
+    Refused {
+        code: Option<String>,
+        reason: String,
+    },
     Fatal(String),
 }
 
@@ -176,9 +251,48 @@ fn classify<E: Classify>(e: &E) -> Called {
     let message = chain(e);
     match e.disposition() {
         Disposition::Retryable { .. } => Called::Failed(message),
-        Disposition::Refused { .. } => Called::Refused(message),
+        Disposition::Refused { code } => Called::Refused {
+            code,
+            reason: message,
+        },
         Disposition::Fatal => Called::Fatal(message),
     }
+}
+
+fn called<E: Classify>(result: Result<(), E>) -> Called {
+    match result {
+        Ok(()) => Called::Ok,
+        Err(e) => classify(&e),
+    }
+}
+
+/// The outcome of an isolated write: what the target took, what it refused (with its
+/// reason), and the failure that stopped the isolation, if any.
+struct Isolated<W> {
+    accepted: Vec<W>,
+    refused: Vec<(W, String)>,
+    stopped: Option<Called>,
+    /// Member writes only: the size the target accepted after refusing a larger batch.
+    learned_size: Option<usize>,
+}
+
+impl<W> Default for Isolated<W> {
+    fn default() -> Self {
+        Self {
+            accepted: Vec::new(),
+            refused: Vec::new(),
+            stopped: None,
+            learned_size: None,
+        }
+    }
+}
+
+/// A member of a membership change, resolved.
+#[derive(Debug, Clone)]
+struct Member {
+    source_id: Option<SourceUserId>,
+    target_id: TargetUserId,
+    user_name: String,
 }
 
 impl<T: Target, St: Store> ApplyContext<'_, T, St> {
@@ -187,7 +301,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         &self,
         op: &str,
         outcome: Outcome,
-        object: &str,
+        object: ObjectKind,
         source_id: Option<String>,
         target_id: Option<String>,
         name: &str,
@@ -200,7 +314,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             at: now(),
             op: op.to_owned(),
             outcome,
-            object: object.to_owned(),
+            object: object.as_str().to_owned(),
             source_id,
             target_id,
             name: name.to_owned(),
@@ -219,18 +333,85 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         Ok(())
     }
 
-    async fn save_user(&self, link: &UserLink) -> Result<(), BoxError> {
-        self.store
-            .save_user_link(self.connection, link)
-            .await
-            .map_err(|e| Box::new(e) as BoxError)
+    async fn saved<E: std::error::Error + Send + Sync + 'static>(
+        result: Result<(), E>,
+    ) -> Result<(), BoxError> {
+        result.map_err(|e| Box::new(e) as BoxError)
     }
 
-    async fn save_group(&self, link: &GroupLink) -> Result<(), BoxError> {
-        self.store
-            .save_group_link(self.connection, link)
-            .await
-            .map_err(|e| Box::new(e) as BoxError)
+    /// Holds a refused write (ledger and store) and logs it once, as rejected.
+    async fn hold(
+        &self,
+        state: &Mutex<State>,
+        refusal: HeldRefusal,
+        name: &str,
+        target_id: Option<String>,
+    ) -> Result<(), BoxError> {
+        let refusal = lock(state).ledger.after_refusal(refusal).clone();
+        Self::saved(self.store.save_refusal(self.connection, &refusal).await).await?;
+        let entry = self.entry(
+            "refuse",
+            Outcome::Rejected,
+            refusal.object,
+            Some(refusal.source_id.clone()),
+            target_id,
+            name,
+            format!(
+                "{} ({}) refused by the target: {}; held, not sent again until the value, the rule or the catalogue changes",
+                refusal.attribute, refusal.value, refusal.reason
+            ),
+        );
+        self.record(&entry).await?;
+        lock(state).counts.refused += 1;
+        lock(state).counts.rejected += 1;
+        Ok(())
+    }
+
+    fn refusal(
+        &self,
+        object: ObjectKind,
+        source_id: &str,
+        attribute: &str,
+        fingerprint: String,
+        value: &str,
+        reason: &str,
+    ) -> HeldRefusal {
+        HeldRefusal {
+            object,
+            source_id: source_id.to_owned(),
+            attribute: attribute.to_owned(),
+            fingerprint,
+            value: bounded(value, refusals::KEPT_CHARS),
+            reason: bounded(reason, refusals::KEPT_CHARS),
+            at: now(),
+        }
+    }
+
+    /// Forgets a held refusal the target now accepted.
+    async fn accepted(
+        &self,
+        state: &Mutex<State>,
+        object: ObjectKind,
+        source_id: &str,
+        attribute: &str,
+    ) -> Result<(), BoxError> {
+        let was_held = lock(state)
+            .ledger
+            .after_acceptance(object, source_id, attribute);
+        if was_held {
+            Self::saved(
+                self.store
+                    .clear_refusal(self.connection, object, source_id, attribute)
+                    .await,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn save_facts(&self, state: &Mutex<State>) -> Result<(), BoxError> {
+        let facts = lock(state).ledger.facts().clone();
+        Self::saved(self.store.save_facts(self.connection, &facts).await).await
     }
 
     /// Records an outcome and counts it; a fatal one stops the run.
@@ -247,9 +428,9 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 entry.outcome = Outcome::Failed;
                 entry.detail = join(&entry.detail, &m);
             }
-            Called::Refused(m) => {
+            Called::Refused { reason, .. } => {
                 entry.outcome = Outcome::Rejected;
-                entry.detail = join(&entry.detail, &format!("refused by the target: {m}"));
+                entry.detail = join(&entry.detail, &format!("refused by the target: {reason}"));
             }
             Called::Fatal(m) => {
                 entry.outcome = Outcome::Failed;
@@ -289,7 +470,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             return Some(id.clone());
         }
         let sid = r.source_id.as_ref()?;
-        lock(state).users.get(sid).map(|l| l.target_id.clone())
+        lock(state).ledger.user(sid).map(|l| l.target_id.clone())
     }
 
     fn resolve_group(&self, state: &Mutex<State>, g: &GroupRef) -> Option<TargetGroupId> {
@@ -297,31 +478,17 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             return Some(id.clone());
         }
         lock(state)
-            .groups
-            .get(&g.source_id)
+            .ledger
+            .group(&g.source_id)
             .map(|l| l.target_id.clone())
     }
 
-    fn snapshot_user(&self, id: &TargetUserId) -> Option<&TargetUser> {
-        self.snapshot.users.iter().find(|u| u.id == *id)
-    }
-
-    fn current_profile(&self, id: &TargetUserId) -> Option<String> {
-        let user = self.snapshot_user(id)?;
-        let profiles = &self.snapshot.catalogue.profiles;
-        user.entitlements
-            .iter()
-            .find(|e| {
-                profiles.iter().any(|p| p.id == e.value)
-                    || e.kind
-                        .as_deref()
-                        .is_some_and(|k| k.eq_ignore_ascii_case("profile"))
-                    || e.value.starts_with("00e")
-            })
-            .map(|e| e.value.clone())
-    }
-
-    async fn apply_one(&self, op: &Operation, state: &Mutex<State>) -> Result<(), BoxError> {
+    async fn apply_one(
+        &self,
+        op: &Operation,
+        state: &Mutex<State>,
+        basis: &Basis<'_>,
+    ) -> Result<(), BoxError> {
         if self.cancel.is_cancelled() || lock(state).counts.fatal.is_some() {
             return Ok(());
         }
@@ -338,48 +505,19 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 source_id,
                 attributes,
             } => {
-                let entry = self.describe(op);
-                let called = match self.target.create_user(attributes).await {
-                    Ok(created) => {
-                        let link = UserLink {
-                            source_id: source_id.clone(),
-                            target_id: created.id.clone(),
-                            origin: Origin::Created,
-                            assigned_permission_sets: attributes
-                                .permission_sets
-                                .iter()
-                                .cloned()
-                                .collect(),
-                            pending_email: None,
-                            refusals: Vec::new(),
-                        };
-                        self.save_user(&link).await?;
-                        lock(state).users.insert(source_id.clone(), link);
-                        let mut entry = entry;
-                        entry.target_id = Some(created.id.to_string());
-                        self.finish(state, entry, Called::Ok).await?;
-                        return Ok(());
-                    }
-                    Err(e) => classify(&e),
-                };
-                lock(state).missing_users.insert(source_id.clone());
-                self.finish(state, entry, called).await?;
+                self.create_user(state, basis, op, source_id, attributes)
+                    .await?
             }
             Operation::AdoptUser {
                 source_id,
                 target_id,
                 ..
             } => {
-                let link = UserLink {
-                    source_id: source_id.clone(),
-                    target_id: target_id.clone(),
-                    origin: Origin::Adopted,
-                    assigned_permission_sets: Default::default(),
-                    pending_email: None,
-                    refusals: Vec::new(),
-                };
-                self.save_user(&link).await?;
-                lock(state).users.insert(source_id.clone(), link);
+                let link = lock(state)
+                    .ledger
+                    .after_adopt_user(source_id, target_id)
+                    .clone();
+                Self::saved(self.store.save_user_link(self.connection, &link).await).await?;
                 self.finish(state, self.describe(op), Called::Ok).await?;
             }
             Operation::UpdateUser {
@@ -394,97 +532,63 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 changes,
                 ..
             } => {
-                let entry = self.describe(op);
-                let called = match self.target.update_user(target_id, changes).await {
-                    Ok(()) => Called::Ok,
-                    Err(e) => classify(&e),
-                };
-                let link = {
-                    let mut st = lock(state);
-                    let link = st.users.get_mut(source_id);
-                    match (link, &called) {
-                        (Some(link), Called::Ok) => {
-                            if let Some(ent) = &changes.entitlements {
-                                for p in &ent.added {
-                                    link.assigned_permission_sets.insert(p.clone());
-                                }
-                                for p in &ent.removed {
-                                    link.assigned_permission_sets.remove(p);
-                                }
-                                if ent.profile_changed {
-                                    link.refusals.retain(|r| r.attribute != "profile");
-                                }
-                            }
-                            if let Some(email) = &changes.email {
-                                let previous = self
-                                    .snapshot_user(target_id)
-                                    .and_then(TargetUser::work_email)
-                                    .map(str::to_owned);
-                                link.pending_email = Some(PendingEmail {
-                                    address: email.clone(),
-                                    previous,
-                                    requested_at: now(),
-                                });
-                            }
-                            Some(link.clone())
-                        }
-                        (Some(link), Called::Refused(reason)) => match &changes.entitlements {
-                            Some(ent) if ent.profile_changed => {
-                                link.refusals.retain(|r| r.attribute != "profile");
-                                link.refusals.push(Refusal {
-                                    attribute: "profile".to_owned(),
-                                    wanted: ent.profile.clone(),
-                                    basis: self.current_profile(target_id),
-                                    reason: reason.clone(),
-                                    at: now(),
-                                });
-                                Some(link.clone())
-                            }
-                            _ => None,
-                        },
-                        _ => None,
-                    }
-                };
-                if let Some(link) = link {
-                    self.save_user(&link).await?;
-                }
-                self.finish(state, entry, called).await?;
+                self.update_user(state, basis, op, source_id, target_id, changes)
+                    .await?;
             }
             Operation::DeactivateUser { target_id, .. } => {
-                let changes = scimsync_core::plan::UserChanges {
+                let changes = UserChanges {
                     active: Some(false),
                     ..Default::default()
                 };
-                let called = match self.target.update_user(target_id, &changes).await {
-                    Ok(()) => Called::Ok,
-                    Err(e) => classify(&e),
-                };
+                let called = called(self.target.update_user(target_id, &changes).await);
                 self.finish(state, self.describe(op), called).await?;
             }
             Operation::CreateGroup { source_id, name } => {
                 let entry = self.describe(op);
                 match self.target.create_group(name).await {
                     Ok(group) => {
-                        let link = GroupLink {
-                            source_id: source_id.clone(),
-                            target_id: group.id.clone(),
-                            origin: Origin::Created,
-                        };
-                        self.save_group(&link).await?;
-                        lock(state).groups.insert(source_id.clone(), link);
+                        let link = lock(state)
+                            .ledger
+                            .after_link_group(source_id, &group.id, Origin::Created)
+                            .clone();
+                        Self::saved(self.store.save_group_link(self.connection, &link).await)
+                            .await?;
+                        Self::saved(
+                            self.store
+                                .clear_refusal(
+                                    self.connection,
+                                    ObjectKind::Group,
+                                    source_id.as_str(),
+                                    "create",
+                                )
+                                .await,
+                        )
+                        .await?;
                         let mut entry = entry;
                         entry.target_id = Some(group.id.to_string());
                         self.finish(state, entry, Called::Ok).await?;
                     }
                     Err(e) => {
                         lock(state).missing_groups.insert(source_id.clone());
-                        let mut called = classify(&e);
-                        if let Called::Refused(m) = called {
-                            called = Called::Refused(format!(
-                                "{m}; create the group {name:?} on the target (Salesforce: a public group) and the next run links it by name"
-                            ));
+                        match classify(&e) {
+                            Called::Refused { reason, .. } => {
+                                let reason = format!(
+                                    "{reason}; create the group {name:?} on the target (Salesforce: a public group) and the next run links it by name"
+                                );
+                                let r = self.refusal(
+                                    ObjectKind::Group,
+                                    source_id.as_str(),
+                                    "create",
+                                    group_create_fingerprint(name),
+                                    name,
+                                    &reason,
+                                );
+                                self.hold(state, r, name, None).await?;
+                            }
+                            other => {
+                                self.finish(state, entry, other).await?;
+                            }
                         }
-                        self.finish(state, entry, called).await?;
                     }
                 }
             }
@@ -493,196 +597,514 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 target_id,
                 ..
             } => {
-                let link = GroupLink {
-                    source_id: source_id.clone(),
-                    target_id: target_id.clone(),
-                    origin: Origin::Adopted,
-                };
-                self.save_group(&link).await?;
-                lock(state).groups.insert(source_id.clone(), link);
+                let link = lock(state)
+                    .ledger
+                    .after_link_group(source_id, target_id, Origin::Adopted)
+                    .clone();
+                Self::saved(self.store.save_group_link(self.connection, &link).await).await?;
                 self.finish(state, self.describe(op), Called::Ok).await?;
             }
             Operation::RenameGroup { target_id, to, .. } => {
-                let called = match self.target.rename_group(target_id, to).await {
-                    Ok(()) => Called::Ok,
-                    Err(e) => classify(&e),
-                };
+                let called = called(self.target.rename_group(target_id, to).await);
                 self.finish(state, self.describe(op), called).await?;
             }
             Operation::AddMembers { group, members }
             | Operation::RemoveMembers { group, members } => {
                 let add = matches!(op, Operation::AddMembers { .. });
-                let mut entry = self.describe(op);
-                let Some(gid) = self.resolve_group(state, group) else {
-                    return self
-                        .skip(state, entry, "the group does not exist on the target (its creation failed or was refused)")
-                        .await;
-                };
-                entry.target_id = Some(gid.to_string());
-                let mut ids = Vec::with_capacity(members.len());
-                let mut unresolved = Vec::new();
-                for m in members {
-                    match self.resolve_user(state, m) {
-                        Some(id) => ids.push(id),
-                        None => unresolved.push(m.user_name.as_str()),
-                    }
-                }
-                if !unresolved.is_empty() {
-                    entry.detail = join(
-                        &entry.detail,
-                        &format!(
-                            "{} left out, their accounts were not created: {}",
-                            unresolved.len(),
-                            unresolved.join(", ")
-                        ),
-                    );
-                }
-                if ids.is_empty() {
-                    return self.skip(state, entry, "no member to change").await;
-                }
-                let result = if add {
-                    self.target.add_members(&gid, &ids).await
-                } else {
-                    self.target.remove_members(&gid, &ids).await
-                };
-                let called = match result {
-                    Ok(()) => Called::Ok,
-                    Err(e) => classify(&e),
-                };
-                self.finish(state, entry, called).await?;
+                self.change_members(state, basis, op, group, members, add)
+                    .await?;
             }
         }
         Ok(())
     }
 
+    /// Creates a user. A refusal naming one optional attribute is retried without it (the
+    /// attribute is held); a taken userName is held with the fix; any other refusal holds the
+    /// creation until what would be sent changes.
+    async fn create_user(
+        &self,
+        state: &Mutex<State>,
+        basis: &Basis<'_>,
+        op: &Operation,
+        source_id: &SourceUserId,
+        attributes: &scimsync_core::plan::UserAttributes,
+    ) -> Result<(), BoxError> {
+        let sid = source_id.as_str();
+        let mut entry = self.describe(op);
+        let mut sending = attributes.clone();
+        let mut left_out: Vec<&'static str> = Vec::new();
+        loop {
+            let result = self.target.create_user(&sending).await;
+            let e = match result {
+                Ok(created) => {
+                    let link = lock(state)
+                        .ledger
+                        .after_create_user(source_id, &created.id, &sending.permission_sets)
+                        .clone();
+                    Self::saved(self.store.save_user_link(self.connection, &link).await).await?;
+                    for attribute in ["create", "userName"] {
+                        self.accepted(state, ObjectKind::User, sid, attribute)
+                            .await?;
+                    }
+                    entry.target_id = Some(created.id.to_string());
+                    if !left_out.is_empty() {
+                        entry.detail = join(
+                            &entry.detail,
+                            &format!("created without {} (refused)", left_out.join(", ")),
+                        );
+                    }
+                    self.finish(state, entry, Called::Ok).await?;
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            let (code, reason) = match classify(&e) {
+                Called::Refused { code, reason } => (code, reason),
+                other => {
+                    lock(state).missing_users.insert(source_id.clone());
+                    self.finish(state, entry, other).await?;
+                    return Ok(());
+                }
+            };
+            // One optional attribute named by the reason: retry without it.
+            let named: Vec<(&'static str, UserChanges)> = sending
+                .optional_writes()
+                .into_iter()
+                .filter(|(a, _)| names_attribute(&reason, a))
+                .collect();
+            if let [(attribute, single)] = &named[..] {
+                let write = split_update(single, None, &basis.catalogue_fp);
+                if let Some(w) = write.first() {
+                    let r = self.refusal(
+                        ObjectKind::User,
+                        sid,
+                        attribute,
+                        w.fingerprint.clone(),
+                        &w.value,
+                        &reason,
+                    );
+                    self.hold(state, r, &sending.user_name, None).await?;
+                }
+                sending.remove(attribute);
+                left_out.push(attribute);
+                continue;
+            }
+            lock(state).missing_users.insert(source_id.clone());
+            let taken = code
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case("DUPLICATE_USERNAME"));
+            let r = if taken {
+                self.refusal(
+                    ObjectKind::User,
+                    sid,
+                    "userName",
+                    user_name_fingerprint(&sending.user_name),
+                    &sending.user_name,
+                    &reason,
+                )
+            } else {
+                let value = serde_json::to_string(&sending).unwrap_or_default();
+                self.refusal(
+                    ObjectKind::User,
+                    sid,
+                    "create",
+                    create_fingerprint(&sending, &basis.catalogue_fp),
+                    &value,
+                    &reason,
+                )
+            };
+            self.hold(state, r, &sending.user_name, None).await?;
+            return Ok(());
+        }
+    }
+
+    /// Updates a user; a refusal is isolated to the attributes that caused it.
+    async fn update_user(
+        &self,
+        state: &Mutex<State>,
+        basis: &Basis<'_>,
+        op: &Operation,
+        source_id: &SourceUserId,
+        target_id: &TargetUserId,
+        changes: &UserChanges,
+    ) -> Result<(), BoxError> {
+        let sid = source_id.as_str();
+        let current = basis.current_profile(&self.snapshot.catalogue, target_id);
+        let writes = split_update(changes, current, &basis.catalogue_fp);
+        let result = self.isolate_update(target_id, writes).await;
+        let mut accepted = UserChanges::default();
+        for w in &result.accepted {
+            accepted.merge(w.changes.clone());
+        }
+        if !accepted.is_empty() {
+            let previous = accepted.email.as_ref().and_then(|_| {
+                basis
+                    .accounts
+                    .get(target_id.as_str())
+                    .and_then(|u| u.work_email())
+                    .map(str::to_owned)
+            });
+            let link = lock(state)
+                .ledger
+                .after_update_user(source_id, &accepted, previous, now())
+                .cloned();
+            if let Some(link) = link {
+                Self::saved(self.store.save_user_link(self.connection, &link).await).await?;
+            }
+            for w in &result.accepted {
+                self.accepted(state, ObjectKind::User, sid, w.attribute)
+                    .await?;
+            }
+        }
+        let user_name = match op {
+            Operation::UpdateUser { user_name, .. }
+            | Operation::ReactivateUser { user_name, .. } => user_name.as_str(),
+            _ => "",
+        };
+        for (w, reason) in &result.refused {
+            let r = self.refusal(
+                ObjectKind::User,
+                sid,
+                w.attribute,
+                w.fingerprint.clone(),
+                &w.value,
+                reason,
+            );
+            self.hold(state, r, user_name, Some(target_id.to_string()))
+                .await?;
+        }
+        let mut entry = self.describe(op);
+        let refused: Vec<&str> = result.refused.iter().map(|(w, _)| w.attribute).collect();
+        let outcome = match result.stopped {
+            Some(stop) => stop,
+            None if accepted.is_empty() && !refused.is_empty() => {
+                // Every attribute was refused: logged and counted by `hold`, one per attribute.
+                return Ok(());
+            }
+            None => Called::Ok,
+        };
+        if !refused.is_empty() {
+            entry.detail = join(
+                &entry.detail,
+                &format!(
+                    "applied {}; refused {}",
+                    accepted.attribute_names().join(", "),
+                    refused.join(", ")
+                ),
+            );
+        }
+        self.finish(state, entry, outcome).await?;
+        Ok(())
+    }
+
+    /// Sends `writes` as one update; on a refusal, the attributes the reason names are tried
+    /// apart from the rest, else the writes are halved, until each refused write stands alone.
+    async fn isolate_update(
+        &self,
+        target_id: &TargetUserId,
+        writes: Vec<Write>,
+    ) -> Isolated<Write> {
+        let mut out = Isolated::default();
+        let mut queue: Vec<Vec<Write>> = vec![writes];
+        while let Some(group) = queue.pop() {
+            if group.is_empty() {
+                continue;
+            }
+            let mut combined = UserChanges::default();
+            for w in &group {
+                combined.merge(w.changes.clone());
+            }
+            match called(self.target.update_user(target_id, &combined).await) {
+                Called::Ok => out.accepted.extend(group),
+                Called::Refused { reason, .. } if group.len() == 1 => {
+                    out.refused
+                        .extend(group.into_iter().map(|w| (w, reason.clone())));
+                }
+                Called::Refused { reason, .. } => {
+                    let (named, rest): (Vec<Write>, Vec<Write>) = group
+                        .into_iter()
+                        .partition(|w| names_attribute(&reason, w.attribute));
+                    if !named.is_empty() && !rest.is_empty() {
+                        if let [_] = &named[..] {
+                            // The reason names exactly one attribute: it is the refused one.
+                            out.refused
+                                .extend(named.into_iter().map(|w| (w, reason.clone())));
+                        } else {
+                            queue.extend(named.into_iter().map(|w| vec![w]));
+                        }
+                        queue.push(rest);
+                    } else {
+                        let mut all: Vec<Write> = named.into_iter().chain(rest).collect();
+                        let second = all.split_off(all.len() / 2);
+                        queue.push(second);
+                        queue.push(all);
+                    }
+                }
+                stop => {
+                    out.stopped = Some(stop);
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds or removes members in batches of the size the target accepts; a refusal is
+    /// isolated to the members that caused it.
+    async fn change_members(
+        &self,
+        state: &Mutex<State>,
+        basis: &Basis<'_>,
+        op: &Operation,
+        group: &GroupRef,
+        members: &[UserRef],
+        add: bool,
+    ) -> Result<(), BoxError> {
+        let mut entry = self.describe(op);
+        let Some(gid) = self.resolve_group(state, group) else {
+            return self
+                .skip(
+                    state,
+                    entry,
+                    "the group does not exist on the target (its creation failed or was refused)",
+                )
+                .await;
+        };
+        entry.target_id = Some(gid.to_string());
+        let mut resolved = Vec::with_capacity(members.len());
+        let mut unresolved = Vec::new();
+        for m in members {
+            match self.resolve_user(state, m) {
+                Some(id) => resolved.push(Member {
+                    source_id: m.source_id.clone(),
+                    target_id: id,
+                    user_name: m.user_name.clone(),
+                }),
+                None => unresolved.push(m.user_name.as_str()),
+            }
+        }
+        if !unresolved.is_empty() {
+            entry.detail = join(
+                &entry.detail,
+                &format!(
+                    "{} left out, their accounts were not created: {}",
+                    unresolved.len(),
+                    unresolved.join(", ")
+                ),
+            );
+        }
+        if resolved.is_empty() {
+            return self.skip(state, entry, "no member to change").await;
+        }
+        let size = lock(state)
+            .ledger
+            .facts()
+            .member_batch_size
+            .map_or(self.member_batch_size, |s| s.min(self.member_batch_size))
+            .max(1);
+        let result = self.isolate_members(&gid, resolved, add, size).await;
+        if let Some(size) = result.learned_size {
+            let news = lock(state).ledger.learn_member_batch_size(size);
+            if news {
+                self.save_facts(state).await?;
+                info!(connection = %self.connection, size, "The target accepts at most this many members per request; remembered.");
+            }
+        }
+        let attribute = member_attribute(group.source_id.as_str());
+        for m in &result.accepted {
+            if let Some(sid) = &m.source_id {
+                self.accepted(state, ObjectKind::User, sid.as_str(), &attribute)
+                    .await?;
+            }
+        }
+        let mut learned = false;
+        for (m, reason) in &result.refused {
+            let Some(sid) = &m.source_id else { continue };
+            let profile = basis.profiles.get(sid.as_str()).copied().flatten();
+            if add
+                && let Some(p) = profile
+                && blames_profile(reason)
+            {
+                learned |= lock(state).ledger.learn_profile_without_groups(p);
+            }
+            let r = self.refusal(
+                ObjectKind::User,
+                sid.as_str(),
+                &attribute,
+                member_fingerprint(add, profile, &basis.catalogue_fp),
+                &format!(
+                    "{} group {:?}",
+                    if add { "add to" } else { "remove from" },
+                    group.name
+                ),
+                reason,
+            );
+            self.hold(state, r, &m.user_name, Some(m.target_id.to_string()))
+                .await?;
+        }
+        if learned {
+            self.save_facts(state).await?;
+        }
+        let outcome = match result.stopped {
+            Some(stop) => stop,
+            None if result.accepted.is_empty() => return Ok(()),
+            None => Called::Ok,
+        };
+        if !result.refused.is_empty() {
+            entry.detail = join(
+                &entry.detail,
+                &format!(
+                    "{} applied, {} refused (held)",
+                    result.accepted.len(),
+                    result.refused.len()
+                ),
+            );
+        }
+        self.finish(state, entry, outcome).await?;
+        Ok(())
+    }
+
+    async fn isolate_members(
+        &self,
+        gid: &TargetGroupId,
+        members: Vec<Member>,
+        add: bool,
+        size: usize,
+    ) -> Isolated<Member> {
+        let mut out = Isolated::default();
+        let mut size = size;
+        let mut shrunk = false;
+        let mut queue: Vec<Vec<Member>> = Vec::new();
+        for chunk in members.chunks(size).rev() {
+            queue.push(chunk.to_vec());
+        }
+        while let Some(batch) = queue.pop() {
+            if batch.len() > size {
+                for chunk in batch.chunks(size).rev() {
+                    queue.push(chunk.to_vec());
+                }
+                continue;
+            }
+            let ids: Vec<TargetUserId> = batch.iter().map(|m| m.target_id.clone()).collect();
+            let result = if add {
+                self.target.add_members(gid, &ids).await
+            } else {
+                self.target.remove_members(gid, &ids).await
+            };
+            match called(result) {
+                Called::Ok => {
+                    if shrunk {
+                        out.learned_size = Some(size);
+                    }
+                    out.accepted.extend(batch);
+                }
+                Called::Refused { code, reason }
+                    if batch.len() > 1 && is_size_refusal(code.as_deref(), &reason) =>
+                {
+                    size = (batch.len() / 2).max(1);
+                    shrunk = true;
+                    for chunk in batch.chunks(size).rev() {
+                        queue.push(chunk.to_vec());
+                    }
+                }
+                Called::Refused { reason, .. } if batch.len() == 1 => {
+                    out.refused
+                        .extend(batch.into_iter().map(|m| (m, reason.clone())));
+                }
+                Called::Refused { .. } => {
+                    let mut first = batch;
+                    let second = first.split_off(first.len() / 2);
+                    queue.push(second);
+                    queue.push(first);
+                }
+                stop => {
+                    out.stopped = Some(stop);
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// The activity entry of an operation, before its outcome is known.
     fn describe(&self, op: &Operation) -> ActivityEntry {
-        let user = ObjectKind::User;
-        let group = ObjectKind::Group;
-        let (object, source, target, name, detail) = match op {
+        let object = match op {
+            Operation::CreateGroup { .. }
+            | Operation::AdoptGroup { .. }
+            | Operation::RenameGroup { .. }
+            | Operation::AddMembers { .. }
+            | Operation::RemoveMembers { .. } => ObjectKind::Group,
+            _ => ObjectKind::User,
+        };
+        let (source, target, name) = match op {
             Operation::CreateUser {
                 source_id,
                 attributes,
-            } => (
-                user,
-                source_id.to_string(),
-                None,
-                attributes.user_name.clone(),
-                format!(
-                    "profile {}, {} permission set(s){}",
-                    attributes.profile.as_deref().unwrap_or("-"),
-                    attributes.permission_sets.len(),
-                    attributes
-                        .role
-                        .as_deref()
-                        .map(|r| format!(", role {r}"))
-                        .unwrap_or_default()
-                ),
-            ),
+            } => (source_id.to_string(), None, attributes.user_name.clone()),
             Operation::AdoptUser {
                 source_id,
                 target_id,
                 user_name,
-                matched_by,
-            } => (
-                user,
-                source_id.to_string(),
-                Some(target_id.to_string()),
-                user_name.clone(),
-                format!(
-                    "existing account adopted, matched by {}",
-                    json_str(matched_by)
-                ),
-            ),
-            Operation::UpdateUser {
+                ..
+            }
+            | Operation::UpdateUser {
                 source_id,
                 target_id,
                 user_name,
-                changes,
+                ..
             }
             | Operation::ReactivateUser {
                 source_id,
                 target_id,
                 user_name,
-                changes,
-            } => (
-                user,
-                source_id.to_string(),
-                Some(target_id.to_string()),
-                user_name.clone(),
-                format!(
-                    "{}: {}",
-                    changes.attribute_names().join(", "),
-                    serde_json::to_string(changes).unwrap_or_default()
-                ),
-            ),
-            Operation::DeactivateUser {
+                ..
+            }
+            | Operation::DeactivateUser {
                 source_id,
                 target_id,
                 user_name,
-                reason,
+                ..
             } => (
-                user,
                 source_id.to_string(),
                 Some(target_id.to_string()),
                 user_name.clone(),
-                format!("deactivated: {}", json_str(reason)),
             ),
-            Operation::CreateGroup { source_id, name } => (
-                group,
-                source_id.to_string(),
-                None,
-                name.clone(),
-                String::new(),
-            ),
+            Operation::CreateGroup { source_id, name } => {
+                (source_id.to_string(), None, name.clone())
+            }
             Operation::AdoptGroup {
                 source_id,
                 target_id,
                 name,
             } => (
-                group,
                 source_id.to_string(),
                 Some(target_id.to_string()),
                 name.clone(),
-                "existing group adopted, matched by name".to_owned(),
             ),
             Operation::RenameGroup {
                 source_id,
                 target_id,
-                from,
                 to,
+                ..
             } => (
-                group,
                 source_id.to_string(),
                 Some(target_id.to_string()),
                 to.clone(),
-                format!("renamed from {from:?} to {to:?}"),
             ),
-            Operation::AddMembers { group: g, members }
-            | Operation::RemoveMembers { group: g, members } => (
-                group,
+            Operation::AddMembers { group: g, .. } | Operation::RemoveMembers { group: g, .. } => (
                 g.source_id.to_string(),
                 g.target_id.as_ref().map(ToString::to_string),
                 g.name.clone(),
-                format!(
-                    "{} member(s): {}",
-                    members.len(),
-                    members
-                        .iter()
-                        .map(|m| m.user_name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
             ),
         };
         self.entry(
             op.kind(),
             Outcome::Skipped,
-            object_name(object),
+            object,
             Some(source),
             target,
             &name,
-            detail,
+            op.describe(),
         )
     }
 }

@@ -21,7 +21,8 @@ mod trace;
 pub use guard::GuardTrip;
 pub use metrics::Metrics;
 pub use run::{
-    Connection, EngineError, Progress, RunOptions, RunReport, chain, now, reconcile_once,
+    Connection, DISCOVERY_MAX_AGE_MS, EngineError, Progress, RetryRefused, RunOptions, RunReport,
+    chain, now, reconcile_once,
 };
 pub use scheduler::{Job, Scheduler, SchedulerError};
 pub use trace::TraceStep;

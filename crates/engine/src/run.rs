@@ -5,10 +5,11 @@ use crate::guard::{self, GuardInput, GuardTrip};
 use crate::trace::{self, TraceStep};
 use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, Outcome, RunId, RunStatus, Trigger};
-use scimsync_core::plan::{ObjectKind, Plan};
+use scimsync_core::links::Ledger;
+use scimsync_core::plan::Plan;
 use scimsync_core::planner;
 use scimsync_core::policy::{Policy, Problem};
-use scimsync_core::ports::{NewRun, RunEnd, Source, Store, Target};
+use scimsync_core::ports::{NewRun, ReadScope, RunEnd, Source, Store, Target};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +56,22 @@ pub struct RunOptions {
     /// Cancelled on shutdown: operations in flight finish and are recorded, no new one starts.
     pub cancel: CancellationToken,
     pub progress: Option<Arc<dyn Progress>>,
+    /// Forget held refusals before planning, so the writes are sent again.
+    pub retry_refused: Option<RetryRefused>,
+    /// Discover the target's capabilities again even when the cached ones are fresh.
+    pub rediscover: bool,
 }
+
+/// Which held refusals to forget before a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryRefused {
+    All,
+    /// One user, by username, email or source id.
+    User(String),
+}
+
+/// How long a discovery of the target's capabilities is trusted.
+pub const DISCOVERY_MAX_AGE_MS: i64 = 24 * 60 * 60 * 1000;
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,6 +81,8 @@ impl std::fmt::Debug for RunOptions {
             .field("approve_destructive", &self.approve_destructive)
             .field("only_user", &self.only_user)
             .field("max_concurrency", &self.max_concurrency)
+            .field("retry_refused", &self.retry_refused)
+            .field("rediscover", &self.rediscover)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +97,8 @@ impl Default for RunOptions {
             max_concurrency: 8,
             cancel: CancellationToken::new(),
             progress: None,
+            retry_refused: None,
+            rediscover: false,
         }
     }
 }
@@ -94,6 +114,10 @@ pub struct RunReport {
     pub failed: u64,
     pub rejected: u64,
     pub skipped: u64,
+    /// Writes the target refused in this run (held from now on; counted in `rejected` too).
+    pub refused: u64,
+    /// Writes refused in earlier runs and not sent again.
+    pub held: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<GuardTrip>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -233,6 +257,8 @@ where
             failed: 0,
             rejected: 0,
             skipped: 0,
+            refused: 0,
+            held: 0,
             guard: None,
             trace: None,
             source_users: 0,
@@ -259,13 +285,43 @@ where
             });
         }
     };
-    let governance = &conn.policy.governance;
-    let scope = scimsync_core::ports::ReadScope {
+    let mut links = store.load_links(name).await.map_err(store_err(name))?;
+    if let Some(retry) = &opts.retry_refused {
+        let only = match retry {
+            RetryRefused::All => None,
+            RetryRefused::User(wanted) => match trace::find_user(&source, wanted) {
+                Some(u) => Some(u.id.to_string()),
+                None => {
+                    let message = format!("user {wanted:?} is not in the source directory");
+                    let _ = store.finish_run(run_id, &fail(message)).await;
+                    return Err(EngineError::UnknownUser {
+                        connection: name.to_owned(),
+                        user: wanted.clone(),
+                    });
+                }
+            },
+        };
+        let cleared = store
+            .clear_refusals(name, only.as_deref())
+            .await
+            .map_err(store_err(name))?;
+        links
+            .refusals
+            .retain(|r| only.as_deref().is_some_and(|o| r.source_id != o));
+        info!(connection = %name, run_id, cleared, "Held refusals cleared: their writes are sent again.");
+    }
+    let capabilities = discover(conn, store, &mut links, opts, run_id).await?;
+    let governed =
+        conn.policy.governance.baseline.is_some() || !conn.policy.governance.group_rules.is_empty();
+    let scope = ReadScope {
         groups: !conn.policy.exclude_groups,
-        catalogue: governance.baseline.is_some() || !governance.group_rules.is_empty(),
+        catalogue: governed,
     };
     let target = match conn.target.read(scope).await {
-        Ok(t) => t,
+        Ok(mut t) => {
+            t.capabilities = capabilities;
+            t
+        }
         Err(e) => {
             let message = format!("reading the target failed: {}", chain(&e));
             record_run_event(
@@ -284,7 +340,6 @@ where
             });
         }
     };
-    let links = store.load_links(name).await.map_err(store_err(name))?;
     let last_source_users = store
         .last_source_count(name)
         .await
@@ -369,6 +424,8 @@ where
             failed: 0,
             rejected: plan.rejected.len() as u64,
             skipped: 0,
+            refused: 0,
+            held: plan.summary.held as u64,
             guard: trip,
             trace,
             source_users,
@@ -389,6 +446,7 @@ where
         hold_destructive: hold_destructive
             .then(|| trip.as_ref().map(|t| t.reason.clone()).unwrap_or_default()),
         max_concurrency: opts.max_concurrency.max(1),
+        member_batch_size: conn.policy.member_batch_size.max(1),
         cancel: &opts.cancel,
         progress: opts.progress.as_deref(),
     };
@@ -397,6 +455,7 @@ where
         failed,
         rejected,
         skipped,
+        refused,
         fatal,
         interrupted,
     } = apply_plan(&ctx, &plan)
@@ -441,7 +500,8 @@ where
         )
         .await
         .map_err(store_err(name))?;
-    info!(connection = %name, run_id, ?status, applied, failed, rejected, skipped, "Reconcile finished.");
+    let held = plan.summary.held as u64;
+    info!(connection = %name, run_id, ?status, applied, failed, rejected, skipped, refused, held, "Reconcile finished.");
     Ok(RunReport {
         run_id,
         connection: name.to_owned(),
@@ -451,11 +511,86 @@ where
         failed,
         rejected,
         skipped,
+        refused,
+        held,
         guard: trip,
         trace,
         source_users,
         message,
     })
+}
+
+/// The target's capabilities: the cached discovery while it is fresh (the client is told to
+/// follow it), else a new one, saved with the connection's facts. A discovery that fails for
+/// a passing reason falls back on the cached one (or on none: then every mapped attribute is
+/// planned); a broken connection fails the run.
+async fn discover<S, T, St>(
+    conn: &Connection<S, T>,
+    store: &St,
+    links: &mut scimsync_core::links::Links,
+    opts: &RunOptions,
+    run_id: RunId,
+) -> Result<Option<scimsync_core::target::TargetCapabilities>, EngineError>
+where
+    S: Source,
+    T: Target,
+    St: Store,
+{
+    use scimsync_core::ports::{Classify, Disposition};
+    let name = conn.name.as_str();
+    let at = now();
+    let fresh = links
+        .facts
+        .discovered_at
+        .is_some_and(|d| at.millis() - d.millis() < DISCOVERY_MAX_AGE_MS);
+    if let (Some(caps), true, false) = (&links.facts.capabilities, fresh, opts.rediscover) {
+        conn.target.use_capabilities(caps);
+        return Ok(Some(caps.clone()));
+    }
+    match conn.target.discover().await {
+        Ok(caps) => {
+            let mut ledger = Ledger::new(std::mem::take(links));
+            ledger.set_capabilities(caps.clone(), at);
+            *links = ledger.into_links();
+            store
+                .save_facts(name, &links.facts)
+                .await
+                .map_err(store_err(name))?;
+            info!(connection = %name, run_id, "Target capabilities discovered.");
+            Ok(Some(caps))
+        }
+        Err(e) if e.disposition() == Disposition::Fatal => {
+            let message = format!("reading the target failed: {}", chain(&e));
+            record_run_event(store, run_id, name, "discover", Outcome::Failed, &message).await;
+            let _ = store
+                .finish_run(
+                    run_id,
+                    &RunEnd {
+                        status: RunStatus::Failed,
+                        finished_at: now(),
+                        source_users: None,
+                        planned: 0,
+                        applied: 0,
+                        failed: 0,
+                        rejected: 0,
+                        skipped: 0,
+                        message: Some(message),
+                    },
+                )
+                .await;
+            Err(EngineError::ReadTarget {
+                connection: name.to_owned(),
+                source: Box::new(e),
+            })
+        }
+        Err(e) => {
+            warn!(connection = %name, run_id, error = %chain(&e), "Discovering the target's capabilities failed; going on with what was known.");
+            if let Some(caps) = &links.facts.capabilities {
+                conn.target.use_capabilities(caps);
+            }
+            Ok(links.facts.capabilities.clone())
+        }
+    }
 }
 
 /// An error and its sources, on one line.
@@ -493,12 +628,5 @@ async fn record_run_event<St: Store>(
     };
     if let Err(e) = store.record(&entry).await {
         warn!(error = %e, "Recording a run event failed.");
-    }
-}
-
-pub(crate) fn object_name(kind: ObjectKind) -> &'static str {
-    match kind {
-        ObjectKind::User => "user",
-        ObjectKind::Group => "group",
     }
 }

@@ -110,10 +110,16 @@ pub(crate) fn explain(
             .map_or_else(|| id.to_string(), |g| g.name.clone())
     };
     let groups: Vec<String> = user.groups.iter().map(group_name).collect();
+    let derived = policy
+        .mapping
+        .evaluate(user)
+        .derivation()
+        .map(|d| format!("; {d}"))
+        .unwrap_or_default();
     steps.push(TraceStep {
         step: "read",
         detail: format!(
-            "found {} (id {}, email {}, status {status}, groups: {})",
+            "found {} (id {}, email {}, status {status}, groups: {}){derived}",
             user.username,
             user.id,
             user.email.as_deref().unwrap_or("none"),

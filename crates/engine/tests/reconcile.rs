@@ -123,13 +123,13 @@ fn uref(id: &TargetUserId) -> UserRef {
 
 impl Target for FakeTarget {
     type Error = FakeError;
-    async fn read(&self, _scope: ReadScope) -> Result<TargetSnapshot, FakeError> {
-        Ok(self.state.lock().unwrap().clone())
-    }
     async fn discover(&self) -> Result<TargetCapabilities, FakeError> {
         Ok(TargetCapabilities::default())
     }
-    fn use_capabilities(&self, _caps: &TargetCapabilities) {}
+    fn use_capabilities(&self, _capabilities: &TargetCapabilities) {}
+    async fn read(&self, _scope: ReadScope) -> Result<TargetSnapshot, FakeError> {
+        Ok(self.state.lock().unwrap().clone())
+    }
     async fn find_user(
         &self,
         user_name: &str,
@@ -435,19 +435,22 @@ async fn a_refused_profile_change_is_recorded_and_not_retried_until_something_ch
     assert_eq!(report.rejected, 1, "{report:?}");
     assert_eq!(report.exit_code(), 1);
     let links = store.load_links("sf").await.unwrap();
-    let ada = links
-        .users
+    let held: Vec<_> = links
+        .refusals
         .iter()
-        .find(|l| l.source_id.as_str() == "DU1")
-        .unwrap();
-    assert_eq!(ada.refusals.len(), 1);
+        .filter(|r| r.source_id == "DU1")
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].attribute, "profile");
     assert!(
-        ada.refusals[0].reason.contains("FIELD_INTEGRITY_EXCEPTION"),
+        held[0].reason.contains("FIELD_INTEGRITY_EXCEPTION"),
         "verbatim reason"
     );
+    let ada = conn.target.user("ada@example.com").unwrap();
     assert_eq!(
-        ada.refusals[0].basis.as_deref(),
-        Some(testing::STANDARD_USER)
+        ada.roles.first().map(|r| r.value.as_str()),
+        Some(testing::CEO_ROLE),
+        "the rest of the update (the role) landed although the profile was refused"
     );
 
     let next = reconcile_once(&conn, &store, &RunOptions::default())

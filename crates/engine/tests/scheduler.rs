@@ -39,6 +39,8 @@ impl Job for SlowJob {
                 failed: 0,
                 rejected: 0,
                 skipped: 0,
+                refused: 0,
+                held: 0,
                 guard: None,
                 trace: None,
                 source_users: 0,

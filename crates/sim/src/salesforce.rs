@@ -43,9 +43,18 @@
 //!   of 429 or 403 `REQUEST_LIMIT_EXCEEDED` with `Retry-After`, an enforced requests-per-second
 //!   limit, a daily API limit, dropped connections. `Sforce-Limit-Info: api-usage=N/LIMIT` on
 //!   every SCIM response (Salesforce mode).
+//! - **Readings** ([`Reading`]): where the fact sheet leaves a point unconfirmed, the emulator
+//!   plays one reading by default and the other on demand (per instance, or at run time with
+//!   [`Knobs::set_reading`]): whether the Federation ID extension exists, whether
+//!   `/Entitlements` tells licences and which profiles allow groups, whether a refused member
+//!   PATCH names the member, whether a last name is required, a cap on members per PATCH,
+//!   usernames held in other orgs, and whether `/Entitlements` and `/Roles` exist at all.
+//! - **Discovery**: `/Schemas` and `/ResourceTypes` (RFC 7643 §7 and §6) describe what this
+//!   instance accepts, following its mode and reading.
 //! - **Inspection** ([`Inspector`]): the request log, counts by method and path, verification
 //!   emails sent, rate rejections, users and groups.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -56,6 +65,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+mod discovery;
 mod handlers;
 mod model;
 
@@ -158,6 +168,99 @@ pub struct SalesforceConfig {
     pub daily_api_limit: u64,
     /// Largest page (`count`) served.
     pub max_page_size: usize,
+    /// Which reading of the points the public documentation leaves unconfirmed this org
+    /// plays; the default is the reading the engine was written against.
+    pub reading: Reading,
+}
+
+/// One reading of the points that Salesforce's public documentation leaves unconfirmed
+/// (`shared/docs/salesforce-scim.md` §1, §2, §8, §9).
+///
+/// The engine must converge against a Salesforce that reads these points either way, so the
+/// emulator can play each one both ways. [`Reading::default`] is the reading the emulator has
+/// always played (existing tests rely on it); [`Reading::strict`] plays every other reading at
+/// once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// The org declares `urn:salesforce:schemas:extension:1.0:User` with
+    /// `federationIdentifier` (default true). No source shows how SCIM carries the Federation
+    /// ID. When false, `/Schemas` and `/ResourceTypes` do not list the extension, users are
+    /// returned without it, a POST carrying it succeeds with the extension ignored, and a
+    /// PATCH carrying it is refused whole (400 `INVALID_FIELD` naming `federationIdentifier`).
+    pub federation_extension: bool,
+    /// `/Entitlements` describes each profile's licence and whether it allows group
+    /// membership in `urn:salesforce:schemas:extension:1.0:Entitlement` (default true; the
+    /// spelling is this emulator's, unconfirmed). When false the extension is not sent, so a
+    /// client cannot know them; the rules still apply.
+    pub allows_groups_extension: bool,
+    /// A member PATCH refused because of one member (inactive, profile without groups, unknown
+    /// id) names that member in its message (default true). When false the message is a
+    /// generic `FIELD_INTEGRITY_EXCEPTION` one, and the client cannot tell which member was
+    /// refused. Either way nothing of the PATCH is applied.
+    pub names_refused_member: bool,
+    /// `name.familyName` (User.LastName) is required (default false): a POST without a
+    /// non-empty one, or a PATCH clearing it, → 400 `REQUIRED_FIELD_MISSING` naming
+    /// `LastName`.
+    pub last_name_required: bool,
+    /// The most members one group PATCH may add and remove in total (default `None`: no
+    /// limit, none is documented). Over it → 400 `LIMIT_EXCEEDED`, nothing applied.
+    pub max_members_per_patch: Option<usize>,
+    /// Usernames (lower-case) held by users of other orgs. Salesforce usernames are unique
+    /// across all orgs, so creating or renaming to one → 409 `DUPLICATE_USERNAME`, though no
+    /// GET in this org shows such a user. Default empty; [`Reading::strict`] leaves it empty
+    /// too, since which names are taken is data a test supplies
+    /// ([`Reading::with_taken_username`], [`Knobs::take_username`]).
+    pub taken_usernames: BTreeSet<String>,
+    /// `GET /Entitlements` and `GET /Roles` exist (default true). When false they answer 404
+    /// as a plain RFC 7644 server would, and `/ResourceTypes` does not list them; entitlements
+    /// on users still work.
+    pub catalogue_endpoints: bool,
+}
+
+impl Default for Reading {
+    /// The reading the emulator has always played.
+    fn default() -> Self {
+        Self {
+            federation_extension: true,
+            allows_groups_extension: true,
+            names_refused_member: true,
+            last_name_required: false,
+            max_members_per_patch: None,
+            taken_usernames: BTreeSet::new(),
+            catalogue_endpoints: true,
+        }
+    }
+}
+
+impl Reading {
+    /// Every other reading at once: no Federation ID extension, no licence or group rule in
+    /// `/Entitlements`, refusals that name no member, a required last name, at most 50 members
+    /// changed per PATCH, no `/Entitlements` or `/Roles`. `taken_usernames` stays empty.
+    pub fn strict() -> Self {
+        Self {
+            federation_extension: false,
+            allows_groups_extension: false,
+            names_refused_member: false,
+            last_name_required: true,
+            max_members_per_patch: Some(50),
+            taken_usernames: BTreeSet::new(),
+            catalogue_endpoints: false,
+        }
+    }
+
+    /// Adds a username (lower-cased) held by a user of another org.
+    pub fn with_taken_username(mut self, user_name: &str) -> Self {
+        self.taken_usernames.insert(user_name.to_lowercase());
+        self
+    }
+
+    /// Whether `user_name` is held in another org (case-insensitive).
+    pub(crate) fn is_taken(&self, user_name: &str) -> bool {
+        let lower = user_name.to_lowercase();
+        self.taken_usernames
+            .iter()
+            .any(|t| t.to_lowercase() == lower)
+    }
 }
 
 /// The demo client's id and secret.
@@ -181,6 +284,17 @@ impl SalesforceConfig {
             delete_deactivates: false,
             daily_api_limit: 100_000,
             max_page_size: 200,
+            reading: Reading::default(),
+        }
+    }
+
+    /// [`SalesforceConfig::demo`] playing [`Reading::strict`]: every reading other than the
+    /// default, to check that the engine converges against an org that reads the
+    /// unconfirmed points the other way.
+    pub fn strict() -> Self {
+        Self {
+            reading: Reading::strict(),
+            ..Self::demo()
         }
     }
 
@@ -376,6 +490,18 @@ impl Knobs {
     pub fn set_allow_group_creation(&self, allow: bool) {
         self.0.lock().allow_group_creation = allow;
     }
+    /// Plays another [`Reading`] from the next request on (users and groups are kept).
+    pub fn set_reading(&self, reading: Reading) {
+        self.0.lock().reading = reading;
+    }
+    /// A user of another org takes `user_name` (see [`Reading::taken_usernames`]).
+    pub fn take_username(&self, user_name: &str) {
+        self.0
+            .lock()
+            .reading
+            .taken_usernames
+            .insert(user_name.to_lowercase());
+    }
     /// API calls already used today.
     pub fn set_api_usage(&self, used: u64) {
         self.0.lock().api_used = used;
@@ -399,6 +525,10 @@ impl Knobs {
 pub struct Inspector(Arc<Shared>);
 
 impl Inspector {
+    /// The [`Reading`] played now (the configured one, or the last [`Knobs::set_reading`]).
+    pub fn reading(&self) -> Reading {
+        self.0.lock().reading.clone()
+    }
     pub fn request_log(&self) -> Vec<LoggedRequest> {
         self.0.lock().log.clone()
     }

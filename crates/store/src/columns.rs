@@ -4,7 +4,8 @@
 
 use crate::error::StoreError;
 use scimsync_core::activity::{ActivityEntry, Outcome, RunRecord, RunStatus, Trigger};
-use scimsync_core::links::{GroupLink, Origin, PendingEmail, Refusal, UserLink};
+use scimsync_core::links::{GroupLink, HeldRefusal, Origin, PendingEmail, TargetFacts, UserLink};
+use scimsync_core::plan::ObjectKind;
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId, Timestamp};
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 use std::collections::BTreeSet;
@@ -64,6 +65,28 @@ fn parse_origin(text: &str) -> Option<Origin> {
         "adopted" => Origin::Adopted,
         _ => return None,
     })
+}
+
+/// The kind of object as `refusals.object` holds it (the core's serde name).
+pub(crate) fn object_text(object: ObjectKind) -> &'static str {
+    object.as_str()
+}
+
+fn parse_object(text: &str) -> Option<ObjectKind> {
+    Some(match text {
+        "user" => ObjectKind::User,
+        "group" => ObjectKind::Group,
+        _ => return None,
+    })
+}
+
+/// The most characters of a refusal's `value` and `reason` the store keeps: a target's error
+/// body is its own to choose, and must not bloat the database.
+pub(crate) const MAX_REFUSAL_TEXT: usize = scimsync_core::refusals::KEPT_CHARS;
+
+/// `text` cut to at most [`MAX_REFUSAL_TEXT`] characters (the core's rule).
+pub(crate) fn bounded(text: &str) -> String {
+    scimsync_core::refusals::bounded(text, MAX_REFUSAL_TEXT)
 }
 
 /// A count as the database holds it (BIGINT), saturating at `i64::MAX`.
@@ -228,7 +251,6 @@ row_struct!(
         origin: String,
         assigned_permission_sets: String,
         pending_email: Option<String>,
-        refusals: String,
     }
 );
 
@@ -249,8 +271,6 @@ impl UserLinkRow {
             .map(serde_json::from_str)
             .transpose()
             .map_err(json_err("pending_email"))?;
-        let refusals: Vec<Refusal> =
-            serde_json::from_str(&self.refusals).map_err(json_err("refusals"))?;
         Ok(UserLink {
             origin: parse_origin(&self.origin).ok_or_else(|| {
                 corrupt(
@@ -264,7 +284,6 @@ impl UserLinkRow {
             target_id: TargetUserId(self.target_id),
             assigned_permission_sets,
             pending_email,
-            refusals,
         })
     }
 }
@@ -274,7 +293,6 @@ impl UserLinkRow {
 pub(crate) struct UserLinkJson {
     pub(crate) assigned_permission_sets: String,
     pub(crate) pending_email: Option<String>,
-    pub(crate) refusals: String,
 }
 
 impl UserLinkJson {
@@ -296,7 +314,6 @@ impl UserLinkJson {
                 .map(serde_json::to_string)
                 .transpose()
                 .map_err(err("pending_email"))?,
-            refusals: serde_json::to_string(&link.refusals).map_err(err("refusals"))?,
         })
     }
 }
@@ -327,6 +344,52 @@ impl GroupLinkRow {
     }
 }
 
+row_struct!(
+    /// A row of `refusals` (without the connection).
+    RefusalRow {
+        object: String,
+        source_id: String,
+        attribute: String,
+        fingerprint: String,
+        value: String,
+        reason: String,
+        at: i64,
+    }
+);
+
+impl RefusalRow {
+    pub(crate) fn into_refusal(self, connection: &str) -> Result<HeldRefusal, StoreError> {
+        Ok(HeldRefusal {
+            object: parse_object(&self.object).ok_or_else(|| {
+                corrupt(
+                    "refusals",
+                    "object",
+                    format!("{connection}/{}/{}", self.source_id, self.attribute),
+                    format!("unknown object `{}`", self.object),
+                )
+            })?,
+            source_id: self.source_id,
+            attribute: self.attribute,
+            fingerprint: self.fingerprint,
+            value: self.value,
+            reason: self.reason,
+            at: Timestamp(self.at),
+        })
+    }
+}
+
+/// The facts of a connection's target from `target_facts.facts`.
+pub(crate) fn parse_facts(connection: &str, json: &str) -> Result<TargetFacts, StoreError> {
+    serde_json::from_str(json).map_err(|e| {
+        corrupt(
+            "target_facts",
+            "facts",
+            connection,
+            format!("invalid JSON: {e}"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +413,9 @@ mod tests {
         for o in [Origin::Created, Origin::Adopted] {
             assert_eq!(parse_origin(origin_text(o)), Some(o));
         }
+        for o in [ObjectKind::User, ObjectKind::Group] {
+            assert_eq!(parse_object(object_text(o)), Some(o));
+        }
     }
 
     #[test]
@@ -367,6 +433,53 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Origin::Adopted).ok(),
             Some(quoted(origin_text(Origin::Adopted)))
+        );
+        for o in [ObjectKind::User, ObjectKind::Group] {
+            assert_eq!(serde_json::to_string(&o).ok(), Some(quoted(object_text(o))));
+        }
+    }
+
+    #[test]
+    fn refusal_texts_are_bounded_on_a_character_boundary() {
+        assert_eq!(bounded("short"), "short");
+        let exact = "é".repeat(MAX_REFUSAL_TEXT);
+        assert_eq!(bounded(&exact), exact, "at the bound: kept whole");
+        let long = format!("{}€tail", "é".repeat(MAX_REFUSAL_TEXT - 2));
+        let cut = bounded(&long);
+        assert_eq!(cut.chars().count(), MAX_REFUSAL_TEXT);
+        assert!(cut.starts_with(&"é".repeat(MAX_REFUSAL_TEXT - 2)));
+        assert!(cut.ends_with("€…"), "{cut}");
+    }
+
+    #[test]
+    fn corrupt_refusals_and_facts_are_errors_not_panics() {
+        let row = RefusalRow {
+            object: "role".into(),
+            source_id: "DU1".into(),
+            attribute: "profile".into(),
+            fingerprint: "0".into(),
+            value: String::new(),
+            reason: String::new(),
+            at: 0,
+        };
+        let err = row
+            .into_refusal("sf")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("refusals.object")
+                && err.contains("sf/DU1/profile")
+                && err.contains("role"),
+            "{err}"
+        );
+        let err = parse_facts("sf", "{")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("target_facts.facts") && err.contains("sf"),
+            "{err}"
         );
     }
 
@@ -403,7 +516,6 @@ mod tests {
             origin: "created".into(),
             assigned_permission_sets: "not json".into(),
             pending_email: None,
-            refusals: "[]".into(),
         };
         let err = link
             .into_link("sf")

@@ -156,6 +156,57 @@ pub enum StoreError {
         source: serde_json::Error,
     },
 
+    #[error(
+        "cannot save the refusal of {object} `{source_id}`'s {attribute} (connection `{connection}`)"
+    )]
+    SaveRefusal {
+        connection: String,
+        /// `user` or `group`.
+        object: &'static str,
+        source_id: String,
+        attribute: String,
+        /// Boxed, so that this variant does not make every `StoreError` larger.
+        #[source]
+        source: Box<sqlx::Error>,
+    },
+
+    #[error(
+        "cannot clear the refusal of {object} `{source_id}`'s {attribute} (connection `{connection}`)"
+    )]
+    ClearRefusal {
+        connection: String,
+        /// `user` or `group`.
+        object: &'static str,
+        source_id: String,
+        attribute: String,
+        /// Boxed, so that this variant does not make every `StoreError` larger.
+        #[source]
+        source: Box<sqlx::Error>,
+    },
+
+    #[error("cannot clear the refusals {} (connection `{connection}`)", refusals_of(.source_id.as_deref()))]
+    ClearRefusals {
+        connection: String,
+        /// The source object whose refusals were to go; `None`: all of the connection.
+        source_id: Option<String>,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("cannot save what was learned of the target of connection `{connection}`")]
+    SaveFacts {
+        connection: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("cannot encode what was learned of the target of connection `{connection}`")]
+    EncodeFacts {
+        connection: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
     #[error("cannot take the lease of connection `{connection}` for `{holder}`")]
     AcquireLease {
         connection: String,
@@ -204,12 +255,23 @@ impl StoreError {
             | Self::QueryActivity { source }
             | Self::LoadLinks { source, .. }
             | Self::SaveLink { source, .. }
+            | Self::ClearRefusals { source, .. }
+            | Self::SaveFacts { source, .. }
             | Self::AcquireLease { source, .. }
             | Self::ReleaseLease { source, .. }
             | Self::ListLeases { source } => source,
+            Self::SaveRefusal { source, .. } | Self::ClearRefusal { source, .. } => &**source,
             _ => return false,
         };
         is_transient(source)
+    }
+}
+
+/// Which refusals [`StoreError::ClearRefusals`] was clearing, for its message.
+fn refusals_of(source_id: Option<&str>) -> String {
+    match source_id {
+        Some(id) => format!("of source object `{id}`"),
+        None => "of every object".to_owned(),
     }
 }
 

@@ -1,5 +1,6 @@
-//! Persistence for scimsync: runs, the activity log, links and leases, on SQLite (the
-//! embedded default, one file created on first use) or PostgreSQL (shared by several daemons).
+//! Persistence for scimsync: runs, the activity log, links (with held refusals and what was
+//! learned of each target) and leases, on SQLite (the embedded default, one file created on
+//! first use) or PostgreSQL (shared by several daemons).
 //!
 //! [`SqlStore`] implements the core's [`Store`] port. Open one with [`SqlStore::connect`]:
 //! the URL picks the backend, and the migrations of that dialect (the repository's
@@ -43,10 +44,12 @@ mod activity;
 mod backend;
 mod columns;
 mod error;
+mod facts;
 mod leases;
 mod links;
 mod location;
 mod migrations;
+mod refusals;
 mod runs;
 
 pub use error::StoreError;
@@ -57,7 +60,8 @@ use backend::{Backend, with_pool};
 use location::Location;
 use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord};
-use scimsync_core::links::{GroupLink, Links, UserLink};
+use scimsync_core::links::{GroupLink, HeldRefusal, Links, TargetFacts, UserLink};
+use scimsync_core::plan::ObjectKind;
 use scimsync_core::ports::{NewRun, RunEnd, Store};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -298,6 +302,37 @@ impl Store for SqlStore {
 
     async fn load_links(&self, connection: &str) -> Result<Links, StoreError> {
         self.select_links(connection).await
+    }
+
+    async fn save_refusal(
+        &self,
+        connection: &str,
+        refusal: &HeldRefusal,
+    ) -> Result<(), StoreError> {
+        self.upsert_refusal(connection, refusal).await
+    }
+
+    async fn clear_refusal(
+        &self,
+        connection: &str,
+        object: ObjectKind,
+        source_id: &str,
+        attribute: &str,
+    ) -> Result<(), StoreError> {
+        self.delete_refusal(connection, object, source_id, attribute)
+            .await
+    }
+
+    async fn clear_refusals(
+        &self,
+        connection: &str,
+        source_id: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        self.delete_refusals(connection, source_id).await
+    }
+
+    async fn save_facts(&self, connection: &str, facts: &TargetFacts) -> Result<(), StoreError> {
+        self.upsert_facts(connection, facts).await
     }
 
     async fn save_user_link(&self, connection: &str, link: &UserLink) -> Result<(), StoreError> {

@@ -1,33 +1,69 @@
 //! Links: which target object belongs to which source object, per connection. Each save is
 //! one upsert keyed by (connection, source id); a target id belongs to one source object.
+//! Loading them also brings the connection's held refusals and target facts (saved by
+//! `refusals.rs` and `facts.rs`), which the planner reads with them.
 
 use crate::SqlStore;
 use crate::backend::with_pool;
-use crate::columns::{GroupLinkRow, UserLinkJson, UserLinkRow, origin_text};
+use crate::columns::{
+    GroupLinkRow, RefusalRow, UserLinkJson, UserLinkRow, origin_text, parse_facts,
+};
 use crate::error::StoreError;
-use scimsync_core::links::{GroupLink, Links, UserLink};
+use scimsync_core::links::{GroupLink, HeldRefusal, Links, UserLink};
 
 impl SqlStore {
+    /// The links, held refusals and target facts of a connection. Refusals come ordered by
+    /// object (users, then groups: the core's order of `ObjectKind`), source id and attribute,
+    /// sorted here rather than by the database, whose text collation differs between dialects
+    /// and installations. Facts are the default when none were saved.
     pub(crate) async fn select_links(&self, connection: &str) -> Result<Links, StoreError> {
-        const USERS: &str = "SELECT source_id, target_id, origin, assigned_permission_sets, pending_email, refusals \
+        // `user_links.refusals` is no longer read (migration 3).
+        const USERS: &str = "SELECT source_id, target_id, origin, assigned_permission_sets, pending_email \
                              FROM user_links WHERE connection = $1 ORDER BY source_id";
         const GROUPS: &str = "SELECT source_id, target_id, origin FROM group_links \
                               WHERE connection = $1 ORDER BY source_id";
-        let rows: Result<(Vec<UserLinkRow>, Vec<GroupLinkRow>), sqlx::Error> =
-            with_pool!(&self.backend, |pool| {
-                match sqlx::query_as(USERS).bind(connection).fetch_all(pool).await {
-                    Ok(users) => sqlx::query_as(GROUPS)
-                        .bind(connection)
-                        .fetch_all(pool)
-                        .await
-                        .map(|groups| (users, groups)),
-                    Err(e) => Err(e),
-                }
-            });
-        let (users, groups) = rows.map_err(|source| StoreError::LoadLinks {
+        const REFUSALS: &str = "SELECT object, source_id, attribute, fingerprint, value, reason, at \
+                                FROM refusals WHERE connection = $1";
+        const FACTS: &str = "SELECT facts FROM target_facts WHERE connection = $1";
+        type Rows = (
+            Vec<UserLinkRow>,
+            Vec<GroupLinkRow>,
+            Vec<RefusalRow>,
+            Option<String>,
+        );
+        let rows: Result<Rows, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            async {
+                let users = sqlx::query_as(USERS)
+                    .bind(connection)
+                    .fetch_all(pool)
+                    .await?;
+                let groups = sqlx::query_as(GROUPS)
+                    .bind(connection)
+                    .fetch_all(pool)
+                    .await?;
+                let refusals = sqlx::query_as(REFUSALS)
+                    .bind(connection)
+                    .fetch_all(pool)
+                    .await?;
+                let facts = sqlx::query_scalar(FACTS)
+                    .bind(connection)
+                    .fetch_optional(pool)
+                    .await?;
+                Ok((users, groups, refusals, facts))
+            }
+            .await
+        });
+        let (users, groups, refusals, facts) = rows.map_err(|source| StoreError::LoadLinks {
             connection: connection.to_owned(),
             source,
         })?;
+        let mut refusals: Vec<HeldRefusal> = refusals
+            .into_iter()
+            .map(|row| row.into_refusal(connection))
+            .collect::<Result<_, _>>()?;
+        refusals.sort_unstable_by(|a, b| {
+            (a.object, &a.source_id, &a.attribute).cmp(&(b.object, &b.source_id, &b.attribute))
+        });
         Ok(Links {
             users: users
                 .into_iter()
@@ -37,6 +73,11 @@ impl SqlStore {
                 .into_iter()
                 .map(|row| row.into_link(connection))
                 .collect::<Result<_, _>>()?,
+            refusals,
+            facts: facts
+                .map(|json| parse_facts(connection, &json))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
@@ -45,13 +86,14 @@ impl SqlStore {
         connection: &str,
         link: &UserLink,
     ) -> Result<(), StoreError> {
+        // `refusals` is a column no longer read (migration 3): always '[]'.
         const SQL: &str = "INSERT INTO user_links \
                            (connection, source_id, target_id, origin, assigned_permission_sets, pending_email, refusals) \
-                           VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                           VALUES ($1, $2, $3, $4, $5, $6, '[]') \
                            ON CONFLICT (connection, source_id) DO UPDATE SET \
                            target_id = excluded.target_id, origin = excluded.origin, \
                            assigned_permission_sets = excluded.assigned_permission_sets, \
-                           pending_email = excluded.pending_email, refusals = excluded.refusals";
+                           pending_email = excluded.pending_email, refusals = '[]'";
         let json = UserLinkJson::encode(connection, link)?;
         let result = with_pool!(&self.backend, |pool| {
             sqlx::query(SQL)
@@ -61,7 +103,6 @@ impl SqlStore {
                 .bind(origin_text(link.origin))
                 .bind(json.assigned_permission_sets)
                 .bind(json.pending_email)
-                .bind(json.refusals)
                 .execute(pool)
                 .await
                 .map(drop)

@@ -25,6 +25,11 @@ const SQLITE: &[Embedded] = &[
         "activity_connection_id",
         include_str!("../../../migrations/sqlite/0002_activity_connection_id.sql"),
     ),
+    (
+        3,
+        "refusals_and_target_facts",
+        include_str!("../../../migrations/sqlite/0003_refusals_and_target_facts.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -37,6 +42,11 @@ const POSTGRES: &[Embedded] = &[
         2,
         "activity_connection_id",
         include_str!("../../../migrations/postgres/0002_activity_connection_id.sql"),
+    ),
+    (
+        3,
+        "refusals_and_target_facts",
+        include_str!("../../../migrations/postgres/0003_refusals_and_target_facts.sql"),
     ),
 ];
 

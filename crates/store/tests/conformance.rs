@@ -7,8 +7,13 @@
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, RunId, RunStatus, Trigger};
-use scimsync_core::links::{GroupLink, Origin, PendingEmail, Refusal, UserLink};
+use scimsync_core::links::{
+    GroupLink, HeldRefusal, Origin, PendingEmail, TargetFacts, UserLink, fingerprint,
+    member_attribute,
+};
+use scimsync_core::plan::ObjectKind;
 use scimsync_core::ports::{NewRun, RunEnd, Store};
+use scimsync_core::target::TargetCapabilities;
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId, Timestamp};
 use scimsync_store::{SqlStore, StoreError};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -168,6 +173,9 @@ stories!(
     links_round_trip,
     link_upsert_replaces,
     link_target_id_is_unique_per_connection,
+    refusals_save_replace_clear,
+    refusals_are_per_connection_and_bounded,
+    facts_default_save_replace_per_connection,
     leases_take_refuse_renew_expire_release,
     lease_race_has_one_winner,
     migrations_are_idempotent,
@@ -231,7 +239,18 @@ fn user_link(source: &str, target: &str) -> UserLink {
         origin: Origin::Created,
         assigned_permission_sets: BTreeSet::new(),
         pending_email: None,
-        refusals: Vec::new(),
+    }
+}
+
+fn refusal(object: ObjectKind, source: &str, attribute: &str, sent: &str) -> HeldRefusal {
+    HeldRefusal {
+        object,
+        source_id: source.to_owned(),
+        attribute: attribute.to_owned(),
+        fingerprint: fingerprint(&[source, attribute, sent]),
+        value: sent.to_owned(),
+        reason: format!("{attribute} refused"),
+        at: T0,
     }
 }
 
@@ -845,24 +864,29 @@ async fn links_round_trip(h: &Harness) {
             previous: Some("alice@example.com".into()),
             requested_at: T0,
         }),
-        refusals: vec![
-            Refusal {
-                attribute: "profile".into(),
-                wanted: "00eSTANDARD".into(),
-                basis: Some("00eCHATTER".into()),
-                reason: "Cannot change profile to a different license".into(),
-                at: T0.plus_millis(5),
-            },
-            Refusal {
-                attribute: "groups".into(),
-                wanted: "00GSALES".into(),
-                basis: None,
-                reason: "profile does not allow group membership".into(),
-                at: T0.plus_millis(6),
-            },
-        ],
         ..user_link("DUALICE", "005ALICE")
     };
+    // Alice's refused writes, held beside her link.
+    let refused = [
+        HeldRefusal {
+            object: ObjectKind::User,
+            source_id: "DUALICE".into(),
+            attribute: member_attribute("DGSALES"),
+            fingerprint: fingerprint(&["member", "00GSALES"]),
+            value: "00GSALES".into(),
+            reason: "profile does not allow group membership".into(),
+            at: T0.plus_millis(6),
+        },
+        HeldRefusal {
+            object: ObjectKind::User,
+            source_id: "DUALICE".into(),
+            attribute: "profile".into(),
+            fingerprint: fingerprint(&["profile", "00eSTANDARD", "00eCHATTER"]),
+            value: "00eSTANDARD".into(),
+            reason: "Cannot change profile to a different license".into(),
+            at: T0.plus_millis(5),
+        },
+    ];
     let bob = user_link("DUBOB", "005BOB");
     let sales = GroupLink {
         source_id: SourceGroupId::new("DGSALES"),
@@ -878,6 +902,9 @@ async fn links_round_trip(h: &Harness) {
     store.save_user_link("salesforce", &alice).await.unwrap();
     store.save_group_link("salesforce", &support).await.unwrap();
     store.save_group_link("salesforce", &sales).await.unwrap();
+    for held in refused.iter().rev() {
+        store.save_refusal("salesforce", held).await.unwrap();
+    }
     // The same source ids on another connection are other links.
     store
         .save_user_link("slack", &user_link("DUALICE", "U0ALICE"))
@@ -891,9 +918,22 @@ async fn links_round_trip(h: &Harness) {
         "every field back, ordered by source id"
     );
     assert_eq!(links.groups, [sales, support]);
+    assert_eq!(
+        links.refusals, refused,
+        "every field back, ordered by attribute (`member:…` before `profile`)"
+    );
     let slack = store.load_links("slack").await.unwrap();
     assert_eq!(slack.users, [user_link("DUALICE", "U0ALICE")]);
     assert!(slack.groups.is_empty());
+    assert!(slack.refusals.is_empty());
+
+    // A refusal survives a reload of the store, and saving the link again leaves it alone.
+    let again = SqlStore::connect(&h.url).await.unwrap();
+    again.save_user_link("salesforce", &alice).await.unwrap();
+    let reloaded = again.load_links("salesforce").await.unwrap();
+    assert_eq!(reloaded.users, [alice, bob]);
+    assert_eq!(reloaded.refusals, refused);
+    again.close().await;
 }
 
 async fn link_upsert_replaces(h: &Harness) {
@@ -905,23 +945,15 @@ async fn link_upsert_replaces(h: &Harness) {
             previous: None,
             requested_at: T0,
         }),
-        refusals: vec![Refusal {
-            attribute: "profile".into(),
-            wanted: "00eSTANDARD".into(),
-            basis: None,
-            reason: "licence".into(),
-            at: T0,
-        }],
         ..user_link("DUALICE", "005ALICE")
     };
     store.save_user_link("salesforce", &first).await.unwrap();
-    // Verified email, refusal lifted, one more permission set, recreated on the target.
+    // Verified email, one more permission set, recreated on the target.
     let second = UserLink {
         target_id: TargetUserId::new("005ALICE2"),
         origin: Origin::Adopted,
         assigned_permission_sets: ["0PSSALES".to_owned(), "0PSAPI".to_owned()].into(),
         pending_email: None,
-        refusals: Vec::new(),
         ..first.clone()
     };
     store.save_user_link("salesforce", &second).await.unwrap();
@@ -1020,6 +1052,237 @@ async fn link_target_id_is_unique_per_connection(h: &Harness) {
         matches!(&err, StoreError::TargetAlreadyLinked { object: "group", linked_to, .. } if linked_to == "DGA"),
         "{err:?}"
     );
+}
+
+async fn refusals_save_replace_clear(h: &Harness) {
+    let store = &h.store;
+    assert!(
+        store
+            .load_links("salesforce")
+            .await
+            .unwrap()
+            .refusals
+            .is_empty()
+    );
+    let profile = refusal(ObjectKind::User, "DUALICE", "profile", "00eSTANDARD");
+    let federation = refusal(ObjectKind::User, "DUALICE", "federationId", "alice@sso");
+    let create = refusal(ObjectKind::Group, "DGSALES", "create", "Sales");
+    // Saved out of order; a group refusal with the same source id as a user's is another one.
+    let group_alice = refusal(ObjectKind::Group, "DUALICE", "create", "Alice's group");
+    for held in [&create, &profile, &group_alice, &federation] {
+        store.save_refusal("salesforce", held).await.unwrap();
+    }
+    assert_eq!(
+        store.load_links("salesforce").await.unwrap().refusals,
+        [
+            federation.clone(),
+            profile.clone(),
+            create.clone(),
+            group_alice.clone()
+        ],
+        "ordered by object (users first), source id, attribute"
+    );
+
+    // The same key again replaces: another value, a new fingerprint.
+    let profile2 = HeldRefusal {
+        fingerprint: fingerprint(&["DUALICE", "profile", "00eADMIN"]),
+        value: "00eADMIN".into(),
+        reason: "still no".into(),
+        at: T0.plus_millis(60_000),
+        ..profile.clone()
+    };
+    assert_ne!(profile2.fingerprint, profile.fingerprint);
+    store.save_refusal("salesforce", &profile2).await.unwrap();
+    assert_eq!(
+        store.load_links("salesforce").await.unwrap().refusals,
+        [
+            federation.clone(),
+            profile2.clone(),
+            create.clone(),
+            group_alice.clone()
+        ]
+    );
+
+    // One refusal cleared; clearing one that is not there is no error.
+    store
+        .clear_refusal("salesforce", ObjectKind::User, "DUALICE", "federationId")
+        .await
+        .unwrap();
+    store
+        .clear_refusal("salesforce", ObjectKind::User, "DUALICE", "federationId")
+        .await
+        .unwrap();
+    // The group's refusal of the same attribute name is not the user's.
+    store
+        .clear_refusal("salesforce", ObjectKind::User, "DGSALES", "create")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_links("salesforce").await.unwrap().refusals,
+        [profile2.clone(), create.clone(), group_alice.clone()]
+    );
+
+    // Those of one source object: DGSALES's only.
+    assert_eq!(
+        store
+            .clear_refusals("salesforce", Some("DGSALES"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.load_links("salesforce").await.unwrap().refusals,
+        [profile2.clone(), group_alice.clone()]
+    );
+    assert_eq!(
+        store
+            .clear_refusals("salesforce", Some("DGNOBODY"))
+            .await
+            .unwrap(),
+        0
+    );
+    // The source id names the object whatever its kind: both of DUALICE's go.
+    assert_eq!(
+        store
+            .clear_refusals("salesforce", Some("DUALICE"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        store
+            .load_links("salesforce")
+            .await
+            .unwrap()
+            .refusals
+            .is_empty()
+    );
+}
+
+async fn refusals_are_per_connection_and_bounded(h: &Harness) {
+    let store = &h.store;
+    let profile = refusal(ObjectKind::User, "DUALICE", "profile", "00eSTANDARD");
+    let member = refusal(
+        ObjectKind::User,
+        "DUALICE",
+        &member_attribute("DGSALES"),
+        "00GSALES",
+    );
+    let create = refusal(ObjectKind::Group, "DGSALES", "create", "Sales");
+    for held in [&profile, &member, &create] {
+        store.save_refusal("salesforce", held).await.unwrap();
+    }
+    // The same keys on another connection are other refusals.
+    store.save_refusal("slack", &profile).await.unwrap();
+
+    assert_eq!(store.clear_refusals("salesforce", None).await.unwrap(), 3);
+    assert!(
+        store
+            .load_links("salesforce")
+            .await
+            .unwrap()
+            .refusals
+            .is_empty()
+    );
+    assert_eq!(
+        store.load_links("slack").await.unwrap().refusals,
+        std::slice::from_ref(&profile)
+    );
+    assert_eq!(store.clear_refusals("salesforce", None).await.unwrap(), 0);
+
+    // A target's error body of 5,000 characters (multi-byte ones among them) is kept bounded,
+    // cut on a character boundary; the value sent too.
+    let body = "é€x".repeat(5_000 / 3 + 1);
+    assert!(body.chars().count() > 5_000);
+    let hostile = HeldRefusal {
+        value: "v".repeat(5_000),
+        reason: body.clone(),
+        ..profile.clone()
+    };
+    store.save_refusal("salesforce", &hostile).await.unwrap();
+    let stored = store.load_links("salesforce").await.unwrap().refusals;
+    assert_eq!(stored.len(), 1);
+    let stored = &stored[0];
+    assert_eq!(stored.reason.chars().count(), 1_000);
+    assert!(
+        body.starts_with(stored.reason.trim_end_matches('…')),
+        "a prefix of the body"
+    );
+    assert!(stored.reason.ends_with('…'), "marked as cut");
+    assert_eq!(stored.value.chars().count(), 1_000);
+    assert_eq!(
+        (&stored.fingerprint, stored.at),
+        (&hostile.fingerprint, hostile.at),
+        "the rest is kept as is"
+    );
+    // At the bound exactly, nothing is cut.
+    let exact = HeldRefusal {
+        reason: "€".repeat(1_000),
+        ..profile.clone()
+    };
+    store.save_refusal("salesforce", &exact).await.unwrap();
+    assert_eq!(
+        store.load_links("salesforce").await.unwrap().refusals,
+        [exact]
+    );
+}
+
+async fn facts_default_save_replace_per_connection(h: &Harness) {
+    let store = &h.store;
+    assert_eq!(
+        store.load_links("salesforce").await.unwrap().facts,
+        TargetFacts::default()
+    );
+
+    let facts = TargetFacts {
+        capabilities: Some(TargetCapabilities {
+            patch: true,
+            filter: true,
+            max_results: Some(200),
+            user_attributes: Some(["userName", "emails", "title"].map(str::to_owned).into()),
+            required_user_attributes: ["userName".to_owned()].into(),
+            federation_id_path: Some(
+                "urn:salesforce:schemas:extension:2.0:User:federationIdentifier".into(),
+            ),
+            entitlements: true,
+            notes: vec![
+                "/Schemas unreadable (403); user attributes taken from /ResourceTypes".into(),
+                "no ETags: writes are not conditional".into(),
+            ],
+            ..TargetCapabilities::default()
+        }),
+        discovered_at: Some(T0),
+        member_batch_size: Some(50),
+        profiles_without_groups: ["00eCHATTER".to_owned()].into(),
+    };
+    store.save_facts("salesforce", &facts).await.unwrap();
+    assert_eq!(store.load_links("salesforce").await.unwrap().facts, facts);
+    assert_eq!(
+        store.load_links("slack").await.unwrap().facts,
+        TargetFacts::default(),
+        "per connection"
+    );
+
+    // Saving again replaces the whole: what is not in the new facts is gone.
+    let newer = TargetFacts {
+        capabilities: Some(TargetCapabilities {
+            user_attributes: Some(["userName".to_owned()].into()),
+            notes: vec!["rediscovered".into()],
+            ..TargetCapabilities::default()
+        }),
+        discovered_at: Some(T0.plus_millis(86_400_000)),
+        ..TargetFacts::default()
+    };
+    store.save_facts("salesforce", &newer).await.unwrap();
+    assert_eq!(store.load_links("salesforce").await.unwrap().facts, newer);
+
+    let slack = TargetFacts {
+        member_batch_size: Some(10),
+        ..TargetFacts::default()
+    };
+    store.save_facts("slack", &slack).await.unwrap();
+    assert_eq!(store.load_links("slack").await.unwrap().facts, slack);
+    assert_eq!(store.load_links("salesforce").await.unwrap().facts, newer);
 }
 
 async fn leases_take_refuse_renew_expire_release(h: &Harness) {
@@ -1163,6 +1426,78 @@ async fn migrations_are_idempotent(h: &Harness) {
 
 // ---------------------------------------------------------------------------------------------
 // SQLite only: where the file goes.
+
+/// A store at version 2 with refusals in the old `user_links.refusals` column: migration 3
+/// clears them, creates the new tables, and the column is written `'[]'` and never read.
+#[tokio::test]
+async fn sqlite_upgrade_to_version_3_retires_the_old_refusals_column() {
+    use sqlx::SqliteConnection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let store = SqlStore::connect(&url).await.unwrap();
+    store.close().await;
+
+    // Back to version 2, with a link holding an old-style refusal.
+    let old_refusal =
+        r#"[{"attribute":"profile","wanted":"00eSTANDARD","reason":"licence","at":0}]"#;
+    let mut raw = SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "DELETE FROM _sqlx_migrations WHERE version = 3",
+        "DROP TABLE refusals",
+        "DROP TABLE target_facts",
+    ] {
+        sqlx::query(sql).execute(&mut raw).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO user_links (connection, source_id, target_id, origin, refusals) \
+         VALUES ('salesforce', 'DUALICE', '005ALICE', 'created', $1)",
+    )
+    .bind(old_refusal)
+    .execute(&mut raw)
+    .await
+    .unwrap();
+
+    let store = SqlStore::connect(&url).await.unwrap();
+    let column = "SELECT refusals FROM user_links WHERE source_id = $1";
+    let cleared: String = sqlx::query_scalar(column)
+        .bind("DUALICE")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(cleared, "[]", "migration 3 cleared the old refusals");
+    let links = store.load_links("salesforce").await.unwrap();
+    assert_eq!(links.users, [user_link("DUALICE", "005ALICE")]);
+    assert!(links.refusals.is_empty());
+    store
+        .save_refusal(
+            "salesforce",
+            &refusal(ObjectKind::User, "DUALICE", "profile", "00eSTANDARD"),
+        )
+        .await
+        .unwrap();
+
+    // Junk in the old column is never read; a save writes '[]' over it.
+    sqlx::query("UPDATE user_links SET refusals = 'not json' WHERE source_id = 'DUALICE'")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_links("salesforce").await.unwrap().refusals.len(),
+        1
+    );
+    store
+        .save_user_link("salesforce", &user_link("DUALICE", "005ALICE"))
+        .await
+        .unwrap();
+    let written: String = sqlx::query_scalar(column)
+        .bind("DUALICE")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(written, "[]");
+    raw.close().await.unwrap();
+    store.close().await;
+}
 
 #[tokio::test]
 async fn sqlite_file_and_directories_are_created_on_first_use() {

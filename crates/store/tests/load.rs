@@ -179,7 +179,6 @@ where
             origin: Origin::Created,
             assigned_permission_sets: ["0PSA".to_owned()].into(),
             pending_email: None,
-            refusals: Vec::new(),
         };
         store.save_user_link("conn0", &link).await.unwrap();
     }

@@ -1,11 +1,12 @@
 //! The planner's rules, one test (or table) per rule.
 
 use super::plan;
-use crate::links::{Links, PendingEmail, Refusal};
+use crate::links::{HeldRefusal, Links, PendingEmail};
 use crate::plan::{
     DeactivationReason, MatchedBy, NoteKind, ObjectKind, Operation, Plan, UserChanges,
 };
 use crate::policy::{GroupRuleSpec, Policy, RuleSpec, Scope, SourceAttribute, TargetKind};
+use crate::refusals::{catalogue_fingerprint, profile_fingerprint};
 use crate::source::{DirectoryStatus, Phone, PhoneKind, SourceSnapshot, SsoAccess};
 use crate::target::{Entitlement, PhoneNumber, TargetGroup, TargetSnapshot, TargetUser};
 use crate::testing::*;
@@ -470,12 +471,13 @@ fn validation_rejects_what_the_target_would_refuse() {
     let rejected: Vec<&str> = p.rejected.iter().map(|r| r.source_id.as_str()).collect();
     assert_eq!(rejected, ["DU3", "DU4"]);
 
-    // nickName mapped: too long is rejected; empty is not sent and the target's is not drift.
+    // nickName mapped: too long is rejected; empty is not sent and the target's is not drift
+    // (with a userName of at most 40 characters: see the test below for a longer one).
     let mut policy = salesforce_policy();
     policy.mapping.nick_name = Some(SourceAttribute::Custom("nick".into()));
     let mut long_nick = user("DU5", "l@example.com");
     long_nick.custom.insert("nick".into(), "n".repeat(41));
-    let mut s = source(vec![user("DU2", long_local), long_nick], vec![]);
+    let mut s = source(vec![user("DU2", "no.nick@example.com"), long_nick], vec![]);
     let p = plan_of(&s, &empty_target(), &Links::default(), &policy);
     assert_eq!(
         p.rejected
@@ -751,10 +753,16 @@ fn profile_changes_across_licences_and_refused_ones_are_not_planned() {
     );
     // A refusal recorded by the engine: not tried again while wanted and basis hold.
     s.users[0].groups = vec!["DG1".into()];
-    links.users[0].refusals.push(Refusal {
+    links.refusals.push(HeldRefusal {
+        object: ObjectKind::User,
+        source_id: "DU1".into(),
         attribute: "profile".into(),
-        wanted: SYSTEM_ADMINISTRATOR.into(),
-        basis: Some(STANDARD_USER.into()),
+        fingerprint: profile_fingerprint(
+            SYSTEM_ADMINISTRATOR,
+            STANDARD_USER,
+            &catalogue_fingerprint(&target.catalogue),
+        ),
+        value: SYSTEM_ADMINISTRATOR.into(),
         reason: "FIELD_INTEGRITY_EXCEPTION".into(),
         at: NOW,
     });
@@ -982,4 +990,216 @@ fn memberships_computed_on_several_threads_give_the_same_plan() {
             super::plan_on_threads(&s2, &target, &links, &policy, NOW, Some(threads)).unwrap();
         assert_eq!(many, one, "{threads} threads");
     }
+}
+
+/// A user with neither first nor last name, only a full name (Duo's `realname`).
+fn full_name_only(id: &str, email: &str, full: Option<&str>) -> crate::source::DirectoryUser {
+    let mut u = user(id, email);
+    u.first_name = None;
+    u.last_name = None;
+    u.display_name = full.map(str::to_owned);
+    u
+}
+
+fn rejected_fields(p: &Plan) -> Vec<(&str, &str)> {
+    p.rejected
+        .iter()
+        .map(|r| (r.source_id.as_str(), r.field.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_missing_family_name_is_derived_from_the_full_name_and_converges() {
+    let policy = salesforce_policy();
+    let s = source(
+        vec![
+            full_name_only("DU1", "cher@example.com", Some("Cher")),
+            full_name_only("DU2", "ada@example.com", Some("Ada Lovelace")),
+            // No full name either: the username's local part.
+            full_name_only("DU3", "backup@example.com", None),
+        ],
+        vec![],
+    );
+    let (mut target, mut links) = (empty_target(), Links::default());
+    let p = plan_of(&s, &target, &links, &policy);
+    assert!(p.rejected.is_empty(), "{:#?}", p.rejected);
+    let names: Vec<(Option<&str>, Option<&str>, Option<&str>)> = p
+        .operations
+        .iter()
+        .map(|op| match op {
+            Operation::CreateUser { attributes: a, .. } => (
+                a.given_name.as_deref(),
+                a.family_name.as_deref(),
+                a.display_name.as_deref(),
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (None, Some("Cher"), Some("Cher")),
+            (Some("Ada"), Some("Lovelace"), Some("Ada Lovelace")),
+            (None, Some("backup"), None),
+        ]
+    );
+    // The derived names are the same on every run: no flip-flop.
+    apply(&p, &mut target, &mut links, NOW).unwrap();
+    assert!(plan_of(&s, &target, &links, &policy).is_empty());
+    assert!(plan_of(&s, &target, &links, &policy).is_empty());
+
+    // first_word: the family name comes first.
+    let mut policy = salesforce_policy();
+    policy.mapping.name_split = crate::policy::NameSplit::FirstWord;
+    let s = source(
+        vec![full_name_only(
+            "DU4",
+            "t@example.com",
+            Some("Tanaka Hanako"),
+        )],
+        vec![],
+    );
+    let p = plan_of(&s, &empty_target(), &Links::default(), &policy);
+    let Operation::CreateUser { attributes: a, .. } = &p.operations[0] else {
+        panic!("{p:#?}")
+    };
+    assert_eq!(
+        (a.given_name.as_deref(), a.family_name.as_deref()),
+        (Some("Hanako"), Some("Tanaka"))
+    );
+    let (mut target, mut links) = (empty_target(), Links::default());
+    converge(&s, &mut target, &mut links, &policy);
+}
+
+#[test]
+fn derived_names_change_hand_set_names_only_by_the_set_never_cleared_rule() {
+    let policy = salesforce_policy();
+    let mut s = source(
+        vec![full_name_only("DU1", "cher@example.com", Some("Cher"))],
+        vec![],
+    );
+    let (mut target, mut links) = (empty_target(), Links::default());
+    converge(&s, &mut target, &mut links, &policy);
+    // An administrator sets both names by hand.
+    target.users[0].given_name = Some("Cherilyn".into());
+    target.users[0].family_name = Some("Sarkisian".into());
+    let p = plan_of(&s, &target, &links, &policy);
+    let c = changes_of(&p, "DU1");
+    assert_eq!(c.attribute_names(), ["name.familyName"]);
+    assert_eq!(c.family_name, Some(Some("Cher".into())));
+    assert_eq!(c.given_name, None, "never cleared");
+    apply(&p, &mut target, &mut links, NOW).unwrap();
+    assert!(plan_of(&s, &target, &links, &policy).is_empty());
+    assert_eq!(
+        target.users[0].given_name.as_deref(),
+        Some("Cherilyn"),
+        "the hand-set given name stays"
+    );
+    // The source gains a last name: it wins over the derived one.
+    s.users[0].last_name = Some("Bono".into());
+    let p = plan_of(&s, &target, &links, &policy);
+    assert_eq!(changes_of(&p, "DU1").family_name, Some(Some("Bono".into())));
+    // With no derivation and no last name, the account's name is kept and the linked user
+    // is not rejected: Salesforce only needs a last name to create.
+    let mut none = salesforce_policy();
+    none.mapping.name_split = crate::policy::NameSplit::None;
+    s.users[0].last_name = None;
+    let p = plan_of(&s, &target, &links, &none);
+    assert!(p.rejected.is_empty(), "{:#?}", p.rejected);
+    assert!(p.is_empty(), "{:#?}", p.operations);
+}
+
+#[test]
+fn a_user_without_any_family_name_is_rejected_on_salesforce_only() {
+    let mut no_username = full_name_only("DU1", "x@example.com", None);
+    no_username.username = "  ".into();
+    let s = source(
+        vec![
+            no_username,
+            full_name_only("DU2", "ada@example.com", Some("Ada Lovelace")),
+        ],
+        vec![],
+    );
+    let policy = salesforce_policy();
+    let p = plan_of(&s, &empty_target(), &Links::default(), &policy);
+    assert_eq!(rejected_fields(&p), [("DU1", "name.familyName")]);
+    let reason = &p.rejected[0].reason;
+    assert!(
+        reason.contains("Salesforce requires a last name") && reason.contains("fill \"lastname\""),
+        "{reason}"
+    );
+    assert_eq!(kinds(&p), ["create_user"], "DU2 is created");
+
+    // name_split = "none": both are rejected, the reason names the mapping to set.
+    let mut none = salesforce_policy();
+    none.mapping.name_split = crate::policy::NameSplit::None;
+    let p = plan_of(&s, &empty_target(), &Links::default(), &none);
+    assert_eq!(
+        rejected_fields(&p),
+        [("DU1", "name.familyName"), ("DU2", "name.familyName")]
+    );
+    let reason = &p.rejected[1].reason;
+    assert!(
+        reason.contains("name_split = \"none\"") && reason.contains("name_split = \"last_word\""),
+        "{reason}"
+    );
+    assert!(p.operations.is_empty());
+
+    // Generic targets do not require a family name.
+    let generic = Policy {
+        target_kind: TargetKind::Generic,
+        ..none
+    };
+    let p = plan_of(&s, &empty_target(), &Links::default(), &generic);
+    assert!(p.rejected.is_empty(), "{:#?}", p.rejected);
+    assert_eq!(kinds(&p), ["create_user", "create_user"]);
+}
+
+#[test]
+fn a_mapped_but_empty_nick_name_with_a_long_user_name_is_rejected_naming_the_attribute() {
+    let long = "a.very.long.name.indeed.for.sure@example.com"; // 44 characters
+    let mut policy = salesforce_policy();
+    policy.mapping.nick_name = Some(SourceAttribute::Alias(1));
+    let mut with_alias = user("DU2", "b.very.long.name.indeed.for.sure@example.com");
+    with_alias.aliases = vec!["bvl".into()];
+    let s = source(
+        vec![
+            user("DU1", long),
+            with_alias,
+            user("DU3", "short@example.com"),
+        ],
+        vec![],
+    );
+    let (mut target, mut links) = (empty_target(), Links::default());
+    let p = plan_of(&s, &target, &links, &policy);
+    assert_eq!(rejected_fields(&p), [("DU1", "nickName")]);
+    let reason = &p.rejected[0].reason;
+    assert!(
+        reason.contains(
+            "nickName is mapped to Duo attribute \"alias1\", which is empty for this user"
+        ) && reason.contains(&format!("userName {long:?} is 44 characters"))
+            && reason.contains("fill \"alias1\" in Duo (at most 40 characters)"),
+        "{reason}"
+    );
+    assert_eq!(kinds(&p), ["create_user", "create_user"], "DU2 and DU3");
+    apply(&p, &mut target, &mut links, NOW).unwrap();
+
+    // Creates only: once linked, an emptied alias is not sent and not a rejection.
+    let mut s2 = s.clone();
+    s2.users[1].aliases.clear();
+    let p = plan_of(&s2, &target, &links, &policy);
+    assert!(
+        p.rejected.iter().all(|r| r.source_id != "DU2"),
+        "{:#?}",
+        p.rejected
+    );
+    assert!(p.operations.is_empty(), "{:#?}", p.operations);
+
+    // Generic targets have no 40-character rule.
+    let generic = Policy {
+        target_kind: TargetKind::Generic,
+        ..policy
+    };
+    let p = plan_of(&s, &empty_target(), &Links::default(), &generic);
+    assert!(p.rejected.is_empty(), "{:#?}", p.rejected);
 }

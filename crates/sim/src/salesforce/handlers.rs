@@ -381,20 +381,34 @@ fn route(
         ("GET", ["ServiceProviderConfigs"]) | ("GET", ["ServiceProviderConfig"]) => {
             json_response(200, &service_provider_config(mode))
         }
-        ("GET", ["ResourceTypes"]) => json_response(
-            200,
-            &list(
-                vec![
-                    json!({"id": "User", "name": "User", "endpoint": "/Users", "schema": "urn:ietf:params:scim:schemas:core:2.0:User"}),
-                    json!({"id": "Group", "name": "Group", "endpoint": "/Groups", "schema": "urn:ietf:params:scim:schemas:core:2.0:Group"}),
-                    json!({"id": "Entitlement", "name": "Entitlement", "endpoint": "/Entitlements", "schema": "urn:salesforce:schemas:extension:1.0:Entitlement"}),
-                    json!({"id": "Role", "name": "Role", "endpoint": "/Roles", "schema": "urn:salesforce:schemas:extension:1.0:Role"}),
-                ],
-                4,
-                1,
-            ),
-        ),
-        ("GET", ["Schemas"]) => json_response(200, &list(vec![], 0, 1)),
+        ("GET", ["ResourceTypes"]) => {
+            let items = super::discovery::resource_types(mode, &st.reading, base);
+            let total = items.len();
+            json_response(200, &list(items, total, 1))
+        }
+        ("GET", ["ResourceTypes", id]) => {
+            match super::discovery::resource_types(mode, &st.reading, base)
+                .into_iter()
+                .find(|r| r["id"] == *id)
+            {
+                Some(r) => json_response(200, &r),
+                None => error(mode, &not_found("ResourceType", id)),
+            }
+        }
+        ("GET", ["Schemas"]) => {
+            let items = super::discovery::schemas(mode, &st.reading, base);
+            let total = items.len();
+            json_response(200, &list(items, total, 1))
+        }
+        ("GET", ["Schemas", id]) => {
+            match super::discovery::schemas(mode, &st.reading, base)
+                .into_iter()
+                .find(|r| r["id"] == *id)
+            {
+                Some(r) => json_response(200, &r),
+                None => error(mode, &not_found("Schema", id)),
+            }
+        }
         ("GET", ["Users"]) => {
             let filter = match q("filter").map(parse_filter).transpose() {
                 Ok(f) => f,
@@ -572,18 +586,28 @@ fn route(
                 "Groups can't be deleted over SCIM",
             ),
         ),
+        // A plain RFC 7644 server has no catalogue (a reading).
+        ("GET", ["Entitlements" | "Roles"]) if !st.reading.catalogue_endpoints => error(
+            mode,
+            &SimError::new(404, "NOT_FOUND", format!("no resource {method} /{path}")),
+        ),
         ("GET", ["Entitlements"]) => {
+            let licences = st.reading.allows_groups_extension;
             let mut items: Vec<Value> = st
                 .catalogue
                 .profiles
                 .iter()
                 .map(|p| {
-                    json!({
+                    let mut v = json!({
                         "schemas": ["urn:salesforce:schemas:extension:1.0:Entitlement"],
                         "id": p.id, "displayName": p.name, "type": "Profile",
                         "urn:salesforce:schemas:extension:1.0:Entitlement": {"userLicense": p.licence, "allowsGroups": p.allows_groups},
                         "meta": {"resourceType": "Entitlement", "location": format!("{base}/Entitlements/{}", p.id)}
-                    })
+                    });
+                    if !licences && let Some(o) = v.as_object_mut() {
+                        o.remove("urn:salesforce:schemas:extension:1.0:Entitlement");
+                    }
+                    v
                 })
                 .collect();
             items.extend(st.catalogue.permission_sets.iter().map(|p| {

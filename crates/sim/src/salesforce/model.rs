@@ -1,7 +1,7 @@
 //! The emulator's state: users, groups, tokens, knobs, the request log; and the rules that
 //! change them.
 
-use super::{BurstKind, LoggedRequest, SalesforceConfig, SimCatalogue, SimMode};
+use super::{BurstKind, LoggedRequest, Reading, SalesforceConfig, SimCatalogue, SimMode};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -152,6 +152,7 @@ pub struct State {
     pub rate_rejections: Vec<Duration>,
     pub api_used: u64,
     pub allow_group_creation: bool,
+    pub reading: Reading,
 }
 
 /// Fixed 15-character Salesforce id with its 3-character prefix and a counter.
@@ -187,6 +188,7 @@ impl State {
             rate_rejections: Vec::new(),
             api_used: 0,
             allow_group_creation: config.allow_group_creation,
+            reading: config.reading.clone(),
         }
     }
 
@@ -435,6 +437,9 @@ impl State {
                     .scim("invalidValue"));
                 }
                 let lowered = name.to_lowercase();
+                if self.reading.is_taken(&lowered) {
+                    return Err(taken_elsewhere());
+                }
                 if self
                     .users
                     .values()
@@ -556,6 +561,12 @@ impl State {
                 let field = &key[ENTERPRISE.len() + 1..];
                 set_enterprise(user, field, value);
             }
+            _ if is_sf_user_ext(&lower) && !self.reading.federation_extension => {
+                // The org does not declare the extension: ignored on create, refused on update.
+                if !creating {
+                    return Err(undeclared_federation());
+                }
+            }
             _ if lower == SF_USER_EXT.to_ascii_lowercase() => {
                 if let Some(f) = value.get("federationIdentifier") {
                     user.federation_id = f.as_str().map(str::to_owned);
@@ -593,6 +604,9 @@ impl State {
             "phonenumbers" => user.phones.clear(),
             _ if lower.starts_with(&format!("{}:", ENTERPRISE.to_ascii_lowercase())) => {
                 user.enterprise.remove(&path[ENTERPRISE.len() + 1..]);
+            }
+            _ if is_sf_user_ext(&lower) && !self.reading.federation_extension => {
+                return Err(undeclared_federation());
             }
             _ if lower == format!("{}:federationidentifier", SF_USER_EXT.to_ascii_lowercase()) => {
                 user.federation_id = None
@@ -652,6 +666,9 @@ impl State {
         for (k, v) in obj {
             self.set_attribute(&mut user, k, v, true)?;
         }
+        if self.reading.last_name_required && is_blank(user.family_name.as_deref()) {
+            return Err(last_name_missing());
+        }
         if user.email.is_empty() {
             if self.mode == SimMode::Salesforce {
                 return Err(SimError::new(
@@ -692,6 +709,7 @@ impl State {
             return Err(not_found("User", id));
         };
         let verification_before = self.verification_emails;
+        let had_last_name = !is_blank(user.family_name.as_deref());
         let result = (|| {
             for op in ops {
                 let kind = op
@@ -730,7 +748,17 @@ impl State {
                 }
             }
             Ok(())
-        })();
+        })()
+        .and_then(|()| {
+            if self.reading.last_name_required
+                && had_last_name
+                && is_blank(user.family_name.as_deref())
+            {
+                Err(last_name_missing())
+            } else {
+                Ok(())
+            }
+        });
         match result {
             Ok(()) => {
                 user.version += 1;
@@ -801,6 +829,21 @@ impl State {
                 }
             });
         };
+        let names_member = self.reading.names_refused_member;
+        // One refused member refuses the PATCH; whether the message says which one is a
+        // reading.
+        let refuse = |specific: SimError| {
+            if names_member {
+                specific
+            } else {
+                SimError::new(
+                    400,
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "one or more users can't be members of groups",
+                )
+                .scim("invalidValue")
+            }
+        };
         let mut ids = Vec::new();
         for m in &list {
             let Some(uid) = m.get("value").and_then(Value::as_str) else {
@@ -809,28 +852,33 @@ impl State {
             };
             if add {
                 let Some(user) = self.users.get(uid) else {
-                    return Err(SimError::new(
-                        400,
-                        "INVALID_CROSS_REFERENCE_KEY",
-                        format!("invalid cross reference id: {uid}"),
-                    )
-                    .scim("invalidValue"));
+                    return Err(refuse(
+                        SimError::new(
+                            400,
+                            "INVALID_CROSS_REFERENCE_KEY",
+                            format!("invalid cross reference id: {uid}"),
+                        )
+                        .scim("invalidValue"),
+                    ));
                 };
                 if !user.active {
-                    return Err(SimError::new(
+                    return Err(refuse(SimError::new(
                         400,
                         "INACTIVE_OWNER_OR_USER",
                         format!("user {uid} is inactive and can't be a group member"),
-                    ));
+                    )));
                 }
                 if let Some(p) = user.profile.as_deref().and_then(|p| self.profile(p))
                     && !p.allows_groups
                 {
-                    return Err(SimError::new(
+                    return Err(refuse(SimError::new(
                         400,
                         "FIELD_INTEGRITY_EXCEPTION",
-                        format!("users with profile {} can't be members of groups", p.name),
-                    ));
+                        format!(
+                            "users with profile {} can't be members of groups: {uid}",
+                            p.name
+                        ),
+                    )));
                 }
             }
             ids.push(uid.to_owned());
@@ -855,6 +903,18 @@ impl State {
         let Some(before) = self.groups.get(id).cloned() else {
             return Err(not_found("Group", id));
         };
+        if let Some(max) = self.reading.max_members_per_patch {
+            let changed = members_changed(ops);
+            if changed > max {
+                return Err(SimError::new(
+                    400,
+                    "LIMIT_EXCEEDED",
+                    format!(
+                        "a request can change at most {max} members; this one changes {changed}"
+                    ),
+                ));
+            }
+        }
         let result = (|| {
             for op in ops {
                 let kind = op
@@ -985,6 +1045,13 @@ impl State {
                 "version": format!("{:040x}", u.version),
             }
         });
+        if !self.reading.federation_extension {
+            // An org without the extension neither lists nor returns it.
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove(SF_USER_EXT);
+            }
+            v["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE]);
+        }
         if let Some(e) = &u.external_id {
             v["externalId"] = json!(e);
         }
@@ -1021,6 +1088,65 @@ pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:
 /// Salesforce's user extension carrying the Federation ID (unconfirmed: no source shows how
 /// SCIM carries FederationIdentifier; this emulator and the client agree on this URN).
 pub const SF_USER_EXT: &str = "urn:salesforce:schemas:extension:1.0:User";
+
+/// Whether a lower-cased key or path names Salesforce's user extension or an attribute of it.
+fn is_sf_user_ext(lower: &str) -> bool {
+    let ext = SF_USER_EXT.to_ascii_lowercase();
+    lower == ext || lower.strip_prefix(&ext).is_some_and(|r| r.starts_with(':'))
+}
+
+/// A PATCH naming the Federation ID extension in an org that does not declare it.
+fn undeclared_federation() -> SimError {
+    SimError::new(
+        400,
+        "INVALID_FIELD",
+        format!(
+            "No such column 'federationIdentifier' on entity 'User': the extension {SF_USER_EXT} is not declared in this org"
+        ),
+    )
+    .scim("invalidPath")
+}
+
+/// A username held by a user of another org (Salesforce usernames are unique across orgs).
+fn taken_elsewhere() -> SimError {
+    SimError::new(
+        409,
+        "DUPLICATE_USERNAME",
+        "Duplicate Username.<br>The username already exists in this or another Salesforce organization. Usernames must be unique across all Salesforce organizations. To resolve, use a unique username (it can include a domain other than your own, as long as it's in the form of an email address).",
+    )
+    .scim("uniqueness")
+}
+
+fn last_name_missing() -> SimError {
+    SimError::new(
+        400,
+        "REQUIRED_FIELD_MISSING",
+        "Required fields are missing: [LastName]",
+    )
+    .scim("invalidValue")
+}
+
+fn is_blank(text: Option<&str>) -> bool {
+    text.is_none_or(|t| t.trim().is_empty())
+}
+
+/// How many members the operations of one group PATCH add or remove in total.
+fn members_changed(ops: &[Value]) -> usize {
+    ops.iter()
+        .filter_map(|op| {
+            let path = op.get("path").and_then(Value::as_str)?.to_ascii_lowercase();
+            if path == "members" {
+                let value = op.get("value")?;
+                let list = value.get("members").unwrap_or(value);
+                Some(list.as_array().map_or(0, Vec::len))
+            } else if path.starts_with("members[") {
+                Some(1)
+            } else {
+                None
+            }
+        })
+        .sum()
+}
 
 fn set_enterprise(user: &mut SimUser, key: &str, value: &Value) {
     if value.is_null() {
