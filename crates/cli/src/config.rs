@@ -10,6 +10,7 @@ use scimsync_core::policy::{
     Governance, GroupRuleSpec, Mapping, NameSplit, Policy, Problem, RuleSpec, Safety, Scope,
     SourceAttribute, TargetKind,
 };
+use scimsync_scim::FederationIdPlacement;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -132,6 +133,7 @@ struct RawTarget {
     max_concurrency: Option<usize>,
     timeout_seconds: Option<u64>,
     member_batch_size: Option<usize>,
+    federation_id: Option<String>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -256,6 +258,9 @@ pub struct TargetSettings {
     pub requests_per_second: u32,
     pub max_concurrency: usize,
     pub timeout: Duration,
+    /// Where the SSO identifier (Salesforce's Federation ID) goes (`federation_id`; default
+    /// `auto`: wherever discovery finds the Salesforce extension's `federationIdentifier`).
+    pub federation_id: FederationIdPlacement,
 }
 
 /// Reads and validates a configuration file, with environment overrides from `env`.
@@ -677,8 +682,16 @@ impl Validator<'_> {
                 "max_concurrency",
                 "timeout_seconds",
                 "member_batch_size",
+                "federation_id",
             ],
         );
+        let federation_id = match t.federation_id.as_deref() {
+            None => FederationIdPlacement::Auto,
+            Some(text) => FederationIdPlacement::parse(text).unwrap_or_else(|e| {
+                self.problem(format!("{at}.federation_id"), e);
+                FederationIdPlacement::Auto
+            }),
+        };
         let kind = match t.kind.as_deref() {
             Some("salesforce") | None => TargetKind::Salesforce,
             Some("generic") => TargetKind::Generic,
@@ -785,6 +798,7 @@ impl Validator<'_> {
             requests_per_second: rps.max(1),
             max_concurrency: max_concurrency.max(1),
             timeout: Duration::from_secs(t.timeout_seconds.unwrap_or(30).max(1)),
+            federation_id,
         })
     }
 
@@ -1067,6 +1081,41 @@ permission_sets = ["Sales Cloud"]
             "no secret in Debug output: {debug}"
         );
         assert!(s.inline_secrets.is_empty());
+    }
+
+    #[test]
+    fn federation_id_placement_defaults_to_auto_and_refuses_matching_keys() {
+        let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+        let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
+        assert_eq!(
+            s.connections[0].target.federation_id,
+            FederationIdPlacement::Auto
+        );
+        let with = |value: &str| {
+            let text = GOOD.replace(
+                "client_secret_env = \"SF_SECRET\"",
+                &format!("client_secret_env = \"SF_SECRET\"\nfederation_id = \"{value}\""),
+            );
+            parse(&text, Path::new("c.toml"), &vars)
+        };
+        let path = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber";
+        assert_eq!(
+            with(path).unwrap().connections[0].target.federation_id,
+            FederationIdPlacement::Path(path.into())
+        );
+        assert_eq!(
+            with("off").unwrap().connections[0].target.federation_id,
+            FederationIdPlacement::Off
+        );
+        for refused in ["externalId", "userName", "emails[type eq work]"] {
+            let err = with(refused).unwrap_err().to_string();
+            assert!(
+                err.contains("connections[0].target.federation_id"),
+                "{refused}: {err}"
+            );
+        }
+        let err = with("externalId").unwrap_err().to_string();
+        assert!(err.contains("matches accounts on"), "{err}");
     }
 
     #[test]

@@ -504,12 +504,12 @@ async fn check(path: &Path) -> anyhow::Result<u8> {
     for conn in &settings.connections {
         println!("== {}", conn.name);
         for step in wiring::check(conn).await {
-            println!(
-                "{} {}: {}",
-                if step.ok { "✓" } else { "✗" },
-                step.name,
-                step.detail
-            );
+            let mark = match (step.ok, step.warning) {
+                (false, _) => "✗",
+                (true, true) => "!",
+                (true, false) => "✓",
+            };
+            println!("{mark} {}: {}", step.name, step.detail);
             ok &= step.ok;
         }
     }

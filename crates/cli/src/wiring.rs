@@ -1,9 +1,10 @@
 //! Building connections from settings: the source reader and the SCIM client.
 
 use crate::config::{ConnectionSettings, SourceSettings, TargetAuth, TargetSettings};
-use scimsync_core::policy::TargetKind;
-use scimsync_core::ports::{Source, Target as _};
+use scimsync_core::policy::{Policy, TargetKind};
+use scimsync_core::ports::{ReadScope, Source, Target as _};
 use scimsync_core::source::SourceSnapshot;
+use scimsync_core::target::TargetCapabilities;
 use scimsync_directory::{
     DirectoryError, DuoConfig, DuoEndpoint, DuoSource, FileSource, SigVersion,
 };
@@ -16,6 +17,8 @@ pub struct CheckStep {
     pub name: String,
     pub ok: bool,
     pub detail: String,
+    /// Not a failure, but worth the operator's attention (printed with `!`).
+    pub warning: bool,
 }
 
 /// The source of a connection: Duo's Admin API or a JSON file.
@@ -93,6 +96,7 @@ pub fn target(settings: &TargetSettings, member_batch_size: usize) -> anyhow::Re
         max_concurrency: settings.max_concurrency,
         timeout: settings.timeout,
         member_batch_size,
+        federation_id: settings.federation_id.clone(),
         ..ScimConfig::new(settings.base_url.clone(), auth, dialect)
     };
     Ok(ScimClient::new(config)?)
@@ -116,6 +120,7 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
             name: name.to_owned(),
             ok,
             detail,
+            warning: false,
         });
     };
     let conn = match connection(c) {
@@ -156,15 +161,30 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
         target_ok &= step.ok;
         push(&format!("target {}", step.name), step.ok, step.detail);
     }
+    if target_ok && let Some(caps) = conn.target.capabilities() {
+        for (name, detail, warning) in discovery_lines(&caps, &c.policy) {
+            steps.push(CheckStep {
+                name: name.to_owned(),
+                ok: true,
+                detail,
+                warning,
+            });
+        }
+    }
     if target_ok {
-        match conn
-            .target
-            .read(scimsync_core::ports::ReadScope {
-                groups: false,
-                catalogue: true,
-            })
-            .await
-        {
+        let scope = ReadScope {
+            groups: false,
+            catalogue: true,
+        };
+        let mut push = |name: &str, ok: bool, detail: String| {
+            steps.push(CheckStep {
+                name: name.to_owned(),
+                ok,
+                detail,
+                warning: false,
+            });
+        };
+        match conn.target.read(scope).await {
             Ok(t) => {
                 let groups = snapshot.map(|s| s.groups).unwrap_or_default();
                 let resolved =
@@ -200,4 +220,161 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
         }
     }
     steps
+}
+
+/// The logical names (those of `USER_ATTRIBUTES`) of what a connection sends, besides the
+/// Federation ID.
+fn mapped_attributes(policy: &Policy) -> Vec<&'static str> {
+    let m = &policy.mapping;
+    let g = &policy.governance;
+    let mut out = vec![
+        "userName",
+        "externalId",
+        "name.givenName",
+        "name.familyName",
+        "displayName",
+        "emails",
+        "active",
+    ];
+    for (name, mapped) in [
+        ("nickName", m.nick_name.is_some()),
+        ("title", m.title.is_some()),
+        ("phoneNumbers", m.work_phone.is_some()),
+        ("employeeNumber", m.employee_number.is_some()),
+        ("department", m.department.is_some()),
+        ("division", m.division.is_some()),
+        ("organization", m.organization.is_some()),
+        ("costCenter", m.cost_center.is_some()),
+        ("manager", m.manager.is_some()),
+        (
+            "entitlements",
+            g.baseline.is_some() || !g.group_rules.is_empty(),
+        ),
+        (
+            "roles",
+            g.baseline.as_ref().is_some_and(|b| b.role.is_some())
+                || g.group_rules.iter().any(|r| r.rule.role.is_some()),
+        ),
+    ] {
+        if mapped {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// What `check` says of a discovery: the mapped attributes the target does not declare, and
+/// what SSO matches on. `(step name, detail, warning)`.
+pub(crate) fn discovery_lines(
+    caps: &TargetCapabilities,
+    policy: &Policy,
+) -> Vec<(&'static str, String, bool)> {
+    let mut lines = Vec::new();
+    match &caps.user_attributes {
+        None => lines.push((
+            "target attributes",
+            "the target's schema is unknown; every mapped attribute is sent".to_owned(),
+            false,
+        )),
+        Some(_) => {
+            let missing: Vec<&str> = mapped_attributes(policy)
+                .into_iter()
+                .filter(|a| !caps.declares(a))
+                .collect();
+            if missing.is_empty() {
+                lines.push((
+                    "target attributes",
+                    "the target declares every mapped attribute".to_owned(),
+                    false,
+                ));
+            } else {
+                lines.push((
+                    "target attributes",
+                    format!(
+                        "mapped but not declared by the target, so they will not be sent: {}",
+                        missing.join(", ")
+                    ),
+                    true,
+                ));
+            }
+        }
+    }
+    match (&caps.federation_id_path, caps.declares("federationId")) {
+        (Some(path), true) => {
+            lines.push(("SSO matches on", format!("Federation ID at {path}"), false))
+        }
+        (path, _) => {
+            let why = match path {
+                Some(p) => format!("the target does not declare {p}"),
+                None => "no Federation ID attribute declared".to_owned(),
+            };
+            lines.push((
+                "SSO matches on",
+                format!(
+                    "userName ({why}; set the SAML identity type to Username, or set `federation_id = \"<path>\"` in the connection's target section)"
+                ),
+                true,
+            ));
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimsync_core::policy::RuleSpec;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn check_lists_undeclared_mapped_attributes_and_the_sso_match() {
+        let mut policy = Policy::default();
+        policy.mapping.title = Some(scimsync_core::policy::SourceAttribute::FirstName);
+        policy.mapping.department = Some(scimsync_core::policy::SourceAttribute::LastName);
+        policy.governance.baseline = Some(RuleSpec {
+            profile: "Standard User".into(),
+            permission_sets: vec![],
+            role: None,
+        });
+        let declared: BTreeSet<String> = [
+            "userName",
+            "externalId",
+            "name.givenName",
+            "name.familyName",
+            "displayName",
+            "emails",
+            "active",
+            "entitlements",
+            "federationId",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        let caps = TargetCapabilities {
+            user_attributes: Some(declared),
+            federation_id_path: Some(
+                "urn:salesforce:schemas:extension:1.0:User:federationIdentifier".into(),
+            ),
+            ..TargetCapabilities::default()
+        };
+        let lines = discovery_lines(&caps, &policy);
+        assert_eq!(
+            lines[0].1,
+            "mapped but not declared by the target, so they will not be sent: title, department"
+        );
+        assert!(lines[0].2);
+        assert_eq!(
+            lines[1].1,
+            "Federation ID at urn:salesforce:schemas:extension:1.0:User:federationIdentifier"
+        );
+        let none = TargetCapabilities::default();
+        let lines = discovery_lines(&none, &policy);
+        assert!(lines[0].1.contains("every mapped attribute is sent"));
+        assert!(
+            lines[1]
+                .1
+                .starts_with("userName (no Federation ID attribute declared")
+        );
+        assert!(lines[1].1.contains("federation_id = \"<path>\""));
+    }
 }

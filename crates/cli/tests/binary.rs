@@ -387,3 +387,21 @@ async fn activity_follow_prints_entries_as_they_are_recorded() {
         "{lines:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_says_what_the_target_supports_and_what_sso_matches_on() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || scimsync(&["check", "--config", &config], &dir))
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("✓ target service provider config: patch true, filter true, etag false"),
+        "{all}"
+    );
+    assert!(all.contains("target attributes:"), "{all}");
+    assert!(all.lines().any(|l| l.contains("SSO matches on: ")), "{all}");
+}

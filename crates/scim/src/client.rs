@@ -1,20 +1,24 @@
 //! The SCIM client: resources over the transport, and the core's `Target` port.
 
-use crate::config::{Dialect, ScimConfig};
+use crate::config::{Dialect, FederationIdPlacement, ScimConfig};
+use crate::discovery::{Fetched, capabilities};
 use crate::error::ScimError;
 use crate::resources::{
-    CatalogueItem, create_group_body, create_user_body, entitlement_from_json, group_from_json,
-    members_body, patch_user_body, quote, rename_body, role_from_json, user_from_json,
+    AttrPath, CatalogueItem, create_group_body, create_user_body, entitlement_from_json,
+    group_from_json, members_body, patch_user_body, quote, rename_body, role_from_json,
+    user_from_json,
 };
 use crate::transport::{Answer, ClientStats, Transport};
 use reqwest::Method;
 use scimsync_core::plan::{UserAttributes, UserChanges};
-use scimsync_core::ports::Target;
-use scimsync_core::target::{Catalogue, TargetGroup, TargetSnapshot, TargetUser};
+use scimsync_core::ports::{ReadScope, Target};
+use scimsync_core::target::{
+    Catalogue, TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser,
+};
 use scimsync_core::{TargetGroupId, TargetUserId};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use tracing::{debug, info, warn};
 
 /// One step of [`ScimClient::check`].
@@ -28,10 +32,32 @@ pub struct CheckStep {
 /// A SCIM 2.0 client for one target.
 pub struct ScimClient {
     transport: Transport,
+    /// The configured page size (capped by the target's maxResults once known).
     page_size: u32,
     member_batch_size: usize,
+    /// Where the Federation ID goes, as configured.
+    placement: FederationIdPlacement,
     /// ETags seen, by resource path (generic targets that advertise ETags).
     etags: Mutex<HashMap<String, String>>,
+    /// What the client follows: the configuration's assumptions until capabilities are used.
+    follow: RwLock<Follow>,
+}
+
+/// How the client behaves towards the target, from the configuration and, once known, the
+/// target's capabilities.
+#[derive(Debug, Clone)]
+struct Follow {
+    /// Where the Federation ID is read and written; `None`: nowhere.
+    federation: Option<AttrPath>,
+    /// Send `If-Match`: `None` (not discovered) when the target sent an ETag, else as declared.
+    etag: Option<bool>,
+    page_size: u32,
+    /// Filters work; without them `find_user` lists and matches.
+    filter: bool,
+    /// `/Entitlements` and `/Roles` exist: `None` when not known.
+    entitlements: Option<bool>,
+    roles: Option<bool>,
+    capabilities: Option<TargetCapabilities>,
 }
 
 impl std::fmt::Debug for ScimClient {
@@ -44,15 +70,148 @@ impl std::fmt::Debug for ScimClient {
 }
 
 impl ScimClient {
+    /// A client for the target `config` describes; refuses a Federation ID path that is not
+    /// a SCIM attribute path or that names `userName`/`externalId`.
     pub fn new(config: ScimConfig) -> Result<Self, ScimError> {
         let page_size = config.page_size.clamp(1, 1000);
         let member_batch_size = config.member_batch_size.max(1);
+        let placement = config.federation_id.clone();
+        let federation = match &placement {
+            FederationIdPlacement::Auto => {
+                (config.dialect == Dialect::Salesforce).then(AttrPath::salesforce)
+            }
+            FederationIdPlacement::Path(p) => Some(
+                AttrPath::parse(p).map_err(|e| ScimError::Config(format!("federation_id: {e}")))?,
+            ),
+            FederationIdPlacement::Off => None,
+        };
         Ok(Self {
             transport: Transport::new(config)?,
             page_size,
             member_batch_size,
+            placement,
             etags: Mutex::new(HashMap::new()),
+            follow: RwLock::new(Follow {
+                federation,
+                etag: None,
+                page_size,
+                filter: true,
+                entitlements: None,
+                roles: None,
+                capabilities: None,
+            }),
         })
+    }
+
+    fn follow(&self) -> Follow {
+        self.follow
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn federation(&self) -> Option<AttrPath> {
+        self.follow
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .federation
+            .clone()
+    }
+
+    /// Makes the client follow `caps` (a discovery, possibly cached from an earlier run): the
+    /// Federation ID at `caps.federation_id_path` (unless the configuration says `off` or names
+    /// a path, which wins), `If-Match` only when ETags are declared, pages no larger than
+    /// `max_results`, lookups by listing when filters are not supported, and `/Entitlements` and
+    /// `/Roles` read only when declared.
+    pub fn use_capabilities(&self, caps: &TargetCapabilities) {
+        let federation = match &self.placement {
+            FederationIdPlacement::Off => None,
+            FederationIdPlacement::Path(p) => AttrPath::parse(p).ok(),
+            FederationIdPlacement::Auto => caps
+                .federation_id_path
+                .as_deref()
+                .and_then(|p| AttrPath::parse(p).ok()),
+        };
+        let page_size = caps
+            .max_results
+            .filter(|m| *m > 0)
+            .map_or(self.page_size, |m| self.page_size.min(m));
+        let mut follow = self
+            .follow
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *follow = Follow {
+            federation,
+            etag: Some(caps.etag),
+            page_size,
+            filter: caps.filter,
+            entitlements: Some(caps.entitlements),
+            roles: Some(caps.roles),
+            capabilities: Some(caps.clone()),
+        };
+    }
+
+    /// The capabilities the client follows, when discovered or given.
+    pub fn capabilities(&self) -> Option<TargetCapabilities> {
+        self.follow().capabilities
+    }
+
+    /// Reads one discovery document; a refusal (404 and the like) or a body that is not JSON
+    /// is `Missing`, while credentials, permissions, rate limits and server failures stay
+    /// errors.
+    async fn fetch_document(&self, path: &str, what: &str) -> Result<Fetched, ScimError> {
+        let url = self.transport.url(path)?;
+        match self
+            .transport
+            .send(Method::GET, url, None, None, what)
+            .await
+        {
+            Ok(answer) => Ok(Fetched::Body(answer.body)),
+            Err(ScimError::Refused { status, .. }) => {
+                Ok(Fetched::Missing(format!("/{path} answered {status}")))
+            }
+            Err(ScimError::InvalidResponse { message, .. }) => {
+                Ok(Fetched::Missing(format!("/{path}: {message}")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Asks the target what it supports: the service provider config (Salesforce's plural
+    /// `/ServiceProviderConfigs` first, then the singular; the other way round for generic
+    /// targets), `/ResourceTypes` and `/Schemas`; fills the gaps with safe fallbacks (listed in
+    /// `notes`) and follows the result ([`ScimClient::use_capabilities`]).
+    pub async fn discover(&self) -> Result<TargetCapabilities, ScimError> {
+        let (first, second) = match self.transport.dialect {
+            Dialect::Salesforce => ("ServiceProviderConfigs", "ServiceProviderConfig"),
+            Dialect::Generic => ("ServiceProviderConfig", "ServiceProviderConfigs"),
+        };
+        let what = "reading the service provider config";
+        let spc = match self.fetch_document(first, what).await? {
+            Fetched::Missing(why) => match self.fetch_document(second, what).await? {
+                Fetched::Missing(also) => Fetched::Missing(format!("{why}, {also}")),
+                found => found,
+            },
+            found => found,
+        };
+        let types = self
+            .fetch_document("ResourceTypes", "reading the resource types")
+            .await?;
+        let schemas = self
+            .fetch_document("Schemas", "reading the schemas")
+            .await?;
+        let caps = capabilities(
+            self.transport.dialect,
+            &self.placement,
+            &spc,
+            &types,
+            &schemas,
+        );
+        for note in &caps.notes {
+            info!(note = note.as_str(), "Discovery.");
+        }
+        self.use_capabilities(&caps);
+        Ok(caps)
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -72,7 +231,8 @@ impl ScimClient {
         what: &str,
     ) -> Result<Answer, ScimError> {
         let url = self.transport.url(path)?;
-        let if_match = if method == Method::PATCH || method == Method::PUT {
+        let etags = self.follow().etag != Some(false);
+        let if_match = if etags && (method == Method::PATCH || method == Method::PUT) {
             self.etag(path)
         } else {
             None
@@ -127,12 +287,13 @@ impl ScimClient {
     ) -> Result<Vec<Value>, ScimError> {
         let mut out = Vec::new();
         let mut start = 1usize;
+        let page_size = self.follow().page_size;
         loop {
             let mut url = self.transport.url(path)?;
             {
                 let mut q = url.query_pairs_mut();
                 q.append_pair("startIndex", &start.to_string());
-                q.append_pair("count", &self.page_size.to_string());
+                q.append_pair("count", &page_size.to_string());
                 if let Some(f) = filter {
                     q.append_pair("filter", f);
                 }
@@ -171,9 +332,10 @@ impl ScimClient {
     /// Every user.
     pub async fn list_users(&self) -> Result<Vec<TargetUser>, ScimError> {
         let raw = self.list_all("Users", None, "listing users").await?;
+        let federation = self.federation();
         let mut users = Vec::with_capacity(raw.len());
         for (i, v) in raw.iter().enumerate() {
-            match user_from_json(v) {
+            match user_from_json(v, federation.as_ref()) {
                 Ok(u) => users.push(u),
                 Err(e) => {
                     warn!(index = i, error = %e, "A user from the target is unreadable; left out of this run.")
@@ -198,25 +360,34 @@ impl ScimClient {
         Ok(groups)
     }
 
-    /// Profiles, permission sets (`/Entitlements`) and roles (`/Roles`).
+    /// Profiles, permission sets (`/Entitlements`) and roles (`/Roles`), each read unless the
+    /// capabilities followed say the target does not serve it. A 404 on `/Roles` gives no
+    /// roles (with a warning), not an error.
     pub async fn catalogue(&self) -> Result<Catalogue, ScimError> {
+        let follow = self.follow();
         let mut catalogue = Catalogue::default();
-        for v in self
-            .list_all("Entitlements", None, "listing entitlements")
-            .await?
-        {
-            match entitlement_from_json(&v) {
-                Some(CatalogueItem::Profile(p)) => catalogue.profiles.push(p),
-                Some(CatalogueItem::PermissionSet(p)) => catalogue.permission_sets.push(p),
-                None => warn!("An entitlement without an id was left out."),
+        if follow.entitlements != Some(false) {
+            for v in self
+                .list_all("Entitlements", None, "listing entitlements")
+                .await?
+            {
+                match entitlement_from_json(&v) {
+                    Some(CatalogueItem::Profile(p)) => catalogue.profiles.push(p),
+                    Some(CatalogueItem::PermissionSet(p)) => catalogue.permission_sets.push(p),
+                    None => warn!("An entitlement without an id was left out."),
+                }
             }
         }
-        catalogue.roles = self
-            .list_all("Roles", None, "listing roles")
-            .await?
-            .iter()
-            .filter_map(role_from_json)
-            .collect();
+        if follow.roles != Some(false) {
+            catalogue.roles = match self.list_all("Roles", None, "listing roles").await {
+                Ok(raw) => raw.iter().filter_map(role_from_json).collect(),
+                Err(ScimError::Refused { status: 404, .. }) => {
+                    warn!("The target answered 404 to /Roles: no roles are read.");
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            };
+        }
         Ok(catalogue)
     }
 
@@ -226,7 +397,8 @@ impl ScimClient {
             .call(Method::GET, &format!("Users/{id}"), None, &what)
             .await?
             .body;
-        user_from_json(&body).map_err(|message| ScimError::InvalidResponse { what, message })
+        user_from_json(&body, self.federation().as_ref())
+            .map_err(|message| ScimError::InvalidResponse { what, message })
     }
 
     /// Users matching `attribute eq "value"` (quotes and backslashes escaped).
@@ -243,7 +415,11 @@ impl ScimClient {
                 &format!("finding users by {attribute}"),
             )
             .await?;
-        Ok(raw.iter().filter_map(|v| user_from_json(v).ok()).collect())
+        let federation = self.federation();
+        Ok(raw
+            .iter()
+            .filter_map(|v| user_from_json(v, federation.as_ref()).ok())
+            .collect())
     }
 
     /// Adds or removes members in batches of `member_batch_size`, one PATCH each.
@@ -272,7 +448,10 @@ impl ScimClient {
         Ok(())
     }
 
-    /// Walks the connection step by step, for `scimsync check`.
+    /// Walks the connection step by step, for `scimsync check`: the token, discovery (the
+    /// `service provider config` step, then the declared extensions and discovery's notes),
+    /// one page of users, the catalogue. The client follows what discovery found afterwards
+    /// ([`ScimClient::capabilities`]).
     pub async fn check(&self) -> Vec<CheckStep> {
         let mut steps = Vec::new();
         let mut step = |name: &str, result: Result<String, ScimError>| {
@@ -293,28 +472,39 @@ impl ScimClient {
         if !step("token", token) {
             return steps;
         }
-        let spc_path = match self.transport.dialect {
-            Dialect::Salesforce => "ServiceProviderConfigs",
-            Dialect::Generic => "ServiceProviderConfig",
-        };
-        let spc = self
-            .call(
-                Method::GET,
-                spc_path,
-                None,
-                "reading the service provider config",
-            )
-            .await;
-        let spc = spc.map(|a| {
+        let caps = self.discover().await;
+        let extensions = caps.as_ref().ok().map(|c| {
+            if c.user_extensions.is_empty() {
+                "no user extension declared".to_owned()
+            } else {
+                let list: Vec<&str> = c.user_extensions.iter().map(String::as_str).collect();
+                format!("user extensions: {}", list.join(", "))
+            }
+        });
+        let notes = caps
+            .as_ref()
+            .ok()
+            .map(|c| c.notes.clone())
+            .unwrap_or_default();
+        let spc = caps.map(|c| {
             format!(
-                "patch {}, filter {}, etag {}",
-                a.body["patch"]["supported"],
-                a.body["filter"]["supported"],
-                a.body["etag"]["supported"]
+                "patch {}, filter {}, etag {}, sort {}, maxResults {}",
+                c.patch,
+                c.filter,
+                c.etag,
+                c.sort,
+                c.max_results
+                    .map_or_else(|| "not stated".to_owned(), |m| m.to_string())
             )
         });
         if !step("service provider config", spc) {
             return steps;
+        }
+        if let Some(extensions) = extensions {
+            step("schemas", Ok(extensions));
+        }
+        if !notes.is_empty() {
+            step("discovery", Ok(notes.join(" ")));
         }
         let mut url = match self.transport.url("Users") {
             Ok(u) => u,
@@ -350,28 +540,12 @@ impl ScimClient {
 impl Target for ScimClient {
     type Error = ScimError;
 
-    // Placeholder until discovery lands: nothing declared is known.
-    async fn discover(&self) -> Result<scimsync_core::target::TargetCapabilities, ScimError> {
-        Ok(scimsync_core::target::TargetCapabilities {
-            patch: true,
-            filter: true,
-            entitlements: true,
-            roles: true,
-            ..Default::default()
-        })
-    }
-
-    fn use_capabilities(&self, _capabilities: &scimsync_core::target::TargetCapabilities) {}
-
-    async fn read(
-        &self,
-        scope: scimsync_core::ports::ReadScope,
-    ) -> Result<TargetSnapshot, ScimError> {
+    async fn read(&self, scope: ReadScope) -> Result<TargetSnapshot, ScimError> {
         let users = self.list_users().await?;
         let catalogue = if scope.catalogue {
             self.catalogue().await?
         } else {
-            Default::default()
+            Catalogue::default()
         };
         let groups = if scope.groups {
             self.list_groups().await?
@@ -383,8 +557,16 @@ impl Target for ScimClient {
             users,
             groups,
             catalogue,
-            capabilities: None,
+            capabilities: self.capabilities(),
         })
+    }
+
+    async fn discover(&self) -> Result<TargetCapabilities, ScimError> {
+        ScimClient::discover(self).await
+    }
+
+    fn use_capabilities(&self, caps: &TargetCapabilities) {
+        ScimClient::use_capabilities(self, caps);
     }
 
     async fn find_user(
@@ -392,6 +574,21 @@ impl Target for ScimClient {
         user_name: &str,
         external_id: &str,
     ) -> Result<Option<TargetUser>, ScimError> {
+        if !self.follow().filter {
+            // No filters: list everyone and match here (externalId first, like the filters).
+            let mut users = self.list_users().await?;
+            let by_external = users.iter().position(|u| {
+                u.external_id
+                    .as_deref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(external_id))
+            });
+            let found = by_external.or_else(|| {
+                users
+                    .iter()
+                    .position(|u| u.user_name.eq_ignore_ascii_case(user_name))
+            });
+            return Ok(found.map(|i| users.swap_remove(i)));
+        }
         if let Some(u) = self
             .filter_users("externalId", external_id)
             .await?
@@ -409,16 +606,18 @@ impl Target for ScimClient {
 
     async fn create_user(&self, user: &UserAttributes) -> Result<TargetUser, ScimError> {
         let what = format!("creating user {}", user.user_name);
-        let body = create_user_body(user, self.transport.dialect);
+        let federation = self.federation();
+        let body = create_user_body(user, federation.as_ref());
         let answer = self.call(Method::POST, "Users", Some(&body), &what).await?;
-        user_from_json(&answer.body).map_err(|message| ScimError::InvalidResponse { what, message })
+        user_from_json(&answer.body, federation.as_ref())
+            .map_err(|message| ScimError::InvalidResponse { what, message })
     }
 
     async fn update_user(&self, id: &TargetUserId, changes: &UserChanges) -> Result<(), ScimError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let body = patch_user_body(changes, self.transport.dialect);
+        let body = patch_user_body(changes, self.transport.dialect, self.federation().as_ref());
         let what = format!(
             "updating user {id} ({})",
             changes.attribute_names().join(", ")

@@ -81,11 +81,47 @@ pub struct ScimConfig {
     pub page_size: u32,
     /// Members added or removed per group PATCH.
     pub member_batch_size: usize,
+    /// Where the SSO identifier (Salesforce's Federation ID) is written and read.
+    pub federation_id: FederationIdPlacement,
+}
+
+/// Where the SSO identifier (Salesforce's Federation ID) lives on the target's users.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FederationIdPlacement {
+    /// Found by discovery: the Salesforce user extension's `federationIdentifier` when the
+    /// target declares it, else nowhere. Before any discovery the Salesforce dialect assumes
+    /// that attribute and the generic dialect sends none.
+    #[default]
+    Auto,
+    /// A SCIM attribute path: a core attribute (`nickName`, `name.middleName`) or an extension
+    /// attribute with its schema URN
+    /// (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber`).
+    Path(String),
+    /// Never sent nor read: SSO matches on the userName.
+    Off,
+}
+
+impl FederationIdPlacement {
+    /// Parses the configuration value: `auto`, `off` or a SCIM attribute path. Refuses
+    /// `userName`, `externalId` and `id` (they match accounts) and paths that are not a plain
+    /// attribute (filters, spaces). The error is a message for the operator.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        if t.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        crate::resources::AttrPath::parse(t)?;
+        Ok(Self::Path(t.to_owned()))
+    }
 }
 
 impl ScimConfig {
     /// Defaults: 20 requests/s, 8 in flight, 30 s timeout, 5 attempts from 500 ms up to 60 s,
-    /// pages of 200, member batches of 100.
+    /// pages of 200, member batches of 100, the Federation ID placed by discovery (`Auto`).
     pub fn new(base_url: Url, auth: Auth, dialect: Dialect) -> Self {
         Self {
             base_url,
@@ -99,6 +135,7 @@ impl ScimConfig {
             backoff_max: Duration::from_secs(60),
             page_size: 200,
             member_batch_size: 100,
+            federation_id: FederationIdPlacement::Auto,
         }
     }
 }

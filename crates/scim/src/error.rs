@@ -50,7 +50,7 @@ pub enum ScimError {
     },
     #[error("{what} failed in transit: {message}")]
     Transport { what: String, message: String },
-    #[error("the target refused {what} ({status}): {detail}")]
+    #[error("{}", refused_message(.what, *.status, .code.as_deref(), .detail))]
     Refused {
         what: String,
         status: u16,
@@ -66,6 +66,18 @@ pub enum ScimError {
 fn after(d: &Option<Duration>) -> String {
     d.map(|d| format!("; Retry-After {}s", d.as_secs()))
         .unwrap_or_default()
+}
+
+/// The refusal, with the fix when Salesforce says the userName is taken.
+fn refused_message(what: &str, status: u16, code: Option<&str>, detail: &str) -> String {
+    let said = format!("the target refused {what} ({status}): {detail}");
+    if code == Some("DUPLICATE_USERNAME") {
+        format!(
+            "{said}; the userName is taken, possibly by a user in another Salesforce org that this org cannot see; map userName to another source attribute or set a userName suffix (`user_name_suffix`, e.g. \".acme\") in the connection's mapping"
+        )
+    } else {
+        said
+    }
 }
 
 fn token_message(failure: TokenFailure, error: &str, description: &str) -> String {
@@ -117,5 +129,40 @@ impl Classify for ScimError {
             Self::InvalidResponse { .. } => Disposition::Refused { code: None },
             _ => Disposition::Fatal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duplicate_username_says_how_to_fix_it_and_stays_refused() {
+        let e = ScimError::Refused {
+            what: "creating user ada@example.com".into(),
+            status: 409,
+            code: Some("DUPLICATE_USERNAME".into()),
+            detail: "DUPLICATE_USERNAME: Duplicate Username".into(),
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("the target refused creating user ada@example.com (409)"));
+        assert!(text.contains("another Salesforce org"), "{text}");
+        assert!(text.contains("user_name_suffix"), "{text}");
+        assert_eq!(
+            e.disposition(),
+            Disposition::Refused {
+                code: Some("DUPLICATE_USERNAME".into())
+            }
+        );
+        let other = ScimError::Refused {
+            what: "creating user x".into(),
+            status: 409,
+            code: Some("REQUIRED_FIELD_MISSING".into()),
+            detail: "d".into(),
+        };
+        assert_eq!(
+            other.to_string(),
+            "the target refused creating user x (409): d"
+        );
     }
 }

@@ -17,11 +17,20 @@
 //!   `value: {members: [...]}`, `/ServiceProviderConfigs`, `CODE:message;` details) and
 //!   `generic` RFC 7644 (paths, bare member arrays, `members[value eq "…"]` removal, 204
 //!   answers, `If-Match` with the ETags the server sent).
+//! - **Discovery** ([`ScimClient::discover`]): `/ServiceProviderConfigs` (Salesforce; the
+//!   singular first for generic targets), `/ResourceTypes` and `/Schemas` into a
+//!   `TargetCapabilities` record, with a safe fallback noted for each document that is missing,
+//!   empty or unreadable. The client then follows it ([`ScimClient::use_capabilities`], also
+//!   for a cached record): the Federation ID where declared ([`FederationIdPlacement`]),
+//!   `If-Match` only when ETags are declared, pages within `maxResults`, lookups by listing
+//!   when filters are unsupported, `/Entitlements` and `/Roles` only when they exist.
 //! - **Errors** ([`ScimError`]) say whether to retry and what to do.
 //!
 //! Wire decisions where Salesforce's documentation is silent (see
-//! `shared/docs/salesforce-scim.md`): the Federation ID travels in
-//! `urn:salesforce:schemas:extension:1.0:User` as `federationIdentifier`; entitlements are
+//! `shared/docs/salesforce-scim.md`): until discovery says otherwise, the Federation ID travels
+//! in `urn:salesforce:schemas:extension:1.0:User` as `federationIdentifier` (Salesforce dialect
+//! only; after discovery only where the target declares it, or where `federation_id` says);
+//! entitlements are
 //! always sent as the complete list (profile first); the role as `roles: [{value}]`; the one
 //! phone as `phoneNumbers: [{type: "work"}]`, which leaves phones of other types in place.
 //!
@@ -31,13 +40,14 @@
 mod client;
 mod config;
 pub mod constants;
+mod discovery;
 mod error;
 mod resources;
 mod token;
 mod transport;
 
 pub use client::{CheckStep, ScimClient};
-pub use config::{Auth, ClientAuthMethod, Dialect, ScimConfig};
+pub use config::{Auth, ClientAuthMethod, Dialect, FederationIdPlacement, ScimConfig};
 pub use error::{ScimError, TokenFailure};
 pub use resources::quote;
 pub use transport::ClientStats;

@@ -30,8 +30,12 @@ fn list_of<T>(v: &Value, key: &str, item: impl Fn(&Value) -> Option<T>) -> Vec<T
         .unwrap_or_default()
 }
 
-/// A user from the target; `Err` names the missing field.
-pub(crate) fn user_from_json(v: &Value) -> Result<TargetUser, String> {
+/// A user from the target, with the Federation ID read at `federation` (none when `None`);
+/// `Err` names the missing field.
+pub(crate) fn user_from_json(
+    v: &Value,
+    federation: Option<&AttrPath>,
+) -> Result<TargetUser, String> {
     let id = owned(v, "id").ok_or("id is missing")?;
     let user_name =
         owned(v, "userName").ok_or_else(|| format!("user {id}: userName is missing"))?;
@@ -91,9 +95,7 @@ pub(crate) fn user_from_json(v: &Value) -> Result<TargetUser, String> {
             cost_center: owned(&ent, "costCenter"),
             manager: ent.get("manager").and_then(|m| owned(m, "value")),
         },
-        federation_id: v
-            .get(SALESFORCE_USER_EXTENSION)
-            .and_then(|x| owned(x, "federationIdentifier")),
+        federation_id: federation.and_then(|p| p.read(v)),
     })
 }
 
@@ -169,8 +171,8 @@ fn entitlement_list(profile: Option<&str>, sets: &[String]) -> Value {
     Value::Array(list)
 }
 
-/// The body of `POST /Users`.
-pub(crate) fn create_user_body(u: &UserAttributes, dialect: Dialect) -> Value {
+/// The body of `POST /Users`; the Federation ID goes at `federation`, and nowhere when `None`.
+pub(crate) fn create_user_body(u: &UserAttributes, federation: Option<&AttrPath>) -> Value {
     let mut schemas = vec![json!(USER_SCHEMA)];
     let mut body = Map::new();
     body.insert("userName".into(), json!(u.user_name));
@@ -218,14 +220,13 @@ pub(crate) fn create_user_body(u: &UserAttributes, dialect: Dialect) -> Value {
         schemas.push(json!(ENTERPRISE_SCHEMA));
         body.insert(ENTERPRISE_SCHEMA.into(), Value::Object(ent));
     }
-    if dialect == Dialect::Salesforce
-        && let Some(f) = &u.federation_id
-    {
-        schemas.push(json!(SALESFORCE_USER_EXTENSION));
-        body.insert(
-            SALESFORCE_USER_EXTENSION.into(),
-            json!({"federationIdentifier": f}),
-        );
+    if let (Some(path), Some(f)) = (federation, &u.federation_id) {
+        if let Some(urn) = &path.urn
+            && !schemas.iter().any(|s| s == urn.as_str())
+        {
+            schemas.push(json!(urn));
+        }
+        set_nested(&mut body, &path.keys(), json!(f));
     }
     body.insert("schemas".into(), Value::Array(schemas));
     Value::Object(body)
@@ -251,7 +252,8 @@ fn enterprise_object(e: &EnterpriseFields) -> Map<String, Value> {
 }
 
 /// One attribute change, dialect-neutral: `(path, Some(value))` sets, `(path, None)` clears.
-fn changes_list(c: &UserChanges) -> Vec<(String, Option<Value>)> {
+/// The Federation ID goes at `federation`, and is left out when `None`.
+fn changes_list(c: &UserChanges, federation: Option<&AttrPath>) -> Vec<(String, Option<Value>)> {
     let mut out: Vec<(String, Option<Value>)> = Vec::new();
     let mut put = |path: &str, v: Option<Value>| out.push((path.to_owned(), v));
     if let Some(v) = &c.user_name {
@@ -306,11 +308,8 @@ fn changes_list(c: &UserChanges) -> Vec<(String, Option<Value>)> {
             v.as_ref().map(|m| json!({"value": m})),
         );
     }
-    if let Some(v) = &c.federation_id {
-        put(
-            &format!("{SALESFORCE_USER_EXTENSION}:federationIdentifier"),
-            v.as_ref().map(|s| json!(s)),
-        );
+    if let (Some(path), Some(v)) = (federation, &c.federation_id) {
+        put(&path.to_string(), v.as_ref().map(|s| json!(s)));
     }
     if let Some(ent) = &c.entitlements {
         put(
@@ -332,24 +331,27 @@ fn changes_list(c: &UserChanges) -> Vec<(String, Option<Value>)> {
 /// Salesforce: one path-less `replace` whose value object holds every attribute set (nested
 /// for `name`, the extensions and the work phone), then a `remove` with a path per attribute
 /// cleared. Generic: one RFC 7644 operation per attribute, with paths.
-pub(crate) fn patch_user_body(c: &UserChanges, dialect: Dialect) -> Value {
-    let list = changes_list(c);
+pub(crate) fn patch_user_body(
+    c: &UserChanges,
+    dialect: Dialect,
+    federation: Option<&AttrPath>,
+) -> Value {
+    let list = changes_list(c, federation);
     let mut ops = Vec::new();
     match dialect {
         Dialect::Salesforce => {
             let mut value = Map::new();
             for (path, v) in &list {
                 let Some(v) = v else { continue };
-                if let Some(field) = path.strip_prefix("name.") {
-                    let name = value.entry("name").or_insert_with(|| json!({}));
-                    name[field] = v.clone();
-                } else if let Some((urn, field)) = split_urn(path) {
-                    let ext = value.entry(urn.to_owned()).or_insert_with(|| json!({}));
-                    ext[field] = v.clone();
-                } else if path.starts_with("phoneNumbers") {
+                if path.starts_with("phoneNumbers") {
                     value.insert("phoneNumbers".into(), v.clone());
+                } else if let Some((urn, field)) = split_urn(path) {
+                    let mut keys = vec![urn];
+                    keys.extend(field.split('.'));
+                    set_nested(&mut value, &keys, v.clone());
                 } else {
-                    value.insert(path.clone(), v.clone());
+                    let keys: Vec<&str> = path.split('.').collect();
+                    set_nested(&mut value, &keys, v.clone());
                 }
             }
             if !value.is_empty() {
@@ -427,6 +429,165 @@ pub(crate) fn create_group_body(name: &str) -> Value {
     json!({"schemas": [GROUP_SCHEMA], "displayName": name})
 }
 
+/// Sets `value` at `keys` in `map`, creating (or replacing non-object) objects on the way.
+fn set_nested(map: &mut Map<String, Value>, keys: &[&str], value: Value) {
+    match keys {
+        [] => {}
+        [last] => {
+            map.insert((*last).to_owned(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = map
+                .entry((*first).to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            if let Value::Object(inner) = entry {
+                set_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// The value of `key` in `v`, by exact name or else case-insensitively (SCIM attribute names
+/// and schema URNs are case-insensitive).
+pub(crate) fn get_ci<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    let map = v.as_object()?;
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+/// Core attributes the Federation ID may not be written to: the matching keys, and what the
+/// engine writes from the mapping and the governance rules itself.
+const RESERVED_CORE: [&str; 13] = [
+    "id",
+    "userName",
+    "externalId",
+    "name",
+    "displayName",
+    "emails",
+    "phoneNumbers",
+    "active",
+    "entitlements",
+    "roles",
+    "groups",
+    "meta",
+    "schemas",
+];
+
+/// A SCIM attribute path to one string attribute: `attr`, `attr.sub`, `urn:…:attr` or
+/// `urn:…:attr.sub` (RFC 7644 §3.10, without filters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttrPath {
+    /// The extension schema URN; `None` for the core User schema.
+    pub urn: Option<String>,
+    pub attr: String,
+    pub sub: Option<String>,
+}
+
+impl AttrPath {
+    /// Parses a path; the error is a message for the operator.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+            let (urn, rest) = text.rsplit_once(':').unwrap_or((text, ""));
+            if urn.eq_ignore_ascii_case(USER_SCHEMA) {
+                (None, rest)
+            } else {
+                (Some(urn.to_owned()), rest)
+            }
+        } else {
+            (None, text)
+        };
+        let (attr, sub) = match rest.split_once('.') {
+            Some((a, s)) => (a, Some(s)),
+            None => (rest, None),
+        };
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
+        };
+        if !plain(attr) || sub.is_some_and(|s| !plain(s)) {
+            return Err(format!(
+                "{text:?} is not a SCIM attribute path; use an attribute name (nickName), a sub-attribute (name.middleName) or an extension attribute with its schema URN (urn:salesforce:schemas:extension:1.0:User:federationIdentifier)"
+            ));
+        }
+        let name_part = attr.eq_ignore_ascii_case("name")
+            && sub.is_some_and(|s| {
+                !s.eq_ignore_ascii_case("givenName") && !s.eq_ignore_ascii_case("familyName")
+            });
+        if urn.is_none()
+            && !name_part
+            && let Some(reserved) = RESERVED_CORE.iter().find(|r| r.eq_ignore_ascii_case(attr))
+        {
+            let why = if ["userName", "externalId", "id"].contains(reserved) {
+                format!("{reserved} is what scimsync matches accounts on")
+            } else {
+                format!(
+                    "scimsync already writes {reserved} from the mapping or the governance rules"
+                )
+            };
+            return Err(format!(
+                "the Federation ID cannot be written to {text:?}: {why}; choose another attribute, or \"off\""
+            ));
+        }
+        Ok(Self {
+            urn,
+            attr: attr.to_owned(),
+            sub: sub.map(str::to_owned),
+        })
+    }
+
+    /// Salesforce's assumed place: `urn:salesforce:schemas:extension:1.0:User:federationIdentifier`.
+    pub fn salesforce() -> Self {
+        Self {
+            urn: Some(SALESFORCE_USER_EXTENSION.to_owned()),
+            attr: "federationIdentifier".to_owned(),
+            sub: None,
+        }
+    }
+
+    /// The object keys from the resource's top level down.
+    pub fn keys(&self) -> Vec<&str> {
+        self.urn
+            .as_deref()
+            .into_iter()
+            .chain(std::iter::once(self.attr.as_str()))
+            .chain(self.sub.as_deref())
+            .collect()
+    }
+
+    /// The string at this path in a resource, if any (names matched case-insensitively).
+    pub fn read(&self, resource: &Value) -> Option<String> {
+        let mut at = resource;
+        for key in self.keys() {
+            at = get_ci(at, key)?;
+        }
+        at.as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+impl std::fmt::Display for AttrPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(urn) = &self.urn {
+            write!(f, "{urn}:")?;
+        }
+        f.write_str(&self.attr)?;
+        if let Some(sub) = &self.sub {
+            write!(f, ".{sub}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A SCIM filter string literal: quotes and backslashes escaped.
 pub fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
@@ -475,7 +636,7 @@ mod tests {
 
     #[test]
     fn salesforce_patch_is_one_pathless_replace_plus_removals() {
-        let body = patch_user_body(&changes(), Dialect::Salesforce);
+        let body = patch_user_body(&changes(), Dialect::Salesforce, None);
         let ops = body["Operations"].as_array().unwrap_or(&Vec::new()).clone();
         assert_eq!(ops.len(), 2, "{body}");
         let v = &ops[0]["value"];
@@ -491,7 +652,7 @@ mod tests {
 
     #[test]
     fn generic_patch_has_a_path_per_attribute() {
-        let body = patch_user_body(&changes(), Dialect::Generic);
+        let body = patch_user_body(&changes(), Dialect::Generic, None);
         let paths: Vec<&str> = body["Operations"]
             .as_array()
             .map(|a| a.iter().filter_map(|o| o["path"].as_str()).collect())
