@@ -222,47 +222,6 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
     steps
 }
 
-/// The logical names (those of `USER_ATTRIBUTES`) of what a connection sends, besides the
-/// Federation ID.
-fn mapped_attributes(policy: &Policy) -> Vec<&'static str> {
-    let m = &policy.mapping;
-    let g = &policy.governance;
-    let mut out = vec![
-        "userName",
-        "externalId",
-        "name.givenName",
-        "name.familyName",
-        "displayName",
-        "emails",
-        "active",
-    ];
-    for (name, mapped) in [
-        ("nickName", m.nick_name.is_some()),
-        ("title", m.title.is_some()),
-        ("phoneNumbers", m.work_phone.is_some()),
-        ("employeeNumber", m.employee_number.is_some()),
-        ("department", m.department.is_some()),
-        ("division", m.division.is_some()),
-        ("organization", m.organization.is_some()),
-        ("costCenter", m.cost_center.is_some()),
-        ("manager", m.manager.is_some()),
-        (
-            "entitlements",
-            g.baseline.is_some() || !g.group_rules.is_empty(),
-        ),
-        (
-            "roles",
-            g.baseline.as_ref().is_some_and(|b| b.role.is_some())
-                || g.group_rules.iter().any(|r| r.rule.role.is_some()),
-        ),
-    ] {
-        if mapped {
-            out.push(name);
-        }
-    }
-    out
-}
-
 /// What `check` says of a discovery: the mapped attributes the target does not declare, and
 /// what SSO matches on. `(step name, detail, warning)`.
 pub(crate) fn discovery_lines(
@@ -277,9 +236,10 @@ pub(crate) fn discovery_lines(
             false,
         )),
         Some(_) => {
-            let missing: Vec<&str> = mapped_attributes(policy)
+            // The Federation ID has a line of its own (what SSO matches on).
+            let missing: Vec<&str> = scimsync_core::planner::mapped_attributes(policy)
                 .into_iter()
-                .filter(|a| !caps.declares(a))
+                .filter(|a| *a != "federationId" && !caps.declares(a))
                 .collect();
             if missing.is_empty() {
                 lines.push((

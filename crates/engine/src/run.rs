@@ -215,17 +215,7 @@ where
         .await
         .map_err(store_err(name))?;
 
-    let fail = |message: String| RunEnd {
-        status: RunStatus::Failed,
-        finished_at: now(),
-        source_users: None,
-        planned: 0,
-        applied: 0,
-        failed: 0,
-        rejected: 0,
-        skipped: 0,
-        message: Some(message),
-    };
+    let fail = failed_run;
 
     // Read.
     // Shutdown stops a read at once, even while it backs off from a rate limit.
@@ -568,22 +558,7 @@ where
         Err(e) if e.disposition() == Disposition::Fatal => {
             let message = format!("reading the target failed: {}", chain(&e));
             record_run_event(store, run_id, name, "discover", Outcome::Failed, &message).await;
-            let _ = store
-                .finish_run(
-                    run_id,
-                    &RunEnd {
-                        status: RunStatus::Failed,
-                        finished_at: now(),
-                        source_users: None,
-                        planned: 0,
-                        applied: 0,
-                        failed: 0,
-                        rejected: 0,
-                        skipped: 0,
-                        message: Some(message),
-                    },
-                )
-                .await;
+            let _ = store.finish_run(run_id, &failed_run(message)).await;
             Err(EngineError::ReadTarget {
                 connection: name.to_owned(),
                 source: Box::new(e),
@@ -596,6 +571,21 @@ where
             }
             Ok(links.facts.capabilities.clone())
         }
+    }
+}
+
+/// The end of a run that failed before applying anything.
+fn failed_run(message: String) -> RunEnd {
+    RunEnd {
+        status: RunStatus::Failed,
+        finished_at: now(),
+        source_users: None,
+        planned: 0,
+        applied: 0,
+        failed: 0,
+        rejected: 0,
+        skipped: 0,
+        message: Some(message),
     }
 }
 
