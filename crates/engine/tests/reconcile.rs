@@ -567,8 +567,9 @@ async fn a_single_user_run_touches_only_that_user_and_traces_each_step() {
     }
     let rule = trace.iter().find(|s| s.step == "rule").unwrap();
     assert!(
-        rule.detail.contains("System Administrator") && rule.detail.contains("priority 1"),
-        "{}",
+        rule.detail.contains("System Administrator")
+            && rule.detail.contains("priority 1 (through Admins)"),
+        "the rule and the group that chose it: {}",
         rule.detail
     );
     let scope = trace.iter().find(|s| s.step == "scope").unwrap();
@@ -579,6 +580,33 @@ async fn a_single_user_run_touches_only_that_user_and_traces_each_step() {
     );
     let groups = conn.target.state.lock().unwrap().groups.clone();
     assert!(groups.iter().all(|g| g.members.len() <= 1));
+}
+
+#[tokio::test]
+async fn the_trace_explains_the_match_the_planner_made_on_the_mapped_user_name() {
+    let (_d, store) = store().await;
+    let mut conn = connection(directory(), empty());
+    conn.policy.mapping.user_name_suffix = Some(".acme".into());
+    let report = reconcile_once(
+        &conn,
+        &store,
+        &RunOptions {
+            only_user: Some("ada@example.com".into()),
+            dry_run: true,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let trace = report.trace.unwrap();
+    let matched = trace.iter().find(|s| s.step == "match").unwrap();
+    assert!(
+        matched.detail.contains("ada@example.com.acme") && matched.detail.contains("created"),
+        "{}",
+        matched.detail
+    );
+    let rule = trace.iter().find(|s| s.step == "rule").unwrap();
+    assert!(rule.detail.starts_with("baseline rule"), "{}", rule.detail);
 }
 
 #[tokio::test]
