@@ -112,7 +112,8 @@ pub struct ActivityArgs {
     /// A username, source id or target id.
     #[arg(long)]
     pub user: Option<String>,
-    /// An operation kind: create_user, update_user, deactivate_user, add_members, …
+    /// An operation kind: create_user, update_user, deactivate_user, add_members, …, or
+    /// `refuse` (writes the target refused, held since), `reject`, `note`
     #[arg(long)]
     pub op: Option<String>,
     #[arg(long, value_parser = parse_outcome)]
@@ -257,7 +258,8 @@ impl Progress for Bar {
     fn applied(&self, entry: &ActivityEntry) {
         match &self.bar {
             Some(b) => {
-                if entry.op != "reject" && entry.op != "note" {
+                // Rejections, notes and refusals are not operations of the plan.
+                if !matches!(entry.op.as_str(), "reject" | "note" | "refuse") {
                     b.inc(1);
                 }
                 b.set_message(format!("{} {}", entry.op, entry.name));
