@@ -971,36 +971,11 @@ impl<'a> Planner<'a> {
                     attributes.remove(name);
                 }
                 let sid = user.id.as_str();
-                let held = self
-                    .held(
-                        ObjectKind::User,
-                        sid,
-                        "userName",
-                        &user_name_fingerprint(&attributes.user_name),
-                    )
-                    .or_else(|| {
-                        self.held(
-                            ObjectKind::User,
-                            sid,
-                            "create",
-                            &create_fingerprint(&attributes, &self.catalogue_fp),
-                        )
-                    });
+                let held = self.held_creation(sid, &mut attributes);
                 if let Some(r) = held {
                     let name = attributes.user_name.clone();
                     self.hold(ObjectKind::User, sid, &name, r);
                     return;
-                }
-                for (attribute, single) in attributes.optional_writes() {
-                    let write = split_update(&single, None, &self.catalogue_fp);
-                    if let Some(r) = write
-                        .first()
-                        .and_then(|w| self.held(ObjectKind::User, sid, attribute, &w.fingerprint))
-                    {
-                        attributes.remove(attribute);
-                        let name = attributes.user_name.clone();
-                        self.hold(ObjectKind::User, sid, &name, r);
-                    }
                 }
                 member_profile = rule.map(|r| r.profile.as_str());
                 self.summary.create_user += 1;
@@ -1101,6 +1076,44 @@ impl<'a> Planner<'a> {
                 message,
             );
         }
+    }
+
+    /// What of a creation was refused before: optional attributes refused before are left
+    /// out (each counted as held); `Some` when the creation itself is held (its userName
+    /// taken, or the creation refused as it would be sent now).
+    fn held_creation(
+        &mut self,
+        sid: &str,
+        attributes: &mut UserAttributes,
+    ) -> Option<&'a HeldRefusal> {
+        if self.held.is_empty() {
+            return None;
+        }
+        for (attribute, single) in attributes.optional_writes() {
+            let write = split_update(&single, None, &self.catalogue_fp);
+            if let Some(r) = write
+                .first()
+                .and_then(|w| self.held(ObjectKind::User, sid, attribute, &w.fingerprint))
+            {
+                attributes.remove(attribute);
+                let name = attributes.user_name.clone();
+                self.hold(ObjectKind::User, sid, &name, r);
+            }
+        }
+        self.held(
+            ObjectKind::User,
+            sid,
+            "userName",
+            &user_name_fingerprint(&attributes.user_name),
+        )
+        .or_else(|| {
+            self.held(
+                ObjectKind::User,
+                sid,
+                "create",
+                &create_fingerprint(attributes, &self.catalogue_fp),
+            )
+        })
     }
 
     /// Takes out of `changes` what the target does not declare and what it refused before.
