@@ -69,6 +69,9 @@ struct State {
     /// Users and groups whose creation failed in this run: their dependants are skipped.
     missing_users: HashSet<SourceUserId>,
     missing_groups: HashSet<SourceGroupId>,
+    /// Users whose profile change the target refused in this run: the profile they keep
+    /// (what a membership refusal depends on, as the next plan will see it).
+    kept_profiles: HashMap<SourceUserId, Option<String>>,
     counts: Applied,
 }
 
@@ -154,6 +157,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
         ledger: Ledger::new(ctx.links.clone()),
         missing_users: HashSet::new(),
         missing_groups: HashSet::new(),
+        kept_profiles: HashMap::new(),
         counts: Applied::default(),
     });
     if let Some(p) = ctx.progress {
@@ -778,6 +782,11 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             | Operation::ReactivateUser { user_name, .. } => user_name.as_str(),
             _ => "",
         };
+        if result.refused.iter().any(|(w, _)| w.attribute == "profile") {
+            lock(state)
+                .kept_profiles
+                .insert(source_id.clone(), current.map(str::to_owned));
+        }
         for (w, reason) in &result.refused {
             let r = self.refusal(
                 ObjectKind::User,
@@ -937,7 +946,11 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         let mut learned = false;
         for (m, reason) in &result.refused {
             let Some(sid) = &m.source_id else { continue };
-            let profile = basis.profiles.get(sid.as_str()).copied().flatten();
+            let kept = lock(state).kept_profiles.get(sid).cloned();
+            let profile = match &kept {
+                Some(p) => p.as_deref(),
+                None => basis.profiles.get(sid.as_str()).copied().flatten(),
+            };
             if add
                 && let Some(p) = profile
                 && blames_profile(reason)
