@@ -100,13 +100,13 @@ impl<'a> Basis<'a> {
             current(l.source_id.as_str(), l.target_id.as_str());
         }
         for op in &plan.operations {
-            match op {
-                Operation::AdoptUser {
-                    source_id,
-                    target_id,
-                    ..
-                } => current(source_id.as_str(), target_id.as_str()),
-                _ => {}
+            if let Operation::AdoptUser {
+                source_id,
+                target_id,
+                ..
+            } = op
+            {
+                current(source_id.as_str(), target_id.as_str());
             }
         }
         for op in &plan.operations {
