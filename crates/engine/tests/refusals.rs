@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use scimsync_core::links::Links;
 use scimsync_core::plan::{GroupRef, Operation, Plan, UserAttributes, UserChanges};
 use scimsync_core::policy::{GroupRuleSpec, Policy, RuleSpec, Safety, SourceAttribute};
-use scimsync_core::ports::{Classify, Disposition, ReadScope, Source, Target};
+use scimsync_core::ports::{Classify, Disposition, ReadScope, Source, Store, Target};
 use scimsync_core::source::{DirectoryStatus, DirectoryUser, Phone, PhoneKind, SourceSnapshot};
 use scimsync_core::target::{TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser};
 use scimsync_core::testing::{self, group, in_groups, user};
@@ -61,6 +61,8 @@ type MemberWrite = (String, String, bool);
 #[derive(Debug, Default, Clone)]
 struct Received {
     creates: Vec<String>,
+    /// The attributes of each update request, in the order received.
+    updates: Vec<Vec<&'static str>>,
     attrs: Vec<AttrWrite>,
     members: Vec<MemberWrite>,
     refused_attrs: BTreeSet<AttrWrite>,
@@ -290,6 +292,7 @@ impl Target for RefusingTarget {
         let mut first_refused = None;
         {
             let mut log = self.log.lock().unwrap();
+            log.updates.push(changes.attribute_names());
             for attribute in changes.attribute_names() {
                 let write = (name.clone(), attribute, value(&changes.only(attribute)));
                 log.attrs.push(write.clone());
@@ -489,33 +492,39 @@ impl Case {
     }
 
     fn policy(&self) -> Policy {
-        let mut p = testing::salesforce_policy();
-        p.mapping.title = Some(SourceAttribute::Custom("title".into()));
-        p.mapping.work_phone = Some(SourceAttribute::Phone);
-        p.member_batch_size = self.member_batch_size;
-        // This property is not about the guard.
-        p.safety = Safety {
-            max_deactivations: None,
-            max_deactivation_percent: None,
-        };
-        p.governance.baseline = Some(RuleSpec {
-            profile: "Standard User".into(),
-            permission_sets: vec!["Sales Cloud".into()],
-            role: None,
-        });
-        if self.admin_rule {
-            p.governance.group_rules = vec![GroupRuleSpec {
-                groups: vec!["DG1".into()],
-                priority: 1,
-                rule: RuleSpec {
-                    profile: "System Administrator".into(),
-                    permission_sets: vec!["Service Cloud".into()],
-                    role: Some("CEO".into()),
-                },
-            }];
-        }
-        p
+        policy(self.member_batch_size, self.admin_rule)
     }
+}
+
+/// Salesforce governance (baseline Standard User with Sales Cloud; with `admin_rule`, members
+/// of DG1 get System Administrator, Service Cloud and the CEO role), title and phone mapped.
+fn policy(member_batch_size: usize, admin_rule: bool) -> Policy {
+    let mut p = testing::salesforce_policy();
+    p.mapping.title = Some(SourceAttribute::Custom("title".into()));
+    p.mapping.work_phone = Some(SourceAttribute::Phone);
+    p.member_batch_size = member_batch_size;
+    // Refusals are not about the guard.
+    p.safety = Safety {
+        max_deactivations: None,
+        max_deactivation_percent: None,
+    };
+    p.governance.baseline = Some(RuleSpec {
+        profile: "Standard User".into(),
+        permission_sets: vec!["Sales Cloud".into()],
+        role: None,
+    });
+    if admin_rule {
+        p.governance.group_rules = vec![GroupRuleSpec {
+            groups: vec!["DG1".into()],
+            priority: 1,
+            rule: RuleSpec {
+                profile: "System Administrator".into(),
+                permission_sets: vec!["Service Cloud".into()],
+                role: Some("CEO".into()),
+            },
+        }];
+    }
+    p
 }
 
 async fn store() -> (tempfile::TempDir, SqlStore) {
@@ -526,15 +535,15 @@ async fn store() -> (tempfile::TempDir, SqlStore) {
     (dir, store)
 }
 
-/// Runs `runs` reconciles of one connection on a fresh store; each run's report and what the
-/// target received in it.
+/// Runs `runs` reconciles of one connection on a fresh store: each run's report and what the
+/// target received in it, the target, and the links as stored at the end.
 async fn run(
     source: SourceSnapshot,
     target: TargetSnapshot,
     refusals: Refusals,
     policy: Policy,
     runs: usize,
-) -> (Vec<(RunReport, Received)>, RefusingTarget) {
+) -> (Vec<(RunReport, Received)>, RefusingTarget, Links) {
     let (_dir, store) = store().await;
     let conn = Connection {
         name: "sf".into(),
@@ -549,7 +558,8 @@ async fn run(
             .unwrap();
         out.push((report, conn.target.take_log()));
     }
-    (out, conn.target)
+    let links = store.load_links("sf").await.unwrap();
+    (out, conn.target, links)
 }
 
 /// The fields of an account an attribute write sets (nickName left out: the target invents one
@@ -599,7 +609,7 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
         .build()
         .unwrap();
     let refusals = case.refusals();
-    let (runs, target) = rt.block_on(run(
+    let (runs, target, _) = rt.block_on(run(
         case.directory(),
         case.target(),
         refusals.clone(),
@@ -608,7 +618,7 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     ));
     // The same directory against a target that refuses nothing: what every write not refused
     // must come to.
-    let (ideal_runs, ideal) = rt.block_on(run(
+    let (ideal_runs, ideal, _) = rt.block_on(run(
         case.directory(),
         case.target(),
         Refusals::default(),
@@ -722,10 +732,183 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    // 48 cases (each runs the engine six times on a fresh SQLite store); PROPTEST_CASES=1000 for
+    // a longer hunt.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+    ))]
 
     #[test]
     fn a_refusing_target_converges_in_two_runs_and_no_refused_write_is_sent_twice(case in case()) {
         check(&case)?;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One example of each isolation path.
+
+/// user0, with an account already on the target (old title, first name and display name; no
+/// externalId, federationId or permission set): adopting it sends one update of every
+/// attribute that differs, the title among them.
+fn one_adopted_user() -> (SourceSnapshot, TargetSnapshot) {
+    let mut u = user("DU000", &email(0));
+    u.custom.insert("title".into(), "Engineer".into());
+    let source = SourceSnapshot {
+        users: vec![u],
+        groups: Vec::new(),
+        sso_access: None,
+        unreadable: Vec::new(),
+    };
+    let case = Case {
+        users: vec![Generated {
+            user: source.users[0].clone(),
+            existing: true,
+            refused: Vec::new(),
+            refuse_members: false,
+        }],
+        member_batch_size: 8,
+        max_members: None,
+        admin_rule: false,
+    };
+    (source, case.target())
+}
+
+fn refusing_title(named: bool) -> Refusals {
+    Refusals {
+        attrs: BTreeMap::from([((email(0), "title"), named)]),
+        ..Refusals::default()
+    }
+}
+
+#[tokio::test]
+async fn an_update_refused_naming_the_title_lands_without_it_and_the_title_is_held() {
+    let (source, target) = one_adopted_user();
+    let (runs, target, links) =
+        run(source, target, refusing_title(true), policy(8, false), 2).await;
+    let (first, received) = &runs[0];
+    // The whole update is refused with INVALID_FIELD:Title; the title is held at once and the
+    // rest sent again without it.
+    assert_eq!(received.updates.len(), 2, "{:?}", received.updates);
+    assert!(received.updates[0].contains(&"title"));
+    let mut rest = received.updates[0].clone();
+    rest.retain(|a| *a != "title");
+    assert_eq!(received.updates[1], rest);
+    assert_eq!(first.refused, 1);
+    let account = target.user(&email(0)).unwrap();
+    assert_eq!(
+        account.title.as_deref(),
+        Some("Old title"),
+        "refused: unchanged"
+    );
+    assert_eq!(
+        account.given_name.as_deref(),
+        Some("user0"),
+        "the rest landed"
+    );
+    assert_eq!(account.display_name.as_deref(), Some("user0 Tester"));
+    assert_eq!(account.federation_id.as_deref(), Some("user0@example.com"));
+    assert!(
+        account
+            .entitlements
+            .iter()
+            .any(|e| e.value == testing::SALES_CLOUD)
+    );
+    assert_eq!(links.refusals.len(), 1);
+    assert_eq!(links.refusals[0].attribute, "title");
+    assert_eq!(links.refusals[0].source_id, "DU000");
+    assert!(links.refusals[0].reason.contains("INVALID_FIELD:Title"));
+    // The next run leaves the title out and sends nothing.
+    let (second, received) = &runs[1];
+    assert!(
+        second.plan.operations.is_empty(),
+        "{:?}",
+        second.plan.operations
+    );
+    assert_eq!(second.held, 1);
+    assert_eq!(received.writes(), 0);
+}
+
+#[tokio::test]
+async fn an_update_refused_without_a_name_is_bisected_down_to_the_title() {
+    let (source, target) = one_adopted_user();
+    let (runs, target, links) =
+        run(source, target, refusing_title(false), policy(8, false), 2).await;
+    let (first, received) = &runs[0];
+    // Halves, then halves of the refused half, until the title stands alone; every other
+    // attribute is sent until accepted, none is held.
+    let requests: Vec<Vec<&str>> = vec![
+        vec![
+            "externalId",
+            "name.givenName",
+            "name.familyName",
+            "displayName",
+            "title",
+            "federationId",
+            "entitlements",
+        ],
+        vec!["externalId", "name.givenName", "name.familyName"], // accepted
+        vec!["displayName", "title", "federationId", "entitlements"], // refused
+        vec!["displayName", "title"],                            // refused
+        vec!["displayName"],                                     // accepted
+        vec!["title"],                                           // refused: held
+        vec!["federationId", "entitlements"],                    // accepted
+    ];
+    assert_eq!(received.updates, requests);
+    assert_eq!(first.refused, 1);
+    let account = target.user(&email(0)).unwrap();
+    assert_eq!(account.title.as_deref(), Some("Old title"));
+    assert_eq!(account.given_name.as_deref(), Some("user0"));
+    assert_eq!(account.federation_id.as_deref(), Some("user0@example.com"));
+    assert_eq!(links.refusals.len(), 1);
+    assert_eq!(links.refusals[0].attribute, "title");
+    assert_eq!(links.refusals[0].reason, GENERIC);
+    let (second, received) = &runs[1];
+    assert!(second.plan.operations.is_empty());
+    assert_eq!(received.writes(), 0);
+}
+
+#[tokio::test]
+async fn a_member_refused_in_a_batch_of_eight_leaves_the_seven_others_added() {
+    let source = SourceSnapshot {
+        users: (0..8)
+            .map(|i| in_groups(user(&format!("DU{i:03}"), &email(i)), &["DG0"]))
+            .collect(),
+        groups: vec![group("DG0", "Group 0")],
+        sso_access: None,
+        unreadable: Vec::new(),
+    };
+    let refusals = Refusals {
+        members: BTreeSet::from([email(5)]),
+        ..Refusals::default()
+    };
+    let (runs, target, links) = run(
+        source,
+        testing::empty_target(),
+        refusals,
+        policy(8, false),
+        2,
+    )
+    .await;
+    let (first, received) = &runs[0];
+    assert_eq!(first.refused, 1);
+    // One batch of 8 refused whole, then halves until user5 stands alone: 8 + 4 + 4 + 2 + 2
+    // + 1 + 1 members sent.
+    assert_eq!(received.members.len(), 22, "{:?}", received.members);
+    let members = memberships(&target.state.lock().unwrap());
+    assert_eq!(members.len(), 7);
+    assert!(!members.contains(&("Group 0".into(), email(5))));
+    let held: Vec<_> = links
+        .refusals
+        .iter()
+        .map(|r| (r.source_id.as_str(), r.attribute.as_str()))
+        .collect();
+    assert_eq!(held, [("DU005", "member:DG0")]);
+    let (second, received) = &runs[1];
+    assert!(
+        second.plan.operations.is_empty(),
+        "{:?}",
+        second.plan.operations
+    );
+    assert_eq!(second.held, 1);
+    assert_eq!(received.writes(), 0);
 }
