@@ -13,7 +13,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use scimsync_core::activity::{ActivityEntry, Outcome, RunId};
 use scimsync_core::links::{HeldRefusal, Ledger, Links, Origin, member_attribute};
-use scimsync_core::plan::{GroupRef, NoteKind, ObjectKind, Operation, Plan, UserChanges, UserRef};
+use scimsync_core::plan::{
+    EntitlementChange, GroupRef, NoteKind, ObjectKind, Operation, Plan, UserChanges, UserRef,
+};
 use scimsync_core::ports::{Classify, Disposition, Store, Target};
 use scimsync_core::refusals::{
     self, Write, blames_profile, bounded, catalogue_fingerprint, create_fingerprint,
@@ -67,6 +69,9 @@ struct State {
     /// Users and groups whose creation failed in this run: their dependants are skipped.
     missing_users: HashSet<SourceUserId>,
     missing_groups: HashSet<SourceGroupId>,
+    /// Users whose profile change the target refused in this run: the profile they keep
+    /// (what a membership refusal depends on, as the next plan will see it).
+    kept_profiles: HashMap<SourceUserId, Option<String>>,
     counts: Applied,
 }
 
@@ -152,6 +157,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
         ledger: Ledger::new(ctx.links.clone()),
         missing_users: HashSet::new(),
         missing_groups: HashSet::new(),
+        kept_profiles: HashMap::new(),
         counts: Applied::default(),
     });
     if let Some(p) = ctx.progress {
@@ -731,7 +737,22 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         let sid = source_id.as_str();
         let current = basis.current_profile(&self.snapshot.catalogue, target_id);
         let writes = split_update(changes, current, &basis.catalogue_fp);
-        let result = self.isolate_update(target_id, writes).await;
+        let mut result = self.isolate_update(target_id, writes).await;
+        // A refused profile change took the permission-set changes down with it: they are
+        // sent again with the current profile, as the next plan would send them (same write,
+        // same fingerprint), so they land, or are held, in this run.
+        let kept = result
+            .refused
+            .iter()
+            .find(|(w, _)| w.attribute == "profile")
+            .and_then(|(w, _)| keeping_profile(&w.changes, current?));
+        if let (None, Some(kept)) = (&result.stopped, kept) {
+            let writes = split_update(&kept, current, &basis.catalogue_fp);
+            let more = self.isolate_update(target_id, writes).await;
+            result.accepted.extend(more.accepted);
+            result.refused.extend(more.refused);
+            result.stopped = more.stopped;
+        }
         let mut accepted = UserChanges::default();
         for w in &result.accepted {
             accepted.merge(w.changes.clone());
@@ -761,6 +782,11 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             | Operation::ReactivateUser { user_name, .. } => user_name.as_str(),
             _ => "",
         };
+        if result.refused.iter().any(|(w, _)| w.attribute == "profile") {
+            lock(state)
+                .kept_profiles
+                .insert(source_id.clone(), current.map(str::to_owned));
+        }
         for (w, reason) in &result.refused {
             let r = self.refusal(
                 ObjectKind::User,
@@ -920,7 +946,11 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         let mut learned = false;
         for (m, reason) in &result.refused {
             let Some(sid) = &m.source_id else { continue };
-            let profile = basis.profiles.get(sid.as_str()).copied().flatten();
+            let kept = lock(state).kept_profiles.get(sid).cloned();
+            let profile = match &kept {
+                Some(p) => p.as_deref(),
+                None => basis.profiles.get(sid.as_str()).copied().flatten(),
+            };
             if add
                 && let Some(p) = profile
                 && blames_profile(reason)
@@ -1107,6 +1137,24 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             op.describe(),
         )
     }
+}
+
+/// The permission-set part of a refused profile change, with the account's `current` profile
+/// kept: what the planner plans once the profile change is held. `None` when the change moves
+/// no permission set.
+fn keeping_profile(refused: &UserChanges, current: &str) -> Option<UserChanges> {
+    let e = refused.entitlements.as_ref()?;
+    if e.added.is_empty() && e.removed.is_empty() {
+        return None;
+    }
+    Some(UserChanges {
+        entitlements: Some(EntitlementChange {
+            profile: current.to_owned(),
+            profile_changed: false,
+            ..e.clone()
+        }),
+        ..UserChanges::default()
+    })
 }
 
 /// The serde name of a unit variant (`disabled`, `left_directory`, …).
