@@ -610,6 +610,13 @@ async fn members_not_blocked_by_a_refusing_neighbour(backend: Backend, flavor: F
                 u64::try_from(wanted_refusals.len()).unwrap(),
                 "each refusal counted once"
             );
+            let chatter = w.sf.catalogue_id(CHATTER_FREE).unwrap();
+            assert!(
+                links.facts.profiles_without_groups.contains(&chatter),
+                "every Chatter Free member was refused and none accepted: the profile is learned \
+                 to forbid groups ({:?})",
+                links.facts.profiles_without_groups
+            );
         }
         Flavor::Demo => {
             // The catalogue says which profiles allow groups: nothing is sent to be refused.

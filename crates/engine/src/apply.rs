@@ -72,6 +72,8 @@ struct State {
     /// Users whose profile change the target refused in this run: the profile they keep
     /// (what a membership refusal depends on, as the next plan will see it).
     kept_profiles: HashMap<SourceUserId, Option<String>>,
+    /// Per profile: members added in this run, and members refused alone.
+    member_profiles: HashMap<String, (u32, u32)>,
     counts: Applied,
 }
 
@@ -158,6 +160,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
         missing_users: HashSet::new(),
         missing_groups: HashSet::new(),
         kept_profiles: HashMap::new(),
+        member_profiles: HashMap::new(),
         counts: Applied::default(),
     });
     if let Some(p) = ctx.progress {
@@ -224,6 +227,41 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
                 Some(result) => result?,
                 None => break,
             }
+        }
+    }
+    // A profile whose users were all refused membership, one by one, at least twice and never
+    // accepted, forbids groups: learned, so its users are kept out of groups from the next
+    // run on instead of being bisected out of every batch.
+    // A profile held by a current member of any group on the target is not one of them.
+    let mut candidates: Vec<String> = lock(&state)
+        .member_profiles
+        .iter()
+        .filter(|(_, (accepted, refused))| *accepted == 0 && *refused >= 2)
+        .map(|(p, _)| p.clone())
+        .collect();
+    if !candidates.is_empty() {
+        let members: HashSet<&str> = ctx
+            .snapshot
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| m.as_str()))
+            .collect();
+        let member_profiles: HashSet<&str> = members
+            .iter()
+            .filter_map(|m| basis.accounts.get(m))
+            .filter_map(|u| ctx.snapshot.catalogue.profile_of(u))
+            .collect();
+        candidates.retain(|p| !member_profiles.contains(p.as_str()));
+    }
+    let learned = candidates;
+    if !learned.is_empty() {
+        let mut news = false;
+        for p in &learned {
+            news |= lock(&state).ledger.learn_profile_without_groups(p);
+        }
+        if news {
+            info!(connection = %ctx.connection, profiles = ?learned, "Every member of these profiles was refused: they are taken to forbid groups from now on.");
+            ctx.save_facts(&state).await?;
         }
     }
     let mut st = state
@@ -941,6 +979,13 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             if let Some(sid) = &m.source_id {
                 self.accepted(state, ObjectKind::User, sid.as_str(), &attribute)
                     .await?;
+                if add && let Some(Some(p)) = basis.profiles.get(sid.as_str()) {
+                    lock(state)
+                        .member_profiles
+                        .entry((*p).to_owned())
+                        .or_default()
+                        .0 += 1;
+                }
             }
         }
         let mut learned = false;
@@ -951,11 +996,15 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 Some(p) => p.as_deref(),
                 None => basis.profiles.get(sid.as_str()).copied().flatten(),
             };
-            if add
-                && let Some(p) = profile
-                && blames_profile(reason)
-            {
-                learned |= lock(state).ledger.learn_profile_without_groups(p);
+            if add && let Some(p) = profile {
+                if blames_profile(reason) {
+                    learned |= lock(state).ledger.learn_profile_without_groups(p);
+                }
+                lock(state)
+                    .member_profiles
+                    .entry(p.to_owned())
+                    .or_default()
+                    .1 += 1;
             }
             let r = self.refusal(
                 ObjectKind::User,
