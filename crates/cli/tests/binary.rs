@@ -3,7 +3,7 @@
 
 use scimsync_sim::duo::{DuoSim, DuoSimConfig};
 use scimsync_sim::generator;
-use scimsync_sim::salesforce::{DEMO_CLIENT_SECRET, SalesforceConfig, SalesforceSim};
+use scimsync_sim::salesforce::{DEMO_CLIENT_SECRET, Reading, SalesforceConfig, SalesforceSim};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -393,9 +393,12 @@ async fn check_says_what_the_target_supports_and_what_sso_matches_on() {
     let s = setup().await;
     let config = s.config.to_str().unwrap().to_owned();
     let dir = s.dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || scimsync(&["check", "--config", &config], &dir))
-        .await
-        .unwrap();
+    let check = move || {
+        let (config, dir) = (config.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || scimsync(&["check", "--config", &config], &dir))
+    };
+    // The reading our emulator plays by default: the org declares the Federation ID extension.
+    let out = check().await.unwrap();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(
@@ -403,5 +406,29 @@ async fn check_says_what_the_target_supports_and_what_sso_matches_on() {
         "{all}"
     );
     assert!(all.contains("target attributes:"), "{all}");
-    assert!(all.lines().any(|l| l.contains("SSO matches on: ")), "{all}");
+    assert!(
+        all.contains(
+            "SSO matches on: Federation ID at urn:salesforce:schemas:extension:1.0:User:federationIdentifier"
+        ),
+        "{all}"
+    );
+    eprintln!("check, default reading:\n{all}");
+    // The other reading: no such extension. SSO can only match on the userName, and check says
+    // how to set Salesforce up for that.
+    s.sf.knobs().set_reading(Reading {
+        catalogue_endpoints: true,
+        ..Reading::strict()
+    });
+    let out = check().await.unwrap();
+    let all = text(&out);
+    let sso = all
+        .lines()
+        .find(|l| l.contains("SSO matches on: "))
+        .unwrap_or_default();
+    assert!(
+        sso.contains("userName") && sso.contains("federation_id"),
+        "the line names the fallback and the setting: {all}"
+    );
+    assert!(!all.contains("Federation ID at urn:salesforce"), "{all}");
+    eprintln!("check, strict reading:\n{all}");
 }
