@@ -109,6 +109,7 @@ async fn run_once(
     let opts = RunOptions {
         trigger: Trigger::Manual,
         dry_run,
+        explain: dry_run,
         ..RunOptions::default()
     };
     Ok(reconcile_once(&conn, store, &opts).await?)
@@ -157,7 +158,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
 
     heading("1. The plan (dry run): what the first reconcile will do");
     let plan = run_once(&settings, &store, true).await?;
-    print!("{}", plan.plan.to_table());
+    print!("{}", plan.plan.to_table_with(&plan.labels));
 
     heading("2. Reconcile");
     let first = run_once(&settings, &store, false).await?;
@@ -196,7 +197,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
 
     heading("5. Reconcile again");
     let plan = run_once(&settings, &store, true).await?;
-    print!("{}", plan.plan.to_table());
+    print!("{}", plan.plan.to_table_with(&plan.labels));
     let third = run_once(&settings, &store, false).await?;
     summary(&third);
     println!(

@@ -325,6 +325,8 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
                 user => RetryRefused::User(user.to_owned()),
             }),
             rediscover: args.rediscover,
+            // A plan shown as a table says which rule chose each user's entitlements.
+            explain: args.dry_run && args.format == ReportFormat::Text,
         };
         let report = match scimsync_engine::reconcile_once(&connection, &store, &opts).await {
             Ok(r) => r,
@@ -388,7 +390,7 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
                 println!();
             }
             if dry_run {
-                print!("{}", report.plan.to_table());
+                print!("{}", report.plan.to_table_with(&report.labels));
             }
             if let Some(trip) = &report.guard {
                 println!("GUARD: {}", trip.reason);

@@ -23,8 +23,61 @@
 //! Absent optional fields are left out rather than written as `null`, except inside `changes`
 //! where `null` means "clear".
 
-use crate::plan::{Operation, Plan, UserAttributes, UserChanges, UserRef};
+use crate::plan::{Decision, Operation, Plan, UserAttributes, UserChanges, UserRef};
+use crate::source::DirectoryGroup;
+use crate::target::Catalogue;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+
+/// The names people gave catalogue entries and groups, by id: tables show these, JSON the ids.
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
+    names: HashMap<String, String>,
+}
+
+impl Labels {
+    pub fn new(catalogue: &Catalogue, groups: &[DirectoryGroup]) -> Self {
+        let names = catalogue
+            .profiles
+            .iter()
+            .map(|p| (p.id.clone(), p.name.clone()))
+            .chain(
+                catalogue
+                    .permission_sets
+                    .iter()
+                    .chain(&catalogue.roles)
+                    .map(|e| (e.id.clone(), e.name.clone())),
+            )
+            .chain(groups.iter().map(|g| (g.id.to_string(), g.name.clone())))
+            .collect();
+        Self { names }
+    }
+
+    /// The name of `id`, else `id` itself.
+    pub fn name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.names.get(id).map_or(id, String::as_str)
+    }
+}
+
+/// What a table row needs besides the operation: names, and the planner's decisions.
+struct Context<'a> {
+    labels: &'a Labels,
+    decisions: HashMap<&'a str, &'a Decision>,
+}
+
+impl Context<'_> {
+    /// Why the user's entitlements are what they are, when the plan recorded it.
+    fn why(&self, source_id: &str) -> Option<String> {
+        let rule = self.decisions.get(source_id)?.rule.as_ref()?;
+        Some(match (rule.priority, &rule.group) {
+            (Some(p), Some(g)) => format!(
+                "by group rule {p} (member of {})",
+                self.labels.name(g.as_str())
+            ),
+            _ => "by the baseline rule".to_owned(),
+        })
+    }
+}
 
 /// At most this many member names are listed in a table row.
 const LISTED_MEMBERS: usize = 3;
@@ -38,7 +91,22 @@ impl Plan {
     /// The plan as a table for people: one row per operation (op, object, details), then the
     /// rejected objects, the notes and a summary line.
     pub fn to_table(&self) -> String {
-        let rows: Vec<[String; 3]> = self.operations.iter().map(row).collect();
+        self.to_table_with(&Labels::default())
+    }
+
+    /// [`Plan::to_table`] with catalogue entries and groups named as people configured them,
+    /// and — for the users whose [`Decision`]s the plan recorded — the rule that chose their
+    /// entitlements.
+    pub fn to_table_with(&self, labels: &Labels) -> String {
+        let context = Context {
+            labels,
+            decisions: self
+                .decisions
+                .iter()
+                .map(|d| (d.source_id.as_str(), d))
+                .collect(),
+        };
+        let rows: Vec<[String; 3]> = self.operations.iter().map(|op| row(op, &context)).collect();
         let mut out = String::new();
         if rows.is_empty() {
             out.push_str("Nothing to do.\n");
@@ -112,12 +180,25 @@ impl Plan {
     }
 }
 
-fn row(op: &Operation) -> [String; 3] {
+fn row(op: &Operation, cx: &Context<'_>) -> [String; 3] {
     let kind = op.kind().to_owned();
+    let with_why = |text: String, source_id: &str, entitled: bool| match cx.why(source_id) {
+        Some(why) if entitled => format!("{text} ({why})"),
+        _ => text,
+    };
     match op {
-        Operation::CreateUser { attributes, .. } => {
-            [kind, attributes.user_name.clone(), created(attributes)]
-        }
+        Operation::CreateUser {
+            attributes,
+            source_id,
+        } => [
+            kind,
+            attributes.user_name.clone(),
+            with_why(
+                created(attributes, cx.labels),
+                source_id.as_str(),
+                attributes.profile.is_some(),
+            ),
+        ],
         Operation::AdoptUser {
             target_id,
             user_name,
@@ -136,11 +217,25 @@ fn row(op: &Operation) -> [String; 3] {
             ]
         }
         Operation::UpdateUser {
-            user_name, changes, ..
+            user_name,
+            changes,
+            source_id,
+            ..
         }
         | Operation::ReactivateUser {
-            user_name, changes, ..
-        } => [kind, user_name.clone(), changed(changes)],
+            user_name,
+            changes,
+            source_id,
+            ..
+        } => [
+            kind,
+            user_name.clone(),
+            with_why(
+                changed(changes, cx.labels),
+                source_id.as_str(),
+                changes.entitlements.is_some() || changes.role.is_some(),
+            ),
+        ],
         Operation::DeactivateUser {
             user_name, reason, ..
         } => {
@@ -194,7 +289,7 @@ fn push(out: &mut Vec<String>, name: &str, value: Option<&str>) {
     }
 }
 
-fn created(a: &UserAttributes) -> String {
+fn created(a: &UserAttributes, labels: &Labels) -> String {
     let mut parts = Vec::new();
     push(&mut parts, "emails", Some(&a.email));
     push(&mut parts, "name.givenName", a.given_name.as_deref());
@@ -210,11 +305,20 @@ fn created(a: &UserAttributes) -> String {
     push(&mut parts, "organization", e.organization.as_deref());
     push(&mut parts, "costCenter", e.cost_center.as_deref());
     push(&mut parts, "manager", e.manager.as_deref());
-    push(&mut parts, "profile", a.profile.as_deref());
+    push(
+        &mut parts,
+        "profile",
+        a.profile.as_deref().map(|p| labels.name(p)),
+    );
     if !a.permission_sets.is_empty() {
-        parts.push(format!("permissionSets={}", a.permission_sets.join("+")));
+        let sets: Vec<&str> = a.permission_sets.iter().map(|p| labels.name(p)).collect();
+        parts.push(format!("permissionSets={}", sets.join("+")));
     }
-    push(&mut parts, "role", a.role.as_deref());
+    push(
+        &mut parts,
+        "role",
+        a.role.as_deref().map(|r| labels.name(r)),
+    );
     parts.join(", ")
 }
 
@@ -222,7 +326,7 @@ fn value(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "(cleared)".to_owned())
 }
 
-fn changed(c: &UserChanges) -> String {
+fn changed(c: &UserChanges, labels: &Labels) -> String {
     let mut parts = Vec::new();
     let mut opt = |name: &str, v: &Option<Option<String>>| {
         if let Some(v) = v {
@@ -242,7 +346,11 @@ fn changed(c: &UserChanges) -> String {
     opt("organization", &e.organization);
     opt("costCenter", &e.cost_center);
     opt("manager", &e.manager);
-    opt("roles", &c.role);
+    let role = c
+        .role
+        .as_ref()
+        .map(|r| r.as_ref().map(|r| labels.name(r).to_owned()));
+    opt("roles", &role);
     let mut first = Vec::new();
     if let Some(v) = &c.user_name {
         first.push(format!("userName={v}"));
@@ -259,13 +367,13 @@ fn changed(c: &UserChanges) -> String {
     if let Some(ent) = &c.entitlements {
         let mut text = String::from("entitlements:");
         if ent.profile_changed {
-            let _ = write!(text, " profile={}", ent.profile);
+            let _ = write!(text, " profile={}", labels.name(&ent.profile));
         }
         for a in &ent.added {
-            let _ = write!(text, " +{a}");
+            let _ = write!(text, " +{}", labels.name(a));
         }
         for r in &ent.removed {
-            let _ = write!(text, " -{r}");
+            let _ = write!(text, " -{}", labels.name(r));
         }
         parts.push(text);
     }
@@ -342,5 +450,111 @@ mod tests {
     fn an_empty_plan_says_so() {
         let p = crate::plan::Plan::default();
         assert!(p.to_table().starts_with("Nothing to do.\n"));
+    }
+
+    /// Explanations: each planned change of entitlements says which rule chose it, with the
+    /// names people configured; the table shows no catalogue id.
+    #[test]
+    fn tables_explain_which_rule_chose_the_entitlements_by_name() {
+        use crate::plan::Explain;
+        use crate::planner::plan_explained;
+        use crate::policy::{GroupRuleSpec, RuleSpec};
+        use crate::render::Labels;
+        let rule = |profile: &str, sets: &[&str], role: Option<&str>| RuleSpec {
+            profile: profile.into(),
+            permission_sets: sets.iter().map(|s| (*s).to_owned()).collect(),
+            role: role.map(str::to_owned),
+        };
+        let mut policy = salesforce_policy();
+        policy.governance.baseline = Some(rule("Standard User", &["Sales Cloud"], None));
+        policy.governance.group_rules = vec![
+            GroupRuleSpec {
+                groups: vec!["Admins".into()],
+                priority: 1,
+                rule: rule("System Administrator", &[], Some("CEO")),
+            },
+            GroupRuleSpec {
+                groups: vec!["Support".into()],
+                priority: 2,
+                rule: rule("Standard User", &["Service Cloud"], None),
+            },
+            GroupRuleSpec {
+                groups: vec!["Chatter".into()],
+                priority: 3,
+                rule: rule("Chatter Free User", &[], None),
+            },
+        ];
+        let groups = vec![
+            group("DG1", "Admins"),
+            group("DG2", "Support"),
+            group("DG3", "Chatter"),
+        ];
+        let mut s = crate::source::SourceSnapshot {
+            users: vec![
+                user("DU1", "base@example.com"),
+                in_groups(user("DU2", "both@example.com"), &["DG2", "DG1"]),
+                in_groups(user("DU3", "mover@example.com"), &["DG2"]),
+                user("DU4", "free@example.com"),
+            ],
+            groups,
+            sso_access: None,
+            unreadable: Vec::new(),
+        };
+        let mut target = empty_target();
+        let mut links = Links::default();
+        let everyone = Explain::Everyone;
+        let p = plan_explained(&s, &target, &links, &policy, Timestamp(0), &everyone).unwrap();
+        let labels = Labels::new(&target.catalogue, &s.groups);
+        let table = p.to_table_with(&labels);
+        let line = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with("create_user") && l.contains(name))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // The baseline.
+        let base = line("base@example.com");
+        assert!(
+            base.contains(
+                "profile=Standard User, permissionSets=Sales Cloud (by the baseline rule)"
+            ),
+            "{table}"
+        );
+        // A user in two rule groups gets the rule of priority 1, whole.
+        let both = line("both@example.com");
+        assert!(
+            both.contains(
+                "profile=System Administrator, role=CEO (by group rule 1 (member of Admins))"
+            ),
+            "{both}"
+        );
+        for id in [STANDARD_USER, SYSTEM_ADMINISTRATOR, SALES_CLOUD, CEO_ROLE] {
+            assert!(!table.contains(id), "names, not ids: {table}");
+        }
+
+        // A rule move: the mover joins Admins.
+        crate::testing::apply(&p, &mut target, &mut links, Timestamp(0)).unwrap();
+        s.users[2].groups.push("DG1".into());
+        // A refused licence change: the free user moves to the Chatter rule.
+        s.users[3].groups.push("DG3".into());
+        let p = plan_explained(&s, &target, &links, &policy, Timestamp(0), &everyone).unwrap();
+        let table = p.to_table_with(&labels);
+        let mover = table
+            .lines()
+            .find(|l| l.contains("mover@example.com"))
+            .unwrap_or_default();
+        assert!(
+            mover.contains("entitlements: profile=System Administrator -Service Cloud")
+                && mover.contains("roles=CEO")
+                && mover.ends_with("(by group rule 1 (member of Admins))"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "free@example.com (DU4): profile: the rule assigns profile \"Chatter Free User\""
+            ),
+            "the refusal names both profiles: {table}"
+        );
     }
 }

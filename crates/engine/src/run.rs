@@ -10,6 +10,7 @@ use scimsync_core::plan::{Explain, Plan};
 use scimsync_core::planner;
 use scimsync_core::policy::{Policy, Problem};
 use scimsync_core::ports::{NewRun, ReadScope, RunEnd, Source, Store, Target};
+use scimsync_core::render::Labels;
 use serde::Serialize;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +61,9 @@ pub struct RunOptions {
     pub retry_refused: Option<RetryRefused>,
     /// Discover the target's capabilities again even when the cached ones are fresh.
     pub rediscover: bool,
+    /// Record every user's decision in the plan (a dry run shown to people says which rule
+    /// chose each user's entitlements).
+    pub explain: bool,
 }
 
 /// Which held refusals to forget before a run.
@@ -99,6 +103,7 @@ impl Default for RunOptions {
             progress: None,
             retry_refused: None,
             rediscover: false,
+            explain: false,
         }
     }
 }
@@ -125,6 +130,9 @@ pub struct RunReport {
     pub source_users: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The names of the catalogue entries and groups the plan names by id, for tables.
+    #[serde(skip)]
+    pub labels: Labels,
 }
 
 impl RunReport {
@@ -253,6 +261,7 @@ where
             trace: None,
             source_users: 0,
             message: Some(message),
+            labels: Labels::default(),
         });
     };
     let source = match read {
@@ -351,7 +360,12 @@ where
         },
         None => None,
     };
-    let explain = only.map_or(Explain::Nobody, |u| Explain::User(u.id.clone()));
+    let explain = match only {
+        Some(u) => Explain::User(u.id.clone()),
+        None if opts.explain => Explain::Everyone,
+        None => Explain::Nobody,
+    };
+    let labels = Labels::new(&target.catalogue, &source.groups);
     let mut plan =
         match planner::plan_explained(&source, &target, &links, &conn.policy, now(), &explain) {
             Ok(p) => p,
@@ -427,6 +441,7 @@ where
             source_users,
             message: None,
             plan,
+            labels,
         });
     }
 
@@ -513,6 +528,7 @@ where
         trace,
         source_users,
         message,
+        labels,
     })
 }
 

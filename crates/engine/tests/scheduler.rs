@@ -45,6 +45,7 @@ impl Job for SlowJob {
                 trace: None,
                 source_users: 0,
                 message: None,
+                labels: Default::default(),
             })
         })
     }
