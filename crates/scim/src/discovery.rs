@@ -252,9 +252,26 @@ pub(crate) fn capabilities(
         );
     }
     if let Some(core) = core {
-        let mut declared = BTreeSet::from(["externalId".to_owned()]);
+        let mut declared = BTreeSet::new();
         let mut needed = BTreeSet::new();
         let attrs = attributes_of(core, "attributes");
+        // externalId is a common attribute (RFC 7643 §3.1), usually not listed: assumed
+        // writable unless the schema lists it read-only (then it is never sent).
+        let external_read_only = attribute(attrs, "externalId").is_some_and(|a| {
+            text(a, "mutability").is_some_and(|m| m.eq_ignore_ascii_case("readOnly"))
+        });
+        if external_read_only {
+            notes.push("the target's schema makes externalId read-only: it is not sent, and accounts match by link and userName.".into());
+        } else {
+            declared.insert("externalId".to_owned());
+        }
+        // emails and phoneNumbers without `type`: written as plain values.
+        caps.plain_multi_values = attribute(attrs, "emails")
+            .and_then(|e| attributes_of(e, "subAttributes"))
+            .is_some_and(|subs| !subs.is_empty() && attribute(Some(subs), "type").is_none());
+        if caps.plain_multi_values {
+            notes.push("the target's emails take no type: the email is written as a plain value.".into());
+        }
         let mut put = |logical: &str, is_required: bool| {
             declared.insert(logical.to_owned());
             if is_required {
