@@ -74,6 +74,8 @@ struct Follow {
     entitlements: Option<bool>,
     /// `emails` and `phoneNumbers` take only `value`.
     plain: bool,
+    /// A group's displayName cannot change.
+    group_name_immutable: bool,
     roles: Option<bool>,
     capabilities: Option<TargetCapabilities>,
 }
@@ -115,6 +117,7 @@ impl ScimClient {
                 page_size,
                 filter: true,
                 plain: false,
+                group_name_immutable: false,
                 entitlements: None,
                 roles: None,
                 capabilities: None,
@@ -167,6 +170,7 @@ impl ScimClient {
             page_size,
             filter: caps.filter,
             plain: caps.plain_multi_values,
+            group_name_immutable: caps.group_name_immutable,
             entitlements: Some(caps.entitlements),
             roles: Some(caps.roles),
             capabilities: Some(caps.clone()),
@@ -861,6 +865,14 @@ impl Target for ScimClient {
     }
 
     async fn rename_group(&self, id: &TargetGroupId, name: &str) -> Result<(), ScimError> {
+        if self.follow().group_name_immutable {
+            return Err(ScimError::Refused {
+                what: format!("renaming group {id} to {name:?}"),
+                status: 0,
+                code: Some("mutability".into()),
+                detail: "the target's Group schema declares displayName immutable (RFC 7643 §7), so it cannot be renamed over SCIM; rename it on the target, or recreate it there with the new name".into(),
+            });
+        }
         let body = rename_body(name, self.transport.dialect);
         self.call(
             Method::PATCH,

@@ -3,7 +3,7 @@
 //! that is missing, empty or unreadable. Pure: the client fetches, this module only reads.
 
 use crate::config::{Dialect, FederationIdPlacement};
-use crate::constants::{ENTERPRISE_SCHEMA, SALESFORCE_USER_EXTENSION, USER_SCHEMA};
+use crate::constants::{ENTERPRISE_SCHEMA, GROUP_SCHEMA, SALESFORCE_USER_EXTENSION, USER_SCHEMA};
 use crate::resources::{AttrPath, get_ci};
 use scimsync_core::target::TargetCapabilities;
 use serde_json::Value;
@@ -242,6 +242,15 @@ pub(crate) fn capabilities(
             }
         }
     };
+
+    // The Group schema: a displayName that cannot change.
+    caps.group_name_immutable = doc_of(GROUP_SCHEMA)
+        .and_then(|g| attribute(attributes_of(g, "attributes"), "displayName"))
+        .and_then(|a| text(a, "mutability"))
+        .is_some_and(|m| m.eq_ignore_ascii_case("immutable") || m.eq_ignore_ascii_case("readOnly"));
+    if caps.group_name_immutable {
+        notes.push("the target's schema makes a group's displayName immutable: group renames are not sent, they are held.".into());
+    }
 
     // User attributes.
     let core = doc_of(USER_SCHEMA);

@@ -57,6 +57,8 @@ pub enum ScimError {
     },
     #[error("{what} failed in transit: {message}")]
     Transport { what: String, message: String },
+    /// Refused by the target, or (`status` 0) by the client before sending, because the
+    /// target declares it cannot be done.
     #[error("{}", refused_message(.what, *.status, .code.as_deref(), .detail))]
     Refused {
         what: String,
@@ -77,6 +79,9 @@ fn after(d: &Option<Duration>) -> String {
 
 /// The refusal, with the fix when Salesforce says the userName is taken.
 fn refused_message(what: &str, status: u16, code: Option<&str>, detail: &str) -> String {
+    if status == 0 {
+        return format!("{what} was not sent: {detail}");
+    }
     let said = format!("the target refused {what} ({status}): {detail}");
     if code == Some("DUPLICATE_USERNAME") {
         format!(
