@@ -96,6 +96,7 @@ impl ScimClient {
         let page_size = config.page_size.clamp(1, 1000);
         let member_batch_size = config.member_batch_size.max(1);
         let placement = config.federation_id.clone();
+        let config_dialect = config.dialect;
         let federation = match &placement {
             FederationIdPlacement::Auto => {
                 (config.dialect == Dialect::Salesforce).then(AttrPath::salesforce)
@@ -122,7 +123,12 @@ impl ScimClient {
                 roles: None,
                 capabilities: None,
             }),
-            count: AtomicU8::new(COUNT_UNKNOWN),
+            // Salesforce takes `count` (and serves 200 at most): sent from the start.
+            count: AtomicU8::new(if config_dialect == Dialect::Salesforce {
+                COUNT_WORKS
+            } else {
+                COUNT_UNKNOWN
+            }),
             member_values: Mutex::new(HashMap::new()),
         })
     }
@@ -305,8 +311,9 @@ impl ScimClient {
     }
 
     /// One page of a list endpoint from `start`, with `count` when the target takes it: the
-    /// first request with `count` is tried once, and a failure (5xx, 400) is tried again
-    /// without it, after which `count` is never sent again (paging goes by `startIndex`).
+    /// first request with `count` (generic targets) is tried once, and a failure (5xx, 400) is
+    /// tried again without it, after which `count` is never sent again (paging goes by
+    /// `startIndex`); other failures of that first request are retried as usual, with `count`.
     async fn page(
         &self,
         path: &str,
@@ -341,11 +348,12 @@ impl ScimClient {
                 .send(Method::GET, url(true)?, None, None, &what)
                 .await?
                 .body),
-            _ => match self
-                .transport
-                .send_tries(Method::GET, url(true)?, None, None, &what, 1)
-                .await
-            {
+            _ => match {
+                self.transport.ensure_token(&what).await?;
+                self.transport
+                    .send_tries(Method::GET, url(true)?, None, None, &what, 1)
+                    .await
+            } {
                 Ok(answer) => {
                     self.count.store(COUNT_WORKS, Ordering::Relaxed);
                     Ok(answer.body)
@@ -365,6 +373,11 @@ impl ScimClient {
                     self.count.store(COUNT_REFUSED, Ordering::Relaxed);
                     Ok(body)
                 }
+                Err(e) if e.is_retryable() => Ok(self
+                    .transport
+                    .send(Method::GET, url(true)?, None, None, &what)
+                    .await?
+                    .body),
                 Err(e) => Err(e),
             },
         }

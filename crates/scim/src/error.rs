@@ -118,13 +118,12 @@ fn forbidden_message(detail: &str, dialect: Dialect) -> String {
 
 fn token_message(failure: TokenFailure, error: &str, description: &str, dialect: Dialect) -> String {
     let said = format!("the token endpoint answered {error}: {description}");
-    if dialect == Dialect::Generic {
-        return match failure {
-            TokenFailure::BadClient => format!(
-                "{said}. Check the client id and secret, and how the client authenticates to the token endpoint: RFC 6749 §2.3.1 allows HTTP Basic (`client_auth = \"basic\"`, what most servers expect) or the secret in the form body (`client_auth = \"form\"`); use the one the authorization server accepts"
-            ),
-            _ => said,
-        };
+    // Run As and My Domain failures are recognised by Salesforce's own words: the token
+    // endpoint is Salesforce's whatever the dialect, so its advice stays.
+    if dialect == Dialect::Generic && failure == TokenFailure::BadClient {
+        return format!(
+            "{said}. Check the client id and secret, and how the client authenticates to the token endpoint: RFC 6749 §2.3.1 allows HTTP Basic (`client_auth = \"basic\"`, what most servers expect) or the secret in the form body (`client_auth = \"form\"`); use the one the authorization server accepts"
+        );
     }
     match failure {
         TokenFailure::BadClient => format!(

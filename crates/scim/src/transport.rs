@@ -173,6 +173,12 @@ impl Transport {
         }
     }
 
+    /// Makes sure a token is at hand (fetched with the usual retries), so that a following
+    /// single-try probe fails only on its own request.
+    pub async fn ensure_token(&self, what: &str) -> Result<(), ScimError> {
+        self.token(None, what).await.map(|_| ())
+    }
+
     /// The shared token (or a new one replacing `stale`), retrying passing failures of the
     /// token endpoint (429, 5xx, timeouts, connection errors) like those of SCIM calls.
     async fn token(&self, stale: Option<u64>, what: &str) -> Result<Token, ScimError> {
