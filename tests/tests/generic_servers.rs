@@ -53,7 +53,10 @@ fn program(var: &str) -> Option<PathBuf> {
         other => {
             let why = format!(
                 "{var} is {}; run `eval \"$(tests/servers/install.sh)\"` to test against this server",
-                other.map_or_else(|| "not set".to_owned(), |p| format!("{} (missing)", p.display()))
+                other.map_or_else(
+                    || "not set".to_owned(),
+                    |p| format!("{} (missing)", p.display())
+                )
             );
             assert!(std::env::var_os("CI").is_none(), "{why}");
             eprintln!("notice: skipped: {why}");
@@ -137,7 +140,11 @@ async fn start_canaille() -> Option<Server> {
         _process: process,
         base: format!("{root}/scim/v2"),
         bearer: None,
-        client: Some((format!("{root}/oauth/token"), id.to_owned(), secret.to_owned())),
+        client: Some((
+            format!("{root}/oauth/token"),
+            id.to_owned(),
+            secret.to_owned(),
+        )),
     })
 }
 
@@ -236,9 +243,11 @@ impl Server {
     /// Whether the group `name` lists the user (by id, or by userName as Canaille does).
     async fn has_member(&self, group: &str, user: &Value) -> bool {
         let g = self.group(group).await.unwrap();
-        g["members"].as_array().into_iter().flatten().any(|m| {
-            m["value"] == user["id"] || m["value"] == user["userName"]
-        })
+        g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["value"] == user["id"] || m["value"] == user["userName"])
     }
 }
 
@@ -252,7 +261,9 @@ const GROUPS: [(&str, &str); 4] = [
 /// A generated directory: 30 users, each in one or two of four groups.
 fn directory() -> Value {
     let first = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald"];
-    let last = ["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth"];
+    let last = [
+        "Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth",
+    ];
     let users: Vec<Value> = (0..30)
         .map(|i| {
             let (f, l) = (first[i % 6], last[(i / 6) % 6]);
@@ -338,7 +349,8 @@ impl World {
     }
 
     fn edit(&self, change: impl FnOnce(&mut Value)) {
-        let mut dir: Value = serde_json::from_str(&std::fs::read_to_string(&self.file).unwrap()).unwrap();
+        let mut dir: Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.file).unwrap()).unwrap();
         change(&mut dir);
         std::fs::write(&self.file, dir.to_string()).unwrap();
     }
@@ -370,7 +382,10 @@ async fn story(server: &Server, method: ClientAuthMethod, expect: Expect) {
     assert_eq!(server.resources("Users").await.len(), 30);
     let user03 = server.user("user03@example.com").await;
     assert_eq!(user03["active"], true);
-    assert!(server.has_member("Engineering", &user03).await, "user03 is in DG4 and DG1");
+    assert!(
+        server.has_member("Engineering", &user03).await,
+        "user03 is in DG4 and DG1"
+    );
     assert!(server.has_member("Operations", &user03).await);
 
     // 2. A second run changes no resource.
@@ -378,9 +393,17 @@ async fn story(server: &Server, method: ClientAuthMethod, expect: Expect) {
     assert_eq!(versions.len(), 34, "30 users and 4 groups");
     let writes = w.writes();
     let second = w.run().await;
-    assert!(second.plan.operations.is_empty(), "{:?}", second.plan.operations);
+    assert!(
+        second.plan.operations.is_empty(),
+        "{:?}",
+        second.plan.operations
+    );
     assert_eq!(w.writes(), writes, "a second run writes nothing");
-    assert_eq!(server.versions().await, versions, "every meta.version unchanged");
+    assert_eq!(
+        server.versions().await,
+        versions,
+        "every meta.version unchanged"
+    );
 
     // 3. Churn: a user disabled, one renamed, one moved between groups, one leaving scope,
     // a group renamed.
@@ -400,7 +423,10 @@ async fn story(server: &Server, method: ClientAuthMethod, expect: Expect) {
     assert_eq!(churn.failed, 0, "{churn:?}");
     let user03 = server.user("user03@example.com").await;
     assert_eq!(user03["active"], false, "disabled: deactivated");
-    assert!(!server.has_member("Engineering", &user03).await, "and out of its groups");
+    assert!(
+        !server.has_member("Engineering", &user03).await,
+        "and out of its groups"
+    );
     assert!(!server.has_member("Operations", &user03).await);
     let user04 = server.user("user04@example.com").await;
     assert_eq!(user04["name"]["givenName"], "Katherine");
@@ -428,7 +454,11 @@ async fn story(server: &Server, method: ClientAuthMethod, expect: Expect) {
     let writes = w.writes();
     let after = w.run().await;
     if expect.group_rename {
-        assert!(after.plan.operations.is_empty(), "{:?}", after.plan.operations);
+        assert!(
+            after.plan.operations.is_empty(),
+            "{:?}",
+            after.plan.operations
+        );
     } else {
         // Only the impossible rename is planned again, and again not sent.
         assert!(
@@ -446,7 +476,12 @@ async fn scim2_server_end_to_end() {
     let Some(server) = start_scim2_server().await else {
         return;
     };
-    story(&server, ClientAuthMethod::Basic, Expect { group_rename: true }).await;
+    story(
+        &server,
+        ClientAuthMethod::Basic,
+        Expect { group_rename: true },
+    )
+    .await;
 
     // A wrong bearer token: a 401 explained in RFC 7644 words, not Salesforce's.
     let wrong = ScimClient::new(ScimConfig::new(
@@ -458,7 +493,10 @@ async fn scim2_server_end_to_end() {
     let err = wrong.list_users().await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ScimError::Unauthorized { .. }), "{err:?}");
-    assert!(text.contains("RFC 7644") && !text.contains("Run As"), "{text}");
+    assert!(
+        text.contains("RFC 7644") && !text.contains("Run As"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,8 +509,21 @@ async fn canaille_end_to_end() {
     let err = form.discover().await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ScimError::Token { .. }), "{err:?}");
-    assert!(text.contains("invalid_client") && text.contains("client_auth"), "{text}");
-    assert!(!text.contains("Connected App"), "no Salesforce words: {text}");
+    assert!(
+        text.contains("invalid_client") && text.contains("client_auth"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Connected App"),
+        "no Salesforce words: {text}"
+    );
 
-    story(&server, ClientAuthMethod::Basic, Expect { group_rename: false }).await;
+    story(
+        &server,
+        ClientAuthMethod::Basic,
+        Expect {
+            group_rename: false,
+        },
+    )
+    .await;
 }

@@ -310,6 +310,14 @@ impl ScimClient {
             .cloned()
     }
 
+    /// One try of a list request with `count` (the token fetched first, with its retries).
+    async fn probe(&self, url: url::Url, what: &str) -> Result<Answer, ScimError> {
+        self.transport.ensure_token(what).await?;
+        self.transport
+            .send_tries(Method::GET, url, None, None, what, 1)
+            .await
+    }
+
     /// One page of a list endpoint from `start`, with `count` when the target takes it: the
     /// first request with `count` (generic targets) is tried once, and a failure (5xx, 400) is
     /// tried again without it, after which `count` is never sent again (paging goes by
@@ -348,12 +356,7 @@ impl ScimClient {
                 .send(Method::GET, url(true)?, None, None, &what)
                 .await?
                 .body),
-            _ => match {
-                self.transport.ensure_token(&what).await?;
-                self.transport
-                    .send_tries(Method::GET, url(true)?, None, None, &what, 1)
-                    .await
-            } {
+            _ => match self.probe(url(true)?, &what).await {
                 Ok(answer) => {
                     self.count.store(COUNT_WORKS, Ordering::Relaxed);
                     Ok(answer.body)
@@ -849,8 +852,7 @@ impl Target for ScimClient {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut body =
-            patch_user_body(changes, self.transport.dialect, self.federation().as_ref());
+        let mut body = patch_user_body(changes, self.transport.dialect, self.federation().as_ref());
         if self.follow().plain {
             plain_multi_values(&mut body);
         }

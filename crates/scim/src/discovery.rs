@@ -279,7 +279,9 @@ pub(crate) fn capabilities(
             .and_then(|e| attributes_of(e, "subAttributes"))
             .is_some_and(|subs| !subs.is_empty() && attribute(Some(subs), "type").is_none());
         if caps.plain_multi_values {
-            notes.push("the target's emails take no type: the email is written as a plain value.".into());
+            notes.push(
+                "the target's emails take no type: the email is written as a plain value.".into(),
+            );
         }
         let mut put = |logical: &str, is_required: bool| {
             declared.insert(logical.to_owned());

@@ -116,7 +116,12 @@ fn forbidden_message(detail: &str, dialect: Dialect) -> String {
     }
 }
 
-fn token_message(failure: TokenFailure, error: &str, description: &str, dialect: Dialect) -> String {
+fn token_message(
+    failure: TokenFailure,
+    error: &str,
+    description: &str,
+    dialect: Dialect,
+) -> String {
     let said = format!("the token endpoint answered {error}: {description}");
     // Run As and My Domain failures are recognised by Salesforce's own words: the token
     // endpoint is Salesforce's whatever the dialect, so its advice stays.

@@ -475,7 +475,11 @@ pub(crate) fn plain_multi_values(body: &mut Value) {
                 if path.starts_with(&format!("{attr}[")) {
                     op["path"] = json!(attr);
                     if let Some(v) = op.get("value").cloned() {
-                        op["value"] = if v.is_string() { json!([{"value": v}]) } else { v };
+                        op["value"] = if v.is_string() {
+                            json!([{"value": v}])
+                        } else {
+                            v
+                        };
                     }
                 }
             }
@@ -768,7 +772,10 @@ mod tests {
             &[("u1".into(), "http://t/Users/u1".into())],
             &["ada@example.com".into()],
         );
-        assert_eq!(body["Operations"][0]["value"][0]["$ref"], "http://t/Users/u1");
+        assert_eq!(
+            body["Operations"][0]["value"][0]["$ref"],
+            "http://t/Users/u1"
+        );
         assert_eq!(
             body["Operations"][1]["path"],
             "members[value eq \"ada@example.com\"]"

@@ -488,7 +488,10 @@ mod tests {
         assert_eq!(summarise_text(untitled), "HTML page: Bad Gateway");
         let long = "x ".repeat(400);
         let line = summarise_text(&long);
-        assert!(line.chars().count() <= DETAIL_MAX && !line.contains('\n'), "{line}");
+        assert!(
+            line.chars().count() <= DETAIL_MAX && !line.contains('\n'),
+            "{line}"
+        );
         assert!(line.ends_with('…'));
         assert_eq!(one_line("a\n  b\tc", 10), "a b c");
     }

@@ -108,7 +108,10 @@ async fn every_error_in_both_dialects_with_its_disposition() {
         } else {
             // RFC 6749 words for a generic target.
             assert!(text.contains("client id and secret"), "{text}");
-            assert!(text.contains("client_auth") && !text.contains("Connected App"), "{text}");
+            assert!(
+                text.contains("client_auth") && !text.contains("Connected App"),
+                "{text}"
+            );
         }
         assert_eq!(err.disposition(), Disposition::Fatal);
 
