@@ -238,6 +238,15 @@ pub struct TargetCapabilities {
     /// the userName.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federation_id_path: Option<String>,
+    /// The target's `emails` and `phoneNumbers` take only `value` (its schema declares no
+    /// `type` or `primary` sub-attribute): they are written without them, and the first one read
+    /// is the work one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_multi_values: bool,
+    /// The target's Group schema makes `displayName` immutable: a rename is not sent (it is
+    /// refused here, and held like a refusal of the target).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group_name_immutable: bool,
     /// The target serves `/Entitlements` (Salesforce profiles and permission sets).
     pub entitlements: bool,
     /// The target serves `/Roles`.

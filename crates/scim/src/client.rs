@@ -5,8 +5,8 @@ use crate::discovery::{Fetched, capabilities};
 use crate::error::ScimError;
 use crate::resources::{
     AttrPath, CatalogueItem, create_group_body, create_user_body, entitlement_from_json,
-    group_from_json, members_body, patch_user_body, quote, rename_body, role_from_json,
-    user_from_json,
+    generic_members_body, group_from_json, members_body, patch_user_body, plain_multi_values,
+    quote, rename_body, role_from_json, user_from_json,
 };
 use crate::transport::{Answer, ClientStats, Transport};
 use reqwest::Method;
@@ -17,9 +17,20 @@ use scimsync_core::target::{
 };
 use scimsync_core::{TargetGroupId, TargetUserId};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, RwLock};
 use tracing::{debug, info, warn};
+
+/// The most pages one listing reads before it stops with an error (a server whose paging
+/// never ends would otherwise be read forever).
+pub const MAX_PAGES: usize = 10_000;
+
+/// Whether list requests carry `count`: not yet known, accepted, or refused (then paging goes
+/// by `startIndex` alone).
+const COUNT_UNKNOWN: u8 = 0;
+const COUNT_WORKS: u8 = 1;
+const COUNT_REFUSED: u8 = 2;
 
 /// One step of [`ScimClient::check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +52,11 @@ pub struct ScimClient {
     etags: Mutex<HashMap<String, String>>,
     /// What the client follows: the configuration's assumptions until capabilities are used.
     follow: RwLock<Follow>,
+    /// Whether `count` is sent on list requests ([`COUNT_UNKNOWN`], …).
+    count: AtomicU8,
+    /// Group member values as the target lists them, by user id, where they are not the id
+    /// (servers that list members by userName): what a member removal filters on.
+    member_values: Mutex<HashMap<String, String>>,
 }
 
 /// How the client behaves towards the target, from the configuration and, once known, the
@@ -56,6 +72,10 @@ struct Follow {
     filter: bool,
     /// `/Entitlements` and `/Roles` exist: `None` when not known.
     entitlements: Option<bool>,
+    /// `emails` and `phoneNumbers` take only `value`.
+    plain: bool,
+    /// A group's displayName cannot change.
+    group_name_immutable: bool,
     roles: Option<bool>,
     capabilities: Option<TargetCapabilities>,
 }
@@ -76,6 +96,7 @@ impl ScimClient {
         let page_size = config.page_size.clamp(1, 1000);
         let member_batch_size = config.member_batch_size.max(1);
         let placement = config.federation_id.clone();
+        let config_dialect = config.dialect;
         let federation = match &placement {
             FederationIdPlacement::Auto => {
                 (config.dialect == Dialect::Salesforce).then(AttrPath::salesforce)
@@ -96,10 +117,19 @@ impl ScimClient {
                 etag: None,
                 page_size,
                 filter: true,
+                plain: false,
+                group_name_immutable: false,
                 entitlements: None,
                 roles: None,
                 capabilities: None,
             }),
+            // Salesforce takes `count` (and serves 200 at most): sent from the start.
+            count: AtomicU8::new(if config_dialect == Dialect::Salesforce {
+                COUNT_WORKS
+            } else {
+                COUNT_UNKNOWN
+            }),
+            member_values: Mutex::new(HashMap::new()),
         })
     }
 
@@ -145,6 +175,8 @@ impl ScimClient {
             etag: Some(caps.etag),
             page_size,
             filter: caps.filter,
+            plain: caps.plain_multi_values,
+            group_name_immutable: caps.group_name_immutable,
             entitlements: Some(caps.entitlements),
             roles: Some(caps.roles),
             capabilities: Some(caps.clone()),
@@ -278,7 +310,87 @@ impl ScimClient {
             .cloned()
     }
 
-    /// Every resource of a list endpoint, page by page (`startIndex`/`count`).
+    /// One try of a list request with `count` (the token fetched first, with its retries).
+    async fn probe(&self, url: url::Url, what: &str) -> Result<Answer, ScimError> {
+        self.transport.ensure_token(what).await?;
+        self.transport
+            .send_tries(Method::GET, url, None, None, what, 1)
+            .await
+    }
+
+    /// One page of a list endpoint from `start`, with `count` when the target takes it: the
+    /// first request with `count` (generic targets) is tried once, and a failure (5xx, 400) is
+    /// tried again without it, after which `count` is never sent again (paging goes by
+    /// `startIndex`); other failures of that first request are retried as usual, with `count`.
+    async fn page(
+        &self,
+        path: &str,
+        filter: Option<&str>,
+        start: usize,
+        page_size: u32,
+        what: &str,
+    ) -> Result<Value, ScimError> {
+        let url = |count: bool| -> Result<url::Url, ScimError> {
+            let mut url = self.transport.url(path)?;
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("startIndex", &start.to_string());
+                if count {
+                    q.append_pair("count", &page_size.to_string());
+                }
+                if let Some(f) = filter {
+                    q.append_pair("filter", f);
+                }
+            }
+            Ok(url)
+        };
+        let what = format!("{what} (from {start})");
+        match self.count.load(Ordering::Relaxed) {
+            COUNT_REFUSED => Ok(self
+                .transport
+                .send(Method::GET, url(false)?, None, None, &what)
+                .await?
+                .body),
+            COUNT_WORKS => Ok(self
+                .transport
+                .send(Method::GET, url(true)?, None, None, &what)
+                .await?
+                .body),
+            _ => match self.probe(url(true)?, &what).await {
+                Ok(answer) => {
+                    self.count.store(COUNT_WORKS, Ordering::Relaxed);
+                    Ok(answer.body)
+                }
+                Err(
+                    e @ (ScimError::Server { .. }
+                    | ScimError::Refused {
+                        status: 400 | 422, ..
+                    }),
+                ) => {
+                    warn!(error = %e, "The target failed on a list request with `count`; paging by startIndex alone from now on.");
+                    let body = self
+                        .transport
+                        .send(Method::GET, url(false)?, None, None, &what)
+                        .await?
+                        .body;
+                    self.count.store(COUNT_REFUSED, Ordering::Relaxed);
+                    Ok(body)
+                }
+                Err(e) if e.is_retryable() => Ok(self
+                    .transport
+                    .send(Method::GET, url(true)?, None, None, &what)
+                    .await?
+                    .body),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Every resource of a list endpoint, page by page (`startIndex`, and `count` when the
+    /// target takes it). Paging ends on `totalResults`, a short page, an empty page or a page
+    /// whose ids were all seen already (a server that ignores `startIndex`); resources seen
+    /// twice are kept once. A page that is not a list answer is an error, never an empty
+    /// target, and so is paging beyond [`MAX_PAGES`].
     async fn list_all(
         &self,
         path: &str,
@@ -286,47 +398,99 @@ impl ScimClient {
         what: &str,
     ) -> Result<Vec<Value>, ScimError> {
         let mut out = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut start = 1usize;
         let page_size = self.follow().page_size;
-        loop {
-            let mut url = self.transport.url(path)?;
-            {
-                let mut q = url.query_pairs_mut();
-                q.append_pair("startIndex", &start.to_string());
-                q.append_pair("count", &page_size.to_string());
-                if let Some(f) = filter {
-                    q.append_pair("filter", f);
+        for _ in 0..MAX_PAGES {
+            let counted = self.count.load(Ordering::Relaxed) != COUNT_REFUSED;
+            let page = self.page(path, filter, start, page_size, what).await?;
+            let counted = counted && self.count.load(Ordering::Relaxed) == COUNT_WORKS;
+            let invalid = |message: String| ScimError::InvalidResponse {
+                what: format!("{what} (from {start})"),
+                message,
+            };
+            if !page.is_object() {
+                return Err(invalid(format!(
+                    "a list answer must be a JSON object, not {}",
+                    kind_of(&page)
+                )));
+            }
+            let total = match page.get("totalResults") {
+                None | Some(Value::Null) => None,
+                Some(t) => Some(
+                    t.as_u64()
+                        .or_else(|| t.as_str().and_then(|s| s.trim().parse().ok()))
+                        .ok_or_else(|| invalid(format!("totalResults is {t}, not a number")))?
+                        as usize,
+                ),
+            };
+            let resources = match page.get("Resources") {
+                Some(Value::Array(a)) => a.clone(),
+                None | Some(Value::Null) if total.is_none_or(|t| t < start) => Vec::new(),
+                None | Some(Value::Null) => {
+                    return Err(invalid(format!(
+                        "Resources is missing although totalResults is {}",
+                        total.unwrap_or_default()
+                    )));
+                }
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "Resources is {}, not a list",
+                        kind_of(other)
+                    )));
+                }
+            };
+            let got = resources.len();
+            let mut fresh = 0usize;
+            for r in resources {
+                match r.get("id").and_then(Value::as_str) {
+                    Some(id) if !seen.insert(id.to_owned()) => {}
+                    _ => {
+                        fresh += 1;
+                        out.push(r);
+                    }
                 }
             }
-            let page = self
-                .transport
-                .send(
-                    Method::GET,
-                    url,
-                    None,
-                    None,
-                    &format!("{what} (from {start})"),
-                )
-                .await?
-                .body;
-            let resources = page
-                .get("Resources")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let total = page
-                .get("totalResults")
-                .and_then(Value::as_u64)
-                .map(|t| t as usize);
-            let got = resources.len();
-            out.extend(resources);
+            if got > 0 && fresh == 0 {
+                warn!(
+                    what,
+                    start, "The target answered a page of resources already seen; paging stops."
+                );
+                return Ok(out);
+            }
             start += got;
-            let done =
-                got == 0 || total.is_none_or(|t| start > t) || filter.is_some() && total.is_none();
+            // A short page ends paging only without totalResults: servers may serve fewer
+            // than `count` while more remain (RFC 7644 §3.4.2.4).
+            let short = counted && got < page_size as usize;
+            let done = got == 0
+                || match total {
+                    Some(t) => start > t,
+                    None => short || filter.is_some(),
+                };
             if done {
                 return Ok(out);
             }
         }
+        Err(ScimError::InvalidResponse {
+            what: what.to_owned(),
+            message: format!(
+                "paging did not end after {MAX_PAGES} pages ({} resources); the target's totalResults or startIndex handling is broken",
+                out.len()
+            ),
+        })
+    }
+
+    /// A user read from the target, with the first email and phone taken as the work ones
+    /// when the target's values carry no type.
+    fn read_user(&self, v: &Value, federation: Option<&AttrPath>) -> Result<TargetUser, String> {
+        let mut u = user_from_json(v, federation)?;
+        if self.follow().plain
+            && let Some(p) = u.phone_numbers.first_mut()
+            && p.kind.is_none()
+        {
+            p.kind = Some("work".to_owned());
+        }
+        Ok(u)
     }
 
     /// Every user.
@@ -335,7 +499,7 @@ impl ScimClient {
         let federation = self.federation();
         let mut users = Vec::with_capacity(raw.len());
         for (i, v) in raw.iter().enumerate() {
-            match user_from_json(v, federation.as_ref()) {
+            match self.read_user(v, federation.as_ref()) {
                 Ok(u) => users.push(u),
                 Err(e) => {
                     warn!(index = i, error = %e, "A user from the target is unreadable; left out of this run.")
@@ -416,9 +580,16 @@ impl ScimClient {
             )
             .await?;
         let federation = self.federation();
+        // Never trust the filter: a server may ignore it (and answer everyone) or match
+        // differently; keep only what matches here.
         Ok(raw
             .iter()
-            .filter_map(|v| user_from_json(v, federation.as_ref()).ok())
+            .filter_map(|v| self.read_user(v, federation.as_ref()).ok())
+            .filter(|u| match attribute {
+                "userName" => u.user_name.eq_ignore_ascii_case(value),
+                "externalId" => u.external_id.as_deref() == Some(value),
+                _ => true,
+            })
             .collect())
     }
 
@@ -435,7 +606,38 @@ impl ScimClient {
             ("removing", "from")
         };
         for batch in members.chunks(self.member_batch_size) {
-            let body = members_body(batch, add, self.transport.dialect);
+            let body = match self.transport.dialect {
+                Dialect::Salesforce => members_body(batch, add, Dialect::Salesforce),
+                Dialect::Generic if add => {
+                    let adds = batch
+                        .iter()
+                        .map(|m| {
+                            let reference = self
+                                .transport
+                                .url(&format!("Users/{m}"))
+                                .map(String::from)?;
+                            Ok((m.to_string(), reference))
+                        })
+                        .collect::<Result<Vec<_>, ScimError>>()?;
+                    generic_members_body(&adds, &[])
+                }
+                Dialect::Generic => {
+                    let listed = self
+                        .member_values
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let removes: Vec<String> = batch
+                        .iter()
+                        .map(|m| {
+                            listed
+                                .get(m.as_str())
+                                .cloned()
+                                .unwrap_or_else(|| m.to_string())
+                        })
+                        .collect();
+                    generic_members_body(&[], &removes)
+                }
+            };
             let what = format!("{verb} {} member(s) {prep} group {group}", batch.len());
             self.call(
                 Method::PATCH,
@@ -506,21 +708,10 @@ impl ScimClient {
         if !notes.is_empty() {
             step("discovery", Ok(notes.join(" ")));
         }
-        let mut url = match self.transport.url("Users") {
-            Ok(u) => u,
-            Err(e) => {
-                step("users", Err(e));
-                return steps;
-            }
-        };
-        url.query_pairs_mut()
-            .append_pair("startIndex", "1")
-            .append_pair("count", "1");
         let users = self
-            .transport
-            .send(Method::GET, url, None, None, "reading one page of users")
+            .page("Users", None, 1, 1, "reading one page of users")
             .await
-            .map(|a| format!("{} users on the target", a.body["totalResults"]));
+            .map(|body| format!("{} users on the target", body["totalResults"]));
         if !step("users", users) {
             return steps;
         }
@@ -537,6 +728,45 @@ impl ScimClient {
     }
 }
 
+impl ScimClient {
+    /// Members listed by a value that is not a user id but a user's userName (some servers
+    /// list members so) are read as that user's id; the listed value is kept for removals.
+    fn members_by_id(&self, users: &[TargetUser], groups: &mut [TargetGroup]) {
+        let ids: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+        let by_name: HashMap<String, &TargetUserId> = users
+            .iter()
+            .map(|u| (u.user_name.to_lowercase(), &u.id))
+            .collect();
+        let mut listed = self
+            .member_values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for g in groups {
+            for m in &mut g.members {
+                if ids.contains(m.as_str()) {
+                    continue;
+                }
+                if let Some(id) = by_name.get(&m.as_str().to_lowercase()) {
+                    listed.insert(id.to_string(), m.to_string());
+                    *m = (*id).clone();
+                }
+            }
+        }
+    }
+}
+
+/// What kind of JSON value `v` is, for messages.
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
 impl Target for ScimClient {
     type Error = ScimError;
 
@@ -548,7 +778,9 @@ impl Target for ScimClient {
             Catalogue::default()
         };
         let groups = if scope.groups {
-            self.list_groups().await?
+            let mut groups = self.list_groups().await?;
+            self.members_by_id(&users, &mut groups);
+            groups
         } else {
             Vec::new()
         };
@@ -607,9 +839,12 @@ impl Target for ScimClient {
     async fn create_user(&self, user: &UserAttributes) -> Result<TargetUser, ScimError> {
         let what = format!("creating user {}", user.user_name);
         let federation = self.federation();
-        let body = create_user_body(user, federation.as_ref());
+        let mut body = create_user_body(user, federation.as_ref(), self.transport.dialect);
+        if self.follow().plain {
+            plain_multi_values(&mut body);
+        }
         let answer = self.call(Method::POST, "Users", Some(&body), &what).await?;
-        user_from_json(&answer.body, federation.as_ref())
+        self.read_user(&answer.body, federation.as_ref())
             .map_err(|message| ScimError::InvalidResponse { what, message })
     }
 
@@ -617,7 +852,10 @@ impl Target for ScimClient {
         if changes.is_empty() {
             return Ok(());
         }
-        let body = patch_user_body(changes, self.transport.dialect, self.federation().as_ref());
+        let mut body = patch_user_body(changes, self.transport.dialect, self.federation().as_ref());
+        if self.follow().plain {
+            plain_multi_values(&mut body);
+        }
         let what = format!(
             "updating user {id} ({})",
             changes.attribute_names().join(", ")
@@ -633,7 +871,7 @@ impl Target for ScimClient {
             .call(
                 Method::POST,
                 "Groups",
-                Some(&create_group_body(name)),
+                Some(&create_group_body(name, self.transport.dialect)),
                 &what,
             )
             .await?;
@@ -642,6 +880,14 @@ impl Target for ScimClient {
     }
 
     async fn rename_group(&self, id: &TargetGroupId, name: &str) -> Result<(), ScimError> {
+        if self.follow().group_name_immutable {
+            return Err(ScimError::Refused {
+                what: format!("renaming group {id} to {name:?}"),
+                status: 0,
+                code: Some("mutability".into()),
+                detail: "the target's Group schema declares displayName immutable (RFC 7643 §7), so it cannot be renamed over SCIM; rename it on the target, or recreate it there with the new name".into(),
+            });
+        }
         let body = rename_body(name, self.transport.dialect);
         self.call(
             Method::PATCH,

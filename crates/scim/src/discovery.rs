@@ -3,7 +3,7 @@
 //! that is missing, empty or unreadable. Pure: the client fetches, this module only reads.
 
 use crate::config::{Dialect, FederationIdPlacement};
-use crate::constants::{ENTERPRISE_SCHEMA, SALESFORCE_USER_EXTENSION, USER_SCHEMA};
+use crate::constants::{ENTERPRISE_SCHEMA, GROUP_SCHEMA, SALESFORCE_USER_EXTENSION, USER_SCHEMA};
 use crate::resources::{AttrPath, get_ci};
 use scimsync_core::target::TargetCapabilities;
 use serde_json::Value;
@@ -243,6 +243,15 @@ pub(crate) fn capabilities(
         }
     };
 
+    // The Group schema: a displayName that cannot change.
+    caps.group_name_immutable = doc_of(GROUP_SCHEMA)
+        .and_then(|g| attribute(attributes_of(g, "attributes"), "displayName"))
+        .and_then(|a| text(a, "mutability"))
+        .is_some_and(|m| m.eq_ignore_ascii_case("immutable") || m.eq_ignore_ascii_case("readOnly"));
+    if caps.group_name_immutable {
+        notes.push("the target's schema makes a group's displayName immutable: group renames are not sent, they are held.".into());
+    }
+
     // User attributes.
     let core = doc_of(USER_SCHEMA);
     if docs.is_some() && core.is_none() {
@@ -252,9 +261,28 @@ pub(crate) fn capabilities(
         );
     }
     if let Some(core) = core {
-        let mut declared = BTreeSet::from(["externalId".to_owned()]);
+        let mut declared = BTreeSet::new();
         let mut needed = BTreeSet::new();
         let attrs = attributes_of(core, "attributes");
+        // externalId is a common attribute (RFC 7643 §3.1), usually not listed: assumed
+        // writable unless the schema lists it read-only (then it is never sent).
+        let external_read_only = attribute(attrs, "externalId").is_some_and(|a| {
+            text(a, "mutability").is_some_and(|m| m.eq_ignore_ascii_case("readOnly"))
+        });
+        if external_read_only {
+            notes.push("the target's schema makes externalId read-only: it is not sent, and accounts match by link and userName.".into());
+        } else {
+            declared.insert("externalId".to_owned());
+        }
+        // emails and phoneNumbers without `type`: written as plain values.
+        caps.plain_multi_values = attribute(attrs, "emails")
+            .and_then(|e| attributes_of(e, "subAttributes"))
+            .is_some_and(|subs| !subs.is_empty() && attribute(Some(subs), "type").is_none());
+        if caps.plain_multi_values {
+            notes.push(
+                "the target's emails take no type: the email is written as a plain value.".into(),
+            );
+        }
         let mut put = |logical: &str, is_required: bool| {
             declared.insert(logical.to_owned());
             if is_required {

@@ -1,5 +1,6 @@
 //! Errors of the SCIM client: typed, saying whether to retry, with messages an operator can act on.
 
+use crate::config::Dialect;
 use scimsync_core::ports::{Classify, Disposition};
 use std::time::Duration;
 
@@ -19,22 +20,28 @@ pub enum TokenFailure {
 /// A failed SCIM or token call.
 #[derive(Debug, thiserror::Error)]
 pub enum ScimError {
-    #[error("{}", token_message(*.failure, .error, .description))]
+    #[error("{}", token_message(*.failure, .error, .description, *.dialect))]
     Token {
         failure: TokenFailure,
         error: String,
         description: String,
+        /// Whose words the hint uses.
+        dialect: Dialect,
     },
     #[error("the token endpoint could not be reached or answered unexpectedly: {message}")]
     TokenTransport { message: String },
-    #[error(
-        "the target refused a fresh token with 401 ({detail}): the execution (Run As) user lacks the Manage Users permission"
-    )]
-    Unauthorized { detail: String },
-    #[error(
-        "the target answered 403 ({detail}): the External Client App lacks the \"Manage user data via APIs (api)\" OAuth scope"
-    )]
-    Forbidden { detail: String },
+    #[error("{}", unauthorized_message(.detail, *.dialect))]
+    Unauthorized {
+        detail: String,
+        /// Whose words the hint uses.
+        dialect: Dialect,
+    },
+    #[error("{}", forbidden_message(.detail, *.dialect))]
+    Forbidden {
+        detail: String,
+        /// Whose words the hint uses.
+        dialect: Dialect,
+    },
     #[error("the org's API request limit is exceeded ({detail}); retry later")]
     RequestLimit {
         detail: String,
@@ -50,6 +57,8 @@ pub enum ScimError {
     },
     #[error("{what} failed in transit: {message}")]
     Transport { what: String, message: String },
+    /// Refused by the target, or (`status` 0) by the client before sending, because the
+    /// target declares it cannot be done.
     #[error("{}", refused_message(.what, *.status, .code.as_deref(), .detail))]
     Refused {
         what: String,
@@ -70,6 +79,9 @@ fn after(d: &Option<Duration>) -> String {
 
 /// The refusal, with the fix when Salesforce says the userName is taken.
 fn refused_message(what: &str, status: u16, code: Option<&str>, detail: &str) -> String {
+    if status == 0 {
+        return format!("{what} was not sent: {detail}");
+    }
     let said = format!("the target refused {what} ({status}): {detail}");
     if code == Some("DUPLICATE_USERNAME") {
         format!(
@@ -80,8 +92,44 @@ fn refused_message(what: &str, status: u16, code: Option<&str>, detail: &str) ->
     }
 }
 
-fn token_message(failure: TokenFailure, error: &str, description: &str) -> String {
+/// A 401 to a fresh token, with the fix in the dialect's words.
+fn unauthorized_message(detail: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Salesforce => format!(
+            "the target refused a fresh token with 401 ({detail}): the execution (Run As) user lacks the Manage Users permission"
+        ),
+        Dialect::Generic => format!(
+            "the target refused a fresh token with 401 ({detail}): check that the bearer token (or the OAuth2 client's token) is one this SCIM service accepts (RFC 7644 §2: Authorization: Bearer), that it has not been revoked, and that the base URL is the service's SCIM root"
+        ),
+    }
+}
+
+/// A 403, with the fix in the dialect's words.
+fn forbidden_message(detail: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Salesforce => format!(
+            "the target answered 403 ({detail}): the External Client App lacks the \"Manage user data via APIs (api)\" OAuth scope"
+        ),
+        Dialect::Generic => format!(
+            "the target answered 403 ({detail}): the token is valid but not allowed to manage users and groups; grant the OAuth2 client (or the token's subject) the scopes or permissions the SCIM service requires for /Users and /Groups"
+        ),
+    }
+}
+
+fn token_message(
+    failure: TokenFailure,
+    error: &str,
+    description: &str,
+    dialect: Dialect,
+) -> String {
     let said = format!("the token endpoint answered {error}: {description}");
+    // Run As and My Domain failures are recognised by Salesforce's own words: the token
+    // endpoint is Salesforce's whatever the dialect, so its advice stays.
+    if dialect == Dialect::Generic && failure == TokenFailure::BadClient {
+        return format!(
+            "{said}. Check the client id and secret, and how the client authenticates to the token endpoint: RFC 6749 §2.3.1 allows HTTP Basic (`client_auth = \"basic\"`, what most servers expect) or the secret in the form body (`client_auth = \"form\"`); use the one the authorization server accepts"
+        );
+    }
     match failure {
         TokenFailure::BadClient => format!(
             "{said}. Check the Consumer Key and Consumer Secret, and use an External Client App (not a Connected App, which can no longer be created)"

@@ -172,7 +172,13 @@ fn entitlement_list(profile: Option<&str>, sets: &[String]) -> Value {
 }
 
 /// The body of `POST /Users`; the Federation ID goes at `federation`, and nowhere when `None`.
-pub(crate) fn create_user_body(u: &UserAttributes, federation: Option<&AttrPath>) -> Value {
+/// Generic targets also get `name.formatted` (given and family names joined), which RFC 7643
+/// servers store as given and some require.
+pub(crate) fn create_user_body(
+    u: &UserAttributes,
+    federation: Option<&AttrPath>,
+    dialect: Dialect,
+) -> Value {
     let mut schemas = vec![json!(USER_SCHEMA)];
     let mut body = Map::new();
     body.insert("userName".into(), json!(u.user_name));
@@ -183,6 +189,15 @@ pub(crate) fn create_user_body(u: &UserAttributes, federation: Option<&AttrPath>
     }
     if let Some(f) = &u.family_name {
         name.insert("familyName".into(), json!(f));
+    }
+    if dialect == Dialect::Generic {
+        let formatted: Vec<&str> = [&u.given_name, &u.family_name]
+            .into_iter()
+            .filter_map(|n| n.as_deref())
+            .collect();
+        if !formatted.is_empty() {
+            name.insert("formatted".into(), json!(formatted.join(" ")));
+        }
     }
     if !name.is_empty() {
         body.insert("name".into(), Value::Object(name));
@@ -417,6 +432,70 @@ pub(crate) fn members_body(members: &[TargetUserId], add: bool, dialect: Dialect
     json!({"schemas": [PATCH_OP_SCHEMA], "Operations": ops})
 }
 
+/// The generic PATCH body changing a group's members: `add` with `value` and `$ref` for each
+/// `(id, $ref)` in `adds` (some servers require the reference), and one `remove` per listed
+/// member value in `removes`, filtered on the value as the server lists it (some list the
+/// userName, not the id, and match the filter only against what they list).
+pub(crate) fn generic_members_body(adds: &[(String, String)], removes: &[String]) -> Value {
+    let mut ops = Vec::new();
+    if !adds.is_empty() {
+        let values: Vec<Value> = adds
+            .iter()
+            .map(|(id, reference)| json!({"value": id, "$ref": reference}))
+            .collect();
+        ops.push(json!({"op": "add", "path": "members", "value": values}));
+    }
+    for value in removes {
+        ops.push(json!({"op": "remove", "path": format!("members[value eq {}]", quote(value))}));
+    }
+    json!({"schemas": [PATCH_OP_SCHEMA], "Operations": ops})
+}
+
+/// Rewrites a generic user body or PATCH body for a target whose `emails` and `phoneNumbers`
+/// take only `value`: no `type`/`primary` in the values, and whole-attribute paths instead of
+/// `[type eq "work"]` filters. The body of a create also gets `name.formatted` when it is
+/// missing (such targets tend to require it).
+pub(crate) fn plain_multi_values(body: &mut Value) {
+    fn strip(list: &mut Value) {
+        if let Some(items) = list.as_array_mut() {
+            for item in items {
+                if let Some(o) = item.as_object_mut() {
+                    o.remove("type");
+                    o.remove("primary");
+                }
+            }
+        }
+    }
+    if let Some(ops) = body.get_mut("Operations").and_then(Value::as_array_mut) {
+        for op in ops {
+            let Some(path) = op.get("path").and_then(Value::as_str).map(str::to_owned) else {
+                continue;
+            };
+            for attr in ["emails", "phoneNumbers"] {
+                if path.starts_with(&format!("{attr}[")) {
+                    op["path"] = json!(attr);
+                    if let Some(v) = op.get("value").cloned() {
+                        op["value"] = if v.is_string() {
+                            json!([{"value": v}])
+                        } else {
+                            v
+                        };
+                    }
+                }
+            }
+            if let Some(v) = op.get_mut("value") {
+                strip(v);
+            }
+        }
+        return;
+    }
+    for attr in ["emails", "phoneNumbers"] {
+        if let Some(v) = body.get_mut(attr) {
+            strip(v);
+        }
+    }
+}
+
 pub(crate) fn rename_body(name: &str, dialect: Dialect) -> Value {
     let op = match dialect {
         Dialect::Salesforce => json!({"op": "replace", "value": {"displayName": name}}),
@@ -425,8 +504,13 @@ pub(crate) fn rename_body(name: &str, dialect: Dialect) -> Value {
     json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [op]})
 }
 
-pub(crate) fn create_group_body(name: &str) -> Value {
-    json!({"schemas": [GROUP_SCHEMA], "displayName": name})
+/// The body of `POST /Groups`; generic targets get an empty `members` list (some require the
+/// attribute).
+pub(crate) fn create_group_body(name: &str, dialect: Dialect) -> Value {
+    match dialect {
+        Dialect::Salesforce => json!({"schemas": [GROUP_SCHEMA], "displayName": name}),
+        Dialect::Generic => json!({"schemas": [GROUP_SCHEMA], "displayName": name, "members": []}),
+    }
 }
 
 /// Sets `value` at `keys` in `map`, creating (or replacing non-object) objects on the way.
@@ -663,6 +747,38 @@ mod tests {
         assert!(
             paths
                 .contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department")
+        );
+    }
+
+    #[test]
+    fn plain_targets_get_plain_emails_and_phones() {
+        let mut body = patch_user_body(&changes(), Dialect::Generic, None);
+        plain_multi_values(&mut body);
+        let ops = body["Operations"].as_array().cloned().unwrap_or_default();
+        let email = ops.iter().find(|o| o["path"] == "emails");
+        assert_eq!(
+            email.map(|o| o["value"].clone()),
+            Some(json!([{"value": "ada@new.example.com"}]))
+        );
+        assert!(ops.iter().any(|o| o["path"] == "phoneNumbers"));
+        let mut create = json!({"emails": [{"type": "work", "primary": true, "value": "a@x"}]});
+        plain_multi_values(&mut create);
+        assert_eq!(create["emails"], json!([{"value": "a@x"}]));
+    }
+
+    #[test]
+    fn generic_member_bodies_carry_refs_and_filter_on_listed_values() {
+        let body = generic_members_body(
+            &[("u1".into(), "http://t/Users/u1".into())],
+            &["ada@example.com".into()],
+        );
+        assert_eq!(
+            body["Operations"][0]["value"][0]["$ref"],
+            "http://t/Users/u1"
+        );
+        assert_eq!(
+            body["Operations"][1]["path"],
+            "members[value eq \"ada@example.com\"]"
         );
     }
 

@@ -1,7 +1,7 @@
 //! OAuth2 client credentials with the `oauth2` crate over our own reqwest client, and the one
 //! token all requests share.
 
-use crate::config::{Auth, ClientAuthMethod};
+use crate::config::{Auth, ClientAuthMethod, Dialect};
 use crate::error::{ScimError, TokenFailure};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
@@ -23,6 +23,8 @@ pub(crate) struct Token {
 
 pub(crate) struct TokenSource {
     auth: Auth,
+    /// Whose words the hints of token errors use.
+    dialect: Dialect,
     http: reqwest::Client,
     current: Mutex<Option<Token>>,
     pub fetched: AtomicU64,
@@ -49,9 +51,10 @@ impl HttpError {
 }
 
 impl TokenSource {
-    pub fn new(auth: Auth, http: reqwest::Client) -> Self {
+    pub fn new(auth: Auth, dialect: Dialect, http: reqwest::Client) -> Self {
         Self {
             auth,
+            dialect,
             http,
             current: Mutex::new(None),
             fetched: AtomicU64::new(0),
@@ -156,7 +159,7 @@ impl TokenSource {
                     generation,
                 })
             }
-            Err(RequestTokenError::ServerResponse(err)) => Err(classify(&err)),
+            Err(RequestTokenError::ServerResponse(err)) => Err(classify(&err, self.dialect)),
             // Passing conditions: retryable like the same failures of SCIM calls.
             Err(RequestTokenError::Request(HttpError {
                 message,
@@ -189,7 +192,7 @@ impl TokenSource {
     }
 }
 
-fn classify(err: &StandardErrorResponse<BasicErrorResponseType>) -> ScimError {
+fn classify(err: &StandardErrorResponse<BasicErrorResponseType>, dialect: Dialect) -> ScimError {
     let error = err.error().to_string();
     let description = err.error_description().cloned().unwrap_or_default();
     let lower = description.to_ascii_lowercase();
@@ -214,6 +217,7 @@ fn classify(err: &StandardErrorResponse<BasicErrorResponseType>) -> ScimError {
         failure,
         error,
         description,
+        dialect,
     }
 }
 

@@ -72,7 +72,7 @@ impl Transport {
         }
         let rps = NonZeroU32::new(config.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
-            tokens: TokenSource::new(config.auth, http.clone()),
+            tokens: TokenSource::new(config.auth, config.dialect, http.clone()),
             http,
             base,
             dialect: config.dialect,
@@ -123,6 +123,22 @@ impl Transport {
         if_match: Option<&str>,
         what: &str,
     ) -> Result<Answer, ScimError> {
+        self.send_tries(method, url, body, if_match, what, self.max_attempts)
+            .await
+    }
+
+    /// [`Transport::send`] with at most `max_attempts` tries (1: no retry, for probes whose
+    /// failure has a cheaper answer than waiting).
+    pub async fn send_tries(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        what: &str,
+        max_attempts: u32,
+    ) -> Result<Answer, ScimError> {
+        let max_attempts = max_attempts.clamp(1, self.max_attempts);
         let mut token = self.token(None, what).await?;
         let mut refreshed = false;
         let mut attempt = 0u32;
@@ -141,10 +157,13 @@ impl Transport {
                     let _ = detail;
                     continue;
                 }
-                Err(Failure::Unauthorized(detail)) => ScimError::Unauthorized { detail },
+                Err(Failure::Unauthorized(detail)) => ScimError::Unauthorized {
+                    detail,
+                    dialect: self.dialect,
+                },
                 Err(Failure::Error(e)) => e,
             };
-            if !err.is_retryable() || attempt >= self.max_attempts {
+            if !err.is_retryable() || attempt >= max_attempts {
                 return Err(err);
             }
             let wait = self.backoff(attempt, err.retry_after());
@@ -152,6 +171,12 @@ impl Transport {
             warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Retrying.");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Makes sure a token is at hand (fetched with the usual retries), so that a following
+    /// single-try probe fails only on its own request.
+    pub async fn ensure_token(&self, what: &str) -> Result<(), ScimError> {
+        self.token(None, what).await.map(|_| ())
     }
 
     /// The shared token (or a new one replacing `stale`), retrying passing failures of the
@@ -261,7 +286,7 @@ impl Transport {
                         message: format!("the body is not JSON: {e}"),
                     }));
                 }
-                Err(_) => Value::String(text.chars().take(300).collect()),
+                Err(_) => Value::String(summarise_text(&text)),
             }
         };
         if status.is_success() {
@@ -276,6 +301,7 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let (code, detail) = error_detail(&json);
+        let detail = one_line(&detail, DETAIL_MAX);
         Err(match status {
             StatusCode::UNAUTHORIZED => Failure::Unauthorized(detail),
             StatusCode::FORBIDDEN if code.as_deref() == Some("REQUEST_LIMIT_EXCEEDED") => {
@@ -285,7 +311,10 @@ impl Transport {
                     retry_after,
                 })
             }
-            StatusCode::FORBIDDEN => Failure::Error(ScimError::Forbidden { detail }),
+            StatusCode::FORBIDDEN => Failure::Error(ScimError::Forbidden {
+                detail,
+                dialect: self.dialect,
+            }),
             StatusCode::TOO_MANY_REQUESTS => {
                 self.rate_limited.fetch_add(1, Ordering::Relaxed);
                 Failure::Error(ScimError::RateLimited { retry_after })
@@ -347,6 +376,63 @@ pub(crate) fn error_detail(body: &Value) -> (Option<String>, String) {
     }
 }
 
+/// The longest error detail kept, in characters (logs, the activity log and `runs` show it).
+pub(crate) const DETAIL_MAX: usize = 200;
+
+/// `text` on one line (whitespace runs collapsed) and at most `max` characters, cut with `…`.
+pub(crate) fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A body that is not JSON, summarised: an HTML page by its `<title>` (else its text without
+/// tags), anything else as its text; on one line, at most [`DETAIL_MAX`] characters.
+pub(crate) fn summarise_text(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let html = lower.contains("<html") || lower.contains("<!doctype") || lower.contains("<title");
+    if !html {
+        return one_line(text, DETAIL_MAX);
+    }
+    let inner = |tag: &str| -> Option<String> {
+        let open = lower.find(&format!("<{tag}"))?;
+        let start = open + lower[open..].find('>')? + 1;
+        let end = start + lower[start..].find(&format!("</{tag}"))?;
+        let t = one_line(&strip_tags(&text[start..end]), DETAIL_MAX);
+        (!t.is_empty()).then_some(t)
+    };
+    let summary = inner("title")
+        .or_else(|| inner("h1"))
+        .unwrap_or_else(|| strip_tags(text));
+    one_line(&format!("HTML page: {summary}"), DETAIL_MAX)
+}
+
+/// The text of an HTML fragment: tags dropped, a few entities decoded.
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+}
+
 /// `api-usage=10018/100000` (possibly followed by `; api-bursts=…`).
 pub(crate) fn parse_limit_info(text: &str) -> Option<(u64, u64)> {
     let usage = text
@@ -392,6 +478,22 @@ mod tests {
         let rest =
             json!([{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]);
         assert_eq!(error_detail(&rest).0.as_deref(), Some("INVALID_SESSION_ID"));
+    }
+
+    #[test]
+    fn html_and_long_bodies_become_one_short_line() {
+        let page = "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n<p>The server encountered an internal error.</p>\n";
+        assert_eq!(summarise_text(page), "HTML page: 500 Internal Server Error");
+        let untitled = "<html><body>\n<h1>Bad   Gateway</h1></body></html>";
+        assert_eq!(summarise_text(untitled), "HTML page: Bad Gateway");
+        let long = "x ".repeat(400);
+        let line = summarise_text(&long);
+        assert!(
+            line.chars().count() <= DETAIL_MAX && !line.contains('\n'),
+            "{line}"
+        );
+        assert!(line.ends_with('…'));
+        assert_eq!(one_line("a\n  b\tc", 10), "a b c");
     }
 
     #[test]

@@ -99,11 +99,20 @@ async fn every_error_in_both_dialects_with_its_disposition() {
             "{dialect:?}: {err:?}"
         );
         let text = err.to_string();
-        assert!(text.contains("Consumer Key and Consumer Secret"), "{text}");
-        assert!(
-            text.contains("External Client App") && text.contains("Connected App"),
-            "{text}"
-        );
+        if dialect == Dialect::Salesforce {
+            assert!(text.contains("Consumer Key and Consumer Secret"), "{text}");
+            assert!(
+                text.contains("External Client App") && text.contains("Connected App"),
+                "{text}"
+            );
+        } else {
+            // RFC 6749 words for a generic target.
+            assert!(text.contains("client id and secret"), "{text}");
+            assert!(
+                text.contains("client_auth") && !text.contains("Connected App"),
+                "{text}"
+            );
+        }
         assert_eq!(err.disposition(), Disposition::Fatal);
 
         seen.push(err);
@@ -114,7 +123,12 @@ async fn every_error_in_both_dialects_with_its_disposition() {
             })
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("Consumer Key"), "{err}");
+        let advice = if dialect == Dialect::Salesforce {
+            "Consumer Key"
+        } else {
+            "client id and secret"
+        };
+        assert!(err.to_string().contains(advice), "{err}");
         assert_eq!(err.disposition(), Disposition::Fatal);
 
         seen.push(err);
@@ -141,10 +155,12 @@ async fn every_error_in_both_dialects_with_its_disposition() {
             .await
             .unwrap_err();
         assert!(matches!(err, ScimError::Unauthorized { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("Manage Users"),
-            "{dialect:?}: {err}"
-        );
+        let advice = if dialect == Dialect::Salesforce {
+            "Manage Users"
+        } else {
+            "RFC 7644"
+        };
+        assert!(err.to_string().contains(advice), "{dialect:?}: {err}");
         assert_eq!(err.disposition(), Disposition::Fatal);
         assert_eq!(
             sim.inspect().tokens_issued(),
@@ -161,7 +177,12 @@ async fn every_error_in_both_dialects_with_its_disposition() {
             .await
             .unwrap_err();
         assert!(matches!(err, ScimError::Forbidden { .. }), "{err:?}");
-        assert!(err.to_string().contains("api"), "{dialect:?}: {err}");
+        let advice = if dialect == Dialect::Salesforce {
+            "(api)"
+        } else {
+            "scopes or permissions"
+        };
+        assert!(err.to_string().contains(advice), "{dialect:?}: {err}");
         assert_eq!(err.disposition(), Disposition::Fatal);
 
         // Refusals keep the target's code and reason.
@@ -513,13 +534,15 @@ async fn check_stops_at_the_first_failing_step_with_its_advice() {
 
         let bad = check(DEMO_CLIENT_ID, "wrong").await;
         assert_eq!(bad.len(), 1, "{bad:?}");
-        assert!(
-            !bad[0].ok && bad[0].detail.contains("Consumer Key"),
-            "{bad:?}"
-        );
+        let (key, api, manage) = if dialect == Dialect::Salesforce {
+            ("Consumer Key", "(api)", "Manage Users")
+        } else {
+            ("client id and secret", "scopes or permissions", "RFC 7644")
+        };
+        assert!(!bad[0].ok && bad[0].detail.contains(key), "{bad:?}");
         assert!(!bad[0].detail.contains("wrong\""));
 
-        for (id, secret, advice) in [("noapi", "s2", "(api)"), ("nomanage", "s3", "Manage Users")] {
+        for (id, secret, advice) in [("noapi", "s2", api), ("nomanage", "s3", manage)] {
             let steps = check(id, secret).await;
             let failed = steps.last().unwrap();
             assert!(steps[0].ok, "{dialect:?}: the token is issued: {steps:?}");
