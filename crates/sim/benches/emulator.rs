@@ -8,8 +8,12 @@
 //! against the full org, `userName eq` and `externalId eq` filters, the last page of
 //! `GET /Users`, renames (userName and nickName changes) and group member adds.
 //!
-//! A throwaway round of 1,000 runs first. Output is `key=value` lines: per size `n<N>_create_mean_us` (mean over the whole fill),
-//! `n<N>_create_last_window_us` (mean over its last 1,000 creates: the cost at size N),
+//! Times are wall-clock, and for the creates also the CPU time of the one thread
+//! (`/proc/thread-self/schedstat`, Linux): on a shared machine the CPU figures are the steady
+//! ones, since they leave out waiting for a core. A throwaway round of 1,000 runs first.
+//! Output is `key=value` lines: per size `n<N>_create_mean_us` (mean over the whole fill),
+//! `n<N>_create_last_window_us` (mean over its last 1,000 creates: the cost at size N), the
+//! same in CPU time (`…_cpu_us`),
 //! and the other operations' mean in µs; then `ratio_<key>_<N>_over_<smallest>` for each
 //! key and size. A flat emulator keeps the ratios near 1 (HTTP and JSON work per request are
 //! the same at every size); one that scans its users per request grows them with N.
@@ -104,6 +108,13 @@ fn patch(ops: Value) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
 }
 
+/// CPU time this thread has run (user and system), where Linux tells it.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
 fn micros(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1e6 / n.max(1) as f64
 }
@@ -113,8 +124,13 @@ async fn measure(n: usize) -> (Vec<(&'static str, f64)>, f64) {
     let org = Org::start().await;
     let mut ids = Vec::with_capacity(n);
     let fill = Instant::now();
+    let fill_cpu = thread_cpu();
     let mut window = Duration::ZERO;
+    let mut window_cpu = None;
     for i in 0..n {
+        if i + WINDOW == n.max(WINDOW) {
+            window_cpu = thread_cpu();
+        }
         let t = Instant::now();
         let body = org
             .call(reqwest::Method::POST, "/Users", Some(org.user_body(i)), 201)
@@ -125,6 +141,10 @@ async fn measure(n: usize) -> (Vec<(&'static str, f64)>, f64) {
         ids.push(body["id"].as_str().unwrap().to_owned());
     }
     let fill = fill.elapsed();
+    let end_cpu = thread_cpu();
+    let cpu_since = |from: Option<Duration>| Some(end_cpu?.saturating_sub(from?));
+    let fill_cpu = cpu_since(fill_cpu);
+    let window_cpu = cpu_since(window_cpu);
 
     let probe = |k: usize| (k * 7919) % n;
     let t = Instant::now();
@@ -212,7 +232,7 @@ async fn measure(n: usize) -> (Vec<(&'static str, f64)>, f64) {
     let member_add = t.elapsed();
     assert_eq!(org.sim.inspect().users().len(), n);
 
-    let figures = vec![
+    let mut figures = vec![
         ("create_mean_us", micros(fill, n)),
         ("create_last_window_us", micros(window, WINDOW.min(n))),
         ("filter_user_name_us", micros(filter_user_name, PROBES)),
@@ -221,6 +241,13 @@ async fn measure(n: usize) -> (Vec<(&'static str, f64)>, f64) {
         ("rename_us", micros(rename, PROBES)),
         ("member_add_us", micros(member_add, PROBES)),
     ];
+    if let (Some(fill_cpu), Some(window_cpu)) = (fill_cpu, window_cpu) {
+        figures.push(("create_mean_cpu_us", micros(fill_cpu, n)));
+        figures.push((
+            "create_last_window_cpu_us",
+            micros(window_cpu, WINDOW.min(n)),
+        ));
+    }
     (figures, fill.as_secs_f64())
 }
 
