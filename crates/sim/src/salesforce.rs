@@ -66,10 +66,17 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 mod discovery;
+mod errors;
+mod groups;
 mod handlers;
-mod model;
+mod knobs;
+mod render;
+mod rules;
+mod state;
+mod users;
 
-pub use model::{SimGroup, SimUser};
+pub use knobs::{BurstKind, Knobs};
+pub use state::{SimGroup, SimUser};
 
 /// Which dialect the emulator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,11 +342,11 @@ pub struct LoggedRequest {
 pub(crate) struct Shared {
     pub config: SalesforceConfig,
     pub started: Instant,
-    pub state: Mutex<model::State>,
+    pub state: Mutex<state::State>,
 }
 
 impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, model::State> {
+    pub fn lock(&self) -> MutexGuard<'_, state::State> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -367,7 +374,7 @@ impl SalesforceSim {
             TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, config.port))).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(model::State::new(&config)),
+            state: Mutex::new(state::State::new(&config)),
             config,
             started: Instant::now(),
         });
@@ -444,82 +451,6 @@ impl SalesforceSim {
     }
 }
 
-/// Fault knobs; a cheap handle.
-#[derive(Debug, Clone)]
-pub struct Knobs(Arc<Shared>);
-
-/// How a burst rejects requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BurstKind {
-    /// HTTP 429 (generic SCIM services).
-    TooManyRequests,
-    /// HTTP 403 `REQUEST_LIMIT_EXCEEDED` (Salesforce).
-    RequestLimitExceeded,
-}
-
-impl Knobs {
-    /// Delay every SCIM response.
-    pub fn set_latency(&self, latency: Duration) {
-        self.0.lock().knobs.latency = latency;
-    }
-    /// Answer the next `n` SCIM requests with `status` (a SCIM error body), doing nothing.
-    pub fn fail_next(&self, n: u32, status: u16) {
-        self.0.lock().knobs.fail_next = Some((n, status));
-    }
-    /// Reject the next `n` SCIM requests for rate, with `Retry-After: retry_after_secs`.
-    pub fn rate_limit_burst(&self, n: u32, retry_after_secs: u64, kind: BurstKind) {
-        self.0.lock().knobs.burst = Some((n, retry_after_secs, kind));
-    }
-    /// Enforce at most `rps` SCIM requests per second (a token bucket of `rps`); `None` lifts it.
-    pub fn enforce_rps(&self, rps: Option<u32>) {
-        let mut st = self.0.lock();
-        st.knobs.rps = rps.map(model::Bucket::new);
-    }
-    /// Drop the next `n` SCIM requests: the connection closes without a complete response.
-    pub fn drop_next(&self, n: u32) {
-        self.0.lock().knobs.drop_next = n;
-    }
-    /// Revoke every token issued so far.
-    pub fn revoke_tokens(&self) {
-        self.0.lock().revoke_tokens();
-    }
-    /// Expire every token issued so far (the session timeout passed).
-    pub fn expire_tokens(&self) {
-        self.0.lock().revoke_tokens();
-    }
-    pub fn set_allow_group_creation(&self, allow: bool) {
-        self.0.lock().allow_group_creation = allow;
-    }
-    /// Plays another [`Reading`] from the next request on (users and groups are kept).
-    pub fn set_reading(&self, reading: Reading) {
-        self.0.lock().reading = reading;
-    }
-    /// A user of another org takes `user_name` (see [`Reading::taken_usernames`]).
-    pub fn take_username(&self, user_name: &str) {
-        self.0
-            .lock()
-            .reading
-            .taken_usernames
-            .insert(user_name.to_lowercase());
-    }
-    /// API calls already used today.
-    pub fn set_api_usage(&self, used: u64) {
-        self.0.lock().api_used = used;
-    }
-    /// The owner of the new address of `user_id` clicks the verification link.
-    pub fn verify_email(&self, user_id: &str) -> bool {
-        self.0.lock().verify_email(user_id)
-    }
-    /// Every pending email change is verified.
-    pub fn verify_all_emails(&self) {
-        let mut st = self.0.lock();
-        let ids: Vec<String> = st.users.keys().cloned().collect();
-        for id in ids {
-            st.verify_email(&id);
-        }
-    }
-}
-
 /// Read access to what the emulator saw and holds; a cheap handle.
 #[derive(Debug, Clone)]
 pub struct Inspector(Arc<Shared>);
@@ -560,35 +491,27 @@ impl Inspector {
     pub fn tokens_issued(&self) -> u64 {
         self.0.lock().tokens_issued
     }
+    /// Every user, in id order.
     pub fn users(&self) -> Vec<SimUser> {
-        self.0.lock().users.values().cloned().collect()
+        self.0.lock().users().cloned().collect()
     }
+    /// The user with this userName (ignoring ASCII case).
     pub fn user_by_name(&self, user_name: &str) -> Option<SimUser> {
-        self.0
-            .lock()
-            .users
-            .values()
-            .find(|u| u.user_name.eq_ignore_ascii_case(user_name))
-            .cloned()
+        self.0.lock().users_named(user_name).next().cloned()
     }
+    /// Every group, in id order.
     pub fn groups(&self) -> Vec<SimGroup> {
-        self.0.lock().groups.values().cloned().collect()
+        self.0.lock().groups().cloned().collect()
     }
+    /// The group with this displayName (ignoring ASCII case).
     pub fn group_by_name(&self, name: &str) -> Option<SimGroup> {
-        self.0
-            .lock()
-            .groups
-            .values()
-            .find(|g| g.display_name.eq_ignore_ascii_case(name))
-            .cloned()
+        self.0.lock().groups_named(name).next().cloned()
     }
-    /// The names of the groups `user_id` is a member of.
+    /// The names of the groups `user_id` is a member of, in group id order.
     pub fn groups_of(&self, user_id: &str) -> Vec<String> {
         self.0
             .lock()
-            .groups
-            .values()
-            .filter(|g| g.members.iter().any(|m| m == user_id))
+            .groups_of(user_id)
             .map(|g| g.display_name.clone())
             .collect()
     }

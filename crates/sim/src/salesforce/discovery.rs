@@ -3,7 +3,7 @@
 //! declares the Federation ID extension, whether a last name is required, and whether
 //! `/Entitlements` and `/Roles` exist.
 
-use super::model::{ENTERPRISE, SF_USER_EXT};
+use super::rules::{ENTERPRISE, SF_USER_EXT};
 use super::{Reading, SimMode};
 use serde_json::{Value, json};
 

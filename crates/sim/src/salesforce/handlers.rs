@@ -1,6 +1,7 @@
 //! HTTP handlers: the token endpoint and the SCIM API.
 
-use super::model::{SimError, TokenInfo, not_found};
+use super::errors::{SimError, not_found};
+use super::state::{State as SimState, TokenInfo};
 use super::{BurstKind, ClientKind, LoggedRequest, Shared, SimMode};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -52,7 +53,7 @@ pub async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
         id = dec(i);
         secret = dec(s);
     }
-    let log = |st: &mut super::model::State, status: u16| {
+    let log = |st: &mut SimState, status: u16| {
         st.log.push(LoggedRequest {
             method: "POST".into(),
             path: "/services/oauth2/token".into(),
@@ -170,7 +171,7 @@ fn sf_limit_exceeded(mode: SimMode, retry_after: Option<u64>, message: &str) -> 
     r
 }
 
-fn faults(shared: &Shared, st: &mut super::model::State) -> Fault {
+fn faults(shared: &Shared, st: &mut SimState) -> Fault {
     let mode = st.mode;
     if st.knobs.drop_next > 0 {
         st.knobs.drop_next -= 1;
@@ -216,8 +217,8 @@ fn faults(shared: &Shared, st: &mut super::model::State) -> Fault {
             }
         });
     }
-    if let Some(bucket) = st.knobs.rps.as_mut()
-        && !bucket.take()
+    if let Some(limit) = st.knobs.rps.as_ref()
+        && !limit.take()
     {
         st.rate_rejections.push(shared.started.elapsed());
         return Fault::Respond(sf_limit_exceeded(
@@ -319,7 +320,7 @@ pub async fn scim(
     response
 }
 
-fn authorize(st: &super::model::State, headers: &HeaderMap) -> Result<(), Box<Response>> {
+fn authorize(st: &SimState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let mode = st.mode;
     let token = headers
         .get(header::AUTHORIZATION)
@@ -355,7 +356,7 @@ fn error(mode: SimMode, e: &SimError) -> Response {
 #[allow(clippy::too_many_arguments)]
 fn route(
     shared: &Shared,
-    st: &mut super::model::State,
+    st: &mut SimState,
     method: &Method,
     path: &str,
     query: &[(String, String)],
@@ -414,53 +415,52 @@ fn route(
                 Ok(f) => f,
                 Err(e) => return error(mode, &e),
             };
-            let mut users: Vec<&super::SimUser> = st
-                .users
-                .values()
-                .filter(|u| match &filter {
-                    None => true,
-                    Some((attr, value)) => match attr.as_str() {
-                        "username" => u.user_name.eq_ignore_ascii_case(value),
-                        "externalid" => u.external_id.as_deref() == Some(value.as_str()),
-                        _ => u.id == *value,
-                    },
-                })
-                .collect();
-            users.sort_by(|a, b| a.id.cmp(&b.id));
             let (start, count) =
                 match paging(q("startIndex"), q("count"), shared.config.max_page_size) {
                     Ok(p) => p,
                     Err(e) => return error(mode, &e),
                 };
-            let total = users.len();
-            let page: Vec<Value> = users
-                .into_iter()
-                .skip(start - 1)
-                .take(count)
-                .map(|u| st.user_json(u, base))
-                .collect();
+            // In id order, from the indexes: no request scans the users.
+            let (total, page): (usize, Vec<&super::SimUser>) = match &filter {
+                None => (st.user_count(), st.users_page(start - 1, count).collect()),
+                Some((attr, value)) => {
+                    let users: Vec<&super::SimUser> = match attr.as_str() {
+                        "username" => st.users_named(value).collect(),
+                        "externalid" => st.users_with_external_id(value).collect(),
+                        _ => st.user(value).into_iter().collect(),
+                    };
+                    let total = users.len();
+                    (
+                        total,
+                        users.into_iter().skip(start - 1).take(count).collect(),
+                    )
+                }
+            };
+            let page: Vec<Value> = page.into_iter().map(|u| st.user_json(u, base)).collect();
             json_response(200, &list(page, total, start))
         }
-        ("GET", ["Users", id]) => match st.users.get(*id) {
+        ("GET", ["Users", id]) => match st.user(id) {
             Some(u) => with_etag(mode, json_response(200, &st.user_json(u, base)), u.version),
             None => error(mode, &not_found("User", id)),
         },
         ("POST", ["Users"]) => match st.create_user(body) {
             Ok(id) => {
-                let u = &st.users[&id];
+                let Some(u) = st.user(&id) else {
+                    return error(mode, &not_found("User", &id));
+                };
                 with_etag(mode, json_response(201, &st.user_json(u, base)), u.version)
             }
             Err(e) => error(mode, &e),
         },
         ("PATCH", ["Users", id]) => {
-            if let Some(r) = precondition(mode, headers, st.users.get(*id).map(|u| u.version)) {
+            if let Some(r) = precondition(mode, headers, st.user(id).map(|u| u.version)) {
                 return r;
             }
-            match st.patch_user(id, &ops()) {
-                Ok(()) => {
-                    let u = &st.users[*id];
-                    with_etag(mode, json_response(200, &st.user_json(u, base)), u.version)
-                }
+            match st
+                .patch_user(id, &ops())
+                .and_then(|()| stored(st.user(id), "User", id))
+            {
+                Ok(u) => with_etag(mode, json_response(200, &st.user_json(u, base)), u.version),
                 Err(e) => error(mode, &e),
             }
         }
@@ -473,20 +473,20 @@ fn route(
                 );
             };
             let op = json!({"op": "replace", "value": obj});
-            match st.patch_user(id, &[op]) {
-                Ok(()) => json_response(200, &st.user_json(&st.users[*id], base)),
+            match st
+                .patch_user(id, &[op])
+                .and_then(|()| stored(st.user(id), "User", id))
+            {
+                Ok(u) => json_response(200, &st.user_json(u, base)),
                 Err(e) => error(mode, &e),
             }
         }
         ("DELETE", ["Users", id]) => {
-            if !st.users.contains_key(*id) {
+            if st.user(id).is_none() {
                 return error(mode, &not_found("User", id));
             }
             if shared.config.delete_deactivates || mode == SimMode::Generic {
-                if let Some(u) = st.users.get_mut(*id) {
-                    u.active = false;
-                    u.version += 1;
-                }
+                st.deactivate_user(id);
                 StatusCode::NO_CONTENT.into_response()
             } else {
                 error(
@@ -504,41 +504,42 @@ fn route(
                 Ok(f) => f,
                 Err(e) => return error(mode, &e),
             };
-            let groups: Vec<&super::SimGroup> = st
-                .groups
-                .values()
-                .filter(|g| match &filter {
-                    None => true,
-                    Some((attr, value)) if attr == "displayname" => {
-                        g.display_name.eq_ignore_ascii_case(value)
-                    }
-                    Some((_, value)) => g.id == *value,
-                })
-                .collect();
             let (start, count) =
                 match paging(q("startIndex"), q("count"), shared.config.max_page_size) {
                     Ok(p) => p,
                     Err(e) => return error(mode, &e),
                 };
-            let total = groups.len();
-            let page: Vec<Value> = groups
-                .into_iter()
-                .skip(start - 1)
-                .take(count)
-                .map(|g| st.group_json(g, base))
-                .collect();
+            let (total, page): (usize, Vec<&super::SimGroup>) = match &filter {
+                None => (st.group_count(), st.groups_page(start - 1, count).collect()),
+                Some((attr, value)) => {
+                    let groups: Vec<&super::SimGroup> = if attr == "displayname" {
+                        st.groups_named(value).collect()
+                    } else {
+                        st.group(value).into_iter().collect()
+                    };
+                    let total = groups.len();
+                    (
+                        total,
+                        groups.into_iter().skip(start - 1).take(count).collect(),
+                    )
+                }
+            };
+            let page: Vec<Value> = page.into_iter().map(|g| st.group_json(g, base)).collect();
             json_response(200, &list(page, total, start))
         }
-        ("GET", ["Groups", id]) => match st.groups.get(*id) {
+        ("GET", ["Groups", id]) => match st.group(id) {
             Some(g) => with_etag(mode, json_response(200, &st.group_json(g, base)), g.version),
             None => error(mode, &not_found("Group", id)),
         },
-        ("POST", ["Groups"]) => match st.create_group(body) {
-            Ok(id) => json_response(201, &st.group_json(&st.groups[&id], base)),
+        ("POST", ["Groups"]) => match st
+            .create_group(body)
+            .and_then(|id| stored(st.group(&id), "Group", &id))
+        {
+            Ok(g) => json_response(201, &st.group_json(g, base)),
             Err(e) => error(mode, &e),
         },
         ("PATCH", ["Groups", id]) => {
-            if let Some(r) = precondition(mode, headers, st.groups.get(*id).map(|g| g.version)) {
+            if let Some(r) = precondition(mode, headers, st.group(id).map(|g| g.version)) {
                 return r;
             }
             let operations = ops();
@@ -547,17 +548,14 @@ fn route(
                     .and_then(Value::as_str)
                     .is_some_and(|p| p.to_ascii_lowercase().starts_with("members"))
             });
-            match st.patch_group(id, &operations) {
-                Ok(()) if mode == SimMode::Generic && touches_members => with_etag(
-                    mode,
-                    StatusCode::NO_CONTENT.into_response(),
-                    st.groups[*id].version,
-                ),
-                Ok(()) => with_etag(
-                    mode,
-                    json_response(200, &st.group_json(&st.groups[*id], base)),
-                    st.groups[*id].version,
-                ),
+            match st
+                .patch_group(id, &operations)
+                .and_then(|()| stored(st.group(id), "Group", id))
+            {
+                Ok(g) if mode == SimMode::Generic && touches_members => {
+                    with_etag(mode, StatusCode::NO_CONTENT.into_response(), g.version)
+                }
+                Ok(g) => with_etag(mode, json_response(200, &st.group_json(g, base)), g.version),
                 Err(e) => error(mode, &e),
             }
         }
@@ -574,7 +572,10 @@ fn route(
             ) {
                 // Salesforce answers a group PUT with an empty body (ConnId's note).
                 Ok(()) if mode == SimMode::Salesforce => StatusCode::OK.into_response(),
-                Ok(()) => json_response(200, &st.group_json(&st.groups[*id], base)),
+                Ok(()) => match st.group(id) {
+                    Some(g) => json_response(200, &st.group_json(g, base)),
+                    None => error(mode, &not_found("Group", id)),
+                },
                 Err(e) => error(mode, &e),
             }
         }
@@ -640,6 +641,11 @@ fn route(
             &SimError::new(404, "NOT_FOUND", format!("no resource {method} /{path}")),
         ),
     }
+}
+
+/// The record just written, which is there (a missing one answers 404 rather than panic).
+fn stored<'a, T>(record: Option<&'a T>, kind: &str, id: &str) -> Result<&'a T, SimError> {
+    record.ok_or_else(|| not_found(kind, id))
 }
 
 fn list(resources: Vec<Value>, total: usize, start: usize) -> Value {
