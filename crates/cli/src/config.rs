@@ -1369,7 +1369,9 @@ permission_sets = ["Sales Cloud"]
             "schedule = \"0 */15 * * * *\"",
             "schedule = \"0 */15 * * * *\"\nmax_concurrency = 9223372036854775807",
         );
-        let err = parse(&text, Path::new("c.toml"), &vars).unwrap_err().to_string();
+        let err = parse(&text, Path::new("c.toml"), &vars)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("connections[0].max_concurrency: 9223372036854775807 is out of range"),
             "{err}"
@@ -1378,9 +1380,17 @@ permission_sets = ["Sales Cloud"]
             "client_secret_env = \"SF_SECRET\"",
             "client_secret_env = \"SF_SECRET\"\nmax_concurrency = 0\nmember_batch_size = 18446744073709551615",
         );
-        let err = parse(&text, Path::new("c.toml"), &vars).unwrap_err().to_string();
-        assert!(err.contains("connections[0].target.max_concurrency"), "{err}");
-        assert!(err.contains("connections[0].target.member_batch_size"), "{err}");
+        let err = parse(&text, Path::new("c.toml"), &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("connections[0].target.max_concurrency"),
+            "{err}"
+        );
+        assert!(
+            err.contains("connections[0].target.member_batch_size"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1403,7 +1413,9 @@ permission_sets = ["Sales Cloud"]
         let s = parse(&text, Path::new("c.toml"), &vars).unwrap();
         assert_eq!(s.inline_secrets, ["daemon.token"]);
         let text = format!("[daemon]\ntoken_env = \"NOPE\"\n{GOOD}");
-        let err = parse(&text, Path::new("c.toml"), &vars).unwrap_err().to_string();
+        let err = parse(&text, Path::new("c.toml"), &vars)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("daemon.token_env"), "{err}");
     }
 }

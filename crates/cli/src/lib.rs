@@ -8,6 +8,7 @@
 pub mod config;
 mod daemon;
 pub mod demo;
+mod listen;
 pub mod output;
 mod wiring;
 
