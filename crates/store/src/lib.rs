@@ -356,4 +356,21 @@ impl Store for SqlStore {
     async fn release_lease(&self, connection: &str, holder: &str) -> Result<(), StoreError> {
         self.drop_lease(connection, holder).await
     }
+
+    async fn lease_holder(
+        &self,
+        connection: &str,
+    ) -> Result<Option<scimsync_core::ports::LeaseHolder>, StoreError> {
+        self.select_lease(connection).await
+    }
+
+    async fn abandon_runs(
+        &self,
+        connection: &str,
+        before: Timestamp,
+        at: Timestamp,
+        message: &str,
+    ) -> Result<u64, StoreError> {
+        self.mark_abandoned(connection, before, at, message).await
+    }
 }
