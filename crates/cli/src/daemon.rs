@@ -24,7 +24,7 @@ use futures::future::BoxFuture;
 use scimsync_core::activity::{ActivityEntry, Trigger};
 use scimsync_engine::{
     EngineError, Job, Metrics, Progress, RunOptions, RunReport, Scheduler, SchedulerError,
-    reconcile_once,
+    StopReason, reconcile_once,
 };
 use scimsync_store::SqlStore;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -61,6 +61,7 @@ impl Job for ConnectionJob {
         trigger: Trigger,
         approve: bool,
         cancel: CancellationToken,
+        stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
         Box::pin(async move {
             let opts = RunOptions {
@@ -68,6 +69,7 @@ impl Job for ConnectionJob {
                 approve_destructive: approve,
                 max_concurrency: self.max_concurrency,
                 cancel,
+                stop_reason,
                 progress: Some(Arc::new(CountingProgress(Arc::clone(&self.metrics)))),
                 ..RunOptions::default()
             };
@@ -105,11 +107,7 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
     );
     let metrics = Arc::new(Metrics::default());
     let cancel = crate::shutdown_token();
-    let holder = format!(
-        "{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "scimsync".into()),
-        std::process::id()
-    );
+    let holder = crate::holder_name();
     let mut scheduler = Scheduler::new(
         Arc::clone(&store),
         holder,

@@ -1,8 +1,9 @@
 //! The `scimsync` binary: configuration, commands, daemon wiring, the HTTP status listener and
 //! the demo. Library crates know nothing of it; it knows them all.
 //!
-//! Exit codes: 0 all applied; 1 some operations failed or were rejected; 2 configuration or
-//! connection error; 3 the guard stopped the run.
+//! Exit codes: 0 all applied; 1 some operations failed or were rejected (or the run was
+//! interrupted); 2 configuration or connection error; 3 the guard stopped the run; 4 another
+//! run of the connection holds its lease (`reconcile --wait` waits for it).
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -18,7 +19,8 @@ use config::Settings;
 use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, Trigger};
 use scimsync_core::ports::Store as _;
-use scimsync_engine::{Progress, RetryRefused, RunOptions, RunReport, chain};
+use scimsync_engine::lease::{self, DEFAULT_LEASE_TTL, HeldLease};
+use scimsync_engine::{Progress, RetryRefused, RunOptions, RunReport, StopReason, chain};
 use scimsync_store::SqlStore;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Exit code: configuration or connection error.
 pub const EXIT_CONFIG: u8 = 2;
+/// Exit code: another run of the connection (a daemon or another `reconcile`) holds its lease.
+pub const EXIT_LEASED: u8 = 4;
 
 /// scimsync keeps a SaaS application's accounts in step with an identity directory (Duo →
 /// Salesforce or any SCIM 2.0 service).
@@ -98,6 +102,10 @@ pub struct ReconcileArgs {
     /// schemas) instead of the ones discovered within the last day.
     #[arg(long)]
     pub rediscover: bool,
+    /// When another run of the connection holds its lease, wait this long for it (`90s`,
+    /// `10m`, `1h`) instead of exiting with code 4.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
 }
@@ -165,6 +173,26 @@ pub struct SimArgs {
 
 fn parse_outcome(text: &str) -> Result<Outcome, String> {
     Outcome::parse(text).ok_or_else(|| format!("{text:?}: use ok, failed, rejected or skipped"))
+}
+
+/// `90s`, `10m`, `1h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: use a duration such as 90s, 10m or 1h"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
 fn parse_since_now(text: &str) -> Result<Timestamp, String> {
@@ -290,7 +318,7 @@ fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
 
 async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
     let settings = load_settings(&args.config)?;
-    let store = open_store(&settings).await?;
+    let store = Arc::new(open_store(&settings).await?);
     let selected: Vec<_> = settings
         .connections
         .iter()
@@ -308,16 +336,36 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
                 .join(", ")
         );
     }
+    let shutdown = shutdown_token();
+    let holder = format!("{}:reconcile", holder_name());
     let mut worst = 0u8;
     for conn in selected {
         let connection = wiring::connection(conn)?;
+        // A dry run changes nothing on the target: it takes no lease.
+        let lease = if args.dry_run {
+            None
+        } else {
+            match take_lease(&store, &conn.name, &holder, args.wait, &shutdown).await? {
+                Some(lease) => Some(lease),
+                None if shutdown.is_cancelled() => return Ok(worst.max(1)),
+                None => {
+                    worst = worst.max(EXIT_LEASED);
+                    continue;
+                }
+            }
+        };
+        let (cancel, stop_reason) = match &lease {
+            Some(l) => (l.cancel(), l.reason()),
+            None => (shutdown.clone(), StopReason::default()),
+        };
         let opts = RunOptions {
             trigger: Trigger::Manual,
             dry_run: args.dry_run,
             approve_destructive: args.approve_deactivations,
             only_user: args.user.clone(),
             max_concurrency: conn.max_concurrency,
-            cancel: shutdown_token(),
+            cancel,
+            stop_reason,
             progress: progress(args.dry_run || args.format == ReportFormat::Json),
             retry_refused: args.retry_refused.as_deref().map(|u| match u.trim() {
                 "" => RetryRefused::All,
@@ -325,7 +373,14 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
             }),
             rediscover: args.rediscover,
         };
-        let report = match scimsync_engine::reconcile_once(&connection, &store, &opts).await {
+        let result = scimsync_engine::reconcile_once(&connection, &*store, &opts).await;
+        if let Some(lease) = lease {
+            if let Some(lost) = lease.lost() {
+                eprintln!("error: {lost}; this run stopped applying");
+            }
+            lease.release().await;
+        }
+        let report = match result {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {}", chain(&e));
@@ -337,6 +392,60 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
         worst = worst.max(report.exit_code());
     }
     Ok(worst)
+}
+
+/// This process in leases: the host and the process id.
+fn holder_name() -> String {
+    format!(
+        "{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "scimsync".into()),
+        std::process::id()
+    )
+}
+
+/// Takes the lease of a connection for a one-shot run, waiting up to `wait` for its holder;
+/// `None` (after saying who holds it) when it stays held or shutdown came first.
+async fn take_lease(
+    store: &Arc<SqlStore>,
+    connection: &str,
+    holder: &str,
+    wait: Option<Duration>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<HeldLease<SqlStore>>> {
+    let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+    let mut told = false;
+    loop {
+        let taken = lease::take(store, connection, holder, DEFAULT_LEASE_TTL, shutdown)
+            .await
+            .with_context(|| format!("taking the lease of connection {connection}"))?;
+        let busy = match taken {
+            Ok(held) => return Ok(Some(held)),
+            Err(busy) => busy,
+        };
+        let now = tokio::time::Instant::now();
+        match deadline {
+            Some(d) if now < d => {
+                if !told {
+                    eprintln!(
+                        "Connection {connection} is being run elsewhere: its lease is {busy}; waiting up to {}s…",
+                        wait.unwrap_or_default().as_secs()
+                    );
+                    told = true;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(Duration::from_secs(1).min(d - now)) => {}
+                }
+            }
+            _ => {
+                eprintln!(
+                    "error: connection {connection} is being run elsewhere: its lease is {busy}. \
+                     Nothing was done; try again later or wait for it with --wait 10m (exit code {EXIT_LEASED})."
+                );
+                return Ok(None);
+            }
+        }
+    }
 }
 
 /// A token cancelled on SIGINT/SIGTERM.

@@ -564,3 +564,130 @@ async fn check_says_what_the_target_supports_and_what_sso_matches_on() {
     assert!(all.contains("target attributes:"), "{all}");
     assert!(all.lines().any(|l| l.contains("SSO matches on: ")), "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_takes_the_lease_waits_for_it_or_says_who_holds_it() {
+    use scimsync_core::ports::{NewRun, Store as _};
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let store =
+        scimsync_store::SqlStore::connect(&format!("sqlite://{}", dir.join("store.db").display()))
+            .await
+            .unwrap();
+    // A reconcile that was killed: its run stays `running` and its lease expires.
+    let dead = store
+        .start_run(&NewRun {
+            connection: "salesforce".into(),
+            trigger: scimsync_core::activity::Trigger::Manual,
+            dry_run: false,
+            started_at: scimsync_engine::now().plus_millis(-60_000),
+        })
+        .await
+        .unwrap();
+    // A daemon elsewhere holds the lease.
+    assert!(
+        store
+            .acquire_lease(
+                "salesforce",
+                "other-host:4242",
+                scimsync_engine::now(),
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+    );
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || scimsync(&["reconcile", "--config", &c], &d))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("held by other-host:4242 since 20"),
+        "who and since when: {said}"
+    );
+    assert!(said.contains("--wait"), "{said}");
+    assert_eq!(s.sf.inspect().writes(), 0, "nothing was applied");
+
+    // With --wait, the run starts once the holder releases the lease.
+    let (c, d) = (config.clone(), dir.clone());
+    let waiting = tokio::task::spawn_blocking(move || {
+        scimsync(&["reconcile", "--config", &c, "--wait", "30s"], &d)
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(s.sf.inspect().writes(), 0, "still waiting");
+    store
+        .release_lease("salesforce", "other-host:4242")
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "ran: {}", text(&out));
+    assert!(text(&out).contains("waiting up to 30s"), "{}", text(&out));
+    assert!(s.sf.inspect().users().len() > 10);
+    let runs = store.list_runs(Some("salesforce"), 10).await.unwrap();
+    let dead = runs.iter().find(|r| r.id == dead).unwrap();
+    assert_eq!(
+        dead.status,
+        scimsync_core::activity::RunStatus::Abandoned,
+        "{dead:?}"
+    );
+    assert!(
+        store.lease_holder("salesforce").await.unwrap().is_none(),
+        "released"
+    );
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || scimsync(&["runs", "--config", &c], &d))
+        .await
+        .unwrap();
+    assert!(text(&out).contains("abandoned"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reconciles_started_together_do_not_both_apply() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let start = |c: String, d: PathBuf| {
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(["reconcile", "--config", &c])
+            .current_dir(d)
+            .env_remove("SCIMSYNC_STORE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = start(config.clone(), dir.clone());
+    let b = start(config.clone(), dir.clone());
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(1)),
+        "one ran: {}\n{}",
+        text(&a),
+        text(&b)
+    );
+    for o in [&a, &b] {
+        assert!(
+            matches!(o.status.code(), Some(1) | Some(4)),
+            "ran or found the lease held: {}",
+            text(o)
+        );
+    }
+    // Whether the second waited its turn or found the lease held, no account was created twice.
+    let users = s.sf.inspect().users().len();
+    assert!(users > 10);
+    assert_eq!(
+        s.sf.inspect().count("POST", "/services/scim/v2/Users"),
+        users,
+        "one POST /Users per account: none sent twice"
+    );
+}
