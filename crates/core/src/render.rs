@@ -293,6 +293,7 @@ mod tests {
             groups: vec![group("DG1", "Sales")],
             sso_access: None,
             unreadable: Vec::new(),
+            unidentified: Vec::new(),
         };
         let p = plan(
             &s,

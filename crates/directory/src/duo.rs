@@ -515,20 +515,23 @@ fn nonempty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-/// Maps one Duo user row; `Err` names the field that makes it unreadable.
-fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String)> {
+/// Maps one Duo user row; `Err` names the field that makes it unreadable, with the row's id
+/// and username when it has them.
+#[allow(clippy::type_complexity)]
+fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String, Option<String>)> {
     let Some(id) = nonempty(row.user_id) else {
-        return Err((None, "user_id is missing".into()));
+        return Err((None, "user_id is missing".into(), nonempty(row.username)));
     };
     let status_text = row.status.unwrap_or_default();
     let Some(status) = DirectoryStatus::parse(&status_text) else {
         return Err((
             Some(id.clone()),
             format!("status {status_text:?} is not a Duo status"),
+            None,
         ));
     };
     let Some(username) = nonempty(row.username) else {
-        return Err((Some(id.clone()), "username is missing".into()));
+        return Err((Some(id.clone()), "username is missing".into(), None));
     };
     let mut aliases: Vec<(String, String)> = Vec::new();
     if let Some(map) = row.aliases {
@@ -613,11 +616,17 @@ impl Source for DuoSource {
             for row in rows {
                 match map_user(row) {
                     Ok(u) => snapshot.users.push(u),
-                    Err((id, problem)) => {
+                    Err((id, problem, username)) => {
                         bad += 1;
                         warn!(user_id = id.as_deref().unwrap_or("?"), problem = %problem, "A Duo user is unreadable; its account is left as it is.");
-                        if let Some(id) = id {
-                            snapshot.unreadable.push(SourceUserId::from(id));
+                        match id {
+                            Some(id) => snapshot.unreadable.push(SourceUserId::from(id)),
+                            // No id: which account is theirs cannot be told; the planner
+                            // deactivates no account while there are any.
+                            None => snapshot.unidentified.push(match username {
+                                Some(u) => format!("a Duo user without user_id (username {u:?})"),
+                                None => "a Duo user without user_id or username".to_owned(),
+                            }),
                         }
                     }
                 }

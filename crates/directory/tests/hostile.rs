@@ -207,3 +207,24 @@ async fn a_redirect_to_another_host_is_not_followed() {
         "the signed request went nowhere else"
     );
 }
+
+#[tokio::test]
+async fn a_duo_user_without_user_id_is_set_apart_as_unidentified() {
+    let (base, _) = serve(|line, _| {
+        if line.contains("/groups") {
+            return json(serde_json::json!({"stat": "OK", "response": []}));
+        }
+        json(serde_json::json!({
+            "stat": "OK",
+            "response": [user("DU1"), {"username": "ghost", "status": "active"}],
+            "metadata": {}
+        }))
+    })
+    .await;
+    let snapshot = reader(&base, |_| {}).read().await.unwrap();
+    assert_eq!(snapshot.users.len(), 1);
+    assert_eq!(
+        snapshot.unidentified,
+        ["a Duo user without user_id (username \"ghost\")"]
+    );
+}

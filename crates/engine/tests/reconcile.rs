@@ -246,6 +246,7 @@ fn directory() -> SourceSnapshot {
         groups: vec![group("DG1", "Sales"), group("DG2", "Admins")],
         sso_access: None,
         unreadable: Vec::new(),
+        unidentified: Vec::new(),
     }
 }
 
