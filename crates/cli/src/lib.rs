@@ -289,14 +289,14 @@ impl Progress for Bar {
                 if entry.op != "reject" && entry.op != "note" {
                     b.inc(1);
                 }
-                b.set_message(format!("{} {}", entry.op, entry.name));
+                b.set_message(format!("{} {}", entry.op, output::clean(&entry.name)));
             }
             None => eprintln!(
                 "{} {} {} {}",
                 entry.outcome.as_str(),
                 entry.op,
-                entry.name,
-                entry.detail
+                output::clean(&entry.name),
+                output::clean(&entry.detail)
             ),
         }
     }
@@ -491,16 +491,17 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
             println!("== {} (run {})", report.connection, report.run_id);
             if let Some(trace) = &report.trace {
                 for step in trace {
-                    println!("  {:<7} {}", step.step, step.detail);
+                    println!("  {:<7} {}", step.step, output::clean(&step.detail));
                 }
                 println!();
             }
             if dry_run {
+                // The plan's table escapes the values it shows.
                 print!("{}", report.plan.to_table());
             }
             if let Some(trip) = &report.guard {
-                println!("GUARD: {}", trip.reason);
-                println!("  to approve: {}", trip.how_to_approve);
+                println!("GUARD: {}", output::clean(&trip.reason));
+                println!("  to approve: {}", output::clean(&trip.how_to_approve));
             }
             if !dry_run {
                 println!(
@@ -520,7 +521,7 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
                     );
                 }
                 if let Some(m) = &report.message {
-                    println!("  {m}");
+                    println!("  {}", output::clean(m));
                 }
             }
         }

@@ -29,6 +29,29 @@ use std::fmt::Write as _;
 /// At most this many member names are listed in a table row.
 const LISTED_MEMBERS: usize = 3;
 
+/// Text for a terminal: control characters (newlines, escape sequences, C1 codes) and
+/// bidirectional overrides are shown escaped (`\n`, `\u{1b}`), so values from the directory or
+/// the target cannot forge lines or colour the screen.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl Plan {
     /// The plan as JSON (see the module documentation for the fields).
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
@@ -38,7 +61,11 @@ impl Plan {
     /// The plan as a table for people: one row per operation (op, object, details), then the
     /// rejected objects, the notes and a summary line.
     pub fn to_table(&self) -> String {
-        let rows: Vec<[String; 3]> = self.operations.iter().map(row).collect();
+        let rows: Vec<[String; 3]> = self
+            .operations
+            .iter()
+            .map(|op| row(op).map(|cell| printable(&cell).into_owned()))
+            .collect();
         let mut out = String::new();
         if rows.is_empty() {
             out.push_str("Nothing to do.\n");
@@ -69,7 +96,10 @@ impl Plan {
                 let _ = writeln!(
                     out,
                     "  {kind} {} ({}): {}: {}",
-                    r.name, r.source_id, r.field, r.reason
+                    printable(&r.name),
+                    printable(&r.source_id),
+                    r.field,
+                    printable(&r.reason)
                 );
             }
         }
@@ -83,7 +113,9 @@ impl Plan {
                 let _ = writeln!(
                     out,
                     "  {} ({}) [{kind}]: {}",
-                    n.name, n.source_id, n.message
+                    printable(&n.name),
+                    printable(&n.source_id),
+                    printable(&n.message)
                 );
             }
         }
@@ -343,5 +375,19 @@ mod tests {
     fn an_empty_plan_says_so() {
         let p = crate::plan::Plan::default();
         assert!(p.to_table().starts_with("Nothing to do.\n"));
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_and_bidi_overrides_are_escaped() {
+        assert_eq!(printable("ada@example.com"), "ada@example.com");
+        assert_eq!(
+            printable("a\nb\u{1b}[31m\u{202e}c\u{85}"),
+            "a\\nb\\u{1b}[31m\\u{202e}c\\u{85}"
+        );
     }
 }
