@@ -282,3 +282,44 @@ async fn tokens_that_expire_faster_than_requests_can_use_them_are_named_with_the
     );
     assert!(!text.contains("Manage Users"), "{text}");
 }
+
+#[tokio::test]
+async fn ids_are_percent_encoded_in_paths() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("t")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"detail": "no"})))
+        .mount(&server)
+        .await;
+    let client = ScimClient::new(config(&server, &server)).unwrap();
+    for id in ["../Groups/x?y#z", "a b"] {
+        let _ = client.get_user(&TargetUserId::new(id)).await;
+    }
+    let err = client.get_user(&TargetUserId::new("..")).await.unwrap_err();
+    assert!(err.to_string().contains("cannot name a resource"), "{err}");
+    let paths: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .map(|r| {
+            format!(
+                "{}{}",
+                r.url.path(),
+                r.url.query().map(|q| format!("?{q}")).unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/scim/v2/Users/..%2FGroups%2Fx%3Fy%23z",
+            "/scim/v2/Users/a%20b"
+        ]
+    );
+}
