@@ -220,6 +220,8 @@ pub struct Settings {
     pub connections: Vec<ConnectionSettings>,
     /// Files or keys holding secrets inline (warned about when the file is readable by others).
     pub inline_secrets: Vec<String>,
+    /// The `*_file` secrets: (key, file), warned about when the file is readable by others.
+    pub secret_files: Vec<(String, PathBuf)>,
 }
 
 /// One connection.
@@ -307,11 +309,13 @@ pub fn parse(
         env,
         base_dir,
         inline_secrets: Vec::new(),
+        secret_files: Vec::new(),
     };
     let settings = v.file(raw, path);
     if v.problems.is_empty() {
         let mut settings = settings;
         settings.inline_secrets = v.inline_secrets;
+        settings.secret_files = v.secret_files;
         Ok(settings)
     } else {
         Err(ConfigError::Invalid {
@@ -326,6 +330,7 @@ struct Validator<'e> {
     env: &'e dyn Fn(&str) -> Option<String>,
     base_dir: PathBuf,
     inline_secrets: Vec<String>,
+    secret_files: Vec<(String, PathBuf)>,
 }
 
 impl Validator<'_> {
@@ -436,6 +441,7 @@ impl Validator<'_> {
             header_timeout,
             connections,
             inline_secrets: Vec::new(),
+            secret_files: Vec::new(),
         }
     }
 
@@ -590,7 +596,11 @@ impl Validator<'_> {
                 self.base_dir.join(&file)
             };
             return match std::fs::read_to_string(&full) {
-                Ok(v) if !v.trim().is_empty() => Some(SecretString::from(v.trim().to_owned())),
+                Ok(v) if !v.trim().is_empty() => {
+                    self.secret_files
+                        .push((format!("{at}.{key}_file"), full.clone()));
+                    Some(SecretString::from(v.trim().to_owned()))
+                }
                 Ok(_) => {
                     self.problem(
                         format!("{at}.{key}_file"),
@@ -1079,23 +1089,41 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// Warns when a configuration file holding inline secrets can be read by other users.
+/// Warns when a configuration file holding inline secrets, or a `*_file` secret, can be read
+/// by other users (one line each).
 pub fn inline_secret_warning(settings: &Settings) -> Option<String> {
-    if settings.inline_secrets.is_empty() {
-        return None;
-    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&settings.path).ok()?.permissions().mode();
-        if mode & 0o044 != 0 {
-            return Some(format!(
+        let mode_of = |path: &Path| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| m.permissions().mode())
+                .filter(|mode| mode & 0o044 != 0)
+        };
+        let mut lines = Vec::new();
+        if !settings.inline_secrets.is_empty()
+            && let Some(mode) = mode_of(&settings.path)
+        {
+            lines.push(format!(
                 "warning: {} holds secrets inline ({}) and is readable by other users (mode {:o}); \
                  use *_env or *_file keys, or chmod 600 it",
                 settings.path.display(),
                 settings.inline_secrets.join(", "),
                 mode & 0o777
             ));
+        }
+        for (key, file) in &settings.secret_files {
+            if let Some(mode) = mode_of(file) {
+                lines.push(format!(
+                    "warning: {} (the secret of {key}) is readable by other users (mode {:o}); chmod 600 it",
+                    file.display(),
+                    mode & 0o777
+                ));
+            }
+        }
+        if !lines.is_empty() {
+            return Some(lines.join("\n"));
         }
     }
     None
@@ -1417,5 +1445,34 @@ permission_sets = ["Sales Cloud"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("daemon.token_env"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_file_readable_by_others_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("duo_secret");
+        std::fs::write(&secret, "file-secret-value").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("c.toml");
+        let text = GOOD.replace(
+            "secret_key_env = \"DUO_SKEY\"",
+            "secret_key_file = \"duo_secret\"",
+        );
+        std::fs::write(&path, &text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = load(&path, &env(&[("SF_SECRET", "b")])).unwrap();
+        let warning = inline_secret_warning(&s).unwrap();
+        assert!(
+            warning.contains("connections[0].source.secret_key_file")
+                && warning.contains("mode 644")
+                && !warning.contains("file-secret-value"),
+            "{warning}"
+        );
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            inline_secret_warning(&s).is_none(),
+            "the config file itself holds no secret"
+        );
     }
 }
