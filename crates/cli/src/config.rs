@@ -293,6 +293,26 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Setting
     parse(&text, path, env)
 }
 
+/// The store URL of a configuration file alone (with its environment override), for the
+/// read-only commands (`runs`, `activity`): no connection is validated, so they need none of
+/// the connections' secrets.
+pub fn load_store_url(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let raw: RawFile = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(env("SCIMSYNC_STORE_URL")
+        .or(raw.store.url)
+        .unwrap_or_else(|| DEFAULT_STORE_URL.to_owned()))
+}
+
 /// Validates configuration text (`path` is for messages and relative file paths).
 pub fn parse(
     text: &str,

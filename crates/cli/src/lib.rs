@@ -267,9 +267,20 @@ pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&settings.store_url)
+    open_store_at(&settings.store_url).await
+}
+
+async fn open_store_at(url: &str) -> anyhow::Result<SqlStore> {
+    SqlStore::connect(url)
         .await
         .with_context(|| "opening the store (store.url or SCIMSYNC_STORE_URL)")
+}
+
+/// The store of a configuration, for read-only commands: the connections (and their
+/// secrets) are not needed.
+async fn open_store_only(config: &Path) -> anyhow::Result<SqlStore> {
+    let url = config::load_store_url(config, &|k| std::env::var(k).ok())?;
+    open_store_at(&url).await
 }
 
 /// A progress bar on a terminal, plain lines otherwise.
@@ -530,8 +541,7 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
 }
 
 async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
-    let settings = load_settings(&args.config)?;
-    let store = open_store(&settings).await?;
+    let store = open_store_only(&args.config).await?;
     let mut query = ActivityQuery {
         connection: args.connection,
         run_id: args.run,
@@ -577,8 +587,7 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
 }
 
 async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
-    let settings = load_settings(&args.config)?;
-    let store = open_store(&settings).await?;
+    let store = open_store_only(&args.config).await?;
     let runs = store
         .runs_with_stats(args.connection.as_deref(), args.limit)
         .await?;

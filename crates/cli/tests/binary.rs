@@ -691,3 +691,37 @@ async fn two_reconciles_started_together_do_not_both_apply() {
         "one POST /Users per account: none sent twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_activity_need_no_connection_secrets() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || scimsync(&["reconcile", "--config", &c], &d))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // The secrets are gone (another operator's machine): the log is still readable.
+    std::fs::remove_file(dir.join("duo_secret_key")).unwrap();
+    std::fs::remove_file(dir.join("salesforce_client_secret")).unwrap();
+    for args in [
+        vec!["runs", "--config", config.as_str()],
+        vec!["activity", "--config", config.as_str(), "--limit", "3"],
+    ] {
+        let d = dir.clone();
+        let a: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let out = tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            scimsync(&a, &d)
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("salesforce"),
+            "{}",
+            text(&out)
+        );
+    }
+}
