@@ -505,14 +505,9 @@ impl Validator<'_> {
             }
         };
         if let Some(s) = &c.schedule
-            && s.split_whitespace().count() != 6
+            && let Err(message) = scimsync_engine::scheduler::check_schedule(s)
         {
-            self.problem(
-                format!("{at}.schedule"),
-                format!(
-                    "{s:?} is not a cron schedule of six fields, seconds first (\"0 */15 * * * *\")"
-                ),
-            );
+            self.problem(format!("{at}.schedule"), message);
         }
         let member_batch_size = self.range(
             &format!("{at}.target.member_batch_size"),
@@ -1494,5 +1489,26 @@ permission_sets = ["Sales Cloud"]
             inline_secret_warning(&s).is_none(),
             "the config file itself holds no secret"
         );
+    }
+
+    #[test]
+    fn schedules_are_parsed_as_the_scheduler_parses_them() {
+        let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+        for bad in [
+            "0 99 * * * *",
+            "0 */15 * * * * * *",
+            "every day",
+            "0 0 25 * * *",
+        ] {
+            let text = GOOD.replace("0 */15 * * * *", bad);
+            let err = parse(&text, Path::new("c.toml"), &vars)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("connections[0].schedule"), "{bad}: {err}");
+        }
+        for good in ["0 */15 * * * *", "30 0 2 * * Mon-Fri"] {
+            let text = GOOD.replace("0 */15 * * * *", good);
+            assert!(parse(&text, Path::new("c.toml"), &vars).is_ok(), "{good}");
+        }
     }
 }

@@ -68,6 +68,18 @@ pub enum SchedulerError {
     Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
 }
 
+/// Checks a schedule with the very parser the scheduler uses (for `check` and configuration
+/// validation): six fields, seconds first.
+pub fn check_schedule(schedule: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(schedule, |_id, _lock| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "{schedule:?} is not a cron schedule the scheduler accepts (six fields, seconds first, such as \"0 */15 * * * *\"): {e}"
+            )
+        })
+}
+
 struct Entry {
     job: Arc<dyn Job>,
     running: AsyncMutex<()>,
