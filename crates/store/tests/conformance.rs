@@ -179,6 +179,7 @@ stories!(
     leases_take_refuse_renew_expire_release,
     lease_race_has_one_winner,
     lease_holder_and_abandoned_runs,
+    huge_values_are_capped_before_they_are_stored,
     migrations_are_idempotent,
     first_opens_race_safely,
     runs_with_stats_counts_many_runs,
@@ -1284,6 +1285,37 @@ async fn facts_default_save_replace_per_connection(h: &Harness) {
     store.save_facts("slack", &slack).await.unwrap();
     assert_eq!(store.load_links("slack").await.unwrap().facts, slack);
     assert_eq!(store.load_links("salesforce").await.unwrap().facts, newer);
+}
+
+async fn huge_values_are_capped_before_they_are_stored(h: &Harness) {
+    let store = &h.store;
+    let run = store.start_run(&new_run("salesforce", T0)).await.unwrap();
+    let mut e = entry(run, "salesforce", T0, "create_user", Outcome::Failed, "x");
+    e.name = "é".repeat(1_000_000);
+    e.detail = "d".repeat(10 * 1024 * 1024);
+    store.record(&e).await.unwrap();
+    let got = store
+        .query_activity(&ActivityQuery {
+            run_id: Some(run),
+            ..ActivityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(got[0].name.len() < 2_000, "{}", got[0].name.len());
+    assert!(got[0].name.ends_with("more bytes not stored)"));
+    assert!(got[0].detail.len() < 5_000);
+    store
+        .finish_run(
+            run,
+            &RunEnd {
+                message: Some("m".repeat(1_000_000)),
+                ..end(RunStatus::Failed, T0, None)
+            },
+        )
+        .await
+        .unwrap();
+    let runs = store.list_runs(Some("salesforce"), 1).await.unwrap();
+    assert!(runs[0].message.as_ref().unwrap().len() < 5_000);
 }
 
 async fn lease_holder_and_abandoned_runs(h: &Harness) {
