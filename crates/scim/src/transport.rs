@@ -246,10 +246,10 @@ impl Transport {
         }
     }
 
+    /// The wait before another try: the exponential backoff with jitter, or the target's
+    /// `Retry-After` when it asks for longer (a `Retry-After: 0` does not make a retry storm),
+    /// at most `backoff_max`.
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(after) = retry_after {
-            return after.min(self.backoff_max);
-        }
         let exp = self
             .backoff_base
             .saturating_mul(1u32 << (attempt - 1).min(16));
@@ -257,7 +257,10 @@ impl Transport {
         // Full jitter over the upper half: between capped/2 and capped.
         let half = capped / 2;
         let jitter = rand::random::<f64>();
-        half + half.mul_f64(jitter)
+        let own = half + half.mul_f64(jitter);
+        retry_after
+            .map_or(own, |after| after.max(own))
+            .min(self.backoff_max)
     }
 
     async fn once(
