@@ -203,12 +203,19 @@ fn storm(
     }
 }
 
-/// Revokes every token 150 ms into the run.
-fn revoke_midway(knobs: Knobs, _: Inspector, stop: CancellationToken) {
+/// Revokes every token once the target has answered ten more requests in this run.
+fn revoke_midway(knobs: Knobs, inspect: Inspector, stop: CancellationToken) {
+    let from = inspect.request_log().len();
     tokio::spawn(async move {
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_millis(150)) => knobs.revoke_tokens(),
+        loop {
+            if inspect.request_log().len() >= from + 10 {
+                knobs.revoke_tokens();
+                return;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(1)) => {}
+            }
         }
     });
 }
