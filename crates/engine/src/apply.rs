@@ -533,7 +533,12 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         state: &Mutex<State>,
         basis: &Basis<'_>,
     ) -> Result<(), BoxError> {
-        if self.cancel.is_cancelled() || lock(state).counts.fatal.is_some() {
+        if self.cancel.is_cancelled() {
+            // Not started: the run says it was interrupted, so a re-run finishes it.
+            lock(state).counts.interrupted = true;
+            return Ok(());
+        }
+        if lock(state).counts.fatal.is_some() {
             return Ok(());
         }
         if let Some(reason) = &self.hold_destructive
