@@ -65,13 +65,6 @@ pub trait Target: Send + Sync {
         scope: ReadScope,
     ) -> impl Future<Output = Result<TargetSnapshot, Self::Error>> + Send;
 
-    /// Looks a user up by userName (case-insensitively) or externalId, for single-user runs.
-    fn find_user(
-        &self,
-        user_name: &str,
-        external_id: &str,
-    ) -> impl Future<Output = Result<Option<TargetUser>, Self::Error>> + Send;
-
     fn create_user(
         &self,
         user: &UserAttributes,

@@ -135,13 +135,6 @@ impl Target for FakeTarget {
         }
         Ok(self.state.lock().unwrap().clone())
     }
-    async fn find_user(
-        &self,
-        user_name: &str,
-        _external_id: &str,
-    ) -> Result<Option<TargetUser>, FakeError> {
-        Ok(self.user(user_name))
-    }
     async fn create_user(&self, user: &UserAttributes) -> Result<TargetUser, FakeError> {
         self.write(
             Operation::CreateUser {

@@ -253,13 +253,6 @@ impl Target for RefusingTarget {
     async fn read(&self, _scope: ReadScope) -> Result<TargetSnapshot, FakeError> {
         Ok(self.state.lock().unwrap().clone())
     }
-    async fn find_user(
-        &self,
-        user_name: &str,
-        _external_id: &str,
-    ) -> Result<Option<TargetUser>, FakeError> {
-        Ok(self.user(user_name))
-    }
     async fn create_user(&self, user: &UserAttributes) -> Result<TargetUser, FakeError> {
         let name = user.user_name.to_lowercase();
         let mut first_refused = None;

@@ -90,6 +90,43 @@ impl std::fmt::Debug for ScimClient {
 }
 
 impl ScimClient {
+    /// Looks a user up by externalId, then by userName case-insensitively (single-user lookups;
+    /// filtered answers are checked, and without filter support the listing is searched).
+    pub async fn find_user(
+        &self,
+        user_name: &str,
+        external_id: &str,
+    ) -> Result<Option<TargetUser>, ScimError> {
+        if !self.follow().filter {
+            // No filters: list everyone and match here (externalId first, like the filters).
+            let mut users = self.list_users().await?;
+            let by_external = users.iter().position(|u| {
+                u.external_id
+                    .as_deref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(external_id))
+            });
+            let found = by_external.or_else(|| {
+                users
+                    .iter()
+                    .position(|u| u.user_name.eq_ignore_ascii_case(user_name))
+            });
+            return Ok(found.map(|i| users.swap_remove(i)));
+        }
+        if let Some(u) = self
+            .filter_users("externalId", external_id)
+            .await?
+            .into_iter()
+            .next()
+        {
+            return Ok(Some(u));
+        }
+        Ok(self
+            .filter_users("userName", user_name)
+            .await?
+            .into_iter()
+            .next())
+    }
+
     /// A client for the target `config` describes; refuses a Federation ID path that is not
     /// a SCIM attribute path or that names `userName`/`externalId`.
     pub fn new(config: ScimConfig) -> Result<Self, ScimError> {
@@ -804,41 +841,6 @@ impl Target for ScimClient {
 
     fn use_capabilities(&self, caps: &TargetCapabilities) {
         ScimClient::use_capabilities(self, caps);
-    }
-
-    async fn find_user(
-        &self,
-        user_name: &str,
-        external_id: &str,
-    ) -> Result<Option<TargetUser>, ScimError> {
-        if !self.follow().filter {
-            // No filters: list everyone and match here (externalId first, like the filters).
-            let mut users = self.list_users().await?;
-            let by_external = users.iter().position(|u| {
-                u.external_id
-                    .as_deref()
-                    .is_some_and(|x| x.eq_ignore_ascii_case(external_id))
-            });
-            let found = by_external.or_else(|| {
-                users
-                    .iter()
-                    .position(|u| u.user_name.eq_ignore_ascii_case(user_name))
-            });
-            return Ok(found.map(|i| users.swap_remove(i)));
-        }
-        if let Some(u) = self
-            .filter_users("externalId", external_id)
-            .await?
-            .into_iter()
-            .next()
-        {
-            return Ok(Some(u));
-        }
-        Ok(self
-            .filter_users("userName", user_name)
-            .await?
-            .into_iter()
-            .next())
     }
 
     async fn create_user(&self, user: &UserAttributes) -> Result<TargetUser, ScimError> {
