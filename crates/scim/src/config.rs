@@ -83,7 +83,13 @@ pub struct ScimConfig {
     pub member_batch_size: usize,
     /// Where the SSO identifier (Salesforce's Federation ID) is written and read.
     pub federation_id: FederationIdPlacement,
+    /// The most pages one listing reads before it stops with an error (a server whose paging
+    /// never ends would otherwise be read forever).
+    pub max_pages: usize,
 }
+
+/// The default of [`ScimConfig::max_pages`]: 10,000 pages (two million resources at 200).
+pub const MAX_PAGES: usize = 10_000;
 
 /// Where the SSO identifier (Salesforce's Federation ID) lives on the target's users.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +127,8 @@ impl FederationIdPlacement {
 
 impl ScimConfig {
     /// Defaults: 20 requests/s, 8 in flight, 30 s timeout, 5 attempts from 500 ms up to 60 s,
-    /// pages of 200, member batches of 100, the Federation ID placed by discovery (`Auto`).
+    /// pages of 200, member batches of 100, the Federation ID placed by discovery (`Auto`),
+    /// at most [`MAX_PAGES`] pages per listing.
     pub fn new(base_url: Url, auth: Auth, dialect: Dialect) -> Self {
         Self {
             base_url,
@@ -136,6 +143,7 @@ impl ScimConfig {
             page_size: 200,
             member_batch_size: 100,
             federation_id: FederationIdPlacement::Auto,
+            max_pages: MAX_PAGES,
         }
     }
 }

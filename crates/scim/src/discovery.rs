@@ -66,6 +66,13 @@ fn attributes_of<'a>(doc: &'a Value, key: &str) -> Option<&'a Vec<Value>> {
     get_ci(doc, key).and_then(Value::as_array)
 }
 
+/// The attributes of a schema document, none when there is no document.
+fn attributes_of_opt(doc: Option<&Value>) -> impl Iterator<Item = &Value> {
+    doc.and_then(|d| attributes_of(d, "attributes"))
+        .into_iter()
+        .flatten()
+}
+
 fn required(a: &Value) -> bool {
     boolean(get_ci(a, "required")).unwrap_or(false)
 }
@@ -147,7 +154,7 @@ pub(crate) fn capabilities(
         .filter(|m| *m > 0)
         .map(|m| u32::try_from(m).unwrap_or(u32::MAX));
     if !caps.patch {
-        notes.push("the target says it does not support PATCH; scimsync updates users and groups by PATCH only, so updates may be refused.".into());
+        notes.push("the target says it does not support PATCH: users and groups are updated by PUT of the whole resource, read just before (attributes scimsync does not change are sent back as read).".into());
     }
 
     // Resource types.
@@ -242,6 +249,21 @@ pub(crate) fn capabilities(
             }
         }
     };
+
+    // Read-only attributes, left out of a PUT.
+    let read_only = |doc: Option<&Value>, prefix: Option<&str>| -> BTreeSet<String> {
+        attributes_of_opt(doc)
+            .filter(|a| text(a, "mutability").is_some_and(|m| m.eq_ignore_ascii_case("readOnly")))
+            .filter_map(|a| text(a, "name"))
+            .map(|n| prefix.map_or_else(|| n.to_owned(), |urn| format!("{urn}:{n}")))
+            .collect()
+    };
+    caps.user_read_only = read_only(doc_of(USER_SCHEMA), None);
+    for urn in &extensions {
+        caps.user_read_only
+            .extend(read_only(doc_of(urn), Some(urn.as_str())));
+    }
+    caps.group_read_only = read_only(doc_of(GROUP_SCHEMA), None);
 
     // The Group schema: a displayName that cannot change.
     caps.group_name_immutable = doc_of(GROUP_SCHEMA)

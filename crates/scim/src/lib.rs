@@ -42,12 +42,13 @@ mod config;
 pub mod constants;
 mod discovery;
 mod error;
+mod put;
 mod resources;
 mod token;
 mod transport;
 
 pub use client::{CheckStep, ScimClient};
-pub use config::{Auth, ClientAuthMethod, Dialect, FederationIdPlacement, ScimConfig};
+pub use config::{Auth, ClientAuthMethod, Dialect, FederationIdPlacement, MAX_PAGES, ScimConfig};
 pub use error::{ScimError, TokenFailure};
 pub use resources::quote;
 pub use transport::ClientStats;
