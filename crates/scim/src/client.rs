@@ -381,7 +381,10 @@ impl ScimClient {
                 .await
             {
                 Err(ScimError::Refused { status: 412, .. }) if first && if_match.is_some() => {
-                    debug!(what, "412: reading the resource again and trying once more.");
+                    debug!(
+                        what,
+                        "412: reading the resource again and trying once more."
+                    );
                     first = false;
                 }
                 Err(e) => return Err(e),

@@ -629,6 +629,40 @@ mod tests {
     }
 
     #[test]
+    fn without_patch_updates_go_by_put_and_read_only_attributes_are_known() {
+        let spc = json!({"patch": {"supported": false}, "etag": {"supported": true}});
+        let mut core = core_schema();
+        core["attributes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "groups", "type": "complex", "mutability": "readOnly"}));
+        let mut enterprise = enterprise_schema();
+        enterprise["attributes"][2]["mutability"] = json!("readOnly");
+        let group = json!({"id": GROUP_SCHEMA, "attributes": [
+            {"name": "displayName", "type": "string", "mutability": "readWrite"},
+            {"name": "memberCount", "type": "integer", "mutability": "READONLY"}
+        ]});
+        let caps = capabilities(
+            Dialect::Generic,
+            &FederationIdPlacement::Auto,
+            &Fetched::Body(spc),
+            &Fetched::Body(types(&[ENTERPRISE_SCHEMA])),
+            &list(vec![core, enterprise, group]),
+        );
+        assert!(!caps.patch);
+        assert!(
+            caps.notes.iter().any(|n| n.contains("by PUT")),
+            "{:?}",
+            caps.notes
+        );
+        assert_eq!(
+            names(&caps.user_read_only),
+            vec!["groups".to_owned(), format!("{ENTERPRISE_SCHEMA}:manager")]
+        );
+        assert_eq!(names(&caps.group_read_only), vec!["memberCount"]);
+    }
+
+    #[test]
     fn a_path_the_schema_does_not_declare_is_not_planned() {
         let caps = capabilities(
             Dialect::Generic,

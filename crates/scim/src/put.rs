@@ -434,7 +434,9 @@ mod tests {
     use super::*;
     use crate::config::Dialect;
     use crate::constants::ENTERPRISE_SCHEMA;
-    use crate::resources::{generic_members_body, patch_user_body, plain_multi_values, rename_body};
+    use crate::resources::{
+        generic_members_body, patch_user_body, plain_multi_values, rename_body,
+    };
     use scimsync_core::plan::{EnterpriseChanges, UserChanges};
 
     fn user() -> Value {
@@ -465,7 +467,10 @@ mod tests {
     #[test]
     fn paths_in_every_shape_scimsync_writes() {
         let p = parse("name.givenName").unwrap();
-        assert_eq!((p.attr.as_str(), p.sub.as_deref()), ("name", Some("givenName")));
+        assert_eq!(
+            (p.attr.as_str(), p.sub.as_deref()),
+            ("name", Some("givenName"))
+        );
         let p = parse(&format!("{ENTERPRISE_SCHEMA}:department")).unwrap();
         assert_eq!(p.urn.as_deref(), Some(ENTERPRISE_SCHEMA));
         assert_eq!(p.attr, "department");
@@ -479,7 +484,10 @@ mod tests {
         assert_eq!(p.sub, None);
         let p = parse("urn:acme:ext:1.0:User:badge.number").unwrap();
         assert_eq!(p.urn.as_deref(), Some("urn:acme:ext:1.0:User"));
-        assert_eq!((p.attr.as_str(), p.sub.as_deref()), ("badge", Some("number")));
+        assert_eq!(
+            (p.attr.as_str(), p.sub.as_deref()),
+            ("badge", Some("number"))
+        );
         for bad in [
             "emails[type co \"w\"]",
             "emails[type eq]",
@@ -510,7 +518,10 @@ mod tests {
         let body = patch_user_body(&changes, Dialect::Generic, None);
         let doc = patched(&user(), &body);
         assert_eq!(doc["name"]["givenName"], "Augusta");
-        assert_eq!(doc["name"]["familyName"], "Lovelace", "untouched sub-attribute");
+        assert_eq!(
+            doc["name"]["familyName"], "Lovelace",
+            "untouched sub-attribute"
+        );
         assert!(doc.get("title").is_none(), "removed");
         assert_eq!(
             doc["emails"],
@@ -547,7 +558,10 @@ mod tests {
         let body = patch_user_body(&changes, Dialect::Generic, None);
         let mut doc = json!({"userName": "x", "phoneNumbers": [{"type": "Work", "value": "+1"}]});
         apply_patch(&mut doc, &body).unwrap();
-        assert!(doc.get("phoneNumbers").is_none(), "its only item went: dropped");
+        assert!(
+            doc.get("phoneNumbers").is_none(),
+            "its only item went: dropped"
+        );
         assert_eq!(
             doc["emails"],
             json!([{"type": "work", "value": "new@example.com"}])
@@ -633,12 +647,10 @@ mod tests {
     #[test]
     fn read_only_attributes_are_dropped() {
         let mut doc = user();
-        doc[ENTERPRISE_SCHEMA] = json!({"manager": {"value": "u9", "displayName": "Boss"}, "department": "X"});
-        let declared: BTreeSet<String> = [
-            "groups".to_owned(),
-            format!("{ENTERPRISE_SCHEMA}:manager"),
-        ]
-        .into();
+        doc[ENTERPRISE_SCHEMA] =
+            json!({"manager": {"value": "u9", "displayName": "Boss"}, "department": "X"});
+        let declared: BTreeSet<String> =
+            ["groups".to_owned(), format!("{ENTERPRISE_SCHEMA}:manager")].into();
         strip_read_only(&mut doc, &declared);
         for gone in ["id", "meta", "groups"] {
             assert!(doc.get(gone).is_none(), "{gone}");
@@ -658,7 +670,8 @@ mod tests {
         assert!(apply_patch(&mut doc, &no_ops).is_err());
         let pathless_remove = json!({"Operations": [{"op": "remove", "value": {"title": "x"}}]});
         assert!(apply_patch(&mut doc, &pathless_remove).is_err());
-        let sub_of_list = json!({"Operations": [{"op": "replace", "path": "emails.value", "value": "x"}]});
+        let sub_of_list =
+            json!({"Operations": [{"op": "replace", "path": "emails.value", "value": "x"}]});
         assert!(apply_patch(&mut doc, &sub_of_list).is_err());
         assert!(apply_patch(&mut json!([1]), &json!({"Operations": []})).is_err());
     }
