@@ -368,6 +368,8 @@ fn user_mut<'a>(dir: &'a mut Value, id: &str) -> &'a mut Value {
 struct Expect {
     /// Group displayName can be changed (Canaille: immutable).
     group_rename: bool,
+    /// A group can lose its last member (Canaille: an HTML 500).
+    empty_group: bool,
 }
 
 /// The whole story on one server.
@@ -464,6 +466,34 @@ async fn story(server: &Server, method: ClientAuthMethod, expect: Expect) {
     }
     assert_eq!(w.writes(), writes);
     assert_eq!(server.versions().await, versions);
+
+    // 5. A group emptied: every member of Sales moves to Engineering.
+    w.edit(|d| {
+        for u in d["users"].as_array_mut().unwrap() {
+            let groups = u["groups"].as_array_mut().unwrap();
+            if groups.iter().any(|g| g == "DG2") {
+                groups.retain(|g| g != "DG2" && g != "DG1");
+                groups.push(json!("DG1"));
+            }
+        }
+    });
+    let emptied = w.run().await;
+    assert_eq!(emptied.failed, 0, "{emptied:?}");
+    let sales = server.group("Sales").await.unwrap();
+    let left = sales["members"].as_array().map_or(0, Vec::len);
+    let held_before = after.held;
+    if expect.empty_group {
+        assert_eq!(emptied.rejected, 0, "{emptied:?}");
+        assert_eq!(left, 0, "{sales}");
+    } else {
+        // The server fails on the removal of the last member: that one removal is refused
+        // (with the reason) and held; the others went.
+        assert_eq!(emptied.refused, 1, "{emptied:?}");
+        assert_eq!(left, 1, "{sales}");
+        let again = w.run().await;
+        assert_eq!(again.rejected, 0, "{again:?}");
+        assert_eq!(again.held, held_before + 1, "{again:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,7 +504,10 @@ async fn scim2_server_end_to_end() {
     story(
         &server,
         ClientAuthMethod::Basic,
-        Expect { group_rename: true },
+        Expect {
+            group_rename: true,
+            empty_group: true,
+        },
     )
     .await;
 
@@ -518,6 +551,7 @@ async fn canaille_end_to_end() {
         ClientAuthMethod::Basic,
         Expect {
             group_rename: false,
+            empty_group: false,
         },
     )
     .await;

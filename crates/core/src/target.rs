@@ -247,6 +247,13 @@ pub struct TargetCapabilities {
     /// refused here, and held like a refusal of the target).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub group_name_immutable: bool,
+    /// User attributes the target's schemas mark `readOnly` (core names, `urn:…:attr` for an
+    /// extension's): left out of a PUT (with `id` and `meta`), when updates go by PUT.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub user_read_only: BTreeSet<String>,
+    /// Group attributes the target's Group schema marks `readOnly`, likewise.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub group_read_only: BTreeSet<String>,
     /// The target serves `/Entitlements` (Salesforce profiles and permission sets).
     pub entitlements: bool,
     /// The target serves `/Roles`.

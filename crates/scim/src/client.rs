@@ -3,6 +3,7 @@
 use crate::config::{Dialect, FederationIdPlacement, ScimConfig};
 use crate::discovery::{Fetched, capabilities};
 use crate::error::ScimError;
+use crate::put;
 use crate::resources::{
     AttrPath, CatalogueItem, create_group_body, create_user_body, entitlement_from_json,
     generic_members_body, group_from_json, members_body, patch_user_body, plain_multi_values,
@@ -17,14 +18,10 @@ use scimsync_core::target::{
 };
 use scimsync_core::{TargetGroupId, TargetUserId};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, RwLock};
 use tracing::{debug, info, warn};
-
-/// The most pages one listing reads before it stops with an error (a server whose paging
-/// never ends would otherwise be read forever).
-pub const MAX_PAGES: usize = 10_000;
 
 /// Whether list requests carry `count`: not yet known, accepted, or refused (then paging goes
 /// by `startIndex` alone).
@@ -46,6 +43,8 @@ pub struct ScimClient {
     /// The configured page size (capped by the target's maxResults once known).
     page_size: u32,
     member_batch_size: usize,
+    /// The most pages one listing reads ([`ScimConfig::max_pages`]).
+    max_pages: usize,
     /// Where the Federation ID goes, as configured.
     placement: FederationIdPlacement,
     /// ETags seen, by resource path (generic targets that advertise ETags).
@@ -76,6 +75,8 @@ struct Follow {
     plain: bool,
     /// A group's displayName cannot change.
     group_name_immutable: bool,
+    /// PATCH is supported; without it updates go by PUT of the whole resource.
+    patch: bool,
     roles: Option<bool>,
     capabilities: Option<TargetCapabilities>,
 }
@@ -132,6 +133,7 @@ impl ScimClient {
     pub fn new(config: ScimConfig) -> Result<Self, ScimError> {
         let page_size = config.page_size.clamp(1, 1000);
         let member_batch_size = config.member_batch_size.max(1);
+        let max_pages = config.max_pages.max(1);
         let placement = config.federation_id.clone();
         let config_dialect = config.dialect;
         let federation = match &placement {
@@ -147,6 +149,7 @@ impl ScimClient {
             transport: Transport::new(config)?,
             page_size,
             member_batch_size,
+            max_pages,
             placement,
             etags: Mutex::new(HashMap::new()),
             follow: RwLock::new(Follow {
@@ -156,6 +159,7 @@ impl ScimClient {
                 filter: true,
                 plain: false,
                 group_name_immutable: false,
+                patch: true,
                 entitlements: None,
                 roles: None,
                 capabilities: None,
@@ -188,8 +192,8 @@ impl ScimClient {
     /// Makes the client follow `caps` (a discovery, possibly cached from an earlier run): the
     /// Federation ID at `caps.federation_id_path` (unless the configuration says `off` or names
     /// a path, which wins), `If-Match` only when ETags are declared, pages no larger than
-    /// `max_results`, lookups by listing when filters are not supported, and `/Entitlements` and
-    /// `/Roles` read only when declared.
+    /// `max_results`, lookups by listing when filters are not supported, updates by PUT when
+    /// PATCH is not, and `/Entitlements` and `/Roles` read only when declared.
     pub fn use_capabilities(&self, caps: &TargetCapabilities) {
         let federation = match &self.placement {
             FederationIdPlacement::Off => None,
@@ -214,6 +218,7 @@ impl ScimClient {
             filter: caps.filter,
             plain: caps.plain_multi_values,
             group_name_immutable: caps.group_name_immutable,
+            patch: caps.patch,
             entitlements: Some(caps.entitlements),
             roles: Some(caps.roles),
             capabilities: Some(caps.clone()),
@@ -299,6 +304,18 @@ impl ScimClient {
         body: Option<&Value>,
         what: &str,
     ) -> Result<Answer, ScimError> {
+        self.call_tries(method, path, body, what, u32::MAX).await
+    }
+
+    /// [`ScimClient::call`] with at most `tries` tries (capped by the configured attempts).
+    async fn call_tries(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+        tries: u32,
+    ) -> Result<Answer, ScimError> {
         let url = self.transport.url(path)?;
         let etags = self.follow().etag != Some(false);
         let if_match = if etags && (method == Method::PATCH || method == Method::PUT) {
@@ -308,7 +325,14 @@ impl ScimClient {
         };
         let answer = match self
             .transport
-            .send(method.clone(), url.clone(), body, if_match.as_deref(), what)
+            .send_tries(
+                method.clone(),
+                url.clone(),
+                body,
+                if_match.as_deref(),
+                what,
+                tries,
+            )
             .await
         {
             // Changed elsewhere since we saw it: our PATCH operations are relative (per
@@ -337,6 +361,99 @@ impl ScimClient {
                 .insert(path.to_owned(), tag.clone());
         }
         Ok(answer)
+    }
+
+    /// Changes the resource at `path` by PUT, for targets without PATCH: reads it, applies the
+    /// PATCH body `patch` to the document read ([`put::apply_patch`]: every attribute it does
+    /// not change is sent back as read), drops `id`, `meta` and the attributes the target's
+    /// schema marks read-only (`group`: the Group schema's, else the User schema's), and sends
+    /// it whole with `If-Match` and the ETag just read when ETags are in use. A 412 (changed in
+    /// between) reads it again and tries once more. A change that cannot be applied to the
+    /// document is refused before sending (status 0).
+    async fn put_patched(
+        &self,
+        path: &str,
+        patch: &Value,
+        group: bool,
+        what: &str,
+        tries: u32,
+    ) -> Result<Answer, ScimError> {
+        let url = self.transport.url(path)?;
+        let follow = self.follow();
+        let read_only: BTreeSet<String> = follow
+            .capabilities
+            .map(|c| {
+                if group {
+                    c.group_read_only
+                } else {
+                    c.user_read_only
+                }
+            })
+            .unwrap_or_default();
+        let etags = follow.etag != Some(false);
+        let mut first = true;
+        loop {
+            let current = self
+                .transport
+                .send(Method::GET, url.clone(), None, None, what)
+                .await?;
+            let mut doc = current.body;
+            if !doc.is_object() {
+                return Err(ScimError::InvalidResponse {
+                    what: what.to_owned(),
+                    message: format!("the resource read is {}, not an object", kind_of(&doc)),
+                });
+            }
+            put::apply_patch(&mut doc, patch).map_err(|detail| ScimError::Refused {
+                what: what.to_owned(),
+                status: 0,
+                code: None,
+                detail,
+            })?;
+            put::strip_read_only(&mut doc, &read_only);
+            let if_match = current.etag.as_deref().filter(|_| etags);
+            match self
+                .transport
+                .send_tries(Method::PUT, url.clone(), Some(&doc), if_match, what, tries)
+                .await
+            {
+                Err(ScimError::Refused { status: 412, .. }) if first && if_match.is_some() => {
+                    debug!(
+                        what,
+                        "412: reading the resource again and trying once more."
+                    );
+                    first = false;
+                }
+                Err(e) => return Err(e),
+                Ok(answer) => {
+                    if let Some(tag) = &answer.etag {
+                        self.etags
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(path.to_owned(), tag.clone());
+                    }
+                    return Ok(answer);
+                }
+            }
+        }
+    }
+
+    /// Sends the PATCH body `patch` for the resource at `path`: as a PATCH, or as a PUT of the
+    /// whole resource ([`ScimClient::put_patched`]) when the target does not support PATCH.
+    async fn change(
+        &self,
+        path: &str,
+        patch: &Value,
+        group: bool,
+        what: &str,
+        tries: u32,
+    ) -> Result<Answer, ScimError> {
+        if self.follow().patch {
+            self.call_tries(Method::PATCH, path, Some(patch), what, tries)
+                .await
+        } else {
+            self.put_patched(path, patch, group, what, tries).await
+        }
     }
 
     fn etag(&self, path: &str) -> Option<String> {
@@ -427,7 +544,7 @@ impl ScimClient {
     /// target takes it). Paging ends on `totalResults`, a short page, an empty page or a page
     /// whose ids were all seen already (a server that ignores `startIndex`); resources seen
     /// twice are kept once. A page that is not a list answer is an error, never an empty
-    /// target, and so is paging beyond [`MAX_PAGES`].
+    /// target, and so is paging beyond [`ScimConfig::max_pages`].
     async fn list_all(
         &self,
         path: &str,
@@ -438,7 +555,7 @@ impl ScimClient {
         let mut seen: HashSet<String> = HashSet::new();
         let mut start = 1usize;
         let page_size = self.follow().page_size;
-        for _ in 0..MAX_PAGES {
+        for _ in 0..self.max_pages {
             let counted = self.count.load(Ordering::Relaxed) != COUNT_REFUSED;
             let page = self.page(path, filter, start, page_size, what).await?;
             let counted = counted && self.count.load(Ordering::Relaxed) == COUNT_WORKS;
@@ -511,7 +628,8 @@ impl ScimClient {
         Err(ScimError::InvalidResponse {
             what: what.to_owned(),
             message: format!(
-                "paging did not end after {MAX_PAGES} pages ({} resources); the target's totalResults or startIndex handling is broken",
+                "paging did not end after {} pages ({} resources); the target's totalResults or startIndex handling is broken",
+                self.max_pages,
                 out.len()
             ),
         })
@@ -635,7 +753,14 @@ impl ScimClient {
             .collect())
     }
 
-    /// Adds or removes members in batches of `member_batch_size`, one PATCH each.
+    /// Adds or removes members in batches of `member_batch_size`, one PATCH each (or one PUT of
+    /// the group, read first, when the target does not support PATCH).
+    ///
+    /// A generic removal is tried once first: some servers (Canaille 0.3.6) cannot hold a
+    /// group without members and fail with a 500 when asked to remove its last ones. When the
+    /// group, read after such a 500, holds only members this removal takes out, the failure is
+    /// reported as a refusal saying so (the engine holds it) instead of being retried; any
+    /// other failure is retried as usual.
     async fn change_members(
         &self,
         group: &TargetGroupId,
@@ -681,15 +806,72 @@ impl ScimClient {
                 }
             };
             let what = format!("{verb} {} member(s) {prep} group {group}", batch.len());
-            self.call(
-                Method::PATCH,
-                &resource_path("Groups", group.as_str())?,
-                Some(&body),
-                &what,
-            )
-            .await?;
+            let path = resource_path("Groups", group.as_str())?;
+            if add || self.transport.dialect == Dialect::Salesforce {
+                self.change(&path, &body, true, &what, u32::MAX).await?;
+                continue;
+            }
+            match self.change(&path, &body, true, &what, 1).await {
+                Ok(_) => {}
+                Err(ScimError::Server {
+                    status: 500,
+                    detail,
+                    ..
+                }) if self.only_members(&path, batch, &what).await? => {
+                    return Err(ScimError::Refused {
+                        what,
+                        status: 500,
+                        code: Some("emptyGroup".into()),
+                        detail: format!(
+                            "{detail}; this removal would leave the group without members, which this SCIM server fails on (some, like Canaille, cannot hold an empty group); the member(s) stay until another member is added to the group, or remove them (or the group) on the target"
+                        ),
+                    });
+                }
+                Err(e) if e.is_retryable() => {
+                    self.change(&path, &body, true, &what, u32::MAX).await?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
+    }
+
+    /// Whether the group at `path` has members and every one of them is in `members` (by id,
+    /// or by the value the target lists them by), read now.
+    async fn only_members(
+        &self,
+        path: &str,
+        members: &[TargetUserId],
+        what: &str,
+    ) -> Result<bool, ScimError> {
+        let current = self.call(Method::GET, path, None, what).await?.body;
+        let listed: Vec<String> = {
+            let values = self
+                .member_values
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            members
+                .iter()
+                .flat_map(|m| {
+                    let id = m.to_string();
+                    let shown = values.get(m.as_str()).cloned();
+                    std::iter::once(id).chain(shown)
+                })
+                .collect()
+        };
+        let now: Vec<&str> = current
+            .get("members")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.get("value").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(!now.is_empty()
+            && now
+                .iter()
+                .all(|v| listed.iter().any(|l| l.eq_ignore_ascii_case(v))))
     }
 
     /// Walks the connection step by step, for `scimsync check`: the token, discovery (the
@@ -867,11 +1049,12 @@ impl Target for ScimClient {
             "updating user {id} ({})",
             changes.attribute_names().join(", ")
         );
-        self.call(
-            Method::PATCH,
+        self.change(
             &resource_path("Users", id.as_str())?,
-            Some(&body),
+            &body,
+            false,
             &what,
+            u32::MAX,
         )
         .await?;
         Ok(())
@@ -901,11 +1084,12 @@ impl Target for ScimClient {
             });
         }
         let body = rename_body(name, self.transport.dialect);
-        self.call(
-            Method::PATCH,
+        self.change(
             &resource_path("Groups", id.as_str())?,
-            Some(&body),
+            &body,
+            true,
             &format!("renaming group {id} to {name:?}"),
+            u32::MAX,
         )
         .await?;
         Ok(())

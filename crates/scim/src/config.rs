@@ -85,10 +85,16 @@ pub struct ScimConfig {
     pub federation_id: FederationIdPlacement,
     /// Most bytes one answer may have; a larger one fails the call, naming the URL.
     pub max_body_bytes: usize,
+    /// The most pages one listing reads before it stops with an error (a server whose paging
+    /// never ends would otherwise be read forever).
+    pub max_pages: usize,
 }
 
 /// Default [`ScimConfig::max_body_bytes`]: 64 MiB (a page of 200 users is well under 1 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The default of [`ScimConfig::max_pages`]: 10,000 pages (two million resources at 200).
+pub const MAX_PAGES: usize = 10_000;
 
 /// Where the SSO identifier (Salesforce's Federation ID) lives on the target's users.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +132,8 @@ impl FederationIdPlacement {
 
 impl ScimConfig {
     /// Defaults: 20 requests/s, 8 in flight, 30 s timeout, 5 attempts from 500 ms up to 60 s,
-    /// pages of 200, member batches of 100, the Federation ID placed by discovery (`Auto`).
+    /// pages of 200, member batches of 100, the Federation ID placed by discovery (`Auto`),
+    /// at most [`MAX_PAGES`] pages per listing.
     pub fn new(base_url: Url, auth: Auth, dialect: Dialect) -> Self {
         Self {
             base_url,
@@ -142,6 +149,7 @@ impl ScimConfig {
             member_batch_size: 100,
             federation_id: FederationIdPlacement::Auto,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_pages: MAX_PAGES,
         }
     }
 }

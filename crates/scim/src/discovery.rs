@@ -66,6 +66,13 @@ fn attributes_of<'a>(doc: &'a Value, key: &str) -> Option<&'a Vec<Value>> {
     get_ci(doc, key).and_then(Value::as_array)
 }
 
+/// The attributes of a schema document, none when there is no document.
+fn attributes_of_opt(doc: Option<&Value>) -> impl Iterator<Item = &Value> {
+    doc.and_then(|d| attributes_of(d, "attributes"))
+        .into_iter()
+        .flatten()
+}
+
 fn required(a: &Value) -> bool {
     boolean(get_ci(a, "required")).unwrap_or(false)
 }
@@ -147,7 +154,7 @@ pub(crate) fn capabilities(
         .filter(|m| *m > 0)
         .map(|m| u32::try_from(m).unwrap_or(u32::MAX));
     if !caps.patch {
-        notes.push("the target says it does not support PATCH; scimsync updates users and groups by PATCH only, so updates may be refused.".into());
+        notes.push("the target says it does not support PATCH: users and groups are updated by PUT of the whole resource, read just before (attributes scimsync does not change are sent back as read).".into());
     }
 
     // Resource types.
@@ -242,6 +249,21 @@ pub(crate) fn capabilities(
             }
         }
     };
+
+    // Read-only attributes, left out of a PUT.
+    let read_only = |doc: Option<&Value>, prefix: Option<&str>| -> BTreeSet<String> {
+        attributes_of_opt(doc)
+            .filter(|a| text(a, "mutability").is_some_and(|m| m.eq_ignore_ascii_case("readOnly")))
+            .filter_map(|a| text(a, "name"))
+            .map(|n| prefix.map_or_else(|| n.to_owned(), |urn| format!("{urn}:{n}")))
+            .collect()
+    };
+    caps.user_read_only = read_only(doc_of(USER_SCHEMA), None);
+    for urn in &extensions {
+        caps.user_read_only
+            .extend(read_only(doc_of(urn), Some(urn.as_str())));
+    }
+    caps.group_read_only = read_only(doc_of(GROUP_SCHEMA), None);
 
     // The Group schema: a displayName that cannot change.
     caps.group_name_immutable = doc_of(GROUP_SCHEMA)
@@ -604,6 +626,40 @@ mod tests {
         assert_eq!(caps.federation_id_path.as_deref(), Some(employee.as_str()));
         assert!(caps.declares("federationId"));
         assert!(caps.notes.is_empty(), "{:?}", caps.notes);
+    }
+
+    #[test]
+    fn without_patch_updates_go_by_put_and_read_only_attributes_are_known() {
+        let spc = json!({"patch": {"supported": false}, "etag": {"supported": true}});
+        let mut core = core_schema();
+        core["attributes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "groups", "type": "complex", "mutability": "readOnly"}));
+        let mut enterprise = enterprise_schema();
+        enterprise["attributes"][2]["mutability"] = json!("readOnly");
+        let group = json!({"id": GROUP_SCHEMA, "attributes": [
+            {"name": "displayName", "type": "string", "mutability": "readWrite"},
+            {"name": "memberCount", "type": "integer", "mutability": "READONLY"}
+        ]});
+        let caps = capabilities(
+            Dialect::Generic,
+            &FederationIdPlacement::Auto,
+            &Fetched::Body(spc),
+            &Fetched::Body(types(&[ENTERPRISE_SCHEMA])),
+            &list(vec![core, enterprise, group]),
+        );
+        assert!(!caps.patch);
+        assert!(
+            caps.notes.iter().any(|n| n.contains("by PUT")),
+            "{:?}",
+            caps.notes
+        );
+        assert_eq!(
+            names(&caps.user_read_only),
+            vec!["groups".to_owned(), format!("{ENTERPRISE_SCHEMA}:manager")]
+        );
+        assert_eq!(names(&caps.group_read_only), vec!["memberCount"]);
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //!   and connection errors, honouring `Retry-After`; no retry on other 4xx.
 //! - **Resources**: users (paged list, get, `eq` filters, create, one PATCH with all of a
 //!   user's changes, deactivation by PATCH `active=false` — never DELETE), groups (list with
-//!   members, create, rename, members in batches), `/Entitlements` and `/Roles`.
+//!   members, create, rename, members in batches), `/Entitlements` and `/Roles`. Where the
+//!   target does not support PATCH, the same changes go as a PUT of the whole resource, read
+//!   just before (`put.rs`).
 //! - **Dialects** ([`Dialect`]): `salesforce` (path-less replace, member PATCH
 //!   `value: {members: [...]}`, `/ServiceProviderConfigs`, `CODE:message;` details) and
 //!   `generic` RFC 7644 (paths, bare member arrays, `members[value eq "…"]` removal, 204
@@ -42,12 +44,13 @@ mod config;
 pub mod constants;
 mod discovery;
 mod error;
+mod put;
 mod resources;
 mod token;
 mod transport;
 
 pub use client::{CheckStep, ScimClient};
-pub use config::{Auth, ClientAuthMethod, Dialect, FederationIdPlacement, ScimConfig};
+pub use config::{Auth, ClientAuthMethod, Dialect, FederationIdPlacement, MAX_PAGES, ScimConfig};
 pub use error::{ScimError, TokenFailure};
 pub use resources::quote;
 pub use transport::ClientStats;
