@@ -77,6 +77,8 @@ struct RawStore {
 #[derive(Debug, Default, Deserialize)]
 struct RawDaemon {
     listen: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -198,6 +200,9 @@ pub struct Settings {
     pub path: PathBuf,
     pub store_url: String,
     pub listen: SocketAddr,
+    /// The daemon's bearer token (`daemon.token_env` or `daemon.token_file`): what approving
+    /// from the web view asks for. `None`: the web view is read-only.
+    pub token: Option<SecretString>,
     pub connections: Vec<ConnectionSettings>,
     /// Files or keys holding secrets inline (warned about when the file is readable by others).
     pub inline_secrets: Vec<String>,
@@ -331,7 +336,23 @@ impl Validator<'_> {
     fn file(&mut self, raw: RawFile, path: &Path) -> Settings {
         self.unknown("", &raw.extra, &["store", "daemon", "connections"]);
         self.unknown("store", &raw.store.extra, &["url"]);
-        self.unknown("daemon", &raw.daemon.extra, &["listen"]);
+        self.unknown(
+            "daemon",
+            &raw.daemon.extra,
+            &["listen", "token_env", "token_file"],
+        );
+        // Optional: without it the web view cannot approve anything.
+        let token = if raw.daemon.token_env.is_some() || raw.daemon.token_file.is_some() {
+            self.secret(
+                "daemon",
+                "token",
+                None,
+                raw.daemon.token_env,
+                raw.daemon.token_file,
+            )
+        } else {
+            None
+        };
         let store_url = (self.env)("SCIMSYNC_STORE_URL")
             .or(raw.store.url)
             .unwrap_or_else(|| DEFAULT_STORE_URL.to_owned());
@@ -375,6 +396,7 @@ impl Validator<'_> {
             path: path.to_owned(),
             store_url,
             listen,
+            token,
             connections,
             inline_secrets: Vec::new(),
         }
@@ -1116,6 +1138,25 @@ permission_sets = ["Sales Cloud"]
         }
         let err = with("externalId").unwrap_err().to_string();
         assert!(err.contains("matches accounts on"), "{err}");
+    }
+
+    #[test]
+    fn the_daemon_token_is_optional_and_read_from_its_variable() {
+        use secrecy::ExposeSecret as _;
+        let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b"), ("WEB_TOKEN", "t0k")]);
+        let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
+        assert!(s.token.is_none(), "no token configured: the web view only reads");
+        let text = GOOD.replace(
+            "[store]",
+            "[daemon]\ntoken_env = \"WEB_TOKEN\"\n\n[store]",
+        );
+        let s = parse(&text, Path::new("c.toml"), &vars).unwrap();
+        assert_eq!(s.token.as_ref().map(|t| t.expose_secret()), Some("t0k"));
+        let unset = text.replace("WEB_TOKEN", "SCIMSYNC_TEST_UNSET");
+        let err = parse(&unset, Path::new("c.toml"), &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("daemon.token_env"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! `scimsync daemon`: every connection on its schedule, and an HTTP listener for status.
+//! `scimsync daemon`: every connection on its schedule, and an HTTP listener for status and
+//! the web view (see [`crate::web`]).
 
 use crate::config::Settings;
-use crate::{load_settings, wiring};
+use crate::{load_settings, web, wiring};
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -15,7 +16,7 @@ use scimsync_engine::{
     reconcile_once,
 };
 use scimsync_store::SqlStore;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,38 @@ struct ConnectionJob {
     metrics: Arc<Metrics>,
 }
 
+impl ConnectionJob {
+    fn run_with(&self, opts: RunOptions) -> BoxFuture<'_, Result<RunReport, EngineError>> {
+        Box::pin(async move {
+            let opts = RunOptions {
+                max_concurrency: self.max_concurrency,
+                progress: Some(Arc::new(CountingProgress(Arc::clone(&self.metrics)))),
+                ..opts
+            };
+            let report = reconcile_once(&self.conn, &*self.store, &opts).await;
+            if let Some((used, limit)) = self.conn.target.stats().api_usage {
+                self.metrics.api_usage(&self.name, used, limit);
+            }
+            report
+        })
+    }
+}
+
+impl web::Preview for ConnectionJob {
+    fn preview(&self) -> BoxFuture<'_, Result<RunReport, EngineError>> {
+        Box::pin(async move {
+            let opts = RunOptions {
+                trigger: Trigger::Api,
+                dry_run: true,
+                explain: true,
+                max_concurrency: self.max_concurrency,
+                ..RunOptions::default()
+            };
+            reconcile_once(&self.conn, &*self.store, &opts).await
+        })
+    }
+}
+
 impl Job for ConnectionJob {
     fn name(&self) -> &str {
         &self.name
@@ -49,20 +82,27 @@ impl Job for ConnectionJob {
         approve: bool,
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
-        Box::pin(async move {
-            let opts = RunOptions {
-                trigger,
-                approve_destructive: approve,
-                max_concurrency: self.max_concurrency,
-                cancel,
-                progress: Some(Arc::new(CountingProgress(Arc::clone(&self.metrics)))),
-                ..RunOptions::default()
-            };
-            let report = reconcile_once(&self.conn, &*self.store, &opts).await;
-            if let Some((used, limit)) = self.conn.target.stats().api_usage {
-                self.metrics.api_usage(&self.name, used, limit);
-            }
-            report
+        self.run_with(RunOptions {
+            trigger,
+            approve_destructive: approve,
+            cancel,
+            ..RunOptions::default()
+        })
+    }
+
+    fn run_approving_plan(
+        &self,
+        trigger: Trigger,
+        plan: String,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
+        // Explained, so that a refused approval shows the new plan with its reasons.
+        self.run_with(RunOptions {
+            trigger,
+            approve_plan: Some(plan),
+            explain: true,
+            cancel,
+            ..RunOptions::default()
         })
     }
 }
@@ -95,21 +135,36 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
         cancel.clone(),
     );
     let mut schedules = Vec::new();
+    let mut pages = BTreeMap::new();
     for c in &settings.connections {
         let conn = wiring::connection(c)?;
-        scheduler.add(Arc::new(ConnectionJob {
+        let job = Arc::new(ConnectionJob {
             name: c.name.clone(),
             conn,
             store: Arc::clone(&store),
             max_concurrency: c.max_concurrency,
             metrics: Arc::clone(&metrics),
-        }));
+        });
+        scheduler.add(Arc::clone(&job) as Arc<dyn Job>);
+        pages.insert(
+            c.name.clone(),
+            web::WebConnection {
+                schedule: c.schedule.clone(),
+                preview: job,
+            },
+        );
         if let Some(s) = &c.schedule {
             schedules.push((c.name.clone(), s.clone()));
         }
     }
     let scheduler = Arc::new(scheduler);
     scheduler.start(&schedules).await?;
+    let web = web::router(web::Web {
+        store: Arc::clone(&store),
+        scheduler: Arc::clone(&scheduler),
+        connections: Arc::new(pages),
+        token: settings.token.map(Arc::new),
+    });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_page))
@@ -117,7 +172,8 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
         .with_state(App {
             scheduler: Arc::clone(&scheduler),
             metrics,
-        });
+        })
+        .merge(web);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {} (daemon.listen)", settings.listen))?;

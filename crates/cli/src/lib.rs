@@ -9,6 +9,7 @@ pub mod config;
 mod daemon;
 pub mod demo;
 pub mod output;
+mod web;
 mod wiring;
 
 use anyhow::Context as _;
@@ -316,6 +317,7 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
             trigger: Trigger::Manual,
             dry_run: args.dry_run,
             approve_destructive: args.approve_deactivations,
+            approve_plan: None,
             only_user: args.user.clone(),
             max_concurrency: conn.max_concurrency,
             cancel: shutdown_token(),
@@ -433,6 +435,7 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
         outcome: args.outcome,
         since: args.since,
         after_id: None,
+        before_id: None,
         limit: Some(args.limit),
     };
     let entries = store.query_activity(&query).await?;

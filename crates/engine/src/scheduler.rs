@@ -31,6 +31,19 @@ pub trait Job: Send + Sync {
         approve: bool,
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>>;
+
+    /// Runs applying destructive operations only if the plan made now has the fingerprint
+    /// `plan` (see [`crate::RunOptions::approve_plan`]). Jobs that cannot check a plan run
+    /// unapproved.
+    fn run_approving_plan(
+        &self,
+        trigger: Trigger,
+        plan: String,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
+        let _ = plan;
+        self.run(trigger, false, cancel)
+    }
 }
 
 /// Why a run was not started.
@@ -201,6 +214,27 @@ impl<St: Store + 'static> Scheduler<St> {
         trigger: Trigger,
         approve: bool,
     ) -> Result<Option<RunReport>, SchedulerError> {
+        self.run_job(name, trigger, approve, None).await
+    }
+
+    /// Runs a connection now approving its destructive operations only if the plan made has
+    /// the fingerprint `plan` (the plan an operator was shown), and waits for the report.
+    pub async fn run_now_approving_plan(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        plan: String,
+    ) -> Result<Option<RunReport>, SchedulerError> {
+        self.run_job(name, trigger, false, Some(plan)).await
+    }
+
+    async fn run_job(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        approve: bool,
+        plan: Option<String>,
+    ) -> Result<Option<RunReport>, SchedulerError> {
         let entry = self
             .jobs
             .get(name)
@@ -246,7 +280,15 @@ impl<St: Store + 'static> Scheduler<St> {
                 }
             })
         };
-        let result = entry.job.run(trigger, approve, self.cancel.clone()).await;
+        let result = match plan {
+            Some(plan) => {
+                entry
+                    .job
+                    .run_approving_plan(trigger, plan, self.cancel.clone())
+                    .await
+            }
+            None => entry.job.run(trigger, approve, self.cancel.clone()).await,
+        };
         renew_stop.cancel();
         let _ = renewer.await;
         if let Err(e) = self.store.release_lease(name, &self.holder).await {
