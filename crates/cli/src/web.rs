@@ -300,6 +300,7 @@ th { background: #eef0f4; font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.nowrap, td.op { white-space: nowrap; }
 td.detail { overflow-wrap: anywhere; }
+table.activity td.detail, table.runs td.detail { width: 38%; }
 .badge { display: inline-block; padding: 0 .45rem; border-radius: 3px; font-size: .85em;
   font-weight: 600; background: #e5e8ee; }
 .s-ok, .s-succeeded { background: #dcf1e3; color: var(--ok); }
@@ -544,12 +545,17 @@ async fn connections_page(State(web): State<Web>) -> Response {
                     );
                     for e in held {
                         let who = e.source_id.as_deref().unwrap_or(&e.name);
+                        // The guard's reason is said once above.
+                        let detail = e
+                            .detail
+                            .split_once("; held back by the guard")
+                            .map_or(e.detail.as_str(), |(why, _)| why);
                         let _ = write!(
                             body,
                             "<tr><td><a href=\"{}\">{}</a></td><td class=\"detail\">{}</td></tr>",
                             esc(&user_href(who)),
                             esc(&e.name),
-                            esc(&e.detail)
+                            esc(detail)
                         );
                     }
                     body.push_str("</tbody></table>");
@@ -915,8 +921,12 @@ async fn activity_view(web: &Web, p: ActivityParams, person: Option<String>) -> 
     if !pager.is_empty() {
         let _ = write!(body, "<p class=\"pager\">{}</p>", pager.join(""));
     }
+    // A person is titled by the name the log gives them last.
     let title = match &person {
-        Some(u) => format!("History of {u}"),
+        Some(u) => match entries.iter().rev().find(|e| e.object == "user") {
+            Some(e) if !e.name.eq_ignore_ascii_case(u) => format!("History of {} ({u})", e.name),
+            _ => format!("History of {u}"),
+        },
         None => "Activity".to_owned(),
     };
     html(
