@@ -1145,11 +1145,11 @@ permission_sets = ["Sales Cloud"]
         use secrecy::ExposeSecret as _;
         let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b"), ("WEB_TOKEN", "t0k")]);
         let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
-        assert!(s.token.is_none(), "no token configured: the web view only reads");
-        let text = GOOD.replace(
-            "[store]",
-            "[daemon]\ntoken_env = \"WEB_TOKEN\"\n\n[store]",
+        assert!(
+            s.token.is_none(),
+            "no token configured: the web view only reads"
         );
+        let text = GOOD.replace("[store]", "[daemon]\ntoken_env = \"WEB_TOKEN\"\n\n[store]");
         let s = parse(&text, Path::new("c.toml"), &vars).unwrap();
         assert_eq!(s.token.as_ref().map(|t| t.expose_secret()), Some("t0k"));
         let unset = text.replace("WEB_TOKEN", "SCIMSYNC_TEST_UNSET");

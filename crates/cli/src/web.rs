@@ -185,7 +185,10 @@ fn secure(resp: &mut Response) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
@@ -248,9 +251,9 @@ fn layout(title: &str, nav: Nav, body: &str) -> String {
         };
         let _ = write!(out, "<a href=\"{link}\"{current}>{label}</a>");
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</nav></header><main><h1>{}</h1>{body}</main></body></html>\n",
+        "</nav></header><main><h1>{}</h1>{body}</main></body></html>",
         esc(title)
     );
     out
@@ -941,7 +944,9 @@ async fn activity_view(web: &Web, p: ActivityParams, person: Option<String>) -> 
 
 /// Who the entries are about: the names, source ids and target ids seen, by connection.
 fn person_summary(out: &mut String, user: &str, entries: &[ActivityEntry]) {
-    let mut seen: BTreeMap<&str, (Vec<&str>, Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    // By connection: the names, source ids and target ids seen.
+    type Seen<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
+    let mut seen: BTreeMap<&str, Seen<'_>> = BTreeMap::new();
     for e in entries.iter().filter(|e| e.object == "user") {
         let s = seen.entry(e.connection.as_str()).or_default();
         for (list, v) in [
@@ -966,7 +971,12 @@ fn person_summary(out: &mut String, user: &str, entries: &[ActivityEntry]) {
         out.push_str(
             "<table><thead><tr><th>Connection</th><th>Names</th><th>Source id</th><th>Target id</th></tr></thead><tbody>",
         );
-        let join = |v: &[&str]| v.iter().map(|s| esc(s).to_string()).collect::<Vec<_>>().join(", ");
+        let join = |v: &[&str]| {
+            v.iter()
+                .map(|s| esc(s).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         for (conn, (names, sources, targets)) in &seen {
             let _ = write!(
                 out,
@@ -1010,7 +1020,9 @@ fn filters_form(out: &mut String, web: &Web, p: &ActivityParams, path: &str, per
     for op in OPS {
         let _ = write!(out, "<option value=\"{op}\">");
     }
-    out.push_str("</datalist><label>Outcome<select name=\"outcome\"><option value=\"\">any</option>");
+    out.push_str(
+        "</datalist><label>Outcome<select name=\"outcome\"><option value=\"\">any</option>",
+    );
     for o in ["ok", "failed", "rejected", "skipped"] {
         let sel = if given(&p.outcome) == Some(o) {
             " selected"
@@ -1090,11 +1102,7 @@ async fn plan_page(
     let report = match conn.preview.preview().await {
         Ok(r) => r,
         Err(e) => {
-            return problem(
-                StatusCode::BAD_GATEWAY,
-                "The dry run failed",
-                &chain(&e),
-            );
+            return problem(StatusCode::BAD_GATEWAY, "The dry run failed", &chain(&e));
         }
     };
     if p.format.as_deref() == Some("json") {
@@ -1344,7 +1352,11 @@ async fn approve(
             );
         }
         Err(e) => {
-            return problem(StatusCode::INTERNAL_SERVER_ERROR, "The run failed", &chain(&e));
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The run failed",
+                &chain(&e),
+            );
         }
     };
     let mut body = String::new();
@@ -1387,6 +1399,7 @@ async fn approve(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -1401,7 +1414,10 @@ mod tests {
     #[test]
     fn links_encode_values_and_segments() {
         assert_eq!(
-            href("/ui/activity", &[("user", "a&b=c d/é"), ("op", ""), ("run", "3")]),
+            href(
+                "/ui/activity",
+                &[("user", "a&b=c d/é"), ("op", ""), ("run", "3")]
+            ),
             "/ui/activity?user=a%26b%3Dc%20d%2F%C3%A9&run=3"
         );
         assert_eq!(user_href("x/<y>"), "/ui/users/x%2F%3Cy%3E");

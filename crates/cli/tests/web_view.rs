@@ -320,9 +320,16 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     std::fs::write(dir.path().join("daemon_token"), format!("{TOKEN}\n")).unwrap();
     let config = dir.path().join("scimsync.toml");
     let store = format!("sqlite://{}", dir.path().join("store.db").display());
-    let text = scimsync::demo::demo_config(&duo.base_url(), &sf.token_url(), &sf.base_url(), &store)
-        .replace("[store]", "[daemon]\ntoken_file = \"daemon_token\"\n\n[store]")
-        .replace("schedule = \"0 */15 * * * *\"", "schedule = \"0 0 3 1 1 *\"");
+    let text =
+        scimsync::demo::demo_config(&duo.base_url(), &sf.token_url(), &sf.base_url(), &store)
+            .replace(
+                "[store]",
+                "[daemon]\ntoken_file = \"daemon_token\"\n\n[store]",
+            )
+            .replace(
+                "schedule = \"0 */15 * * * *\"",
+                "schedule = \"0 0 3 1 1 *\"",
+            );
     std::fs::write(&config, text).unwrap();
     let config = config.to_str().unwrap().to_owned();
 
@@ -455,9 +462,13 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     }
 
     // Runs.
-    b.click_to("header nav a[href='/ui/runs']", "/ui/runs").await;
+    b.click_to("header nav a[href='/ui/runs']", "/ui/runs")
+        .await;
     let runs = b.text("table.runs").await;
-    assert!(runs.contains("guarded") && runs.contains("partial"), "{runs}");
+    assert!(
+        runs.contains("guarded") && runs.contains("partial"),
+        "{runs}"
+    );
     b.screenshot(&shots.join("runs.png")).await;
 
     // Activity, filtered as `scimsync activity --op deactivate_user --outcome skipped`.
@@ -475,7 +486,14 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     assert!(shown.contains("held back by the guard"), "{shown}");
     b.screenshot(&shots.join("activity.png")).await;
     let csv_link = b.property("a.csv", "href").await;
-    let csv = http.get(&csv_link).send().await.unwrap().text().await.unwrap();
+    let csv = http
+        .get(&csv_link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         csv.starts_with("id,at,connection,run,op,outcome,object,name,target_id,detail\n"),
         "{csv}"
@@ -489,8 +507,10 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     assert!(b.find_all("main img").await.is_empty(), "no injected image");
 
     // One person's history.
-    b.goto(&format!("{base}/ui/activity?op=deactivate_user&outcome=skipped"))
-        .await;
+    b.goto(&format!(
+        "{base}/ui/activity?op=deactivate_user&outcome=skipped"
+    ))
+    .await;
     b.click_to("table.activity a.user", "/ui/users/").await;
     let history = b.text("main").await;
     assert!(history.contains("History of"), "{history}");
@@ -518,7 +538,11 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     b.type_into("form.approve input[name=token]", "not-the-token")
         .await;
     b.click_to("form.approve button", "/approve").await;
-    assert!(b.text("main").await.contains("the token is missing or wrong"));
+    assert!(
+        b.text("main")
+            .await
+            .contains("the token is missing or wrong")
+    );
     b.screenshot(&shots.join("refused.png")).await;
     let r = http
         .post(format!("{base}/ui/connections/salesforce/approve"))
@@ -540,8 +564,13 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     assert_eq!(still_active(&sf), DISABLED, "nothing applied yet");
 
     // Approved with the token: exactly the plan shown is applied.
-    b.goto(&format!("{base}/ui/connections/salesforce/plan")).await;
-    assert_eq!(b.text("code.fingerprint").await, fingerprint, "a stable plan");
+    b.goto(&format!("{base}/ui/connections/salesforce/plan"))
+        .await;
+    assert_eq!(
+        b.text("code.fingerprint").await,
+        fingerprint,
+        "a stable plan"
+    );
     b.type_into("form.approve input[name=token]", TOKEN).await;
     b.click_to("form.approve button", "/approve").await;
     let done = b.text("main").await;
@@ -552,7 +581,12 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     assert!(b.text("dd.guard").await.contains("nothing held"));
 
     // Nothing secret on any page.
-    for page in ["/ui", "/ui/runs", "/ui/activity", "/ui/connections/salesforce/plan"] {
+    for page in [
+        "/ui",
+        "/ui/runs",
+        "/ui/activity",
+        "/ui/connections/salesforce/plan",
+    ] {
         let body = http
             .get(format!("{base}{page}"))
             .send()
@@ -561,7 +595,10 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
             .text()
             .await
             .unwrap();
-        assert!(!body.contains(TOKEN) && !body.contains(DEMO_CLIENT_SECRET), "{page}");
+        assert!(
+            !body.contains(TOKEN) && !body.contains(DEMO_CLIENT_SECRET),
+            "{page}"
+        );
         assert!(!body.contains(duo.secret_key()), "{page}");
     }
     b.quit().await;

@@ -455,8 +455,17 @@ where
     if let Some(approved) = &opts.approve_plan
         && *approved != plan.fingerprint()
     {
-        return refuse_changed_plan(store, name, run_id, approved, plan, trip, source_users, labels)
-            .await;
+        return refuse_changed_plan(
+            store,
+            name,
+            run_id,
+            approved,
+            plan,
+            trip,
+            source_users,
+            labels,
+        )
+        .await;
     }
 
     // Apply.

@@ -454,7 +454,11 @@ async fn an_approval_holds_for_the_plan_approved_only() {
     assert_eq!(refused.applied, 0);
     assert_eq!(refused.plan.fingerprint(), fingerprint, "the plan made now");
     assert!(
-        refused.message.as_deref().unwrap_or("").contains("nothing was applied"),
+        refused
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("nothing was applied"),
         "{:?}",
         refused.message
     );
