@@ -1099,10 +1099,19 @@ async fn plan_page(
             &format!("no connection is named {name:?}"),
         );
     };
-    let report = match conn.preview.preview().await {
-        Ok(r) => r,
-        Err(e) => {
+    // In a task of its own: a browser that goes away does not cut the run short.
+    let preview = Arc::clone(&conn.preview);
+    let report = match tokio::spawn(async move { preview.preview().await }).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             return problem(StatusCode::BAD_GATEWAY, "The dry run failed", &chain(&e));
+        }
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The dry run failed",
+                &e.to_string(),
+            );
         }
     };
     if p.format.as_deref() == Some("json") {
@@ -1327,31 +1336,44 @@ async fn approve(
         );
     };
     tracing::info!(connection = %name, plan = %fingerprint, "Web approval: running with the plan approved.");
-    let report = match web
-        .scheduler
-        .run_now_approving_plan(
-            &name,
-            scimsync_core::activity::Trigger::Api,
+    // In a task of its own: a browser that goes away does not cut the run short (the daemon's
+    // shutdown still waits for it, as for any run).
+    let run = {
+        let (scheduler, name, plan) = (
+            Arc::clone(&web.scheduler),
+            name.clone(),
             fingerprint.to_owned(),
-        )
-        .await
-    {
-        Ok(Some(r)) => r,
-        Ok(None) => {
+        );
+        tokio::spawn(async move {
+            scheduler
+                .run_now_approving_plan(&name, scimsync_core::activity::Trigger::Api, plan)
+                .await
+        })
+    };
+    let report = match run.await {
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The run failed",
+                &e.to_string(),
+            );
+        }
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => {
             return problem(
                 StatusCode::BAD_GATEWAY,
                 "The run failed",
                 "the run did not finish (the daemon is stopping, or the run failed: see the runs page)",
             );
         }
-        Err(e @ (SchedulerError::Busy(_) | SchedulerError::Leased { .. })) => {
+        Ok(Err(e @ (SchedulerError::Busy(_) | SchedulerError::Leased { .. }))) => {
             return problem(
                 StatusCode::CONFLICT,
                 "Not now",
                 &format!("{e}; nothing was applied, try again when it has finished"),
             );
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             return problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The run failed",
