@@ -23,6 +23,12 @@ use url::Url;
 pub const DEFAULT_STORE_URL: &str = "sqlite://scimsync.db";
 /// Default listener of the daemon: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default cap on the daemon's open connections (`daemon.max_connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default time a client has to send a request's headers (`daemon.header_timeout_seconds`).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most operations in flight at once a connection or target may ask for.
+pub const MAX_CONCURRENCY_LIMIT: u64 = 256;
 
 /// A configuration that could not be loaded: every problem, with its path.
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +83,11 @@ struct RawStore {
 #[derive(Debug, Default, Deserialize)]
 struct RawDaemon {
     listen: Option<String>,
+    token: Option<String>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
+    max_connections: Option<u64>,
+    header_timeout_seconds: Option<u64>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -87,7 +96,7 @@ struct RawDaemon {
 struct RawConnection {
     name: Option<String>,
     schedule: Option<String>,
-    max_concurrency: Option<usize>,
+    max_concurrency: Option<u64>,
     source: Option<RawSource>,
     target: Option<RawTarget>,
     #[serde(default)]
@@ -131,10 +140,10 @@ struct RawTarget {
     bearer_token_env: Option<String>,
     bearer_token_file: Option<PathBuf>,
     client_auth: Option<String>,
-    requests_per_second: Option<u32>,
-    max_concurrency: Option<usize>,
+    requests_per_second: Option<u64>,
+    max_concurrency: Option<u64>,
     timeout_seconds: Option<u64>,
-    member_batch_size: Option<usize>,
+    member_batch_size: Option<u64>,
     federation_id: Option<String>,
     #[serde(flatten)]
     extra: Extra,
@@ -200,12 +209,19 @@ pub struct Settings {
     pub path: PathBuf,
     pub store_url: String,
     pub listen: SocketAddr,
-    /// The daemon's bearer token (`daemon.token_env` or `daemon.token_file`): what approving
-    /// from the web view asks for. `None`: the web view is read-only.
-    pub token: Option<SecretString>,
+    /// The bearer token the daemon's write endpoints (and, beyond loopback, its read
+    /// endpoints) require (`daemon.token_env`, `daemon.token_file` or `daemon.token`).
+    pub daemon_token: Option<SecretString>,
+    /// Most connections the daemon keeps open at once; beyond it the oldest is closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (from connecting or from the last
+    /// response) before the daemon closes the connection.
+    pub header_timeout: Duration,
     pub connections: Vec<ConnectionSettings>,
     /// Files or keys holding secrets inline (warned about when the file is readable by others).
     pub inline_secrets: Vec<String>,
+    /// The `*_file` secrets: (key, file), warned about when the file is readable by others.
+    pub secret_files: Vec<(String, PathBuf)>,
 }
 
 /// One connection.
@@ -277,6 +293,26 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Setting
     parse(&text, path, env)
 }
 
+/// The store URL of a configuration file alone (with its environment override), for the
+/// read-only commands (`runs`, `activity`): no connection is validated, so they need none of
+/// the connections' secrets.
+pub fn load_store_url(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let raw: RawFile = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(env("SCIMSYNC_STORE_URL")
+        .or(raw.store.url)
+        .unwrap_or_else(|| DEFAULT_STORE_URL.to_owned()))
+}
+
 /// Validates configuration text (`path` is for messages and relative file paths).
 pub fn parse(
     text: &str,
@@ -293,11 +329,13 @@ pub fn parse(
         env,
         base_dir,
         inline_secrets: Vec::new(),
+        secret_files: Vec::new(),
     };
     let settings = v.file(raw, path);
     if v.problems.is_empty() {
         let mut settings = settings;
         settings.inline_secrets = v.inline_secrets;
+        settings.secret_files = v.secret_files;
         Ok(settings)
     } else {
         Err(ConfigError::Invalid {
@@ -312,6 +350,7 @@ struct Validator<'e> {
     env: &'e dyn Fn(&str) -> Option<String>,
     base_dir: PathBuf,
     inline_secrets: Vec<String>,
+    secret_files: Vec<(String, PathBuf)>,
 }
 
 impl Validator<'_> {
@@ -339,20 +378,41 @@ impl Validator<'_> {
         self.unknown(
             "daemon",
             &raw.daemon.extra,
-            &["listen", "token_env", "token_file"],
+            &[
+                "listen",
+                "token",
+                "token_env",
+                "token_file",
+                "max_connections",
+                "header_timeout_seconds",
+            ],
         );
-        // Optional: without it the web view cannot approve anything.
-        let token = if raw.daemon.token_env.is_some() || raw.daemon.token_file.is_some() {
+        let daemon_token = if raw.daemon.token.is_some()
+            || raw.daemon.token_env.is_some()
+            || raw.daemon.token_file.is_some()
+        {
             self.secret(
                 "daemon",
                 "token",
-                None,
+                raw.daemon.token,
                 raw.daemon.token_env,
                 raw.daemon.token_file,
             )
         } else {
             None
         };
+        let max_connections = self.range(
+            "daemon.max_connections",
+            raw.daemon.max_connections,
+            DEFAULT_MAX_CONNECTIONS as u64,
+            1..=65_536,
+        ) as usize;
+        let header_timeout = Duration::from_secs(self.range(
+            "daemon.header_timeout_seconds",
+            raw.daemon.header_timeout_seconds,
+            DEFAULT_HEADER_TIMEOUT.as_secs(),
+            1..=3_600,
+        ));
         let store_url = (self.env)("SCIMSYNC_STORE_URL")
             .or(raw.store.url)
             .unwrap_or_else(|| DEFAULT_STORE_URL.to_owned());
@@ -396,9 +456,12 @@ impl Validator<'_> {
             path: path.to_owned(),
             store_url,
             listen,
-            token,
+            daemon_token,
+            max_connections,
+            header_timeout,
             connections,
             inline_secrets: Vec::new(),
+            secret_files: Vec::new(),
         }
     }
 
@@ -442,26 +505,16 @@ impl Validator<'_> {
             }
         };
         if let Some(s) = &c.schedule
-            && s.split_whitespace().count() != 6
+            && let Err(message) = scimsync_engine::scheduler::check_schedule(s)
         {
-            self.problem(
-                format!("{at}.schedule"),
-                format!(
-                    "{s:?} is not a cron schedule of six fields, seconds first (\"0 */15 * * * *\")"
-                ),
-            );
+            self.problem(format!("{at}.schedule"), message);
         }
-        let member_batch_size = c
-            .target
-            .as_ref()
-            .and_then(|t| t.member_batch_size)
-            .unwrap_or(100);
-        if member_batch_size == 0 {
-            self.problem(
-                format!("{at}.target.member_batch_size"),
-                "must be at least 1",
-            );
-        }
+        let member_batch_size = self.range(
+            &format!("{at}.target.member_batch_size"),
+            c.target.as_ref().and_then(|t| t.member_batch_size),
+            100,
+            1..=1_000,
+        ) as usize;
         let source = match c.source {
             Some(s) => self.source(s, &format!("{at}.source")),
             None => {
@@ -478,19 +531,47 @@ impl Validator<'_> {
         };
         let kind = target.as_ref().map_or(TargetKind::Salesforce, |t| t.kind);
         let mut policy = self.policy(c.scope, c.mapping, c.governance, c.safety, kind, at);
-        policy.member_batch_size = member_batch_size.max(1);
-        let max_concurrency = c.max_concurrency.unwrap_or(8);
-        if max_concurrency == 0 {
-            self.problem(format!("{at}.max_concurrency"), "must be at least 1");
-        }
+        policy.member_batch_size = member_batch_size;
+        let max_concurrency = self.range(
+            &format!("{at}.max_concurrency"),
+            c.max_concurrency,
+            8,
+            1..=MAX_CONCURRENCY_LIMIT,
+        ) as usize;
         Some(ConnectionSettings {
             name,
             schedule: c.schedule,
-            max_concurrency: max_concurrency.max(1),
+            max_concurrency,
             source: source?,
             target: target?,
             policy,
         })
+    }
+
+    /// A whole number within `range` (its default when absent); a problem naming the key
+    /// and the range otherwise (then the default stands in, so validation goes on).
+    fn range(
+        &mut self,
+        at: &str,
+        value: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
+        match value {
+            None => default,
+            Some(v) if range.contains(&v) => v,
+            Some(v) => {
+                self.problem(
+                    at,
+                    format!(
+                        "{v} is out of range: use {} to {} (default {default})",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                default
+            }
+        }
     }
 
     fn secret(
@@ -530,7 +611,11 @@ impl Validator<'_> {
                 self.base_dir.join(&file)
             };
             return match std::fs::read_to_string(&full) {
-                Ok(v) if !v.trim().is_empty() => Some(SecretString::from(v.trim().to_owned())),
+                Ok(v) if !v.trim().is_empty() => {
+                    self.secret_files
+                        .push((format!("{at}.{key}_file"), full.clone()));
+                    Some(SecretString::from(v.trim().to_owned()))
+                }
                 Ok(_) => {
                     self.problem(
                         format!("{at}.{key}_file"),
@@ -805,21 +890,31 @@ impl Validator<'_> {
                 _ => None,
             }
         };
-        let rps = t.requests_per_second.unwrap_or(20);
-        if rps == 0 {
-            self.problem(format!("{at}.requests_per_second"), "must be at least 1");
-        }
-        let max_concurrency = t.max_concurrency.unwrap_or(8);
-        if max_concurrency == 0 {
-            self.problem(format!("{at}.max_concurrency"), "must be at least 1");
-        }
+        let rps = self.range(
+            &format!("{at}.requests_per_second"),
+            t.requests_per_second,
+            20,
+            1..=10_000,
+        ) as u32;
+        let max_concurrency = self.range(
+            &format!("{at}.max_concurrency"),
+            t.max_concurrency,
+            8,
+            1..=MAX_CONCURRENCY_LIMIT,
+        ) as usize;
+        let timeout_seconds = self.range(
+            &format!("{at}.timeout_seconds"),
+            t.timeout_seconds,
+            30,
+            1..=3_600,
+        );
         Some(TargetSettings {
             kind,
             base_url: base_url?,
             auth: auth?,
-            requests_per_second: rps.max(1),
-            max_concurrency: max_concurrency.max(1),
-            timeout: Duration::from_secs(t.timeout_seconds.unwrap_or(30).max(1)),
+            requests_per_second: rps,
+            max_concurrency,
+            timeout: Duration::from_secs(timeout_seconds),
             federation_id,
         })
     }
@@ -1009,23 +1104,41 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// Warns when a configuration file holding inline secrets can be read by other users.
+/// Warns when a configuration file holding inline secrets, or a `*_file` secret, can be read
+/// by other users (one line each).
 pub fn inline_secret_warning(settings: &Settings) -> Option<String> {
-    if settings.inline_secrets.is_empty() {
-        return None;
-    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&settings.path).ok()?.permissions().mode();
-        if mode & 0o044 != 0 {
-            return Some(format!(
+        let mode_of = |path: &Path| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| m.permissions().mode())
+                .filter(|mode| mode & 0o044 != 0)
+        };
+        let mut lines = Vec::new();
+        if !settings.inline_secrets.is_empty()
+            && let Some(mode) = mode_of(&settings.path)
+        {
+            lines.push(format!(
                 "warning: {} holds secrets inline ({}) and is readable by other users (mode {:o}); \
                  use *_env or *_file keys, or chmod 600 it",
                 settings.path.display(),
                 settings.inline_secrets.join(", "),
                 mode & 0o777
             ));
+        }
+        for (key, file) in &settings.secret_files {
+            if let Some(mode) = mode_of(file) {
+                lines.push(format!(
+                    "warning: {} (the secret of {key}) is readable by other users (mode {:o}); chmod 600 it",
+                    file.display(),
+                    mode & 0o777
+                ));
+            }
+        }
+        if !lines.is_empty() {
+            return Some(lines.join("\n"));
         }
     }
     None
@@ -1138,25 +1251,6 @@ permission_sets = ["Sales Cloud"]
         }
         let err = with("externalId").unwrap_err().to_string();
         assert!(err.contains("matches accounts on"), "{err}");
-    }
-
-    #[test]
-    fn the_daemon_token_is_optional_and_read_from_its_variable() {
-        use secrecy::ExposeSecret as _;
-        let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b"), ("WEB_TOKEN", "t0k")]);
-        let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
-        assert!(
-            s.token.is_none(),
-            "no token configured: the web view only reads"
-        );
-        let text = GOOD.replace("[store]", "[daemon]\ntoken_env = \"WEB_TOKEN\"\n\n[store]");
-        let s = parse(&text, Path::new("c.toml"), &vars).unwrap();
-        assert_eq!(s.token.as_ref().map(|t| t.expose_secret()), Some("t0k"));
-        let unset = text.replace("WEB_TOKEN", "SCIMSYNC_TEST_UNSET");
-        let err = parse(&unset, Path::new("c.toml"), &vars)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("daemon.token_env"), "{err}");
     }
 
     #[test]
@@ -1309,5 +1403,112 @@ permission_sets = ["Sales Cloud"]
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(inline_secret_warning(&s).is_none());
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_problems_naming_the_key_not_panics() {
+        let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+        let text = GOOD.replace(
+            "schedule = \"0 */15 * * * *\"",
+            "schedule = \"0 */15 * * * *\"\nmax_concurrency = 9223372036854775807",
+        );
+        let err = parse(&text, Path::new("c.toml"), &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("connections[0].max_concurrency: 9223372036854775807 is out of range"),
+            "{err}"
+        );
+        let text = GOOD.replace(
+            "client_secret_env = \"SF_SECRET\"",
+            "client_secret_env = \"SF_SECRET\"\nmax_concurrency = 0\nmember_batch_size = 18446744073709551615",
+        );
+        let err = parse(&text, Path::new("c.toml"), &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("connections[0].target.max_concurrency"),
+            "{err}"
+        );
+        assert!(
+            err.contains("connections[0].target.member_batch_size"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_daemon_token_comes_from_the_environment_or_a_file() {
+        let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b"), ("TOK", "t0k3n")]);
+        let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
+        assert!(s.daemon_token.is_none());
+        assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(s.header_timeout, DEFAULT_HEADER_TIMEOUT);
+        let text = format!(
+            "[daemon]\ntoken_env = \"TOK\"\nmax_connections = 10\nheader_timeout_seconds = 3\n{GOOD}"
+        );
+        let s = parse(&text, Path::new("c.toml"), &vars).unwrap();
+        use secrecy::ExposeSecret as _;
+        assert_eq!(s.daemon_token.as_ref().unwrap().expose_secret(), "t0k3n");
+        assert_eq!(s.max_connections, 10);
+        assert_eq!(s.header_timeout, Duration::from_secs(3));
+        assert!(!format!("{s:?}").contains("t0k3n"));
+        let text = format!("[daemon]\ntoken = \"inline\"\n{GOOD}");
+        let s = parse(&text, Path::new("c.toml"), &vars).unwrap();
+        assert_eq!(s.inline_secrets, ["daemon.token"]);
+        let text = format!("[daemon]\ntoken_env = \"NOPE\"\n{GOOD}");
+        let err = parse(&text, Path::new("c.toml"), &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("daemon.token_env"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_file_readable_by_others_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("duo_secret");
+        std::fs::write(&secret, "file-secret-value").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("c.toml");
+        let text = GOOD.replace(
+            "secret_key_env = \"DUO_SKEY\"",
+            "secret_key_file = \"duo_secret\"",
+        );
+        std::fs::write(&path, &text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = load(&path, &env(&[("SF_SECRET", "b")])).unwrap();
+        let warning = inline_secret_warning(&s).unwrap();
+        assert!(
+            warning.contains("connections[0].source.secret_key_file")
+                && warning.contains("mode 644")
+                && !warning.contains("file-secret-value"),
+            "{warning}"
+        );
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            inline_secret_warning(&s).is_none(),
+            "the config file itself holds no secret"
+        );
+    }
+
+    #[test]
+    fn schedules_are_parsed_as_the_scheduler_parses_them() {
+        let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+        for bad in [
+            "0 99 * * * *",
+            "0 */15 * * * * * *",
+            "every day",
+            "0 0 25 * * *",
+        ] {
+            let text = GOOD.replace("0 */15 * * * *", bad);
+            let err = parse(&text, Path::new("c.toml"), &vars)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("connections[0].schedule"), "{bad}: {err}");
+        }
+        for good in ["0 */15 * * * *", "30 0 2 * * Mon-Fri"] {
+            let text = GOOD.replace("0 */15 * * * *", good);
+            assert!(parse(&text, Path::new("c.toml"), &vars).is_ok(), "{good}");
+        }
     }
 }

@@ -1,21 +1,38 @@
 //! `scimsync daemon`: every connection on its schedule, and an HTTP listener for status and
 //! the web view (see [`crate::web`]).
+//!
+//! Who may do what on the listener:
+//! - `GET /healthz`: anyone (it says `ok` and nothing else);
+//! - `GET /metrics`, the web view's pages (and any other read): clients on loopback, or with
+//!   the bearer token;
+//! - `POST /ui/connections/{name}/approve`: the web view's approve form, which carries the
+//!   token in a field the operator types it into (or the header); its handler checks it with
+//!   [`same_secret`] like the header is checked here;
+//! - `POST /connections/{name}/sync`: only with the bearer token (`Authorization: Bearer …`,
+//!   from `daemon.token_env` or `daemon.token_file`); without a configured token, writes are
+//!   refused. A browser page cannot send the header without the token, so a page an admin
+//!   visits cannot start or approve a run.
+//!
+//! The daemon refuses to listen beyond loopback without a token.
 
 use crate::config::Settings;
+use crate::listen::{GuardedListener, Peer};
 use crate::{load_settings, web, wiring};
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
 use scimsync_core::activity::{ActivityEntry, Trigger};
 use scimsync_engine::{
     EngineError, Job, Metrics, Progress, RunOptions, RunReport, Scheduler, SchedulerError,
-    reconcile_once,
+    StopReason, reconcile_once,
 };
 use scimsync_store::SqlStore;
+use secrecy::{ExposeSecret as _, SecretString};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -81,11 +98,13 @@ impl Job for ConnectionJob {
         trigger: Trigger,
         approve: bool,
         cancel: CancellationToken,
+        stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
         self.run_with(RunOptions {
             trigger,
             approve_destructive: approve,
             cancel,
+            stop_reason,
             ..RunOptions::default()
         })
     }
@@ -95,6 +114,7 @@ impl Job for ConnectionJob {
         trigger: Trigger,
         plan: String,
         cancel: CancellationToken,
+        stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
         // Explained, so that a refused approval shows the new plan with its reasons.
         self.run_with(RunOptions {
@@ -102,6 +122,7 @@ impl Job for ConnectionJob {
             approve_plan: Some(plan),
             explain: true,
             cancel,
+            stop_reason,
             ..RunOptions::default()
         })
     }
@@ -111,11 +132,20 @@ impl Job for ConnectionJob {
 struct App {
     scheduler: Arc<Scheduler<SqlStore>>,
     metrics: Arc<Metrics>,
+    /// The bearer token of `daemon.token_*`; `None`: writes are refused.
+    token: Option<Arc<SecretString>>,
 }
 
 /// Runs until SIGTERM/SIGINT.
 pub async fn run(config: &Path) -> anyhow::Result<u8> {
     let settings: Settings = load_settings(config)?;
+    if !settings.listen.ip().is_loopback() && settings.daemon_token.is_none() {
+        anyhow::bail!(
+            "daemon.listen is {}, beyond loopback, and no token is configured: set daemon.token_env \
+             or daemon.token_file (clients send it as `Authorization: Bearer …`), or listen on 127.0.0.1",
+            settings.listen
+        );
+    }
     let store = Arc::new(
         SqlStore::connect(&settings.store_url)
             .await
@@ -123,11 +153,7 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
     );
     let metrics = Arc::new(Metrics::default());
     let cancel = crate::shutdown_token();
-    let holder = format!(
-        "{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "scimsync".into()),
-        std::process::id()
-    );
+    let holder = crate::holder_name();
     let mut scheduler = Scheduler::new(
         Arc::clone(&store),
         holder,
@@ -159,32 +185,123 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
     }
     let scheduler = Arc::new(scheduler);
     scheduler.start(&schedules).await?;
-    let web = web::router(web::Web {
-        store: Arc::clone(&store),
-        scheduler: Arc::clone(&scheduler),
-        connections: Arc::new(pages),
-        token: settings.token.map(Arc::new),
-    });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_page))
-        .route("/connections/{name}/sync", post(sync))
-        .with_state(App {
-            scheduler: Arc::clone(&scheduler),
-            metrics,
-        })
-        .merge(web);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .route("/connections/{name}/sync", post(sync));
+    let state = App {
+        scheduler: Arc::clone(&scheduler),
+        metrics,
+        token: settings.daemon_token.map(Arc::new),
+    };
+    // The web view, under the same access rules (merged before the layer is added).
+    let app = app.merge(web::router(web::Web {
+        store: Arc::clone(&store),
+        scheduler: Arc::clone(&scheduler),
+        connections: Arc::new(pages),
+        token: state.token.clone(),
+    }));
+    if state.token.is_none() {
+        info!(
+            "No daemon token is configured (daemon.token_env or daemon.token_file): POST /connections/{{name}}/sync is refused."
+        );
+    }
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
+        .with_state(state);
+    let tcp = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {} (daemon.listen)", settings.listen))?;
+    let listener = GuardedListener::new(tcp, settings.max_connections, settings.header_timeout);
     info!(listen = %settings.listen, connections = settings.connections.len(), "Daemon started.");
     let shutdown = cancel.clone();
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     scheduler.shutdown().await;
     info!("Daemon stopped.");
     Ok(0)
+}
+
+/// Whether `a` and `b` are equal, in a time that depends on their lengths only.
+pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether the request carries the configured bearer token.
+fn has_token(app: &App, req: &Request) -> bool {
+    let Some(token) = &app.token else {
+        return false;
+    };
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| same_secret(given.trim().as_bytes(), token.expose_secret().as_bytes()))
+}
+
+/// Whether the Host header names loopback (a page loaded from another name, rebound to
+/// 127.0.0.1, does not).
+fn loopback_host(req: &Request) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The listener's access rules (see the module documentation).
+async fn authorize(
+    State(app): State<App>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    if req.uri().path() == "/healthz" && read {
+        return next.run(req).await;
+    }
+    // The web view's approve form carries the token in its body; its handler checks it.
+    if req.method() == Method::POST && web::is_approve_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let allowed = has_token(&app, &req) || (read && peer.ip().is_loopback() && loopback_host(&req));
+    if allowed {
+        return next.run(req).await;
+    }
+    let message = if !read && app.token.is_none() {
+        return (
+            StatusCode::FORBIDDEN,
+            "writes need a token: configure daemon.token_env or daemon.token_file and send it as `Authorization: Bearer …`\n",
+        )
+            .into_response();
+    } else if read {
+        "beyond loopback, reads need the daemon token (`Authorization: Bearer …`)\n"
+    } else {
+        "this endpoint needs the daemon token (`Authorization: Bearer …`)\n"
+    };
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        message,
+    )
+        .into_response()
 }
 
 async fn metrics_page(State(app): State<App>) -> impl IntoResponse {

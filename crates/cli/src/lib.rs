@@ -1,13 +1,15 @@
 //! The `scimsync` binary: configuration, commands, daemon wiring, the HTTP status listener and
 //! the demo. Library crates know nothing of it; it knows them all.
 //!
-//! Exit codes: 0 all applied; 1 some operations failed or were rejected; 2 configuration or
-//! connection error; 3 the guard stopped the run.
+//! Exit codes: 0 all applied; 1 some operations failed or were rejected (or the run was
+//! interrupted); 2 configuration or connection error; 3 the guard stopped the run; 4 another
+//! run of the connection holds its lease (`reconcile --wait` waits for it).
 #![forbid(unsafe_code)]
 
 pub mod config;
 mod daemon;
 pub mod demo;
+mod listen;
 pub mod output;
 mod web;
 mod wiring;
@@ -18,7 +20,8 @@ use config::Settings;
 use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, Trigger};
 use scimsync_core::ports::Store as _;
-use scimsync_engine::{Progress, RetryRefused, RunOptions, RunReport, chain};
+use scimsync_engine::lease::{self, DEFAULT_LEASE_TTL, HeldLease};
+use scimsync_engine::{Progress, RetryRefused, RunOptions, RunReport, StopReason, chain};
 use scimsync_store::SqlStore;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Exit code: configuration or connection error.
 pub const EXIT_CONFIG: u8 = 2;
+/// Exit code: another run of the connection (a daemon or another `reconcile`) holds its lease.
+pub const EXIT_LEASED: u8 = 4;
 
 /// scimsync keeps a SaaS application's accounts in step with an identity directory (Duo →
 /// Salesforce or any SCIM 2.0 service).
@@ -98,6 +103,10 @@ pub struct ReconcileArgs {
     /// schemas) instead of the ones discovered within the last day.
     #[arg(long)]
     pub rediscover: bool,
+    /// When another run of the connection holds its lease, wait this long for it (`90s`,
+    /// `10m`, `1h`) instead of exiting with code 4.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
 }
@@ -166,6 +175,26 @@ pub struct SimArgs {
 
 fn parse_outcome(text: &str) -> Result<Outcome, String> {
     Outcome::parse(text).ok_or_else(|| format!("{text:?}: use ok, failed, rejected or skipped"))
+}
+
+/// `90s`, `10m`, `1h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: use a duration such as 90s, 10m or 1h"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
 fn parse_since_now(text: &str) -> Result<Timestamp, String> {
@@ -240,9 +269,20 @@ pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&settings.store_url)
+    open_store_at(&settings.store_url).await
+}
+
+async fn open_store_at(url: &str) -> anyhow::Result<SqlStore> {
+    SqlStore::connect(url)
         .await
         .with_context(|| "opening the store (store.url or SCIMSYNC_STORE_URL)")
+}
+
+/// The store of a configuration, for read-only commands: the connections (and their
+/// secrets) are not needed.
+async fn open_store_only(config: &Path) -> anyhow::Result<SqlStore> {
+    let url = config::load_store_url(config, &|k| std::env::var(k).ok())?;
+    open_store_at(&url).await
 }
 
 /// A progress bar on a terminal, plain lines otherwise.
@@ -263,14 +303,14 @@ impl Progress for Bar {
                 if !matches!(entry.op.as_str(), "reject" | "note" | "refuse") {
                     b.inc(1);
                 }
-                b.set_message(format!("{} {}", entry.op, entry.name));
+                b.set_message(format!("{} {}", entry.op, output::clean(&entry.name)));
             }
             None => eprintln!(
                 "{} {} {} {}",
                 entry.outcome.as_str(),
                 entry.op,
-                entry.name,
-                entry.detail
+                output::clean(&entry.name),
+                output::clean(&entry.detail)
             ),
         }
     }
@@ -292,7 +332,7 @@ fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
 
 async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
     let settings = load_settings(&args.config)?;
-    let store = open_store(&settings).await?;
+    let store = Arc::new(open_store(&settings).await?);
     let selected: Vec<_> = settings
         .connections
         .iter()
@@ -310,9 +350,28 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
                 .join(", ")
         );
     }
+    let shutdown = shutdown_token();
+    let holder = format!("{}:reconcile", holder_name());
     let mut worst = 0u8;
     for conn in selected {
         let connection = wiring::connection(conn)?;
+        // A dry run changes nothing on the target: it takes no lease.
+        let lease = if args.dry_run {
+            None
+        } else {
+            match take_lease(&store, &conn.name, &holder, args.wait, &shutdown).await? {
+                Some(lease) => Some(lease),
+                None if shutdown.is_cancelled() => return Ok(worst.max(1)),
+                None => {
+                    worst = worst.max(EXIT_LEASED);
+                    continue;
+                }
+            }
+        };
+        let (cancel, stop_reason) = match &lease {
+            Some(l) => (l.cancel(), l.reason()),
+            None => (shutdown.clone(), StopReason::default()),
+        };
         let opts = RunOptions {
             trigger: Trigger::Manual,
             dry_run: args.dry_run,
@@ -320,7 +379,8 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
             approve_plan: None,
             only_user: args.user.clone(),
             max_concurrency: conn.max_concurrency,
-            cancel: shutdown_token(),
+            cancel,
+            stop_reason,
             progress: progress(args.dry_run || args.format == ReportFormat::Json),
             retry_refused: args.retry_refused.as_deref().map(|u| match u.trim() {
                 "" => RetryRefused::All,
@@ -330,7 +390,14 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
             // A plan shown as a table says which rule chose each user's entitlements.
             explain: args.dry_run && args.format == ReportFormat::Text,
         };
-        let report = match scimsync_engine::reconcile_once(&connection, &store, &opts).await {
+        let result = scimsync_engine::reconcile_once(&connection, &*store, &opts).await;
+        if let Some(lease) = lease {
+            if let Some(lost) = lease.lost() {
+                eprintln!("error: {lost}; this run stopped applying");
+            }
+            lease.release().await;
+        }
+        let report = match result {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {}", chain(&e));
@@ -342,6 +409,60 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
         worst = worst.max(report.exit_code());
     }
     Ok(worst)
+}
+
+/// This process in leases: the host and the process id.
+fn holder_name() -> String {
+    format!(
+        "{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "scimsync".into()),
+        std::process::id()
+    )
+}
+
+/// Takes the lease of a connection for a one-shot run, waiting up to `wait` for its holder;
+/// `None` (after saying who holds it) when it stays held or shutdown came first.
+async fn take_lease(
+    store: &Arc<SqlStore>,
+    connection: &str,
+    holder: &str,
+    wait: Option<Duration>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<HeldLease<SqlStore>>> {
+    let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+    let mut told = false;
+    loop {
+        let taken = lease::take(store, connection, holder, DEFAULT_LEASE_TTL, shutdown)
+            .await
+            .with_context(|| format!("taking the lease of connection {connection}"))?;
+        let busy = match taken {
+            Ok(held) => return Ok(Some(held)),
+            Err(busy) => busy,
+        };
+        let now = tokio::time::Instant::now();
+        match deadline {
+            Some(d) if now < d => {
+                if !told {
+                    eprintln!(
+                        "Connection {connection} is being run elsewhere: its lease is {busy}; waiting up to {}s…",
+                        wait.unwrap_or_default().as_secs()
+                    );
+                    told = true;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(Duration::from_secs(1).min(d - now)) => {}
+                }
+            }
+            _ => {
+                eprintln!(
+                    "error: connection {connection} is being run elsewhere: its lease is {busy}. \
+                     Nothing was done; try again later or wait for it with --wait 10m (exit code {EXIT_LEASED})."
+                );
+                return Ok(None);
+            }
+        }
+    }
 }
 
 /// A token cancelled on SIGINT/SIGTERM.
@@ -387,16 +508,17 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
             println!("== {} (run {})", report.connection, report.run_id);
             if let Some(trace) = &report.trace {
                 for step in trace {
-                    println!("  {:<7} {}", step.step, step.detail);
+                    println!("  {:<7} {}", step.step, output::clean(&step.detail));
                 }
                 println!();
             }
             if dry_run {
+                // The plan's table escapes the values it shows.
                 print!("{}", report.plan.to_table_with(&report.labels));
             }
             if let Some(trip) = &report.guard {
-                println!("GUARD: {}", trip.reason);
-                println!("  to approve: {}", trip.how_to_approve);
+                println!("GUARD: {}", output::clean(&trip.reason));
+                println!("  to approve: {}", output::clean(&trip.how_to_approve));
             }
             if !dry_run {
                 println!(
@@ -416,7 +538,7 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
                     );
                 }
                 if let Some(m) = &report.message {
-                    println!("  {m}");
+                    println!("  {}", output::clean(m));
                 }
             }
         }
@@ -425,8 +547,7 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
 }
 
 async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
-    let settings = load_settings(&args.config)?;
-    let store = open_store(&settings).await?;
+    let store = open_store_only(&args.config).await?;
     let mut query = ActivityQuery {
         connection: args.connection,
         run_id: args.run,
@@ -473,8 +594,7 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
 }
 
 async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
-    let settings = load_settings(&args.config)?;
-    let store = open_store(&settings).await?;
+    let store = open_store_only(&args.config).await?;
     let runs = store
         .runs_with_stats(args.connection.as_deref(), args.limit)
         .await?;

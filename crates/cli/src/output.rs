@@ -12,7 +12,18 @@ pub enum Format {
     Csv,
 }
 
+/// Text for a terminal, control characters escaped (see
+/// [`scimsync_core::render::printable`]).
+pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    scimsync_core::render::printable(text)
+}
+
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| clean(c).into_owned()).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -40,7 +51,16 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A CSV cell: quoted when needed; a cell a spreadsheet would take for a formula (starting
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return) is prefixed with `'`.
 fn csv_field(value: &str) -> String {
+    let neutral;
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        neutral = format!("'{value}");
+        neutral.as_str()
+    } else {
+        value
+    };
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
@@ -231,5 +251,50 @@ mod tests {
             lines.next().unwrap_or_default(),
             "7,1970-01-01T00:00:00.000Z,sf,2,update_user,ok,user,ada@example.com,005X,\"title: \"\"Boss, Big\"\"\""
         );
+    }
+
+    fn entry(name: &str, detail: &str) -> ActivityEntry {
+        ActivityEntry {
+            id: 1,
+            run_id: 1,
+            connection: "sf".into(),
+            at: Timestamp(0),
+            op: "create_user".into(),
+            outcome: Outcome::Ok,
+            object: "user".into(),
+            source_id: None,
+            target_id: None,
+            name: name.into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_neutralised() {
+        let out = activity(
+            &[entry("=HYPERLINK(\"http://x\")", "+1 @SUM(A1) -2")],
+            Format::Csv,
+            false,
+        );
+        assert!(out.contains(",\"'=HYPERLINK(\"\"http://x\"\")\","), "{out}");
+        assert!(out.ends_with(",'+1 @SUM(A1) -2\n"), "{out}");
+        let plain = activity(&[entry("ada@example.com", "ok")], Format::Csv, false);
+        assert!(plain.contains(",ada@example.com,"), "{plain}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_tables() {
+        let out = activity(
+            &[entry("evil\n2026-01-01 FAKE ok\u{1b}[31m", "x\u{202e}y\r")],
+            Format::Table,
+            true,
+        );
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{202e}') && !out.contains('\r'));
+        assert!(
+            out.contains("evil\\n2026-01-01 FAKE ok\\u{1b}[31m"),
+            "{out}"
+        );
+        assert_eq!(clean("plain"), "plain");
     }
 }

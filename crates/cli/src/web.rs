@@ -90,8 +90,8 @@ pub(crate) struct Web {
     pub token: Option<Arc<SecretString>>,
 }
 
-/// The web view's routes, to merge into the daemon's router.
-pub(crate) fn router(web: Web) -> Router {
+/// The web view's routes, to merge into the daemon's router (before its access layer).
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(web: Web) -> Router<S> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
         .route("/ui", get(connections_page))
@@ -394,23 +394,22 @@ pub(crate) fn next_run(schedule: &str, now: Timestamp) -> Option<Timestamp> {
     Some(Timestamp::from_millis(next.timestamp_millis()))
 }
 
-/// Whether `given` is the configured token. The comparison takes the same time whatever
-/// `given` holds (it depends on the configured token's length only). No configured token, or
-/// an empty one given: never.
+/// Whether `given` is the configured token, compared like the daemon compares the header
+/// ([`crate::daemon::same_secret`], in constant time). No configured token, or an empty one
+/// given: never.
 pub(crate) fn token_matches(configured: Option<&SecretString>, given: &str) -> bool {
-    let Some(configured) = configured else {
-        return false;
-    };
-    let expected = configured.expose_secret().as_bytes();
-    let given = given.as_bytes();
-    if given.is_empty() {
-        return false;
-    }
-    let mut diff = expected.len() ^ given.len();
-    for (i, e) in expected.iter().enumerate() {
-        diff |= usize::from(e ^ given.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
+    configured.is_some_and(|token| {
+        !given.is_empty()
+            && crate::daemon::same_secret(given.as_bytes(), token.expose_secret().as_bytes())
+    })
+}
+
+/// Whether `path` is the approve action of a connection (`/ui/connections/{name}/approve`),
+/// which checks the token itself.
+pub(crate) fn is_approve_path(path: &str) -> bool {
+    path.strip_prefix("/ui/connections/")
+        .and_then(|rest| rest.strip_suffix("/approve"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
 /// The token of a request: the form's `token` field, else an `Authorization: Bearer` header.
@@ -1463,6 +1462,15 @@ mod tests {
         );
         assert_eq!(given_token(None, &h), "s3cret-token");
         assert_eq!(given_token(Some(""), &h), "s3cret-token");
+    }
+
+    #[test]
+    fn only_the_approve_action_checks_its_own_token() {
+        assert!(is_approve_path("/ui/connections/salesforce/approve"));
+        assert!(!is_approve_path("/ui/connections//approve"));
+        assert!(!is_approve_path("/ui/connections/a/b/approve"));
+        assert!(!is_approve_path("/connections/salesforce/sync"));
+        assert!(!is_approve_path("/ui/connections/salesforce/plan"));
     }
 
     #[test]

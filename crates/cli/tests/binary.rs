@@ -224,6 +224,168 @@ async fn dry_run_json_reconcile_and_activity_csv() {
     );
 }
 
+/// The environment variable and value of the daemon token in tests.
+const TOKEN_VAR: &str = "SCIMSYNC_TEST_DAEMON_TOKEN";
+const TOKEN: &str = "test-daemon-token-0123456789";
+
+/// Adds a `[daemon]` table with the token (and `extra` keys) to a configuration.
+fn with_daemon_token(config: &Path, extra: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(
+        config,
+        format!("[daemon]\ntoken_env = \"{TOKEN_VAR}\"\n{extra}\n{text}"),
+    )
+    .unwrap();
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str) -> bool {
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_requires_its_token_for_writes_and_survives_half_open_connections() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let port = free_port();
+    with_daemon_token(
+        &s.config,
+        "max_connections = 64\nheader_timeout_seconds = 2",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args(["daemon", "--config", s.config.to_str().unwrap()])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(
+        wait_healthy(&http, &base).await,
+        "the daemon answers /healthz"
+    );
+    let sync = format!("{base}/connections/salesforce/sync?approve=true");
+    let r = http.post(&sync).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    let r = http.post(&sync).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(r.status(), 401, "a wrong token");
+    let r = http
+        .post(&sync)
+        .bearer_auth(format!("{TOKEN}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a longer token");
+    // A page loaded from another name and rebound to loopback reads nothing.
+    let r = http
+        .get(format!("{base}/metrics"))
+        .header("host", "attacker.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "reads are open on loopback");
+    assert!(s.sf.inspect().users().is_empty(), "nothing ran");
+
+    // 1,100 connections that send nothing (and one that sends a byte at a time) do not
+    // starve /healthz.
+    let mut idle = Vec::new();
+    for _ in 0..1_100 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    let started = std::time::Instant::now();
+    let fresh = reqwest::Client::new();
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        fresh.get(format!("{base}/healthz")).send(),
+    )
+    .await
+    .expect("healthz answers while 1,100 connections are idle")
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A connection that sends part of a request is closed after the header timeout.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "closed after the header timeout");
+    drop(idle);
+    let r = http.post(&sync).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 202, "the token is accepted");
+
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_refuses_to_listen_beyond_loopback_without_a_token() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args(["daemon", "--config", s.config.to_str().unwrap()])
+        .env("SCIMSYNC_LISTEN", format!("0.0.0.0:{}", free_port()))
+        .env_remove("SCIMSYNC_STORE_URL")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("daemon.token_env"), "{}", text(&out));
+    // Writes without a configured token are refused, on loopback too.
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args(["daemon", "--config", s.config.to_str().unwrap()])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("SCIMSYNC_STORE_URL")
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(wait_healthy(&http, &base).await);
+    let r = http
+        .post(format!("{base}/connections/salesforce/sync"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("daemon.token_env"));
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_serves_health_metrics_and_on_demand_syncs_then_stops_on_sigterm() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -233,33 +395,30 @@ async fn the_daemon_serves_health_metrics_and_on_demand_syncs_then_stops_on_sigt
         .local_addr()
         .unwrap()
         .port();
+    with_daemon_token(&s.config, "");
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
         .args(["daemon", "--config", s.config.to_str().unwrap()])
         .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
         .current_dir(s.dir.path())
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-            && r.status() == 200
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the daemon answers /healthz");
+    assert!(
+        wait_healthy(&http, &base).await,
+        "the daemon answers /healthz"
+    );
     let r = http
         .post(format!("{base}/connections/nope/sync"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
     let r = http
         .post(format!("{base}/connections/salesforce/sync"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
@@ -431,4 +590,165 @@ async fn check_says_what_the_target_supports_and_what_sso_matches_on() {
     );
     assert!(!all.contains("Federation ID at urn:salesforce"), "{all}");
     eprintln!("check, strict reading:\n{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_takes_the_lease_waits_for_it_or_says_who_holds_it() {
+    use scimsync_core::ports::{NewRun, Store as _};
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let store =
+        scimsync_store::SqlStore::connect(&format!("sqlite://{}", dir.join("store.db").display()))
+            .await
+            .unwrap();
+    // A reconcile that was killed: its run stays `running` and its lease expires.
+    let dead = store
+        .start_run(&NewRun {
+            connection: "salesforce".into(),
+            trigger: scimsync_core::activity::Trigger::Manual,
+            dry_run: false,
+            started_at: scimsync_engine::now().plus_millis(-60_000),
+        })
+        .await
+        .unwrap();
+    // A daemon elsewhere holds the lease.
+    assert!(
+        store
+            .acquire_lease(
+                "salesforce",
+                "other-host:4242",
+                scimsync_engine::now(),
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+    );
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || scimsync(&["reconcile", "--config", &c], &d))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("held by other-host:4242 since 20"),
+        "who and since when: {said}"
+    );
+    assert!(said.contains("--wait"), "{said}");
+    assert_eq!(s.sf.inspect().writes(), 0, "nothing was applied");
+
+    // With --wait, the run starts once the holder releases the lease.
+    let (c, d) = (config.clone(), dir.clone());
+    let waiting = tokio::task::spawn_blocking(move || {
+        scimsync(&["reconcile", "--config", &c, "--wait", "30s"], &d)
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(s.sf.inspect().writes(), 0, "still waiting");
+    store
+        .release_lease("salesforce", "other-host:4242")
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "ran: {}", text(&out));
+    assert!(text(&out).contains("waiting up to 30s"), "{}", text(&out));
+    assert!(s.sf.inspect().users().len() > 10);
+    let runs = store.list_runs(Some("salesforce"), 10).await.unwrap();
+    let dead = runs.iter().find(|r| r.id == dead).unwrap();
+    assert_eq!(
+        dead.status,
+        scimsync_core::activity::RunStatus::Abandoned,
+        "{dead:?}"
+    );
+    assert!(
+        store.lease_holder("salesforce").await.unwrap().is_none(),
+        "released"
+    );
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || scimsync(&["runs", "--config", &c], &d))
+        .await
+        .unwrap();
+    assert!(text(&out).contains("abandoned"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reconciles_started_together_do_not_both_apply() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let start = |c: String, d: PathBuf| {
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(["reconcile", "--config", &c])
+            .current_dir(d)
+            .env_remove("SCIMSYNC_STORE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = start(config.clone(), dir.clone());
+    let b = start(config.clone(), dir.clone());
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(1)),
+        "one ran: {}\n{}",
+        text(&a),
+        text(&b)
+    );
+    for o in [&a, &b] {
+        assert!(
+            matches!(o.status.code(), Some(1) | Some(4)),
+            "ran or found the lease held: {}",
+            text(o)
+        );
+    }
+    // Whether the second waited its turn or found the lease held, no account was created twice.
+    let users = s.sf.inspect().users().len();
+    assert!(users > 10);
+    assert_eq!(
+        s.sf.inspect().count("POST", "/services/scim/v2/Users"),
+        users,
+        "one POST /Users per account: none sent twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_activity_need_no_connection_secrets() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || scimsync(&["reconcile", "--config", &c], &d))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // The secrets are gone (another operator's machine): the log is still readable.
+    std::fs::remove_file(dir.join("duo_secret_key")).unwrap();
+    std::fs::remove_file(dir.join("salesforce_client_secret")).unwrap();
+    for args in [
+        vec!["runs", "--config", config.as_str()],
+        vec!["activity", "--config", config.as_str(), "--limit", "3"],
+    ] {
+        let d = dir.clone();
+        let a: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let out = tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            scimsync(&a, &d)
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("salesforce"),
+            "{}",
+            text(&out)
+        );
+    }
 }

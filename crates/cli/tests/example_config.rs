@@ -36,10 +36,14 @@ fn the_compose_configuration_parses() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/compose.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let env = |k: &str| match k {
-        "DUO_SECRET_KEY" | "SF_CLIENT_SECRET" => Some("x".to_owned()),
+        "DUO_SECRET_KEY" | "SF_CLIENT_SECRET" | "SCIMSYNC_DAEMON_TOKEN" => Some("x".to_owned()),
         _ => None,
     };
     let settings = parse(&text, &path, &env).unwrap();
+    assert!(
+        settings.daemon_token.is_some(),
+        "the compose daemon listens beyond loopback: it needs a token"
+    );
     assert!(settings.store_url.starts_with("postgres://"));
     assert_eq!(settings.listen.port(), 8080);
     assert_eq!(

@@ -389,6 +389,7 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     );
     let r = http
         .post(format!("{base}/connections/salesforce/sync"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();

@@ -37,6 +37,9 @@ pub enum RunStatus {
     Interrupted,
     /// A dry run: planned, nothing applied.
     DryRun,
+    /// Left `running` by a holder that died (its process was killed): found when the next run
+    /// of the connection took its lease.
+    Abandoned,
 }
 
 /// A run as the store records it.

@@ -595,6 +595,9 @@ pub enum NoteKind {
     Conflict,
     /// The mapping asks for attributes the target does not declare: they are not sent.
     NotDeclared,
+    /// The account's user is gone from the directory, but the directory also returned records
+    /// without a usable id (one may be this user's): not deactivated this run.
+    SourceUnidentified,
 }
 
 /// A change held back on purpose, reported so nobody wonders why it did not happen.

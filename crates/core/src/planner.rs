@@ -613,6 +613,38 @@ impl<'a> Planner<'a> {
             .collect();
         orphans.sort_by(|a, b| a.source_id.cmp(&b.source_id));
         orphans.dedup_by(|a, b| a.source_id == b.source_id);
+        // Records without a usable id may be any of these users: bad data never deletes.
+        if !source.unidentified.is_empty() {
+            let shown: Vec<&str> = source
+                .unidentified
+                .iter()
+                .take(3)
+                .map(String::as_str)
+                .collect();
+            let message = format!(
+                "not deactivated: the directory returned {} record(s) without a usable id ({}{}), and one may be this user's; fix them and the next run decides",
+                source.unidentified.len(),
+                shown.join("; "),
+                if source.unidentified.len() > 3 {
+                    "; …"
+                } else {
+                    ""
+                }
+            );
+            for link in std::mem::take(&mut orphans) {
+                let name = target_by_id
+                    .get(link.target_id.as_str())
+                    .map(|t| t.user_name.clone())
+                    .unwrap_or_default();
+                self.note(
+                    NoteKind::SourceUnidentified,
+                    ObjectKind::User,
+                    link.source_id.as_str(),
+                    &name,
+                    message.clone(),
+                );
+            }
+        }
         let mut owners: IdIndex<'_, Owner<'_>> = IdIndex::with_capacity(self.users.len());
         for (i, s) in self.users.iter().enumerate() {
             if let Some(t) = s.target() {

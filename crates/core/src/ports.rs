@@ -131,6 +131,16 @@ pub struct RunEnd {
     pub message: Option<String>,
 }
 
+/// Who holds a connection's lease, since when and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub holder: String,
+    /// When `holder` took it (renewals keep this).
+    pub acquired_at: Timestamp,
+    /// Held until then unless renewed.
+    pub expires_at: Timestamp,
+}
+
 /// Persistence: runs, the activity log, links and leases.
 pub trait Store: Send + Sync {
     type Error: std::error::Error + Send + Sync + 'static;
@@ -220,4 +230,19 @@ pub trait Store: Send + Sync {
         connection: &str,
         holder: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// The lease of a connection as the store holds it (expired or not), if any.
+    fn lease_holder(
+        &self,
+        connection: &str,
+    ) -> impl Future<Output = Result<Option<LeaseHolder>, Self::Error>> + Send;
+    /// Marks the runs of a connection still `running` that started before `before` (dry runs
+    /// aside) as abandoned at `at`, with `message`: called by whoever has just taken the lease,
+    /// so no live run can be among them. Returns how many.
+    fn abandon_runs(
+        &self,
+        connection: &str,
+        before: Timestamp,
+        at: Timestamp,
+        message: &str,
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 }

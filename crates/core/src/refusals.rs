@@ -80,6 +80,11 @@ pub fn group_create_fingerprint(name: &str) -> String {
     fingerprint(&["create group", name])
 }
 
+/// A group rename refused, held under attribute `displayName` of the group.
+pub fn rename_fingerprint(name: &str) -> String {
+    fingerprint(&["rename group", name])
+}
+
 /// A membership change refused for one user, held under `member:<group>` of the user: it
 /// depends on the user's profile and the catalogue.
 pub fn member_fingerprint(add: bool, profile: Option<&str>, catalogue: &str) -> String {

@@ -82,6 +82,29 @@ impl Context<'_> {
 /// At most this many member names are listed in a table row.
 const LISTED_MEMBERS: usize = 3;
 
+/// Text for a terminal: control characters (newlines, escape sequences, C1 codes) and
+/// bidirectional overrides are shown escaped (`\n`, `\u{1b}`), so values from the directory or
+/// the target cannot forge lines or colour the screen.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl Plan {
     /// The rows of [`Plan::to_table_with`]: for each operation, in apply order, its kind, the
     /// object (userName or group name) and the details, with names and the rule that chose
@@ -122,7 +145,11 @@ impl Plan {
     /// and — for the users whose [`Decision`]s the plan recorded — the rule that chose their
     /// entitlements.
     pub fn to_table_with(&self, labels: &Labels) -> String {
-        let rows = self.rows_with(labels);
+        let rows: Vec<[String; 3]> = self
+            .rows_with(labels)
+            .into_iter()
+            .map(|row| row.map(|cell| printable(&cell).into_owned()))
+            .collect();
         let mut out = String::new();
         if rows.is_empty() {
             out.push_str("Nothing to do.\n");
@@ -153,7 +180,10 @@ impl Plan {
                 let _ = writeln!(
                     out,
                     "  {kind} {} ({}): {}: {}",
-                    r.name, r.source_id, r.field, r.reason
+                    printable(&r.name),
+                    printable(&r.source_id),
+                    r.field,
+                    printable(&r.reason)
                 );
             }
         }
@@ -167,7 +197,9 @@ impl Plan {
                 let _ = writeln!(
                     out,
                     "  {} ({}) [{kind}]: {}",
-                    n.name, n.source_id, n.message
+                    printable(&n.name),
+                    printable(&n.source_id),
+                    printable(&n.message)
                 );
             }
         }
@@ -417,6 +449,7 @@ mod tests {
             groups: vec![group("DG1", "Sales")],
             sso_access: None,
             unreadable: Vec::new(),
+            unidentified: Vec::new(),
         };
         let p = plan(
             &s,
@@ -515,6 +548,7 @@ mod tests {
             groups,
             sso_access: None,
             unreadable: Vec::new(),
+            unidentified: Vec::new(),
         };
         let mut target = empty_target();
         let mut links = Links::default();
@@ -571,6 +605,20 @@ mod tests {
                 "free@example.com (DU4): profile: the rule assigns profile \"Chatter Free User\""
             ),
             "the refusal names both profiles: {table}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_and_bidi_overrides_are_escaped() {
+        assert_eq!(printable("ada@example.com"), "ada@example.com");
+        assert_eq!(
+            printable("a\nb\u{1b}[31m\u{202e}c\u{85}"),
+            "a\\nb\\u{1b}[31m\\u{202e}c\\u{85}"
         );
     }
 }

@@ -128,4 +128,9 @@ pub struct SourceSnapshot {
     /// They are not taken as gone: their accounts are left as they are until they read again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<SourceUserId>,
+    /// Records the source returned without a usable id, each described for the operator
+    /// (`users[3] (username "ada")`). Which account is theirs cannot be told, so while there
+    /// are any, no account is deactivated (nor changed) as gone from the directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unidentified: Vec<String>,
 }

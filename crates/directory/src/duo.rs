@@ -42,7 +42,16 @@ pub struct DuoConfig {
     pub sso_integration_key: Option<String>,
     /// Accept a read with no users (a directory that is really empty).
     pub allow_empty: bool,
+    /// Most pages one listing may take (a bound on a server that never stops paging).
+    pub max_pages: u32,
+    /// Most bytes one answer may have; a larger one fails the read, naming the URL.
+    pub max_body_bytes: usize,
 }
+
+/// Default [`DuoConfig::max_pages`]: 10,000 pages (3 million users at 300 a page).
+pub const DEFAULT_MAX_PAGES: u32 = 10_000;
+/// Default [`DuoConfig::max_body_bytes`]: 32 MiB (a page of 300 users is well under 1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 impl std::fmt::Debug for DuoConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +78,8 @@ impl DuoConfig {
             backoff_base: Duration::from_secs(1),
             sso_integration_key: None,
             allow_empty: false,
+            max_pages: DEFAULT_MAX_PAGES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -205,8 +216,11 @@ impl DuoSource {
             Some(p) => format!("{host_name}:{p}"),
             None => host_name,
         };
+        // Duo's Admin API does not redirect: a redirect is refused (the signed Authorization
+        // header never goes to another host) and reported.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DirectoryError::Config(format!("cannot build the HTTP client: {e}")))?;
@@ -306,10 +320,19 @@ impl DuoSource {
                 message: transport_message(&e),
             })?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| DirectoryError::Transport {
-            what: what.to_owned(),
-            message: transport_message(&e),
-        })?;
+        if resp.status().is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            return Err(DirectoryError::Redirect {
+                what: what.to_owned(),
+                status,
+                to_host: redirect_host(resp.url(), location),
+            });
+        }
+        let bytes = read_body(resp, self.config.max_body_bytes, what).await?;
         let envelope: Envelope<T> = match serde_json::from_slice(&bytes) {
             Ok(e) => e,
             Err(e) if status == 200 => {
@@ -364,7 +387,18 @@ impl DuoSource {
         mut each: impl FnMut(Vec<T>),
     ) -> Result<(), DirectoryError> {
         let mut offset: u64 = 0;
+        let mut pages: u32 = 0;
         loop {
+            pages += 1;
+            if pages > self.config.max_pages {
+                return Err(DirectoryError::InvalidResponse {
+                    what: what.to_owned(),
+                    message: format!(
+                        "more than {} pages (offset {offset}); stopped: the listing does not end",
+                        self.config.max_pages
+                    ),
+                });
+            }
             let params = vec![
                 ("limit".to_owned(), limit.to_string()),
                 ("offset".to_owned(), offset.to_string()),
@@ -373,22 +407,28 @@ impl DuoSource {
                 .get(path, &params, &format!("{what} (offset {offset})"))
                 .await?;
             each(rows);
-            match meta.next_offset {
+            let next = match meta.next_offset {
                 None | Some(serde_json::Value::Null) => return Ok(()),
-                Some(serde_json::Value::Number(n)) => offset = n.as_u64().unwrap_or(offset),
-                Some(serde_json::Value::String(s)) => {
-                    offset = s.parse().map_err(|_| DirectoryError::InvalidResponse {
-                        what: what.to_owned(),
-                        message: format!("metadata.next_offset {s:?} is not a number"),
-                    })?
-                }
-                Some(other) => {
-                    return Err(DirectoryError::InvalidResponse {
-                        what: what.to_owned(),
-                        message: format!("metadata.next_offset {other} is not a number"),
-                    });
-                }
+                Some(serde_json::Value::Number(n)) => n.as_u64(),
+                Some(serde_json::Value::String(s)) => s.parse().ok(),
+                Some(_) => None,
+            };
+            let Some(next) = next else {
+                return Err(DirectoryError::InvalidResponse {
+                    what: what.to_owned(),
+                    message: "metadata.next_offset is not a whole number".to_owned(),
+                });
+            };
+            // Offsets only grow: one that stays or goes back would read the same pages forever.
+            if next <= offset {
+                return Err(DirectoryError::InvalidResponse {
+                    what: what.to_owned(),
+                    message: format!(
+                        "metadata.next_offset {next} does not advance past offset {offset}; stopped rather than read the same pages again"
+                    ),
+                });
             }
+            offset = next;
         }
     }
 
@@ -406,6 +446,52 @@ impl DuoSource {
             total_users: meta.total_objects,
         })
     }
+}
+
+/// The host a redirect points to (`Location` resolved against `from`), for messages.
+fn redirect_host(from: &Url, location: &str) -> String {
+    match from.join(location) {
+        Ok(u) => u.host_str().unwrap_or("?").to_owned(),
+        Err(_) => "an unreadable Location".to_owned(),
+    }
+}
+
+/// Reads an answer's body, at most `max` bytes (by its Content-Length first, then as it
+/// arrives): a larger one is an error naming the URL, before it fills memory.
+async fn read_body(
+    mut resp: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, DirectoryError> {
+    let url = resp
+        .url()
+        .as_str()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let too_big = |seen: u64| DirectoryError::TooLarge {
+        what: what.to_owned(),
+        url: url.clone(),
+        seen,
+        max: max as u64,
+    };
+    if let Some(length) = resp.content_length()
+        && length > max as u64
+    {
+        return Err(too_big(length));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| DirectoryError::Transport {
+        what: what.to_owned(),
+        message: transport_message(&e),
+    })? {
+        if body.len() + chunk.len() > max {
+            return Err(too_big((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn transport_message(e: &reqwest::Error) -> String {
@@ -429,20 +515,23 @@ fn nonempty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-/// Maps one Duo user row; `Err` names the field that makes it unreadable.
-fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String)> {
+/// Maps one Duo user row; `Err` names the field that makes it unreadable, with the row's id
+/// and username when it has them.
+#[allow(clippy::type_complexity)]
+fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String, Option<String>)> {
     let Some(id) = nonempty(row.user_id) else {
-        return Err((None, "user_id is missing".into()));
+        return Err((None, "user_id is missing".into(), nonempty(row.username)));
     };
     let status_text = row.status.unwrap_or_default();
     let Some(status) = DirectoryStatus::parse(&status_text) else {
         return Err((
             Some(id.clone()),
             format!("status {status_text:?} is not a Duo status"),
+            None,
         ));
     };
     let Some(username) = nonempty(row.username) else {
-        return Err((Some(id.clone()), "username is missing".into()));
+        return Err((Some(id.clone()), "username is missing".into(), None));
     };
     let mut aliases: Vec<(String, String)> = Vec::new();
     if let Some(map) = row.aliases {
@@ -527,11 +616,17 @@ impl Source for DuoSource {
             for row in rows {
                 match map_user(row) {
                     Ok(u) => snapshot.users.push(u),
-                    Err((id, problem)) => {
+                    Err((id, problem, username)) => {
                         bad += 1;
                         warn!(user_id = id.as_deref().unwrap_or("?"), problem = %problem, "A Duo user is unreadable; its account is left as it is.");
-                        if let Some(id) = id {
-                            snapshot.unreadable.push(SourceUserId::from(id));
+                        match id {
+                            Some(id) => snapshot.unreadable.push(SourceUserId::from(id)),
+                            // No id: which account is theirs cannot be told; the planner
+                            // deactivates no account while there are any.
+                            None => snapshot.unidentified.push(match username {
+                                Some(u) => format!("a Duo user without user_id (username {u:?})"),
+                                None => "a Duo user without user_id or username".to_owned(),
+                            }),
                         }
                     }
                 }

@@ -19,6 +19,23 @@ pub enum DirectoryError {
     },
     #[error("{what} failed in transit: {message}")]
     Transport { what: String, message: String },
+    #[error(
+        "Duo answered {what} with a redirect ({status}) to {to_host}; redirects are not followed (the signed request would go elsewhere): check api_host"
+    )]
+    Redirect {
+        what: String,
+        status: u16,
+        to_host: String,
+    },
+    #[error(
+        "Duo's answer to {what} ({url}) is larger than {max} bytes (at least {seen}); stopped reading"
+    )]
+    TooLarge {
+        what: String,
+        url: String,
+        seen: u64,
+        max: u64,
+    },
     #[error("Duo's answer to {what} is not what the Admin API sends: {message}")]
     InvalidResponse { what: String, message: String },
     #[error(

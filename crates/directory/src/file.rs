@@ -73,22 +73,74 @@ impl FileSource {
             ..SourceSnapshot::default()
         };
         let mut problems = Vec::new();
+        // Index of each id's first record, to report (and set apart) duplicates.
+        let mut first_at: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
+        let mut duplicated: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut emails: std::collections::HashMap<String, (usize, String)> =
+            std::collections::HashMap::new();
         for (i, value) in raw.users.into_iter().enumerate() {
-            let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+            let id = value
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned);
+            let Some(id) = id else {
+                let who = value
+                    .get("username")
+                    .and_then(|v| v.as_str())
+                    .map(|u| format!(" (username {u:?})"))
+                    .unwrap_or_default();
+                let problem = format!(
+                    "{path}: users[{i}]{who}: no usable id; no account is deactivated while such a record is in the file"
+                );
+                warn!(%problem, "A user record has no id.");
+                problems.push(problem);
+                snapshot.unidentified.push(format!("users[{i}]{who}"));
+                continue;
+            };
+            if let Some(first) = first_at.get(&id) {
+                let problem = format!(
+                    "{path}: users[{i}] ({id}): the id of users[{first}] again; both are set apart and the account is left as it is"
+                );
+                warn!(%problem, "Duplicate user id.");
+                problems.push(problem);
+                duplicated.insert(id);
+                continue;
+            }
+            first_at.insert(id.clone(), i);
             match serde_json::from_value::<DirectoryUser>(value) {
-                Ok(u) => snapshot.users.push(u),
+                Ok(u) => {
+                    if let Some(email) = &u.email {
+                        let key = email.trim().to_lowercase();
+                        if let Some((j, other)) = emails.get(&key) {
+                            let problem = format!(
+                                "{path}: users[{i}] ({id}): email {email:?} is also that of users[{j}] ({other})"
+                            );
+                            warn!(%problem, "Duplicate email.");
+                            problems.push(problem);
+                        } else {
+                            emails.insert(key, (i, id.clone()));
+                        }
+                    }
+                    snapshot.users.push(u);
+                }
                 Err(e) => {
-                    let problem = format!(
-                        "{path}: users[{i}]{}: {e}",
-                        id.as_deref().map(|i| format!(" ({i})")).unwrap_or_default()
-                    );
+                    let problem = format!("{path}: users[{i}] ({id}): {e}");
                     warn!(%problem, "A user record is unreadable; its account is left as it is.");
                     problems.push(problem);
-                    if let Some(id) = id {
-                        snapshot.unreadable.push(SourceUserId::from(id));
-                    }
+                    snapshot.unreadable.push(SourceUserId::from(id));
                 }
             }
+        }
+        if !duplicated.is_empty() {
+            snapshot
+                .users
+                .retain(|u| !duplicated.contains(u.id.as_str()));
+            snapshot
+                .unreadable
+                .extend(duplicated.into_iter().map(SourceUserId::from));
         }
         Ok((snapshot, problems))
     }
@@ -99,7 +151,11 @@ impl Source for FileSource {
 
     async fn read(&self) -> Result<SourceSnapshot, DirectoryError> {
         let (snapshot, _) = self.load()?;
-        if snapshot.users.is_empty() && snapshot.unreadable.is_empty() && !self.allow_empty {
+        if snapshot.users.is_empty()
+            && snapshot.unreadable.is_empty()
+            && snapshot.unidentified.is_empty()
+            && !self.allow_empty
+        {
             return Err(DirectoryError::Empty);
         }
         Ok(snapshot)
@@ -131,5 +187,46 @@ mod tests {
             "{}",
             problems[0]
         );
+    }
+
+    #[test]
+    fn records_without_ids_duplicate_ids_and_emails_are_reported_per_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.json");
+        std::fs::write(
+            &path,
+            r#"{"users": [
+                {"id": "DU1", "username": "ada", "email": "ada@example.com", "status": "active"},
+                {"username": "noid", "email": "noid@example.com", "status": "active"},
+                {"id": "  ", "username": "blank", "status": "active"},
+                {"id": "DU2", "username": "bob", "email": "bob@example.com", "status": "active"},
+                {"id": "DU2", "username": "bob2", "email": "bob2@example.com", "status": "active"},
+                {"id": "DU3", "username": "cy", "email": "ADA@example.com", "status": "active"}
+            ], "groups": []}"#,
+        )
+        .unwrap();
+        let (snapshot, problems) = FileSource::new(&path).load().unwrap();
+        let ids: Vec<&str> = snapshot.users.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["DU1", "DU3"], "duplicates set apart");
+        assert_eq!(snapshot.unreadable, vec![SourceUserId::from("DU2")]);
+        assert_eq!(
+            snapshot.unidentified,
+            [
+                "users[1] (username \"noid\")",
+                "users[2] (username \"blank\")"
+            ]
+        );
+        let all = problems.join("\n");
+        assert!(
+            all.contains("users[4] (DU2): the id of users[3] again"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "users[5] (DU3): email \"ADA@example.com\" is also that of users[0] (DU1)"
+            ),
+            "{all}"
+        );
+        assert_eq!(problems.len(), 4, "{all}");
     }
 }

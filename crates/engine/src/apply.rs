@@ -19,8 +19,8 @@ use scimsync_core::plan::{
 use scimsync_core::ports::{Classify, Disposition, Store, Target};
 use scimsync_core::refusals::{
     self, Write, blames_profile, bounded, catalogue_fingerprint, create_fingerprint,
-    group_create_fingerprint, is_size_refusal, member_fingerprint, names_attribute, split_update,
-    user_name_fingerprint,
+    group_create_fingerprint, is_size_refusal, member_fingerprint, names_attribute,
+    rename_fingerprint, split_update, user_name_fingerprint,
 };
 use scimsync_core::target::{TargetSnapshot, TargetUser};
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
@@ -533,7 +533,12 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         state: &Mutex<State>,
         basis: &Basis<'_>,
     ) -> Result<(), BoxError> {
-        if self.cancel.is_cancelled() || lock(state).counts.fatal.is_some() {
+        if self.cancel.is_cancelled() {
+            // Not started: the run says it was interrupted, so a re-run finishes it.
+            lock(state).counts.interrupted = true;
+            return Ok(());
+        }
+        if lock(state).counts.fatal.is_some() {
             return Ok(());
         }
         if let Some(reason) = &self.hold_destructive
@@ -648,10 +653,33 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 Self::saved(self.store.save_group_link(self.connection, &link).await).await?;
                 self.finish(state, self.describe(op), Called::Ok).await?;
             }
-            Operation::RenameGroup { target_id, to, .. } => {
-                let called = called(self.target.rename_group(target_id, to).await);
-                self.finish(state, self.describe(op), called).await?;
-            }
+            Operation::RenameGroup {
+                source_id,
+                target_id,
+                to,
+                ..
+            } => match called(self.target.rename_group(target_id, to).await) {
+                // Some targets cannot rename groups (an immutable displayName): held, not
+                // tried again every run.
+                Called::Refused { reason, .. } => {
+                    let r = self.refusal(
+                        ObjectKind::Group,
+                        source_id.as_str(),
+                        "displayName",
+                        rename_fingerprint(to),
+                        to,
+                        &reason,
+                    );
+                    self.hold(state, r, to, Some(target_id.to_string())).await?;
+                }
+                other => {
+                    if matches!(other, Called::Ok) {
+                        self.accepted(state, ObjectKind::Group, source_id.as_str(), "displayName")
+                            .await?;
+                    }
+                    self.finish(state, self.describe(op), other).await?;
+                }
+            },
             Operation::AddMembers { group, members }
             | Operation::RemoveMembers { group, members } => {
                 let add = matches!(op, Operation::AddMembers { .. });

@@ -13,6 +13,7 @@
 
 mod apply;
 mod guard;
+pub mod lease;
 pub mod metrics;
 mod run;
 pub mod scheduler;
@@ -22,7 +23,7 @@ pub use guard::GuardTrip;
 pub use metrics::Metrics;
 pub use run::{
     Connection, DISCOVERY_MAX_AGE_MS, EngineError, Progress, RetryRefused, RunOptions, RunReport,
-    chain, now, reconcile_once,
+    StopReason, chain, now, reconcile_once,
 };
 pub use scheduler::{Job, Scheduler, SchedulerError};
 pub use trace::TraceStep;

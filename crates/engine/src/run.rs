@@ -42,6 +42,31 @@ pub trait Progress: Send + Sync {
     fn applied(&self, entry: &ActivityEntry);
 }
 
+/// Why a run's cancellation token was cancelled, when not by shutdown (the lease was lost):
+/// set once by whoever cancels, read by the run for its message.
+#[derive(Debug, Clone, Default)]
+pub struct StopReason(Arc<std::sync::OnceLock<String>>);
+
+impl StopReason {
+    /// Records the reason (the first one set stands).
+    pub fn set(&self, reason: String) {
+        let _ = self.0.set(reason);
+    }
+
+    /// The reason, if one was set.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    /// What a cancelled run says of its stop.
+    fn describe(&self) -> String {
+        self.get().map_or_else(
+            || "stopped by shutdown".to_owned(),
+            |r| format!("stopped: {r}"),
+        )
+    }
+}
+
 /// How to run.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -68,6 +93,8 @@ pub struct RunOptions {
     /// Record every user's decision in the plan (a dry run shown to people says which rule
     /// chose each user's entitlements).
     pub explain: bool,
+    /// Why `cancel` was cancelled, when it was not shutdown (a lost lease).
+    pub stop_reason: StopReason,
 }
 
 /// Which held refusals to forget before a run.
@@ -110,6 +137,7 @@ impl Default for RunOptions {
             retry_refused: None,
             rediscover: false,
             explain: false,
+            stop_reason: StopReason::default(),
         }
     }
 }
@@ -239,36 +267,7 @@ where
         read = conn.source.read() => Some(read),
     };
     let Some(read) = read else {
-        let message =
-            "stopped by shutdown while reading the source; nothing was changed".to_owned();
-        store
-            .finish_run(
-                run_id,
-                &RunEnd {
-                    status: RunStatus::Interrupted,
-                    message: Some(message.clone()),
-                    ..fail(String::new())
-                },
-            )
-            .await
-            .map_err(store_err(name))?;
-        return Ok(RunReport {
-            run_id,
-            connection: name.to_owned(),
-            status: RunStatus::Interrupted,
-            plan: Plan::default(),
-            applied: 0,
-            failed: 0,
-            rejected: 0,
-            skipped: 0,
-            refused: 0,
-            held: 0,
-            guard: None,
-            trace: None,
-            source_users: 0,
-            message: Some(message),
-            labels: Labels::default(),
-        });
+        return interrupted_before_apply(store, run_id, name, opts, "reading the source").await;
     };
     let source = match read {
         Ok(s) => s,
@@ -315,14 +314,31 @@ where
             .retain(|r| only.as_deref().is_some_and(|o| r.source_id != o));
         info!(connection = %name, run_id, cleared, "Held refusals cleared: their writes are sent again.");
     }
-    let capabilities = discover(conn, store, &mut links, opts, run_id).await?;
+    // Shutdown (or a lost lease) stops discovery and the target read at once too.
+    let discovered = tokio::select! {
+        biased;
+        () = opts.cancel.cancelled() => None,
+        d = discover(conn, store, &mut links, opts, run_id) => Some(d),
+    };
+    let Some(capabilities) = discovered else {
+        return interrupted_before_apply(store, run_id, name, opts, "discovering the target").await;
+    };
+    let capabilities = capabilities?;
     let governed =
         conn.policy.governance.baseline.is_some() || !conn.policy.governance.group_rules.is_empty();
     let scope = ReadScope {
         groups: !conn.policy.exclude_groups,
         catalogue: governed,
     };
-    let target = match conn.target.read(scope).await {
+    let read = tokio::select! {
+        biased;
+        () = opts.cancel.cancelled() => None,
+        read = conn.target.read(scope) => Some(read),
+    };
+    let Some(read) = read else {
+        return interrupted_before_apply(store, run_id, name, opts, "reading the target").await;
+    };
+    let target = match read {
         Ok(mut t) => {
             t.capabilities = capabilities;
             t
@@ -505,7 +521,7 @@ where
     } else if interrupted {
         (
             RunStatus::Interrupted,
-            Some("stopped by shutdown; re-run to finish".to_owned()),
+            Some(format!("{}; re-run to finish", opts.stop_reason.describe())),
         )
     } else if hold_destructive {
         (
@@ -553,6 +569,48 @@ where
         source_users,
         message,
         labels,
+    })
+}
+
+/// Ends a run stopped (by shutdown or a lost lease) before anything was applied.
+async fn interrupted_before_apply<St: Store>(
+    store: &St,
+    run_id: RunId,
+    name: &str,
+    opts: &RunOptions,
+    during: &str,
+) -> Result<RunReport, EngineError> {
+    let message = format!(
+        "{} while {during}; nothing was changed",
+        opts.stop_reason.describe()
+    );
+    warn!(connection = %name, run_id, "{message}");
+    store
+        .finish_run(
+            run_id,
+            &RunEnd {
+                status: RunStatus::Interrupted,
+                ..failed_run(message.clone())
+            },
+        )
+        .await
+        .map_err(store_err(name))?;
+    Ok(RunReport {
+        run_id,
+        connection: name.to_owned(),
+        status: RunStatus::Interrupted,
+        plan: Plan::default(),
+        applied: 0,
+        failed: 0,
+        rejected: 0,
+        skipped: 0,
+        refused: 0,
+        held: 0,
+        guard: None,
+        trace: None,
+        source_users: 0,
+        message: Some(message),
+        labels: Labels::default(),
     })
 }
 

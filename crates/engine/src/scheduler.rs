@@ -8,8 +8,9 @@
 //! Schedules use tokio-cron-scheduler's syntax: six fields, seconds first
 //! (`0 */15 * * * *` = every 15 minutes).
 
+use crate::lease::{self, DEFAULT_LEASE_TTL};
 use crate::metrics::Metrics;
-use crate::run::{EngineError, RunReport, now};
+use crate::run::{EngineError, RunReport, StopReason, now};
 use futures::future::BoxFuture;
 use scimsync_core::activity::Trigger;
 use scimsync_core::ports::Store;
@@ -25,11 +26,14 @@ use tracing::{error, info, warn};
 /// scheduler.
 pub trait Job: Send + Sync {
     fn name(&self) -> &str;
+    /// Runs once; `cancel` stops it (shutdown, or a lost lease: then `stop_reason` says so and
+    /// belongs in the run's options).
     fn run(
         &self,
         trigger: Trigger,
         approve: bool,
         cancel: CancellationToken,
+        stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>>;
 
     /// Runs applying destructive operations only if the plan made now has the fingerprint
@@ -40,9 +44,10 @@ pub trait Job: Send + Sync {
         trigger: Trigger,
         plan: String,
         cancel: CancellationToken,
+        stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
         let _ = plan;
-        self.run(trigger, false, cancel)
+        self.run(trigger, false, cancel, stop_reason)
     }
 }
 
@@ -75,6 +80,18 @@ pub enum SchedulerError {
     },
     #[error("the scheduler failed")]
     Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
+}
+
+/// Checks a schedule with the very parser the scheduler uses (for `check` and configuration
+/// validation): six fields, seconds first.
+pub fn check_schedule(schedule: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(schedule, |_id, _lock| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "{schedule:?} is not a cron schedule the scheduler accepts (six fields, seconds first, such as \"0 */15 * * * *\"): {e}"
+            )
+        })
 }
 
 struct Entry {
@@ -114,7 +131,7 @@ impl<St: Store + 'static> Scheduler<St> {
         Self {
             store,
             holder: holder.into(),
-            lease_ttl: Duration::from_secs(120),
+            lease_ttl: DEFAULT_LEASE_TTL,
             jobs: BTreeMap::new(),
             metrics,
             cancel,
@@ -245,55 +262,42 @@ impl<St: Store + 'static> Scheduler<St> {
         if self.cancel.is_cancelled() {
             return Ok(None);
         }
-        let held = self
-            .store
-            .acquire_lease(name, &self.holder, now(), self.lease_ttl)
-            .await
-            .map_err(|e| SchedulerError::Lease {
-                connection: name.to_owned(),
-                source: Box::new(e),
-            })?;
-        if !held {
-            return Err(SchedulerError::Leased {
-                connection: name.to_owned(),
-                holder_note: "its lease is held and not expired".to_owned(),
-            });
-        }
-        // Renew the lease while the run lasts.
-        let renew_stop = CancellationToken::new();
-        let renewer = {
-            let store = Arc::clone(&self.store);
-            let name = name.to_owned();
-            let holder = self.holder.clone();
-            let ttl = self.lease_ttl;
-            let stop = renew_stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(ttl / 3) => {
-                            if let Err(e) = store.acquire_lease(&name, &holder, now(), ttl).await {
-                                warn!(connection = %name, error = %e, "Renewing the lease failed.");
-                            }
-                        }
-                    }
-                }
-            })
+        let lease = lease::take(
+            &self.store,
+            name,
+            &self.holder,
+            self.lease_ttl,
+            &self.cancel,
+        )
+        .await
+        .map_err(|e| SchedulerError::Lease {
+            connection: name.to_owned(),
+            source: Box::new(e),
+        })?;
+        let lease = match lease {
+            Ok(held) => held,
+            Err(busy) => {
+                return Err(SchedulerError::Leased {
+                    connection: name.to_owned(),
+                    holder_note: busy.to_string(),
+                });
+            }
         };
         let result = match plan {
             Some(plan) => {
                 entry
                     .job
-                    .run_approving_plan(trigger, plan, self.cancel.clone())
+                    .run_approving_plan(trigger, plan, lease.cancel(), lease.reason())
                     .await
             }
-            None => entry.job.run(trigger, approve, self.cancel.clone()).await,
+            None => {
+                entry
+                    .job
+                    .run(trigger, approve, lease.cancel(), lease.reason())
+                    .await
+            }
         };
-        renew_stop.cancel();
-        let _ = renewer.await;
-        if let Err(e) = self.store.release_lease(name, &self.holder).await {
-            warn!(connection = %name, error = %e, "Releasing the lease failed; it expires by itself.");
-        }
+        lease.release().await;
         match result {
             Ok(report) => {
                 self.metrics

@@ -3,6 +3,7 @@
 
 use scimsync_core::SourceUserId;
 use scimsync_core::plan::{AccountDecision, Decision, Operation, Plan};
+use scimsync_core::render::Labels;
 use scimsync_core::source::{DirectoryUser, SourceSnapshot};
 use scimsync_core::target::Catalogue;
 use serde::Serialize;
@@ -190,23 +191,8 @@ pub(crate) fn explain(
 
     let rule = match &d.rule {
         Some(r) => {
-            let names: std::collections::HashMap<&str, &str> = catalogue
-                .profiles
-                .iter()
-                .map(|p| (p.id.as_str(), p.name.as_str()))
-                .chain(
-                    catalogue
-                        .permission_sets
-                        .iter()
-                        .chain(&catalogue.roles)
-                        .map(|e| (e.id.as_str(), e.name.as_str())),
-                )
-                .collect();
-            let name_of = |id: &str| {
-                names
-                    .get(id)
-                    .map_or_else(|| id.to_owned(), |n| (*n).to_owned())
-            };
+            let labels = Labels::new(catalogue, &[]);
+            let name_of = |id: &str| labels.name(id).to_owned();
             let profile = name_of(&r.profile);
             let sets: Vec<String> = r.permission_sets.iter().map(|p| name_of(p)).collect();
             let role = r

@@ -49,6 +49,8 @@ struct FakeTarget {
     broken: Mutex<Option<Disposition>>,
     /// Cancel this token after this many write calls.
     cancel_after: Mutex<Option<(usize, CancellationToken)>>,
+    /// Reads never end (a target that pages forever, say).
+    hang_read: std::sync::atomic::AtomicBool,
 }
 
 impl FakeTarget {
@@ -128,6 +130,9 @@ impl Target for FakeTarget {
     }
     fn use_capabilities(&self, _capabilities: &TargetCapabilities) {}
     async fn read(&self, _scope: ReadScope) -> Result<TargetSnapshot, FakeError> {
+        if self.hang_read.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         Ok(self.state.lock().unwrap().clone())
     }
     async fn find_user(
@@ -246,6 +251,7 @@ fn directory() -> SourceSnapshot {
         groups: vec![group("DG1", "Sales"), group("DG2", "Admins")],
         sso_access: None,
         unreadable: Vec::new(),
+        unidentified: Vec::new(),
     }
 }
 
@@ -791,4 +797,42 @@ async fn shutdown_stops_a_run_still_reading_the_source() {
         RunStatus::Interrupted,
         "the run is marked interrupted in the store"
     );
+}
+
+#[tokio::test]
+async fn a_stop_ends_a_run_still_reading_the_target_and_says_why() {
+    let (_d, store) = store().await;
+    let conn = connection(directory(), empty());
+    conn.target.hang_read.store(true, Ordering::SeqCst);
+    let cancel = CancellationToken::new();
+    let reason = scimsync_engine::StopReason::default();
+    let (c, r) = (cancel.clone(), reason.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        r.set("the lease of connection sf was taken by elsewhere:1".into());
+        c.cancel();
+    });
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        reconcile_once(
+            &conn,
+            &store,
+            &RunOptions {
+                cancel,
+                stop_reason: reason,
+                ..RunOptions::default()
+            },
+        ),
+    )
+    .await
+    .expect("the run ends though the target read does not")
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Interrupted);
+    let message = report.message.unwrap();
+    assert!(
+        message.contains("stopped: the lease of connection sf was taken")
+            && message.contains("while reading the target"),
+        "{message}"
+    );
+    assert_eq!(conn.target.calls.load(Ordering::SeqCst), 0);
 }

@@ -456,6 +456,7 @@ impl Case {
                 .collect(),
             sso_access: None,
             unreadable: Vec::new(),
+            unidentified: Vec::new(),
         }
     }
 
@@ -758,6 +759,7 @@ fn one_adopted_user() -> (SourceSnapshot, TargetSnapshot) {
         groups: Vec::new(),
         sso_access: None,
         unreadable: Vec::new(),
+        unidentified: Vec::new(),
     };
     let case = Case {
         users: vec![Generated {
@@ -876,6 +878,7 @@ async fn a_member_refused_in_a_batch_of_eight_leaves_the_seven_others_added() {
         groups: vec![group("DG0", "Group 0")],
         sso_access: None,
         unreadable: Vec::new(),
+        unidentified: Vec::new(),
     };
     let refusals = Refusals {
         members: BTreeSet::from([email(5)]),

@@ -26,6 +26,7 @@ impl Job for SlowJob {
         _trigger: Trigger,
         _approve: bool,
         _cancel: CancellationToken,
+        _stop_reason: scimsync_engine::StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -140,4 +141,124 @@ async fn the_lease_of_a_dead_daemon_is_taken_over_when_it_expires() {
         .unwrap()
         .unwrap();
     assert_eq!(job.runs.load(Ordering::SeqCst), 1);
+}
+
+/// Waits for its cancellation (10 s at most) and keeps the stop reason it was given.
+struct WaitingJob {
+    reason: std::sync::Mutex<Option<Option<String>>>,
+}
+
+impl Job for WaitingJob {
+    fn name(&self) -> &str {
+        "sf"
+    }
+    fn run(
+        &self,
+        _trigger: Trigger,
+        _approve: bool,
+        cancel: CancellationToken,
+        stop_reason: scimsync_engine::StopReason,
+    ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
+        Box::pin(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_secs(10)) => {}
+            }
+            *self.reason.lock().unwrap() = Some(stop_reason.get().map(str::to_owned));
+            Err(EngineError::UnknownUser {
+                connection: "sf".into(),
+                user: "stopped".into(),
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_loses_its_lease_is_cancelled_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqlStore::connect(dir.path().join("s.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    let job = Arc::new(WaitingJob {
+        reason: std::sync::Mutex::new(None),
+    });
+    let ttl = Duration::from_millis(600);
+    let mut s = Scheduler::new(
+        Arc::clone(&store),
+        "daemon-a",
+        Arc::new(Metrics::default()),
+        CancellationToken::new(),
+    )
+    .with_lease_ttl(ttl);
+    s.add(Arc::clone(&job) as Arc<dyn Job>);
+    let s = Arc::new(s);
+    let started = std::time::Instant::now();
+    let run = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move { s.run_now("sf", Trigger::Schedule, false).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Another holder whose clock runs ahead takes the lease as if it had expired.
+    let ahead = now().plus_millis(10_000);
+    assert!(
+        store
+            .acquire_lease("sf", "daemon-b", ahead, ttl)
+            .await
+            .unwrap()
+    );
+    run.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped at the first renewal, not after the run's 10 s"
+    );
+    let reason = job.reason.lock().unwrap().clone().unwrap();
+    let reason = reason.expect("the run was told why");
+    assert!(
+        reason.contains("lease of connection sf was taken by daemon-b"),
+        "{reason}"
+    );
+    // The lease is daemon-b's still: the loser does not release it.
+    assert_eq!(
+        store.lease_holder("sf").await.unwrap().unwrap().holder,
+        "daemon-b"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_left_running_by_a_dead_holder_are_marked_abandoned_by_the_next_holder() {
+    use scimsync_core::ports::NewRun;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqlStore::connect(dir.path().join("s.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    let dead = store
+        .start_run(&NewRun {
+            connection: "sf".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: now().plus_millis(-5_000),
+        })
+        .await
+        .unwrap();
+    let job = Arc::new(SlowJob {
+        runs: AtomicUsize::new(0),
+    });
+    let b = scheduler(&store, "daemon-b", &job);
+    b.run_now("sf", Trigger::Schedule, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let run = store
+        .list_runs(Some("sf"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == dead)
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Abandoned);
+    assert!(run.message.unwrap().contains("abandoned"));
 }

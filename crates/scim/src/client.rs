@@ -558,7 +558,12 @@ impl ScimClient {
     pub async fn get_user(&self, id: &TargetUserId) -> Result<TargetUser, ScimError> {
         let what = format!("reading user {id}");
         let body = self
-            .call(Method::GET, &format!("Users/{id}"), None, &what)
+            .call(
+                Method::GET,
+                &resource_path("Users", id.as_str())?,
+                None,
+                &what,
+            )
             .await?
             .body;
         user_from_json(&body, self.federation().as_ref())
@@ -641,7 +646,7 @@ impl ScimClient {
             let what = format!("{verb} {} member(s) {prep} group {group}", batch.len());
             self.call(
                 Method::PATCH,
-                &format!("Groups/{group}"),
+                &resource_path("Groups", group.as_str())?,
                 Some(&body),
                 &what,
             )
@@ -860,8 +865,13 @@ impl Target for ScimClient {
             "updating user {id} ({})",
             changes.attribute_names().join(", ")
         );
-        self.call(Method::PATCH, &format!("Users/{id}"), Some(&body), &what)
-            .await?;
+        self.call(
+            Method::PATCH,
+            &resource_path("Users", id.as_str())?,
+            Some(&body),
+            &what,
+        )
+        .await?;
         Ok(())
     }
 
@@ -891,7 +901,7 @@ impl Target for ScimClient {
         let body = rename_body(name, self.transport.dialect);
         self.call(
             Method::PATCH,
-            &format!("Groups/{id}"),
+            &resource_path("Groups", id.as_str())?,
             Some(&body),
             &format!("renaming group {id} to {name:?}"),
         )
@@ -914,4 +924,25 @@ impl Target for ScimClient {
     ) -> Result<(), ScimError> {
         self.change_members(group, members, false).await
     }
+}
+
+/// Characters kept as they are in a path segment: RFC 3986's unreserved ones.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `{collection}/{id}` with the id percent-encoded as one path segment: an id the target
+/// returned (`../Groups/x`, `a?b`, `a/b`) cannot reach another resource. `.` and `..` (path
+/// steps however they are encoded) are refused.
+fn resource_path(collection: &str, id: &str) -> Result<String, ScimError> {
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(ScimError::InvalidResponse {
+            what: format!("an id of {collection}"),
+            message: format!("{id:?} cannot name a resource in a URL path"),
+        });
+    }
+    let encoded = percent_encoding::utf8_percent_encode(id, SEGMENT);
+    Ok(format!("{collection}/{encoded}"))
 }

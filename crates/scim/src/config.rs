@@ -83,7 +83,12 @@ pub struct ScimConfig {
     pub member_batch_size: usize,
     /// Where the SSO identifier (Salesforce's Federation ID) is written and read.
     pub federation_id: FederationIdPlacement,
+    /// Most bytes one answer may have; a larger one fails the call, naming the URL.
+    pub max_body_bytes: usize,
 }
+
+/// Default [`ScimConfig::max_body_bytes`]: 64 MiB (a page of 200 users is well under 1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where the SSO identifier (Salesforce's Federation ID) lives on the target's users.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +141,7 @@ impl ScimConfig {
             page_size: 200,
             member_batch_size: 100,
             federation_id: FederationIdPlacement::Auto,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }

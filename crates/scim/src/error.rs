@@ -68,8 +68,33 @@ pub enum ScimError {
     },
     #[error("the target's answer to {what} is not valid: {message}")]
     InvalidResponse { what: String, message: String },
+    #[error(
+        "{what} was answered with a redirect ({status}) to {to_host}; redirects to another host are not followed, so credentials and records stay with the configured host: check the URL"
+    )]
+    Redirect {
+        what: String,
+        status: u16,
+        to_host: String,
+    },
+    #[error(
+        "the answer to {what} ({url}) is larger than {max} bytes (at least {seen}); stopped reading"
+    )]
+    TooLarge {
+        what: String,
+        url: String,
+        seen: u64,
+        max: u64,
+    },
+    #[error(
+        "the target refused access tokens {}s after they were issued, {refreshes} times in a row: tokens expire faster than requests can use them; lengthen the token's lifetime (the session timeout of the External Client App) or lower the load", lifetime_text(.lifetime)
+    )]
+    TokensExpireTooFast { lifetime: Duration, refreshes: u32 },
     #[error("{0}")]
     Config(String),
+}
+
+fn lifetime_text(d: &Duration) -> String {
+    format!("{:.1}", d.as_secs_f64())
 }
 
 fn after(d: &Option<Duration>) -> String {

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use tracing::info;
 
 /// A token and the generation it belongs to (to refresh once per 401 wave, not per request).
@@ -19,7 +20,12 @@ use tracing::info;
 pub(crate) struct Token {
     pub value: Arc<SecretString>,
     pub generation: u64,
+    /// When it was obtained: a 401 is a permission problem only for a token this fresh.
+    pub obtained: Instant,
 }
+
+/// Most bytes a token answer may have.
+const MAX_TOKEN_BODY: usize = 1024 * 1024;
 
 pub(crate) struct TokenSource {
     auth: Auth,
@@ -38,6 +44,8 @@ pub(crate) struct HttpError {
     message: String,
     status: Option<u16>,
     retry_after: Option<std::time::Duration>,
+    /// Not worth retrying (a redirect, an oversized answer).
+    fatal: bool,
 }
 
 impl HttpError {
@@ -46,6 +54,7 @@ impl HttpError {
             message,
             status: None,
             retry_after: None,
+            fatal: false,
         }
     }
 }
@@ -92,6 +101,7 @@ impl TokenSource {
                 return Ok(Token {
                     value: Arc::new(token.clone()),
                     generation,
+                    obtained: Instant::now(),
                 });
             }
             Auth::ClientCredentials {
@@ -126,6 +136,25 @@ impl TokenSource {
                     .map_err(|e| HttpError::transport(without_url(&e)))?;
                 let status = resp.status();
                 let headers = resp.headers().clone();
+                if status.is_redirection() {
+                    // The client secret is never sent to wherever a redirect points.
+                    let to_host = crate::transport::redirect_host(
+                        resp.url(),
+                        headers
+                            .get(reqwest::header::LOCATION)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default(),
+                    );
+                    return Err(HttpError {
+                        message: format!(
+                            "the token endpoint answered with a redirect ({}) to {to_host}; not followed, so the client secret is not sent there: check token_url",
+                            status.as_u16()
+                        ),
+                        status: None,
+                        retry_after: None,
+                        fatal: true,
+                    });
+                }
                 if status.is_server_error() || status.as_u16() == 429 {
                     return Err(HttpError {
                         message: format!("the token endpoint answered {}", status.as_u16()),
@@ -134,13 +163,23 @@ impl TokenSource {
                             .get(reqwest::header::RETRY_AFTER)
                             .and_then(|v| v.to_str().ok())
                             .and_then(crate::transport::parse_retry_after),
+                        fatal: false,
                     });
                 }
-                let bytes = resp
-                    .bytes()
+                let bytes = crate::transport::read_capped(resp, MAX_TOKEN_BODY)
                     .await
-                    .map_err(|e| HttpError::transport(without_url(&e)))?;
-                let mut out = oauth2::HttpResponse::new(bytes.to_vec());
+                    .map_err(|e| match e {
+                        crate::transport::CapError::Read(e) => {
+                            HttpError::transport(without_url(&e))
+                        }
+                        crate::transport::CapError::TooLarge(seen) => HttpError {
+                            fatal: true,
+                            ..HttpError::transport(format!(
+                                "the token answer is larger than {MAX_TOKEN_BODY} bytes (at least {seen})"
+                            ))
+                        },
+                    })?;
+                let mut out = oauth2::HttpResponse::new(bytes);
                 *out.status_mut() = status;
                 *out.headers_mut() = headers;
                 Ok::<_, HttpError>(out)
@@ -157,14 +196,21 @@ impl TokenSource {
                 Ok(Token {
                     value: Arc::new(SecretString::from(resp.access_token().secret().to_owned())),
                     generation,
+                    obtained: Instant::now(),
                 })
             }
             Err(RequestTokenError::ServerResponse(err)) => Err(classify(&err, self.dialect)),
+            Err(RequestTokenError::Request(HttpError {
+                message,
+                fatal: true,
+                ..
+            })) => Err(ScimError::TokenTransport { message }),
             // Passing conditions: retryable like the same failures of SCIM calls.
             Err(RequestTokenError::Request(HttpError {
                 message,
                 status: Some(429),
                 retry_after,
+                ..
             })) => {
                 let _ = message;
                 Err(ScimError::RateLimited { retry_after })
@@ -173,6 +219,7 @@ impl TokenSource {
                 message,
                 status: Some(status),
                 retry_after,
+                ..
             })) => Err(ScimError::Server {
                 status,
                 detail: message,

@@ -41,6 +41,7 @@ pub(crate) struct Transport {
     max_attempts: u32,
     backoff_base: Duration,
     backoff_max: Duration,
+    max_body_bytes: usize,
     requests: AtomicU64,
     by_method: Mutex<std::collections::BTreeMap<String, u64>>,
     retries: AtomicU64,
@@ -58,21 +59,48 @@ pub(crate) struct Answer {
 impl Transport {
     pub fn new(config: ScimConfig) -> Result<Self, ScimError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(config.timeout)
+                .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("scimsync/", env!("CARGO_PKG_VERSION")))
+        };
+        let built = |r: reqwest::Result<reqwest::Client>| {
+            r.map_err(|e| {
                 ScimError::Config(format!("cannot build the HTTP client: {}", without_url(&e)))
-            })?;
+            })
+        };
+        // SCIM calls follow redirects within the same origin only; one to another host stops
+        // and is reported, so the bearer token and the records never leave the host.
+        let http = built(
+            builder()
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    let same_origin = attempt
+                        .previous()
+                        .first()
+                        .is_some_and(|first| first.origin() == attempt.url().origin());
+                    if same_origin && attempt.previous().len() < 5 {
+                        attempt.follow()
+                    } else {
+                        attempt.stop()
+                    }
+                }))
+                .build(),
+        )?;
+        // The token endpoint is never redirected: the client secret goes to token_url only.
+        let token_http = built(
+            builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build(),
+        )?;
         let mut base = config.base_url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
         let rps = NonZeroU32::new(config.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
-            tokens: TokenSource::new(config.auth, config.dialect, http.clone()),
+            tokens: TokenSource::new(config.auth, config.dialect, token_http),
+            max_body_bytes: config.max_body_bytes,
             http,
             base,
             dialect: config.dialect,
@@ -140,7 +168,7 @@ impl Transport {
     ) -> Result<Answer, ScimError> {
         let max_attempts = max_attempts.clamp(1, self.max_attempts);
         let mut token = self.token(None, what).await?;
-        let mut refreshed = false;
+        let mut refreshes = 0u32;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -149,21 +177,40 @@ impl Transport {
                 .await;
             let err = match result {
                 Ok(a) => return Ok(a),
-                Err(Failure::Unauthorized(detail)) if !refreshed => {
-                    debug!(what, "401: fetching a new token once.");
+                Err(Failure::Unauthorized { detail, sent_at }) => {
+                    // Judged by age, not by order: a token obtained moments before the request
+                    // and refused (after one new token already) is a permission problem; an
+                    // older one has likely expired (during a backoff, say), so a new one is
+                    // fetched, a bounded number of times.
+                    let age = sent_at.saturating_duration_since(token.obtained);
+                    if age <= FRESH_TOKEN && refreshes > 0 {
+                        return Err(ScimError::Unauthorized {
+                            detail,
+                            dialect: self.dialect,
+                        });
+                    }
+                    if refreshes >= MAX_TOKEN_REFRESHES {
+                        return Err(ScimError::TokensExpireTooFast {
+                            lifetime: age,
+                            refreshes,
+                        });
+                    }
+                    debug!(
+                        what,
+                        age_ms = age.as_millis() as u64,
+                        "401 on a token obtained earlier: fetching a new one."
+                    );
                     token = self.token(Some(token.generation), what).await?;
-                    refreshed = true;
+                    refreshes += 1;
                     attempt -= 1;
-                    let _ = detail;
                     continue;
                 }
-                Err(Failure::Unauthorized(detail)) => ScimError::Unauthorized {
-                    detail,
-                    dialect: self.dialect,
-                },
                 Err(Failure::Error(e)) => e,
             };
             if !err.is_retryable() || attempt >= max_attempts {
+                return Err(err);
+            }
+            if self.too_long(&err, what).is_some() {
                 return Err(err);
             }
             let wait = self.backoff(attempt, err.retry_after());
@@ -179,6 +226,22 @@ impl Transport {
         self.token(None, what).await.map(|_| ())
     }
 
+    /// A `Retry-After` longer than `backoff_max`: the request is not retried (the target is
+    /// not waited on for minutes); the next run tries again. Says so in the log.
+    fn too_long(&self, err: &ScimError, what: &str) -> Option<Duration> {
+        let asked = err.retry_after()?;
+        if asked <= self.backoff_max {
+            return None;
+        }
+        warn!(
+            what,
+            retry_after_s = asked.as_secs(),
+            backoff_max_s = self.backoff_max.as_secs(),
+            "The target asks to wait longer than backoff_max: not waiting; the request fails and the next run tries it again."
+        );
+        Some(asked)
+    }
+
     /// The shared token (or a new one replacing `stale`), retrying passing failures of the
     /// token endpoint (429, 5xx, timeouts, connection errors) like those of SCIM calls.
     async fn token(&self, stale: Option<u64>, what: &str) -> Result<Token, ScimError> {
@@ -190,7 +253,11 @@ impl Transport {
                 Some(generation) => self.tokens.refresh(generation).await,
             };
             match result {
-                Err(err) if err.is_retryable() && attempt < self.max_attempts => {
+                Err(err)
+                    if err.is_retryable()
+                        && attempt < self.max_attempts
+                        && self.too_long(&err, what).is_none() =>
+                {
                     let wait = self.backoff(attempt, err.retry_after());
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     if matches!(err, ScimError::RateLimited { .. }) {
@@ -204,10 +271,10 @@ impl Transport {
         }
     }
 
+    /// The wait before another try: the exponential backoff with jitter, or the target's
+    /// `Retry-After` when it asks for longer (a `Retry-After: 0` does not make a retry storm),
+    /// at most `backoff_max`.
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(after) = retry_after {
-            return after.min(self.backoff_max);
-        }
         let exp = self
             .backoff_base
             .saturating_mul(1u32 << (attempt - 1).min(16));
@@ -215,7 +282,10 @@ impl Transport {
         // Full jitter over the upper half: between capped/2 and capped.
         let half = capped / 2;
         let jitter = rand::random::<f64>();
-        half + half.mul_f64(jitter)
+        let own = half + half.mul_f64(jitter);
+        retry_after
+            .map_or(own, |after| after.max(own))
+            .min(self.backoff_max)
     }
 
     async fn once(
@@ -253,6 +323,7 @@ impl Transport {
         if let Some(tag) = if_match {
             req = req.header(header::IF_MATCH, tag);
         }
+        let sent_at = tokio::time::Instant::now();
         let resp = req.send().await.map_err(|e| {
             Failure::Error(ScimError::Transport {
                 what: what.to_owned(),
@@ -261,6 +332,17 @@ impl Transport {
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
+        if status.is_redirection() {
+            let location = headers
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            return Err(Failure::Error(ScimError::Redirect {
+                what: what.to_owned(),
+                status: status.as_u16(),
+                to_host: redirect_host(resp.url(), location),
+            }));
+        }
         if let Some(info) = headers.get(SFORCE_LIMIT_INFO).and_then(|v| v.to_str().ok())
             && let Some(usage) = parse_limit_info(info)
         {
@@ -269,12 +351,28 @@ impl Transport {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(usage);
         }
-        let text = resp.text().await.map_err(|e| {
-            Failure::Error(ScimError::Transport {
-                what: what.to_owned(),
-                message: without_url(&e),
+        let answered = resp
+            .url()
+            .as_str()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = read_capped(resp, self.max_body_bytes).await.map_err(|e| {
+            Failure::Error(match e {
+                CapError::Read(e) => ScimError::Transport {
+                    what: what.to_owned(),
+                    message: without_url(&e),
+                },
+                CapError::TooLarge(seen) => ScimError::TooLarge {
+                    what: what.to_owned(),
+                    url: answered,
+                    seen,
+                    max: self.max_body_bytes as u64,
+                },
             })
         })?;
+        let text = String::from_utf8_lossy(&bytes);
         let json: Value = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -303,7 +401,7 @@ impl Transport {
         let (code, detail) = error_detail(&json);
         let detail = one_line(&detail, DETAIL_MAX);
         Err(match status {
-            StatusCode::UNAUTHORIZED => Failure::Unauthorized(detail),
+            StatusCode::UNAUTHORIZED => Failure::Unauthorized { detail, sent_at },
             StatusCode::FORBIDDEN if code.as_deref() == Some("REQUEST_LIMIT_EXCEEDED") => {
                 self.rate_limited.fetch_add(1, Ordering::Relaxed);
                 Failure::Error(ScimError::RequestLimit {
@@ -338,8 +436,53 @@ impl Transport {
 }
 
 enum Failure {
-    Unauthorized(String),
+    /// A 401, with when the request was sent (to judge the token's age).
+    Unauthorized {
+        detail: String,
+        sent_at: tokio::time::Instant,
+    },
     Error(ScimError),
+}
+
+/// A token this young that is refused is taken as a permission problem, not an expiry.
+const FRESH_TOKEN: Duration = Duration::from_secs(2);
+/// New tokens fetched for one request after 401s on older ones, before giving up.
+const MAX_TOKEN_REFRESHES: u32 = 3;
+
+/// Why a body was not read.
+pub(crate) enum CapError {
+    Read(reqwest::Error),
+    /// Larger than allowed: the bytes seen (declared or read) so far.
+    TooLarge(u64),
+}
+
+/// Reads a body of at most `max` bytes: refused by its Content-Length first, else read in
+/// chunks and stopped as soon as it passes `max`, before it fills memory.
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, CapError> {
+    if let Some(length) = resp.content_length()
+        && length > max as u64
+    {
+        return Err(CapError::TooLarge(length));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(CapError::Read)? {
+        if body.len() + chunk.len() > max {
+            return Err(CapError::TooLarge((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The host a redirect points to (`Location` resolved against `from`), for messages.
+pub(crate) fn redirect_host(from: &Url, location: &str) -> String {
+    match from.join(location) {
+        Ok(u) => u.host_str().unwrap_or("?").to_owned(),
+        Err(_) => "an unreadable Location".to_owned(),
+    }
 }
 
 /// `(code, detail)` from a SCIM error body: Salesforce's `"CODE:message;"` detail (numeric

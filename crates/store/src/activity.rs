@@ -10,8 +10,28 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 const ACTIVITY_COLUMNS: &str =
     "id, run_id, connection, at, op, outcome, object, source_id, target_id, name, detail";
 
+/// Most characters of an activity entry's name that are stored.
+pub const MAX_NAME_CHARS: usize = 512;
+/// Most characters of an activity entry's detail that are stored.
+pub const MAX_DETAIL_CHARS: usize = 4096;
+
+/// `text` cut to `max` characters, saying how much was left out.
+pub(crate) fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!(
+            "{}… ({} more bytes not stored)",
+            &text[..cut],
+            text.len() - cut
+        )),
+    }
+}
+
 impl SqlStore {
     pub(crate) async fn insert_activity(&self, entry: &ActivityEntry) -> Result<i64, StoreError> {
+        // Values come from the directory and the target: bounded before they are stored.
+        let name = capped(&entry.name, MAX_NAME_CHARS);
+        let detail = capped(&entry.detail, MAX_DETAIL_CHARS);
         const SQL: &str = "INSERT INTO activity \
                            (run_id, connection, at, op, outcome, object, source_id, target_id, name, name_folded, detail) \
                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
@@ -25,9 +45,9 @@ impl SqlStore {
                 .bind(&entry.object)
                 .bind(entry.source_id.as_deref())
                 .bind(entry.target_id.as_deref())
-                .bind(&entry.name)
-                .bind(fold_name(&entry.name))
-                .bind(&entry.detail)
+                .bind(name.as_ref())
+                .bind(fold_name(&name))
+                .bind(detail.as_ref())
                 .fetch_one(pool)
                 .await
         });

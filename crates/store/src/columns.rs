@@ -36,6 +36,7 @@ pub(crate) fn status_text(status: RunStatus) -> &'static str {
         RunStatus::Guarded => "guarded",
         RunStatus::Interrupted => "interrupted",
         RunStatus::DryRun => "dry_run",
+        RunStatus::Abandoned => "abandoned",
     }
 }
 
@@ -48,6 +49,7 @@ fn parse_status(text: &str) -> Option<RunStatus> {
         "guarded" => RunStatus::Guarded,
         "interrupted" => RunStatus::Interrupted,
         "dry_run" => RunStatus::DryRun,
+        "abandoned" => RunStatus::Abandoned,
         _ => return None,
     })
 }
@@ -407,6 +409,7 @@ mod tests {
             RunStatus::Guarded,
             RunStatus::Interrupted,
             RunStatus::DryRun,
+            RunStatus::Abandoned,
         ] {
             assert_eq!(parse_status(status_text(s)), Some(s));
         }

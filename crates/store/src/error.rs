@@ -229,6 +229,13 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    #[error("cannot mark the abandoned runs of connection `{connection}`")]
+    AbandonRuns {
+        connection: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
     #[error("the store holds an unreadable value in {table}.{column} (row {row}): {problem}")]
     Corrupt {
         table: &'static str,
@@ -259,7 +266,8 @@ impl StoreError {
             | Self::SaveFacts { source, .. }
             | Self::AcquireLease { source, .. }
             | Self::ReleaseLease { source, .. }
-            | Self::ListLeases { source } => source,
+            | Self::ListLeases { source }
+            | Self::AbandonRuns { source, .. } => source,
             Self::SaveRefusal { source, .. } | Self::ClearRefusal { source, .. } => &**source,
             _ => return false,
         };

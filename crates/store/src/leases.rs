@@ -116,4 +116,61 @@ impl SqlStore {
             })
             .collect())
     }
+
+    pub(crate) async fn select_lease(
+        &self,
+        connection: &str,
+    ) -> Result<Option<scimsync_core::ports::LeaseHolder>, StoreError> {
+        const SQL: &str =
+            "SELECT holder, acquired_at, expires_at FROM leases WHERE connection = $1";
+        let row: Result<Option<(String, i64, i64)>, sqlx::Error> =
+            with_pool!(&self.backend, |pool| sqlx::query_as(SQL)
+                .bind(connection)
+                .fetch_optional(pool)
+                .await);
+        Ok(row
+            .map_err(|source| StoreError::ListLeases { source })?
+            .map(
+                |(holder, acquired_at, expires_at)| scimsync_core::ports::LeaseHolder {
+                    holder,
+                    acquired_at: Timestamp(acquired_at),
+                    expires_at: Timestamp(expires_at),
+                },
+            ))
+    }
+
+    pub(crate) async fn mark_abandoned(
+        &self,
+        connection: &str,
+        before: Timestamp,
+        at: Timestamp,
+        message: &str,
+    ) -> Result<u64, StoreError> {
+        const SQL: &str = "UPDATE runs SET status = 'abandoned', finished_at = $3, message = $4 \
+                           WHERE connection = $1 AND status = 'running' AND dry_run = $5 \
+                           AND started_at < $2";
+        let result = with_pool!(&self.backend, |pool| {
+            sqlx::query(SQL)
+                .bind(connection)
+                .bind(before.millis())
+                .bind(at.millis())
+                .bind(message)
+                .bind(false)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        });
+        let abandoned = result.map_err(|source| StoreError::AbandonRuns {
+            connection: connection.to_owned(),
+            source,
+        })?;
+        if abandoned > 0 {
+            tracing::warn!(
+                connection,
+                abandoned,
+                "Runs left running by a holder that died marked abandoned."
+            );
+        }
+        Ok(abandoned)
+    }
 }

@@ -191,6 +191,7 @@ async fn open_sqlite(
             .max_lifetime(None)
     } else {
         create_parent(options.get_filename())?;
+        create_private(options.get_filename(), shown);
         SqlitePoolOptions::new().max_connections(SQLITE_MAX_CONNECTIONS)
     }
     .acquire_timeout(ACQUIRE_TIMEOUT);
@@ -250,6 +251,41 @@ async fn create_schema(pool: &PgPool, schema: &str, shown: &str) -> Result<(), S
             url: shown.to_owned(),
             source,
         }),
+    }
+}
+
+/// Creates a missing SQLite file empty with mode 0600 before SQLite opens it: SQLite gives its
+/// WAL and shared-memory files the database file's mode, so the log of who was provisioned
+/// is readable by its owner only. An existing file readable by others is warned about.
+fn create_private(file: &std::path::Path, shown: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file)
+        {
+            Ok(_) => tracing::debug!(store = %shown, "SQLite file created with mode 600."),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Ok(meta) = std::fs::metadata(file)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(
+                        store = %shown,
+                        mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                        "The store file is readable by other users; `chmod 600` it (and its -wal and -shm files)."
+                    );
+                }
+            }
+            // Left for SQLite to report when it opens the file.
+            Err(_) => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, shown);
     }
 }
 
@@ -355,5 +391,22 @@ impl Store for SqlStore {
 
     async fn release_lease(&self, connection: &str, holder: &str) -> Result<(), StoreError> {
         self.drop_lease(connection, holder).await
+    }
+
+    async fn lease_holder(
+        &self,
+        connection: &str,
+    ) -> Result<Option<scimsync_core::ports::LeaseHolder>, StoreError> {
+        self.select_lease(connection).await
+    }
+
+    async fn abandon_runs(
+        &self,
+        connection: &str,
+        before: Timestamp,
+        at: Timestamp,
+        message: &str,
+    ) -> Result<u64, StoreError> {
+        self.mark_abandoned(connection, before, at, message).await
     }
 }

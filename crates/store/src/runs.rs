@@ -91,7 +91,11 @@ impl SqlStore {
                 .bind(count_column(end.failed))
                 .bind(count_column(end.rejected))
                 .bind(count_column(end.skipped))
-                .bind(end.message.as_deref())
+                .bind(
+                    end.message
+                        .as_deref()
+                        .map(|m| crate::activity::capped(m, crate::activity::MAX_DETAIL_CHARS)),
+                )
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected())

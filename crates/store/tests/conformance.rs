@@ -178,6 +178,8 @@ stories!(
     facts_default_save_replace_per_connection,
     leases_take_refuse_renew_expire_release,
     lease_race_has_one_winner,
+    lease_holder_and_abandoned_runs,
+    huge_values_are_capped_before_they_are_stored,
     migrations_are_idempotent,
     first_opens_race_safely,
     runs_with_stats_counts_many_runs,
@@ -1294,6 +1296,138 @@ async fn facts_default_save_replace_per_connection(h: &Harness) {
     assert_eq!(store.load_links("salesforce").await.unwrap().facts, newer);
 }
 
+async fn huge_values_are_capped_before_they_are_stored(h: &Harness) {
+    let store = &h.store;
+    let run = store.start_run(&new_run("salesforce", T0)).await.unwrap();
+    let mut e = entry(run, "salesforce", T0, "create_user", Outcome::Failed, "x");
+    e.name = "é".repeat(1_000_000);
+    e.detail = "d".repeat(10 * 1024 * 1024);
+    store.record(&e).await.unwrap();
+    let got = store
+        .query_activity(&ActivityQuery {
+            run_id: Some(run),
+            ..ActivityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(got[0].name.len() < 2_000, "{}", got[0].name.len());
+    assert!(got[0].name.ends_with("more bytes not stored)"));
+    assert!(got[0].detail.len() < 5_000);
+    store
+        .finish_run(
+            run,
+            &RunEnd {
+                message: Some("m".repeat(1_000_000)),
+                ..end(RunStatus::Failed, T0, None)
+            },
+        )
+        .await
+        .unwrap();
+    let runs = store.list_runs(Some("salesforce"), 1).await.unwrap();
+    assert!(runs[0].message.as_ref().unwrap().len() < 5_000);
+}
+
+async fn lease_holder_and_abandoned_runs(h: &Harness) {
+    let store = &h.store;
+    let ttl = Duration::from_secs(30);
+    let at = |s: i64| T0.plus_millis(s * 1_000);
+    assert_eq!(store.lease_holder("salesforce").await.unwrap(), None);
+    assert!(
+        store
+            .acquire_lease("salesforce", "host:1", at(0), ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire_lease("salesforce", "host:1", at(10), ttl)
+            .await
+            .unwrap()
+    );
+    let held = store.lease_holder("salesforce").await.unwrap().unwrap();
+    assert_eq!(held.holder, "host:1");
+    assert_eq!(
+        held.acquired_at,
+        at(0),
+        "renewals keep the time it was taken"
+    );
+    assert_eq!(held.expires_at, at(40));
+
+    // host:1 dies with two runs going (one a dry run); slack has a run going too.
+    let dead = store
+        .start_run(&new_run("salesforce", at(1)))
+        .await
+        .unwrap();
+    let dry = store
+        .start_run(&NewRun {
+            dry_run: true,
+            ..new_run("salesforce", at(2))
+        })
+        .await
+        .unwrap();
+    let other = store.start_run(&new_run("slack", at(3))).await.unwrap();
+    let done = store
+        .start_run(&new_run("salesforce", at(4)))
+        .await
+        .unwrap();
+    store
+        .finish_run(done, &end(RunStatus::Succeeded, at(5), Some(1)))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .acquire_lease("salesforce", "host:2", at(60), ttl)
+            .await
+            .unwrap()
+    );
+    let n = store
+        .abandon_runs(
+            "salesforce",
+            at(60),
+            at(60),
+            "its holder host:1 stopped renewing",
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let runs = store.list_runs(None, 10).await.unwrap();
+    let status = |id| runs.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(status(dead).status, RunStatus::Abandoned);
+    assert_eq!(status(dead).finished_at, Some(at(60)));
+    assert_eq!(
+        status(dead).message.as_deref(),
+        Some("its holder host:1 stopped renewing")
+    );
+    assert_eq!(
+        status(dry).status,
+        RunStatus::Running,
+        "dry runs take no lease"
+    );
+    assert_eq!(
+        status(other).status,
+        RunStatus::Running,
+        "another connection"
+    );
+    assert_eq!(status(done).status, RunStatus::Succeeded);
+    // A run started after the cut-off is left alone.
+    let live = store
+        .start_run(&new_run("salesforce", at(61)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .abandon_runs("salesforce", at(61), at(62), "x")
+            .await
+            .unwrap(),
+        0
+    );
+    let runs = store.list_runs(Some("salesforce"), 10).await.unwrap();
+    assert_eq!(
+        runs.iter().find(|r| r.id == live).unwrap().status,
+        RunStatus::Running
+    );
+}
+
 async fn leases_take_refuse_renew_expire_release(h: &Harness) {
     let store = &h.store;
     let ttl = Duration::from_secs(30);
@@ -1707,4 +1841,23 @@ async fn runs_with_stats_counts_many_runs(h: &Harness) {
     assert_eq!(stats[509].run.id, oldest);
     assert_eq!(stats[509].recorded.failed, 1);
     assert_eq!(stats.iter().map(|s| s.recorded.total()).sum::<u64>(), 3);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_file_and_its_wal_are_created_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("sub").join("store.db");
+    let store = SqlStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store.start_run(&new_run("salesforce", T0)).await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+    store.close().await;
 }

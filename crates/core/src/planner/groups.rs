@@ -2,8 +2,34 @@
 
 use super::membership::{MAX_THREADS, PARALLEL_FROM_USERS, member_changes, orphan_ref};
 use super::*;
+use crate::refusals::{group_create_fingerprint, rename_fingerprint};
 
 impl<'a> Planner<'a> {
+    /// Renames the target group `t` to `name` unless it has it, or the target refused that
+    /// very rename before.
+    fn rename(&mut self, g: &DirectoryGroup, t: &TargetGroup, name: &str) {
+        if t.display_name == name {
+            return;
+        }
+        let sid = g.id.as_str();
+        if let Some(r) = self.held(
+            ObjectKind::Group,
+            sid,
+            "displayName",
+            &rename_fingerprint(name),
+        ) {
+            self.hold(ObjectKind::Group, sid, name, r);
+            return;
+        }
+        self.summary.rename_group += 1;
+        self.renames.push(Operation::RenameGroup {
+            source_id: g.id.clone(),
+            target_id: t.id.clone(),
+            from: t.display_name.clone(),
+            to: name.to_owned(),
+        });
+    }
+
     pub(super) fn provisions_group(&self, id: &str) -> bool {
         self.scope.as_ref().is_none_or(|s| s.contains(id))
     }
@@ -68,15 +94,7 @@ impl<'a> Planner<'a> {
             }
             self.summary.groups_in_scope += 1;
             let target_group = if let Some(t) = linked {
-                if t.display_name != name {
-                    self.summary.rename_group += 1;
-                    self.renames.push(Operation::RenameGroup {
-                        source_id: g.id.clone(),
-                        target_id: t.id.clone(),
-                        from: t.display_name.clone(),
-                        to: name.to_owned(),
-                    });
-                }
+                self.rename(g, t, name);
                 Some(t)
             } else if let Some(t) = by_name.get(&lower(name)).copied() {
                 if let Some(owner) = linked_targets
@@ -115,15 +133,7 @@ impl<'a> Planner<'a> {
                     target_id: t.id.clone(),
                     name: name.to_owned(),
                 });
-                if t.display_name != name {
-                    self.summary.rename_group += 1;
-                    self.renames.push(Operation::RenameGroup {
-                        source_id: g.id.clone(),
-                        target_id: t.id.clone(),
-                        from: t.display_name.clone(),
-                        to: name.to_owned(),
-                    });
-                }
+                self.rename(g, t, name);
                 Some(t)
             } else {
                 if !created_names.insert(lower(name)) {
@@ -137,6 +147,15 @@ impl<'a> Planner<'a> {
                         "displayName",
                         reason,
                     );
+                    continue;
+                }
+                if let Some(r) = self.held(
+                    ObjectKind::Group,
+                    g.id.as_str(),
+                    "create",
+                    &group_create_fingerprint(name),
+                ) {
+                    self.hold(ObjectKind::Group, g.id.as_str(), name, r);
                     continue;
                 }
                 self.summary.create_group += 1;

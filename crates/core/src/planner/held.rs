@@ -30,6 +30,7 @@ fn directory(n: usize) -> SourceSnapshot {
         groups: vec![group("DG1", "Sales")],
         sso_access: None,
         unreadable: Vec::new(),
+        unidentified: Vec::new(),
     }
 }
 

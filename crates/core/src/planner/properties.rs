@@ -56,6 +56,7 @@ fn directory() -> impl Strategy<Value = SourceSnapshot> {
                 .collect(),
             sso_access: None,
             unreadable: Vec::new(),
+            unidentified: Vec::new(),
         })
 }
 

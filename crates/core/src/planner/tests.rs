@@ -53,6 +53,7 @@ fn source(
         groups,
         sso_access: None,
         unreadable: Vec::new(),
+        unidentified: Vec::new(),
     }
 }
 
@@ -1219,4 +1220,42 @@ fn a_mapped_but_empty_nick_name_with_a_long_user_name_is_rejected_naming_the_att
     };
     let p = plan_of(&s, &empty_target(), &Links::default(), &generic);
     assert!(p.rejected.is_empty(), "{:#?}", p.rejected);
+}
+
+#[test]
+fn a_record_without_a_usable_id_deactivates_nobody() {
+    let policy = salesforce_policy();
+    let g = vec![group("DG1", "Sales")];
+    let users = |ids: &[&str]| {
+        ids.iter()
+            .map(|id| {
+                in_groups(
+                    user(id, &format!("{}@example.com", id.to_lowercase())),
+                    &["DG1"],
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let s = source(users(&["DU1", "DU2"]), g.clone());
+    let (mut target, mut links) = (empty_target(), Links::default());
+    converge(&s, &mut target, &mut links, &policy);
+    // DU2's record comes back without its id.
+    let mut s2 = source(users(&["DU1"]), g.clone());
+    s2.unidentified = vec!["users[1] (username \"du2\")".into()];
+    let p = plan_of(&s2, &target, &links, &policy);
+    assert!(p.is_empty(), "{:#?}", p.operations);
+    let note = p
+        .notes
+        .iter()
+        .find(|n| n.kind == NoteKind::SourceUnidentified)
+        .expect("a note says why DU2 is kept");
+    assert_eq!(note.source_id, "DU2");
+    assert!(
+        note.message.contains("without a usable id"),
+        "{}",
+        note.message
+    );
+    // Once the record reads again without it, DU2 leaves as usual.
+    let p = plan_of(&source(users(&["DU1"]), g), &target, &links, &policy);
+    assert!(kinds(&p).contains(&"deactivate_user"), "{:?}", kinds(&p));
 }
