@@ -23,6 +23,8 @@ const TOKEN: &str = "web-view-test-token-4f1c";
 const DISABLED: usize = 6;
 /// A name a directory could hold; the pages must show it as text.
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+/// The sample directory's Sales Managers group (group rule 1 of the demo configuration).
+const SALES_MANAGERS: &str = "DGSAMPLE000000000004";
 
 /// A child process killed when dropped (a failed assertion leaves nothing running).
 struct Child(std::process::Child);
@@ -580,6 +582,44 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     assert_eq!(still_active(&sf), 0, "the held deactivations were applied");
     b.goto(&format!("{base}/ui")).await;
     assert!(b.text("dd.guard").await.contains("nothing held"));
+
+    // Paging back through the log, five entries a page.
+    b.goto(&format!("{base}/ui/activity?limit=5")).await;
+    let newest = b.text("table.activity tbody tr td.num").await;
+    b.click_to("a.older", "before=").await;
+    assert_eq!(b.find_all("table.activity tbody tr").await.len(), 5);
+    let older = b.text("table.activity tbody tr td.num").await;
+    assert!(
+        older.parse::<i64>().unwrap() < newest.parse::<i64>().unwrap() - 4,
+        "{older} is on the page before {newest}"
+    );
+    assert!(!b.find_all("a.newest").await.is_empty());
+
+    // A plan that explains itself: a user joins Sales Managers; the preview names the rule,
+    // the group and the catalogue entries it chose.
+    let joiner = users[DISABLED + 1..]
+        .iter()
+        .find(|u| !u.groups.iter().any(|g| g == SALES_MANAGERS))
+        .unwrap();
+    data.add_user_to_group(&joiner.user_id, SALES_MANAGERS)
+        .unwrap();
+    b.goto(&format!("{base}/ui/connections/salesforce/plan"))
+        .await;
+    let plan = b.text("table.plan").await;
+    assert!(
+        plan.contains("by group rule 1 (member of Sales Managers)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("VP Sales"),
+        "catalogue names, not ids: {plan}"
+    );
+    assert!(
+        b.text("div.notice")
+            .await
+            .contains("Within the safety limits")
+    );
+    b.screenshot(&shots.join("plan-explained.png")).await;
 
     // Nothing secret on any page.
     for page in [
