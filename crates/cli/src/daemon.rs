@@ -1,8 +1,13 @@
-//! `scimsync daemon`: every connection on its schedule, and an HTTP listener for status.
+//! `scimsync daemon`: every connection on its schedule, and an HTTP listener for status and
+//! the web view (see [`crate::web`]).
 //!
 //! Who may do what on the listener:
 //! - `GET /healthz`: anyone (it says `ok` and nothing else);
-//! - `GET /metrics` (and any other read): clients on loopback, or with the bearer token;
+//! - `GET /metrics`, the web view's pages (and any other read): clients on loopback, or with
+//!   the bearer token;
+//! - `POST /ui/connections/{name}/approve`: the web view's approve form, which carries the
+//!   token in a field the operator types it into (or the header); its handler checks it with
+//!   [`same_secret`] like the header is checked here;
 //! - `POST /connections/{name}/sync`: only with the bearer token (`Authorization: Bearer …`,
 //!   from `daemon.token_env` or `daemon.token_file`); without a configured token, writes are
 //!   refused. A browser page cannot send the header without the token, so a page an admin
@@ -12,7 +17,7 @@
 
 use crate::config::Settings;
 use crate::listen::{GuardedListener, Peer};
-use crate::{load_settings, wiring};
+use crate::{load_settings, web, wiring};
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
@@ -28,7 +33,7 @@ use scimsync_engine::{
 };
 use scimsync_store::SqlStore;
 use secrecy::{ExposeSecret as _, SecretString};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +56,38 @@ struct ConnectionJob {
     metrics: Arc<Metrics>,
 }
 
+impl ConnectionJob {
+    fn run_with(&self, opts: RunOptions) -> BoxFuture<'_, Result<RunReport, EngineError>> {
+        Box::pin(async move {
+            let opts = RunOptions {
+                max_concurrency: self.max_concurrency,
+                progress: Some(Arc::new(CountingProgress(Arc::clone(&self.metrics)))),
+                ..opts
+            };
+            let report = reconcile_once(&self.conn, &*self.store, &opts).await;
+            if let Some((used, limit)) = self.conn.target.stats().api_usage {
+                self.metrics.api_usage(&self.name, used, limit);
+            }
+            report
+        })
+    }
+}
+
+impl web::Preview for ConnectionJob {
+    fn preview(&self) -> BoxFuture<'_, Result<RunReport, EngineError>> {
+        Box::pin(async move {
+            let opts = RunOptions {
+                trigger: Trigger::Api,
+                dry_run: true,
+                explain: true,
+                max_concurrency: self.max_concurrency,
+                ..RunOptions::default()
+            };
+            reconcile_once(&self.conn, &*self.store, &opts).await
+        })
+    }
+}
+
 impl Job for ConnectionJob {
     fn name(&self) -> &str {
         &self.name
@@ -63,21 +100,30 @@ impl Job for ConnectionJob {
         cancel: CancellationToken,
         stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
-        Box::pin(async move {
-            let opts = RunOptions {
-                trigger,
-                approve_destructive: approve,
-                max_concurrency: self.max_concurrency,
-                cancel,
-                stop_reason,
-                progress: Some(Arc::new(CountingProgress(Arc::clone(&self.metrics)))),
-                ..RunOptions::default()
-            };
-            let report = reconcile_once(&self.conn, &*self.store, &opts).await;
-            if let Some((used, limit)) = self.conn.target.stats().api_usage {
-                self.metrics.api_usage(&self.name, used, limit);
-            }
-            report
+        self.run_with(RunOptions {
+            trigger,
+            approve_destructive: approve,
+            cancel,
+            stop_reason,
+            ..RunOptions::default()
+        })
+    }
+
+    fn run_approving_plan(
+        &self,
+        trigger: Trigger,
+        plan: String,
+        cancel: CancellationToken,
+        stop_reason: StopReason,
+    ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
+        // Explained, so that a refused approval shows the new plan with its reasons.
+        self.run_with(RunOptions {
+            trigger,
+            approve_plan: Some(plan),
+            explain: true,
+            cancel,
+            stop_reason,
+            ..RunOptions::default()
         })
     }
 }
@@ -115,15 +161,24 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
         cancel.clone(),
     );
     let mut schedules = Vec::new();
+    let mut pages = BTreeMap::new();
     for c in &settings.connections {
         let conn = wiring::connection(c)?;
-        scheduler.add(Arc::new(ConnectionJob {
+        let job = Arc::new(ConnectionJob {
             name: c.name.clone(),
             conn,
             store: Arc::clone(&store),
             max_concurrency: c.max_concurrency,
             metrics: Arc::clone(&metrics),
-        }));
+        });
+        scheduler.add(Arc::clone(&job) as Arc<dyn Job>);
+        pages.insert(
+            c.name.clone(),
+            web::WebConnection {
+                schedule: c.schedule.clone(),
+                preview: job,
+            },
+        );
         if let Some(s) = &c.schedule {
             schedules.push((c.name.clone(), s.clone()));
         }
@@ -139,6 +194,13 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
         metrics,
         token: settings.daemon_token.map(Arc::new),
     };
+    // The web view, under the same access rules (merged before the layer is added).
+    let app = app.merge(web::router(web::Web {
+        store: Arc::clone(&store),
+        scheduler: Arc::clone(&scheduler),
+        connections: Arc::new(pages),
+        token: state.token.clone(),
+    }));
     if state.token.is_none() {
         info!(
             "No daemon token is configured (daemon.token_env or daemon.token_file): POST /connections/{{name}}/sync is refused."
@@ -165,7 +227,7 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
 }
 
 /// Whether `a` and `b` are equal, in a time that depends on their lengths only.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -213,6 +275,10 @@ async fn authorize(
 ) -> Response {
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
     if req.uri().path() == "/healthz" && read {
+        return next.run(req).await;
+    }
+    // The web view's approve form carries the token in its body; its handler checks it.
+    if req.method() == Method::POST && web::is_approve_path(req.uri().path()) {
         return next.run(req).await;
     }
     let allowed = has_token(&app, &req) || (read && peer.ip().is_loopback() && loopback_host(&req));

@@ -11,6 +11,7 @@ mod daemon;
 pub mod demo;
 mod listen;
 pub mod output;
+mod web;
 mod wiring;
 
 use anyhow::Context as _;
@@ -375,6 +376,7 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
             trigger: Trigger::Manual,
             dry_run: args.dry_run,
             approve_destructive: args.approve_deactivations,
+            approve_plan: None,
             only_user: args.user.clone(),
             max_concurrency: conn.max_concurrency,
             cancel,
@@ -554,6 +556,7 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
         outcome: args.outcome,
         since: args.since,
         after_id: None,
+        before_id: None,
         limit: Some(args.limit),
     };
     let entries = store.query_activity(&query).await?;

@@ -137,6 +137,8 @@ pub struct ActivityQuery {
     pub since: Option<Timestamp>,
     /// Only entries with an id greater than this (for `--follow`).
     pub after_id: Option<i64>,
+    /// Only entries with an id less than this (paging back through the log).
+    pub before_id: Option<i64>,
     /// Results come oldest first; with a limit, the newest `limit` entries (still oldest first).
     pub limit: Option<u32>,
 }

@@ -106,6 +106,30 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl Plan {
+    /// The rows of [`Plan::to_table_with`]: for each operation, in apply order, its kind, the
+    /// object (userName or group name) and the details, with names and the rule that chose
+    /// each user's entitlements (for HTML tables and other renderings of the same words).
+    pub fn rows_with(&self, labels: &Labels) -> Vec<[String; 3]> {
+        let context = Context {
+            labels,
+            decisions: self
+                .decisions
+                .iter()
+                .map(|d| (d.source_id.as_str(), d))
+                .collect(),
+        };
+        self.operations.iter().map(|op| row(op, &context)).collect()
+    }
+
+    /// A short fingerprint of what applying this plan would send: FNV-1a over the JSON of
+    /// its operations (not its notes, rejections or decisions, which send nothing). Two
+    /// plans with the same fingerprint make the same writes; an approval names the
+    /// fingerprint of the plan that was shown, so that only that plan is approved.
+    pub fn fingerprint(&self) -> String {
+        let operations = serde_json::to_string(&self.operations).unwrap_or_default();
+        crate::links::fingerprint(&[&operations])
+    }
+
     /// The plan as JSON (see the module documentation for the fields).
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string_pretty(self)
@@ -121,18 +145,10 @@ impl Plan {
     /// and — for the users whose [`Decision`]s the plan recorded — the rule that chose their
     /// entitlements.
     pub fn to_table_with(&self, labels: &Labels) -> String {
-        let context = Context {
-            labels,
-            decisions: self
-                .decisions
-                .iter()
-                .map(|d| (d.source_id.as_str(), d))
-                .collect(),
-        };
         let rows: Vec<[String; 3]> = self
-            .operations
-            .iter()
-            .map(|op| row(op, &context).map(|cell| printable(&cell).into_owned()))
+            .rows_with(labels)
+            .into_iter()
+            .map(|row| row.map(|cell| printable(&cell).into_owned()))
             .collect();
         let mut out = String::new();
         if rows.is_empty() {

@@ -75,6 +75,10 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Apply destructive operations even when the guard trips.
     pub approve_destructive: bool,
+    /// Apply destructive operations even when the guard trips, but only if the plan made now
+    /// has this [`Plan::fingerprint`] (the plan an operator was shown and approved); if it
+    /// differs, nothing is applied and the run ends guarded, saying so.
+    pub approve_plan: Option<String>,
     /// Reconcile only this user (username, email or source id) and trace each step.
     pub only_user: Option<String>,
     /// Most operations in flight at once.
@@ -110,6 +114,7 @@ impl std::fmt::Debug for RunOptions {
             .field("trigger", &self.trigger)
             .field("dry_run", &self.dry_run)
             .field("approve_destructive", &self.approve_destructive)
+            .field("approve_plan", &self.approve_plan)
             .field("only_user", &self.only_user)
             .field("max_concurrency", &self.max_concurrency)
             .field("retry_refused", &self.retry_refused)
@@ -124,6 +129,7 @@ impl Default for RunOptions {
             trigger: Trigger::Manual,
             dry_run: false,
             approve_destructive: false,
+            approve_plan: None,
             only_user: None,
             max_concurrency: 8,
             cancel: CancellationToken::new(),
@@ -461,8 +467,26 @@ where
         });
     }
 
+    // An approval of a plan shown earlier holds for that plan only.
+    if let Some(approved) = &opts.approve_plan
+        && *approved != plan.fingerprint()
+    {
+        return refuse_changed_plan(
+            store,
+            name,
+            run_id,
+            approved,
+            plan,
+            trip,
+            source_users,
+            labels,
+        )
+        .await;
+    }
+
     // Apply.
-    let hold_destructive = trip.is_some() && !opts.approve_destructive;
+    let approved = opts.approve_destructive || opts.approve_plan.is_some();
+    let hold_destructive = trip.is_some() && !approved;
     let ctx = ApplyContext {
         connection: name,
         run_id,
@@ -699,4 +723,60 @@ async fn record_run_event<St: Store>(
     if let Err(e) = store.record(&entry).await {
         warn!(error = %e, "Recording a run event failed.");
     }
+}
+
+/// The end of a run whose approval named another plan than the one made now: nothing is
+/// applied, the run ends guarded and the activity log says why.
+#[allow(clippy::too_many_arguments)]
+async fn refuse_changed_plan<St: Store>(
+    store: &St,
+    name: &str,
+    run_id: RunId,
+    approved: &str,
+    plan: Plan,
+    trip: Option<GuardTrip>,
+    source_users: u64,
+    labels: Labels,
+) -> Result<RunReport, EngineError> {
+    let message = format!(
+        "the approval was for plan {approved}, but the plan is now {}; nothing was applied \
+         (review the new plan and approve it)",
+        plan.fingerprint()
+    );
+    warn!(connection = %name, run_id, %message, "Approval refused.");
+    record_run_event(store, run_id, name, "approve", Outcome::Rejected, &message).await;
+    store
+        .finish_run(
+            run_id,
+            &RunEnd {
+                status: RunStatus::Guarded,
+                finished_at: now(),
+                source_users: Some(source_users),
+                planned: plan.operations.len() as u64,
+                applied: 0,
+                failed: 0,
+                rejected: 0,
+                skipped: 0,
+                message: Some(message.clone()),
+            },
+        )
+        .await
+        .map_err(store_err(name))?;
+    Ok(RunReport {
+        run_id,
+        connection: name.to_owned(),
+        status: RunStatus::Guarded,
+        applied: 0,
+        failed: 0,
+        rejected: 0,
+        skipped: 0,
+        refused: 0,
+        held: plan.summary.held as u64,
+        guard: trip,
+        trace: None,
+        source_users,
+        message: Some(message),
+        plan,
+        labels,
+    })
 }

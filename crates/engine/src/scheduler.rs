@@ -35,6 +35,20 @@ pub trait Job: Send + Sync {
         cancel: CancellationToken,
         stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>>;
+
+    /// Runs applying destructive operations only if the plan made now has the fingerprint
+    /// `plan` (see [`crate::RunOptions::approve_plan`]). Jobs that cannot check a plan run
+    /// unapproved.
+    fn run_approving_plan(
+        &self,
+        trigger: Trigger,
+        plan: String,
+        cancel: CancellationToken,
+        stop_reason: StopReason,
+    ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
+        let _ = plan;
+        self.run(trigger, false, cancel, stop_reason)
+    }
 }
 
 /// Why a run was not started.
@@ -217,6 +231,27 @@ impl<St: Store + 'static> Scheduler<St> {
         trigger: Trigger,
         approve: bool,
     ) -> Result<Option<RunReport>, SchedulerError> {
+        self.run_job(name, trigger, approve, None).await
+    }
+
+    /// Runs a connection now approving its destructive operations only if the plan made has
+    /// the fingerprint `plan` (the plan an operator was shown), and waits for the report.
+    pub async fn run_now_approving_plan(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        plan: String,
+    ) -> Result<Option<RunReport>, SchedulerError> {
+        self.run_job(name, trigger, false, Some(plan)).await
+    }
+
+    async fn run_job(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        approve: bool,
+        plan: Option<String>,
+    ) -> Result<Option<RunReport>, SchedulerError> {
         let entry = self
             .jobs
             .get(name)
@@ -248,10 +283,20 @@ impl<St: Store + 'static> Scheduler<St> {
                 });
             }
         };
-        let result = entry
-            .job
-            .run(trigger, approve, lease.cancel(), lease.reason())
-            .await;
+        let result = match plan {
+            Some(plan) => {
+                entry
+                    .job
+                    .run_approving_plan(trigger, plan, lease.cancel(), lease.reason())
+                    .await
+            }
+            None => {
+                entry
+                    .job
+                    .run(trigger, approve, lease.cancel(), lease.reason())
+                    .await
+            }
+        };
         lease.release().await;
         match result {
             Ok(report) => {

@@ -413,6 +413,82 @@ async fn the_guard_holds_deactivations_back_until_approved() {
 }
 
 #[tokio::test]
+async fn an_approval_holds_for_the_plan_approved_only() {
+    let (_d, store) = store().await;
+    let mut conn = connection(directory(), empty());
+    conn.policy.safety.max_deactivations = Some(1);
+    reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    {
+        let mut src = conn.source.0.lock().unwrap();
+        src.users.retain(|u| u.id.as_str() == "DU1");
+    }
+    let shown = reconcile_once(
+        &conn,
+        &store,
+        &RunOptions {
+            dry_run: true,
+            explain: true,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(shown.guard.is_some());
+    let fingerprint = shown.plan.fingerprint();
+
+    // Another plan's fingerprint: nothing at all is applied, and the log says why.
+    let refused = reconcile_once(
+        &conn,
+        &store,
+        &RunOptions {
+            approve_plan: Some("0123456789abcdef".into()),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status, RunStatus::Guarded);
+    assert_eq!(refused.applied, 0);
+    assert_eq!(refused.plan.fingerprint(), fingerprint, "the plan made now");
+    assert!(
+        refused
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("nothing was applied"),
+        "{:?}",
+        refused.message
+    );
+    assert!(conn.target.user("bob@example.com").unwrap().active);
+    let said = store
+        .query_activity(&ActivityQuery {
+            run_id: Some(refused.run_id),
+            op: Some("approve".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(said.len(), 1);
+    assert_eq!(said[0].outcome, Outcome::Rejected);
+
+    // The plan shown: applied whole, deactivations included.
+    let approved = reconcile_once(
+        &conn,
+        &store,
+        &RunOptions {
+            approve_plan: Some(fingerprint),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(approved.status, RunStatus::Succeeded, "{approved:?}");
+    assert!(!conn.target.user("bob@example.com").unwrap().active);
+}
+
+#[tokio::test]
 async fn a_refused_profile_change_is_recorded_and_not_retried_until_something_changes() {
     let (_d, store) = store().await;
     let conn = connection(directory(), empty());

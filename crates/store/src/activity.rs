@@ -137,6 +137,10 @@ where
         filter(&mut sql);
         sql.push("id > ").push_bind(after_id);
     }
+    if let Some(before_id) = query.before_id {
+        filter(&mut sql);
+        sql.push("id < ").push_bind(before_id);
+    }
     match query.limit {
         None => sql.push(" ORDER BY id"),
         Some(limit) => sql

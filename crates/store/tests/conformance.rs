@@ -716,6 +716,15 @@ async fn activity_limit_keeps_the_newest_oldest_first(h: &Harness) {
     assert_eq!(ids(store, limited(3)).await, all[7..]);
     assert_eq!(ids(store, limited(100)).await, all);
     assert!(ids(store, limited(0)).await.is_empty());
+    // Paging back: the newest 3 under the oldest id of the page before.
+    let page = |before| ActivityQuery {
+        limit: Some(3),
+        before_id: Some(before),
+        ..ActivityQuery::default()
+    };
+    assert_eq!(ids(store, page(all[7])).await, all[4..7]);
+    assert_eq!(ids(store, page(all[1])).await, all[..1]);
+    assert!(ids(store, page(all[0])).await.is_empty());
 }
 
 async fn activity_follow_after_id(h: &Harness) {
