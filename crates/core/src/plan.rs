@@ -491,16 +491,29 @@ impl Operation {
 
     /// What the operation does, in one line for people (the activity log's detail).
     pub fn describe(&self) -> String {
+        self.describe_with(&crate::render::Labels::default())
+    }
+
+    /// [`Operation::describe`] with catalogue entries named as people configured them.
+    pub fn describe_with(&self, labels: &crate::render::Labels) -> String {
         match self {
-            Self::CreateUser { attributes: a, .. } => format!(
-                "profile {}, {} permission set(s){}",
-                a.profile.as_deref().unwrap_or("-"),
-                a.permission_sets.len(),
-                a.role
-                    .as_deref()
-                    .map(|r| format!(", role {r}"))
-                    .unwrap_or_default()
-            ),
+            Self::CreateUser { attributes: a, .. } => {
+                let sets: Vec<&str> = a.permission_sets.iter().map(|p| labels.name(p)).collect();
+                format!(
+                    "profile {}, {} permission set(s){}{}",
+                    a.profile.as_deref().map_or("-", |p| labels.name(p)),
+                    a.permission_sets.len(),
+                    if sets.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", sets.join(", "))
+                    },
+                    a.role
+                        .as_deref()
+                        .map(|r| format!(", role {}", labels.name(r)))
+                        .unwrap_or_default()
+                )
+            }
             Self::AdoptUser { matched_by, .. } => format!(
                 "existing account adopted, matched by {}",
                 match matched_by {

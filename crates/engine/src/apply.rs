@@ -22,6 +22,7 @@ use scimsync_core::refusals::{
     group_create_fingerprint, is_size_refusal, member_fingerprint, names_attribute,
     rename_fingerprint, split_update, user_name_fingerprint,
 };
+use scimsync_core::render::Labels;
 use scimsync_core::target::{TargetSnapshot, TargetUser};
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
 use std::collections::{HashMap, HashSet};
@@ -47,6 +48,8 @@ pub(crate) struct ApplyContext<'a, T, St> {
     pub member_batch_size: usize,
     pub cancel: &'a CancellationToken,
     pub progress: Option<&'a dyn Progress>,
+    /// Catalogue names for the activity log's text.
+    pub labels: &'a Labels,
 }
 
 /// Counts of what happened.
@@ -1211,7 +1214,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             Some(source),
             target,
             &name,
-            op.describe(),
+            op.describe_with(self.labels),
         )
     }
 }

@@ -500,6 +500,7 @@ where
         member_batch_size: conn.policy.member_batch_size.max(1),
         cancel: &opts.cancel,
         progress: opts.progress.as_deref(),
+        labels: &labels,
     };
     let Applied {
         applied,
