@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
 use scimsync_core::activity::{ActivityEntry, Trigger};
+use scimsync_core::ports::Store as _;
 use scimsync_engine::{
     EngineError, Job, Metrics, Progress, RunOptions, RunReport, Scheduler, SchedulerError,
     StopReason, reconcile_once,
@@ -106,6 +107,16 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
             .context("opening the store")?,
     );
     let metrics = Arc::new(Metrics::default());
+    for c in &settings.connections {
+        // The last success survives restarts: an alert on its age does not fire after a deploy.
+        match store.last_success(&c.name).await {
+            Ok(Some(at)) => metrics.restore_last_success(&c.name, at.millis() as f64 / 1000.0),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(connection = %c.name, error = %e, "Cannot read the last successful run.")
+            }
+        }
+    }
     let cancel = crate::shutdown_token();
     let holder = crate::holder_name();
     let mut scheduler = Scheduler::new(

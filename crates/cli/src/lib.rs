@@ -1,8 +1,9 @@
 //! The `scimsync` binary: configuration, commands, daemon wiring, the HTTP status listener and
 //! the demo. Library crates know nothing of it; it knows them all.
 //!
-//! Exit codes: 0 all applied; 1 some operations failed or were rejected (or the run was
-//! interrupted); 2 configuration or connection error; 3 the guard stopped the run; 4 another
+//! Exit codes: 0 all applied (source records rejected for a reason an earlier run already
+//! logged are warnings: counted, not logged again); 1 some operations failed, something was
+//! rejected for the first time or for a new reason, or the run was interrupted; 2 configuration or connection error; 3 the guard stopped the run; 4 another
 //! run of the connection holds its lease (`reconcile --wait` waits for it).
 #![forbid(unsafe_code)]
 
@@ -520,11 +521,12 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
             }
             if !dry_run {
                 println!(
-                    "{:?}: {} applied, {} failed, {} rejected, {} skipped (of {} planned)",
+                    "{:?}: {} applied, {} failed, {} rejected ({} already logged), {} skipped (of {} planned)",
                     report.status,
                     report.applied,
                     report.failed,
                     report.rejected,
+                    report.known_rejected,
                     report.skipped,
                     report.plan.operations.len()
                 );

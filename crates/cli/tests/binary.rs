@@ -752,3 +752,106 @@ async fn runs_and_activity_need_no_connection_secrets() {
         );
     }
 }
+
+/// Issue 12, item 1: users the plan rejects for the same reason run after run are logged once
+/// and fail only the run that first rejects them; the last success survives a daemon restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_rejections_are_logged_once_and_do_not_fail_every_run() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let run = |args: Vec<String>| {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scimsync(&args, &d)
+        })
+    };
+    let reconcile = vec![
+        "reconcile".to_owned(),
+        "--config".to_owned(),
+        config.clone(),
+    ];
+    let rejects = vec![
+        "activity".to_owned(),
+        "--config".to_owned(),
+        config.clone(),
+        "--op".to_owned(),
+        "reject".to_owned(),
+        "--format".to_owned(),
+        "csv".to_owned(),
+        "--limit".to_owned(),
+        "1000".to_owned(),
+    ];
+    let first = run(reconcile.clone()).await.unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "new rejections: {}",
+        text(&first)
+    );
+    let logged = run(rejects.clone()).await.unwrap();
+    let logged = String::from_utf8_lossy(&logged.stdout).lines().count() - 1;
+    assert!(logged > 0, "the sample has users without a usable email");
+
+    for _ in 0..2 {
+        let again = run(reconcile.clone()).await.unwrap();
+        let all = text(&again);
+        assert_eq!(again.status.code(), Some(0), "known rejections only: {all}");
+        assert!(all.contains("Succeeded"), "{all}");
+        assert!(
+            all.contains(&format!("({logged} already logged)")),
+            "counted in the summary: {all}"
+        );
+    }
+    let out = run(rejects).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count() - 1,
+        logged,
+        "each rejection is logged once"
+    );
+    let runs = run(vec![
+        "runs".to_owned(),
+        "--config".to_owned(),
+        config.clone(),
+    ])
+    .await
+    .unwrap();
+    let runs = String::from_utf8_lossy(&runs.stdout).into_owned();
+    assert_eq!(runs.matches("succeeded").count(), 2, "{runs}");
+    assert_eq!(runs.matches("partial").count(), 1, "{runs}");
+
+    // A daemon started afterwards reports the last success before it runs anything.
+    let port = free_port();
+    with_daemon_token(&s.config, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args(["daemon", "--config", &config])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let healthy = wait_healthy(&http, &base).await;
+    let metrics = if healthy {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    } else {
+        String::new()
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(healthy, "the daemon answers /healthz");
+    assert!(
+        metrics.contains("scimsync_last_success_timestamp_seconds{connection=\"salesforce\"} 1"),
+        "restored from the store: {metrics}"
+    );
+}

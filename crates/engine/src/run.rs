@@ -146,6 +146,9 @@ pub struct RunReport {
     pub applied: u64,
     pub failed: u64,
     pub rejected: u64,
+    /// Of `rejected`: source records rejected for the reason already logged in an earlier
+    /// run. They are counted, not logged again, and alone leave the run `succeeded` (exit 0).
+    pub known_rejected: u64,
     pub skipped: u64,
     /// Writes the target refused in this run (held from now on; counted in `rejected` too).
     pub refused: u64,
@@ -164,8 +167,9 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// 0 all applied; 1 some operations failed or were rejected; 2 the connection failed
-    /// mid-run; 3 the guard stopped the run.
+    /// 0 all applied (rejections already logged by an earlier run aside); 1 some operations
+    /// failed, or something was rejected for the first time (or for a new reason); 2 the
+    /// connection failed mid-run; 3 the guard stopped the run.
     /// A dry run gives 0, or 3 when the guard would stop the real run.
     pub fn exit_code(&self) -> u8 {
         match self.status {
@@ -173,7 +177,7 @@ impl RunReport {
             RunStatus::DryRun => 0,
             RunStatus::Guarded => 3,
             RunStatus::Failed => 2,
-            _ if self.failed > 0 || self.rejected > 0 => 1,
+            _ if self.failed > 0 || self.rejected > self.known_rejected => 1,
             RunStatus::Interrupted => 1,
             _ => 0,
         }
@@ -449,6 +453,7 @@ where
             applied: 0,
             failed: 0,
             rejected: plan.rejected.len() as u64,
+            known_rejected: 0,
             skipped: 0,
             refused: 0,
             held: plan.summary.held as u64,
@@ -481,6 +486,7 @@ where
         applied,
         failed,
         rejected,
+        known_rejected,
         skipped,
         refused,
         fatal,
@@ -505,10 +511,17 @@ where
             trip.as_ref()
                 .map(|t| format!("{}; to approve: {}", t.reason, t.how_to_approve)),
         )
-    } else if failed > 0 || rejected > 0 {
+    } else if failed > 0 || rejected > known_rejected {
         (RunStatus::Partial, None)
     } else {
-        (RunStatus::Succeeded, None)
+        (
+            RunStatus::Succeeded,
+            (known_rejected > 0).then(|| {
+                format!(
+                    "{known_rejected} source record(s) still rejected for the reason already logged (see `scimsync activity --op reject`)"
+                )
+            }),
+        )
     };
     store
         .finish_run(
@@ -537,6 +550,7 @@ where
         applied,
         failed,
         rejected,
+        known_rejected,
         skipped,
         refused,
         held,
@@ -579,6 +593,7 @@ async fn interrupted_before_apply<St: Store>(
         applied: 0,
         failed: 0,
         rejected: 0,
+        known_rejected: 0,
         skipped: 0,
         refused: 0,
         held: 0,

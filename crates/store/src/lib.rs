@@ -325,6 +325,17 @@ impl Store for SqlStore {
         self.select_last_source_count(connection).await
     }
 
+    async fn last_success(&self, connection: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.select_last_success(connection).await
+    }
+
+    async fn logged_rejections(
+        &self,
+        connection: &str,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        self.select_logged_rejections(connection).await
+    }
+
     async fn record(&self, entry: &ActivityEntry) -> Result<i64, StoreError> {
         self.insert_activity(entry).await
     }
