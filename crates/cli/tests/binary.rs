@@ -855,3 +855,43 @@ async fn known_rejections_are_logged_once_and_do_not_fail_every_run() {
         "restored from the store: {metrics}"
     );
 }
+
+/// Issue 12, item 2: a group name the source lacks, in the scope or in a rule, fails `check` as
+/// it would fail `reconcile`, with its path and the groups that exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_a_scope_or_rule_group_the_source_lacks() {
+    let s = setup().await;
+    let text_of = std::fs::read_to_string(&s.config).unwrap();
+    let typo = text_of
+        .replacen("\"Support\", ", "\"Suport\", ", 1)
+        .replacen("groups = [\"Engineering\"]", "groups = [\"Enginering\"]", 1);
+    assert_ne!(typo, text_of);
+    std::fs::write(&s.config, typo).unwrap();
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || scimsync(&["check", "--config", &config], &dir))
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let scope = all
+        .lines()
+        .find(|l| l.starts_with("✗ scope:"))
+        .unwrap_or_default();
+    assert!(
+        scope.contains("scope.groups[1]")
+            && scope.contains("\"Suport\"")
+            && scope.contains("Support"),
+        "the path, the typo and the groups that exist: {all}"
+    );
+    let rules = all
+        .lines()
+        .find(|l| l.starts_with("✗ rule groups:"))
+        .unwrap_or_default();
+    assert!(
+        rules.contains("governance.group_rules[2].groups[0]")
+            && rules.contains("\"Enginering\"")
+            && rules.contains("Engineering"),
+        "{all}"
+    );
+}
