@@ -895,3 +895,50 @@ async fn check_fails_a_scope_or_rule_group_the_source_lacks() {
         "{all}"
     );
 }
+
+/// Issue 12, item 3: a relative SQLite path is the configuration folder's, wherever the command
+/// is started; `check` prints the absolute path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_sqlite_store_is_found_from_any_folder() {
+    let s = setup().await;
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    let absolute = format!("sqlite://{}", s.dir.path().join("store.db").display());
+    assert!(configured.contains(&absolute));
+    std::fs::write(
+        &s.config,
+        configured.replace(&absolute, "sqlite://store.db"),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = s.config.to_str().unwrap().to_owned();
+    let run = |args: Vec<String>, from: PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scimsync(&args, &from)
+        })
+    };
+    let args = |cmd: &str| vec![cmd.to_owned(), "--config".to_owned(), config.clone()];
+    let out = run(args("reconcile"), elsewhere.path().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        s.dir.path().join("store.db").exists(),
+        "beside the configuration"
+    );
+    assert!(
+        !elsewhere.path().join("store.db").exists(),
+        "not in the current folder"
+    );
+    let out = run(args("check"), elsewhere.path().to_owned())
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert!(all.contains(&format!("✓ store {absolute}")), "{all}");
+    let out = run(args("runs"), s.dir.path().to_owned()).await.unwrap();
+    let runs = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        runs.contains("partial"),
+        "the same store from its own folder: {runs}"
+    );
+}

@@ -54,6 +54,7 @@ mod runs;
 
 pub use error::StoreError;
 pub use leases::Lease;
+pub use location::resolve_sqlite_path;
 pub use runs::{OutcomeCounts, RunStats};
 
 use backend::{Backend, with_pool};
