@@ -131,14 +131,20 @@ pub struct ActivityArgs {
     /// `24h`, `7d`, `30m`, `90s` ago, or an RFC 3339 time.
     #[arg(long, value_parser = parse_since_now)]
     pub since: Option<Timestamp>,
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
+    /// At most N entries, the newest (default 100). With `--follow`: the N newest before
+    /// following (without `--limit` or `--since`, following starts at the end of the log).
+    #[arg(long)]
+    pub limit: Option<u32>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: output::Format,
-    /// Keep printing new entries as they are recorded.
+    /// Keep printing new entries as they are recorded, from the end of the log (or from
+    /// `--since`); Ctrl-C stops it.
     #[arg(long)]
     pub follow: bool,
 }
+
+/// Entries `activity` prints without `--limit`.
+const DEFAULT_ACTIVITY_LIMIT: u32 = 100;
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
@@ -466,11 +472,20 @@ async fn take_lease(
 
 /// A token cancelled on SIGINT/SIGTERM.
 pub fn shutdown_token() -> CancellationToken {
+    signal_token(Some(
+        "Stopping: the operations in flight finish and are recorded…",
+    ))
+}
+
+/// A token cancelled on SIGINT/SIGTERM, printing `message` (if any) to stderr when it is.
+fn signal_token(message: Option<&'static str>) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("Stopping: the operations in flight finish and are recorded…");
+        if let Some(m) = message {
+            eprintln!("{m}");
+        }
         t.cancel();
     });
     token
@@ -548,6 +563,20 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
 
 async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
     let store = open_store_only(&args.config).await?;
+    // Following starts at the end: the newest id of the whole log now (read before the first
+    // batch, so nothing recorded in between is missed).
+    let end = if args.follow {
+        store
+            .query_activity(&ActivityQuery {
+                limit: Some(1),
+                ..ActivityQuery::default()
+            })
+            .await?
+            .last()
+            .map_or(0, |e| e.id)
+    } else {
+        0
+    };
     let mut query = ActivityQuery {
         connection: args.connection,
         run_id: args.run,
@@ -556,30 +585,50 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
         outcome: args.outcome,
         since: args.since,
         after_id: None,
-        limit: Some(args.limit),
+        limit: Some(args.limit.unwrap_or(DEFAULT_ACTIVITY_LIMIT)),
     };
-    let entries = store.query_activity(&query).await?;
-    print!("{}", output::activity(&entries, args.format, true));
+    let from_the_end = args.follow && args.since.is_none() && args.limit.is_none();
+    let entries = if from_the_end {
+        Vec::new()
+    } else {
+        store.query_activity(&query).await?
+    };
+    let layout = if args.follow {
+        output::Layout::Follow
+    } else {
+        output::Layout::Fit
+    };
+    print!(
+        "{}",
+        output::activity_laid_out(&entries, args.format, true, layout)
+    );
     if !args.follow {
         return Ok(0);
     }
-    // Follow: poll for newer entries. Entries committed out of id order (PostgreSQL) are caught
-    // by re-reading with an overlap and skipping ids already printed.
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    // Follow: poll for entries after `end`. Entries committed out of id order (PostgreSQL) are
+    // caught by re-reading with an overlap and skipping ids already printed.
     let mut seen: std::collections::BTreeSet<i64> = entries.iter().map(|e| e.id).collect();
-    let cancel = shutdown_token();
+    // Ctrl-C ends it quietly: nothing is in flight.
+    let cancel = signal_token(None);
     query.limit = None;
     query.since = None;
     loop {
-        let last = seen.iter().next_back().copied().unwrap_or(0);
-        query.after_id = Some((last - 100).max(0));
+        let last = seen.iter().next_back().copied().unwrap_or(end).max(end);
+        query.after_id = Some((last - 100).max(end));
         let fresh: Vec<_> = store
             .query_activity(&query)
             .await?
             .into_iter()
-            .filter(|e| !seen.contains(&e.id))
+            .filter(|e| e.id > end && !seen.contains(&e.id))
             .collect();
         if !fresh.is_empty() {
-            print!("{}", output::activity(&fresh, args.format, false));
+            print!(
+                "{}",
+                output::activity_laid_out(&fresh, args.format, false, layout)
+            );
+            let _ = std::io::stdout().flush();
             seen.extend(fresh.iter().map(|e| e.id));
             while seen.len() > 10_000 {
                 seen.pop_first();

@@ -942,3 +942,140 @@ async fn a_relative_sqlite_store_is_found_from_any_folder() {
         "the same store from its own folder: {runs}"
     );
 }
+
+/// Issue 12, item 4: `activity --follow` starts at the end of the log (or gives the `--limit`
+/// newest first), keeps its table aligned with a header printed over an empty batch, and
+/// stops quietly on Ctrl-C.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_follow_starts_at_the_end_honours_limit_and_stops_quietly() {
+    use scimsync_core::activity::{ActivityEntry, Outcome, Trigger};
+    use scimsync_core::ports::{NewRun, Store as _};
+    use std::io::{BufRead, BufReader, Read as _};
+    let s = setup().await;
+    let store = scimsync_store::SqlStore::connect(&format!(
+        "sqlite://{}",
+        s.dir.path().join("store.db").display()
+    ))
+    .await
+    .unwrap();
+    let run = store
+        .start_run(&NewRun {
+            connection: "salesforce".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: scimsync_engine::now(),
+        })
+        .await
+        .unwrap();
+    let entry = |name: &str| ActivityEntry {
+        id: 0,
+        run_id: run,
+        connection: "salesforce".into(),
+        at: scimsync_engine::now(),
+        op: "create_user".into(),
+        outcome: Outcome::Ok,
+        object: "user".into(),
+        source_id: Some(format!("S-{name}")),
+        target_id: Some("005X".into()),
+        name: name.into(),
+        detail: "created".into(),
+    };
+    for i in 0..5 {
+        store
+            .record(&entry(&format!("old{i}@example.com")))
+            .await
+            .unwrap();
+    }
+    let follow = |extra: &[&str]| {
+        let mut args = vec![
+            "activity",
+            "--config",
+            s.config.to_str().unwrap(),
+            "--follow",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(&args)
+            .current_dir(s.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // Lines until the one naming new@example.com (or the end of the output).
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                let done = line.contains("new@example.com");
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+            lines
+        });
+        (child, reader)
+    };
+    let csv = follow(&["--format", "csv"]);
+    let limited = follow(&["--format", "csv", "--limit", "2"]);
+    let table = follow(&[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    store.record(&entry("new@example.com")).await.unwrap();
+    let mut outputs = Vec::new();
+    for (mut child, reader) in [csv, limited, table] {
+        let lines = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::task::spawn_blocking(move || reader.join().unwrap()),
+        )
+        .await;
+        // Ctrl-C: a clean exit, and nothing on stderr.
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        let lines = lines.expect("the new entry within 20 s").unwrap();
+        assert!(status.success(), "{status:?} {stderr}");
+        assert_eq!(stderr, "", "Ctrl-C is quiet");
+        outputs.push(lines);
+    }
+    let names = |lines: &[String]| -> Vec<String> {
+        lines[1..]
+            .iter()
+            .map(|l| l.split(',').nth(7).unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&outputs[0]),
+        ["new@example.com"],
+        "from the end: {:?}",
+        outputs[0]
+    );
+    assert_eq!(
+        names(&outputs[1]),
+        ["old3@example.com", "old4@example.com", "new@example.com"],
+        "the --limit newest first: {:?}",
+        outputs[1]
+    );
+    let table = &outputs[2];
+    assert_eq!(table.len(), 2, "{table:?}");
+    for column in ["AT", "OP", "NAME", "DETAIL"] {
+        let at = table[0].find(column).unwrap();
+        let cell = &table[1][at..];
+        assert!(
+            at > 0 && table[1].as_bytes()[at - 1] == b' ' && !cell.starts_with(' '),
+            "{column} lines up with its cells:\n{}\n{}",
+            table[0],
+            table[1]
+        );
+    }
+}
