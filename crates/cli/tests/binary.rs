@@ -1079,3 +1079,97 @@ async fn activity_follow_starts_at_the_end_honours_limit_and_stops_quietly() {
         );
     }
 }
+
+/// Issue 12, item 5: a refused connection names the URL; a base URL without
+/// `/services/scim/v2` gets the expected one; the 202 of `POST …/sync` carries the run id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_the_url_and_the_sync_answer_names_the_run() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let reconcile = || {
+        let (c, d) = (config.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || scimsync(&["reconcile", "--config", &c], &d))
+    };
+
+    // Nothing listens on the token URL's port.
+    let closed = free_port();
+    let token_url = s.sf.token_url();
+    let nowhere = format!("http://127.0.0.1:{closed}/services/oauth2/token");
+    std::fs::write(&s.config, configured.replace(&token_url, &nowhere)).unwrap();
+    let out = reconcile().await.unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains(&nowhere), "the URL refused: {all}");
+
+    // The My Domain without the SCIM path: discovery finds nothing there.
+    let origin = s.sf.base_url().replace("/services/scim/v2", "");
+    std::fs::write(
+        &s.config,
+        configured.replace(
+            &format!("\"{}\"", s.sf.base_url()),
+            &format!("\"{origin}\""),
+        ),
+    )
+    .unwrap();
+    let out = reconcile().await.unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains(&format!("{origin}/services/scim/v2")),
+        "the expected base URL: {all}"
+    );
+    assert_eq!(s.sf.inspect().writes(), 0);
+
+    // The daemon's 202 names the run it started.
+    std::fs::write(&s.config, &configured).unwrap();
+    with_daemon_token(&s.config, "");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args(["daemon", "--config", &config])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let answer = async {
+        assert!(
+            wait_healthy(&http, &base).await,
+            "the daemon answers /healthz"
+        );
+        let r = http
+            .post(format!("{base}/connections/salesforce/sync"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (status, body) = answer;
+    assert_eq!(status, 202, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["connection"], "salesforce", "{body}");
+    let run_id = json["run_id"].as_i64().expect("a run id");
+    let runs = tokio::task::spawn_blocking(move || {
+        scimsync(&["runs", "--config", &config, "--format", "csv"], &dir)
+    })
+    .await
+    .unwrap();
+    let runs = String::from_utf8_lossy(&runs.stdout).into_owned();
+    assert!(
+        runs.lines()
+            .any(|l| l.starts_with(&format!("{run_id},")) && l.contains("api")),
+        "the id of the run the daemon started: {runs}"
+    );
+}

@@ -36,6 +36,10 @@ pub struct Connection<S, T> {
 
 /// Told of a run's progress (the CLI draws a bar from it).
 pub trait Progress: Send + Sync {
+    /// The run was recorded in the store under `run_id` (before anything is read).
+    fn started(&self, run_id: RunId) {
+        let _ = run_id;
+    }
     /// The number of operations about to be applied.
     fn planned(&self, total: usize);
     /// One operation's outcome, as recorded.
@@ -254,6 +258,9 @@ where
         })
         .await
         .map_err(store_err(name))?;
+    if let Some(p) = &opts.progress {
+        p.started(run_id);
+    }
 
     let fail = failed_run;
 
