@@ -45,6 +45,25 @@ pub struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `scimsync_engine=debug`.
     #[arg(long, global = true, env = "SCIMSYNC_LOG")]
     pub log: Option<String>,
+    /// Log lines (on stderr) as text, or as one JSON object a line (`timestamp`, `level`,
+    /// `fields` with the `message`, `target`) for log collectors.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SCIMSYNC_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people (coloured on a terminal).
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +254,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     init_logging(
         cli.log.as_deref(),
         matches!(cli.command, Command::Daemon(_) | Command::Sim(_)),
+        cli.log_format,
     );
     let result = match cli.command {
         Command::Reconcile(args) => reconcile(args).await,
@@ -254,22 +274,37 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_logging(filter: Option<&str>, service: bool) {
+fn init_logging(filter: Option<&str>, service: bool, format: LogFormat) {
     let default = if service { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().with_ansi(false).try_init()
+        }
+    };
 }
+
+/// Whether log lines are JSON (`--log-format json`): warnings then go through the log.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Loads the configuration (every problem at once) and warns about inline secrets.
 pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     let settings = config::load(path, &|k| std::env::var(k).ok())?;
     if let Some(w) = config::inline_secret_warning(&settings) {
-        eprintln!("{w}");
+        if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+            // Every stderr line is a JSON object then.
+            tracing::warn!("{}", w.trim_start_matches("warning: "));
+        } else {
+            eprintln!("{w}");
+        }
     }
     Ok(settings)
 }

@@ -1173,3 +1173,81 @@ async fn errors_name_the_url_and_the_sync_answer_names_the_run() {
         "the id of the run the daemon started: {runs}"
     );
 }
+
+/// Issue 12, item 6: `--log-format json` writes one JSON object a line, and the daemon logs
+/// when it next runs each connection (at start and after each scheduled run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
+    use std::io::{BufRead, BufReader};
+    let s = setup().await;
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        configured.replace(
+            "schedule = \"0 */15 * * * *\"",
+            "schedule = \"*/2 * * * * *\"",
+        ),
+    )
+    .unwrap();
+    with_daemon_token(&s.config, "");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args([
+            "daemon",
+            "--config",
+            s.config.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
+        .env_remove("SCIMSYNC_LOG")
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // Log lines until the second "Next run scheduled." (the start's, then a run's).
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut next = 0;
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            next += usize::from(line.contains("Next run scheduled."));
+            lines.push(line);
+            if next == 2 {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || reader.join().unwrap()),
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.expect("two next-run lines within 30 s").unwrap();
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let next: Vec<&serde_json::Value> = parsed
+        .iter()
+        .filter(|v| v["fields"]["message"] == "Next run scheduled.")
+        .collect();
+    assert_eq!(next.len(), 2, "{lines:?}");
+    for v in next {
+        assert_eq!(v["level"], "INFO", "{v}");
+        assert_eq!(v["fields"]["connection"], "salesforce", "{v}");
+        let at = v["fields"]["next"].as_str().unwrap();
+        assert!(at.len() == 20 && at.ends_with('Z'), "RFC 3339 UTC: {at}");
+    }
+    assert!(
+        parsed
+            .iter()
+            .any(|v| v["fields"]["message"] == "Reconcile finished."),
+        "a scheduled run in between: {lines:?}"
+    );
+}
