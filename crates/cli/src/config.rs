@@ -308,9 +308,21 @@ pub fn load_store_url(
         path: path.to_owned(),
         message: e.to_string(),
     })?;
-    Ok(env("SCIMSYNC_STORE_URL")
-        .or(raw.store.url)
-        .unwrap_or_else(|| DEFAULT_STORE_URL.to_owned()))
+    let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+    Ok(store_url(env, raw.store.url, &base_dir))
+}
+
+/// The store URL: `SCIMSYNC_STORE_URL` as given, else the file's (or the default), whose
+/// relative SQLite path is resolved against the configuration file's folder.
+fn store_url(
+    env: &dyn Fn(&str) -> Option<String>,
+    from_file: Option<String>,
+    base_dir: &Path,
+) -> String {
+    env("SCIMSYNC_STORE_URL").unwrap_or_else(|| {
+        let url = from_file.unwrap_or_else(|| DEFAULT_STORE_URL.to_owned());
+        scimsync_store::resolve_sqlite_path(&url, base_dir)
+    })
 }
 
 /// Validates configuration text (`path` is for messages and relative file paths).
@@ -413,9 +425,7 @@ impl Validator<'_> {
             DEFAULT_HEADER_TIMEOUT.as_secs(),
             1..=3_600,
         ));
-        let store_url = (self.env)("SCIMSYNC_STORE_URL")
-            .or(raw.store.url)
-            .unwrap_or_else(|| DEFAULT_STORE_URL.to_owned());
+        let store_url = store_url(self.env, raw.store.url, &self.base_dir);
         let listen_text = (self.env)("SCIMSYNC_LISTEN")
             .or(raw.daemon.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
@@ -1203,7 +1213,10 @@ permission_sets = ["Sales Cloud"]
             &env(&[("DUO_SKEY", "s3cr3t-duo"), ("SF_SECRET", "s3cr3t-sf")]),
         )
         .unwrap();
-        assert_eq!(s.store_url, "sqlite://state.db");
+        assert_eq!(
+            s.store_url, "sqlite:///etc/state.db",
+            "relative to the configuration's folder"
+        );
         let c = &s.connections[0];
         assert_eq!(c.name, "salesforce");
         assert_eq!(c.policy.mapping.nick_name, Some(SourceAttribute::Alias(1)));

@@ -26,7 +26,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
-use scimsync_core::activity::{ActivityEntry, Trigger};
+use scimsync_core::activity::{ActivityEntry, RunId, Trigger};
+use scimsync_core::ports::Store as _;
 use scimsync_engine::{
     EngineError, Job, Metrics, Progress, RunOptions, RunReport, Scheduler, SchedulerError,
     StopReason, reconcile_once,
@@ -36,20 +37,45 @@ use secrecy::{ExposeSecret as _, SecretString};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-struct CountingProgress(Arc<Metrics>);
+/// Counts a run's operations in the metrics, and tells whoever triggered it its run id.
+struct CountingProgress {
+    metrics: Arc<Metrics>,
+    /// The `POST …/sync` waiting for the run id, if this run is the one it triggered.
+    started: std::sync::Mutex<Option<oneshot::Sender<RunId>>>,
+}
 
 impl Progress for CountingProgress {
+    fn started(&self, run_id: RunId) {
+        if let Some(tx) = take(&self.started) {
+            let _ = tx.send(run_id);
+        }
+    }
     fn planned(&self, _total: usize) {}
     fn applied(&self, entry: &ActivityEntry) {
-        self.0.operation(entry);
+        self.metrics.operation(entry);
     }
 }
 
+/// Takes what a mutex holds (a poisoned one too).
+fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}
+
+/// How long `POST …/sync` waits for the run it started to be recorded (the lease may be held
+/// briefly by a run that is ending) before answering without its id.
+const RUN_ID_WAIT: Duration = Duration::from_secs(10);
+
 struct ConnectionJob {
     name: String,
+    /// Set by `POST …/sync` before it triggers a run: the run it starts sends its id there.
+    waiting: std::sync::Mutex<Option<oneshot::Sender<RunId>>>,
     conn: wiring::Conn,
     store: Arc<SqlStore>,
     max_concurrency: usize,
@@ -61,7 +87,10 @@ impl ConnectionJob {
         Box::pin(async move {
             let opts = RunOptions {
                 max_concurrency: self.max_concurrency,
-                progress: Some(Arc::new(CountingProgress(Arc::clone(&self.metrics)))),
+                progress: Some(Arc::new(CountingProgress {
+                    metrics: Arc::clone(&self.metrics),
+                    started: std::sync::Mutex::new(take(&self.waiting)),
+                })),
                 ..opts
             };
             let report = reconcile_once(&self.conn, &*self.store, &opts).await;
@@ -131,6 +160,8 @@ impl Job for ConnectionJob {
 #[derive(Clone)]
 struct App {
     scheduler: Arc<Scheduler<SqlStore>>,
+    /// The jobs by connection name (a triggered run's id comes back through them).
+    jobs: Arc<HashMap<String, Arc<ConnectionJob>>>,
     metrics: Arc<Metrics>,
     /// The bearer token of `daemon.token_*`; `None`: writes are refused.
     token: Option<Arc<SecretString>>,
@@ -152,6 +183,16 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
             .context("opening the store")?,
     );
     let metrics = Arc::new(Metrics::default());
+    for c in &settings.connections {
+        // The last success survives restarts: an alert on its age does not fire after a deploy.
+        match store.last_success(&c.name).await {
+            Ok(Some(at)) => metrics.restore_last_success(&c.name, at.millis() as f64 / 1000.0),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(connection = %c.name, error = %e, "Cannot read the last successful run.")
+            }
+        }
+    }
     let cancel = crate::shutdown_token();
     let holder = crate::holder_name();
     let mut scheduler = Scheduler::new(
@@ -162,15 +203,18 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
     );
     let mut schedules = Vec::new();
     let mut pages = BTreeMap::new();
+    let mut jobs = HashMap::new();
     for c in &settings.connections {
         let conn = wiring::connection(c)?;
         let job = Arc::new(ConnectionJob {
             name: c.name.clone(),
+            waiting: std::sync::Mutex::new(None),
             conn,
             store: Arc::clone(&store),
             max_concurrency: c.max_concurrency,
             metrics: Arc::clone(&metrics),
         });
+        jobs.insert(c.name.clone(), Arc::clone(&job));
         scheduler.add(Arc::clone(&job) as Arc<dyn Job>);
         pages.insert(
             c.name.clone(),
@@ -191,6 +235,7 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
         .route("/connections/{name}/sync", post(sync));
     let state = App {
         scheduler: Arc::clone(&scheduler),
+        jobs: Arc::new(jobs),
         metrics,
         token: settings.daemon_token.map(Arc::new),
     };
@@ -317,8 +362,38 @@ async fn sync(
     Query(q): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
     let approve = q.get("approve").is_some_and(|v| v == "true" || v == "1");
-    match app.scheduler.trigger(&name, approve) {
-        Ok(()) => (StatusCode::ACCEPTED, format!("run of {name} started\n")),
+    let (tx, rx) = oneshot::channel();
+    let job = app.jobs.get(&name);
+    if let Some(job) = job {
+        *job.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
+    }
+    let triggered = app.scheduler.trigger(&name, approve);
+    if triggered.is_err()
+        && let Some(job) = job
+    {
+        take(&job.waiting);
+    }
+    match triggered {
+        Ok(()) => {
+            // The run's id, once it is recorded (`null` if it waits for the lease longer).
+            let run_id = tokio::time::timeout(RUN_ID_WAIT, rx)
+                .await
+                .ok()
+                .and_then(Result::ok);
+            let body = serde_json::json!({
+                "connection": name,
+                "run_id": run_id,
+                "status": "started",
+            });
+            return (
+                StatusCode::ACCEPTED,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{body}\n"),
+            )
+                .into_response();
+        }
         Err(SchedulerError::UnknownConnection(_)) => (
             StatusCode::NOT_FOUND,
             format!("no connection named {name}\n"),
@@ -328,4 +403,5 @@ async fn sync(
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
+    .into_response()
 }

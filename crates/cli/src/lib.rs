@@ -1,8 +1,9 @@
 //! The `scimsync` binary: configuration, commands, daemon wiring, the HTTP status listener and
 //! the demo. Library crates know nothing of it; it knows them all.
 //!
-//! Exit codes: 0 all applied; 1 some operations failed or were rejected (or the run was
-//! interrupted); 2 configuration or connection error; 3 the guard stopped the run; 4 another
+//! Exit codes: 0 all applied (source records rejected for a reason an earlier run already
+//! logged are warnings: counted, not logged again); 1 some operations failed, something was
+//! rejected for the first time or for a new reason, or the run was interrupted; 2 configuration or connection error; 3 the guard stopped the run; 4 another
 //! run of the connection holds its lease (`reconcile --wait` waits for it).
 #![forbid(unsafe_code)]
 
@@ -45,6 +46,25 @@ pub struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `scimsync_engine=debug`.
     #[arg(long, global = true, env = "SCIMSYNC_LOG")]
     pub log: Option<String>,
+    /// Log lines (on stderr) as text, or as one JSON object a line (`timestamp`, `level`,
+    /// `fields` with the `message`, `target`) for log collectors.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SCIMSYNC_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people (coloured on a terminal).
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,14 +151,20 @@ pub struct ActivityArgs {
     /// `24h`, `7d`, `30m`, `90s` ago, or an RFC 3339 time.
     #[arg(long, value_parser = parse_since_now)]
     pub since: Option<Timestamp>,
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
+    /// At most N entries, the newest (default 100). With `--follow`: the N newest before
+    /// following (without `--limit` or `--since`, following starts at the end of the log).
+    #[arg(long)]
+    pub limit: Option<u32>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: output::Format,
-    /// Keep printing new entries as they are recorded.
+    /// Keep printing new entries as they are recorded, from the end of the log (or from
+    /// `--since`); Ctrl-C stops it.
     #[arg(long)]
     pub follow: bool,
 }
+
+/// Entries `activity` prints without `--limit`.
+const DEFAULT_ACTIVITY_LIMIT: u32 = 100;
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
@@ -229,6 +255,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     init_logging(
         cli.log.as_deref(),
         matches!(cli.command, Command::Daemon(_) | Command::Sim(_)),
+        cli.log_format,
     );
     let result = match cli.command {
         Command::Reconcile(args) => reconcile(args).await,
@@ -248,22 +275,37 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_logging(filter: Option<&str>, service: bool) {
+fn init_logging(filter: Option<&str>, service: bool, format: LogFormat) {
     let default = if service { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().with_ansi(false).try_init()
+        }
+    };
 }
+
+/// Whether log lines are JSON (`--log-format json`): warnings then go through the log.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Loads the configuration (every problem at once) and warns about inline secrets.
 pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     let settings = config::load(path, &|k| std::env::var(k).ok())?;
     if let Some(w) = config::inline_secret_warning(&settings) {
-        eprintln!("{w}");
+        if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+            // Every stderr line is a JSON object then.
+            tracing::warn!("{}", w.trim_start_matches("warning: "));
+        } else {
+            eprintln!("{w}");
+        }
     }
     Ok(settings)
 }
@@ -467,11 +509,20 @@ async fn take_lease(
 
 /// A token cancelled on SIGINT/SIGTERM.
 pub fn shutdown_token() -> CancellationToken {
+    signal_token(Some(
+        "Stopping: the operations in flight finish and are recorded…",
+    ))
+}
+
+/// A token cancelled on SIGINT/SIGTERM, printing `message` (if any) to stderr when it is.
+fn signal_token(message: Option<&'static str>) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("Stopping: the operations in flight finish and are recorded…");
+        if let Some(m) = message {
+            eprintln!("{m}");
+        }
         t.cancel();
     });
     token
@@ -522,11 +573,12 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
             }
             if !dry_run {
                 println!(
-                    "{:?}: {} applied, {} failed, {} rejected, {} skipped (of {} planned)",
+                    "{:?}: {} applied, {} failed, {} rejected ({} already logged), {} skipped (of {} planned)",
                     report.status,
                     report.applied,
                     report.failed,
                     report.rejected,
+                    report.known_rejected,
                     report.skipped,
                     report.plan.operations.len()
                 );
@@ -548,6 +600,20 @@ fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyh
 
 async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
     let store = open_store_only(&args.config).await?;
+    // Following starts at the end: the newest id of the whole log now (read before the first
+    // batch, so nothing recorded in between is missed).
+    let end = if args.follow {
+        store
+            .query_activity(&ActivityQuery {
+                limit: Some(1),
+                ..ActivityQuery::default()
+            })
+            .await?
+            .last()
+            .map_or(0, |e| e.id)
+    } else {
+        0
+    };
     let mut query = ActivityQuery {
         connection: args.connection,
         run_id: args.run,
@@ -557,30 +623,50 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
         since: args.since,
         after_id: None,
         before_id: None,
-        limit: Some(args.limit),
+        limit: Some(args.limit.unwrap_or(DEFAULT_ACTIVITY_LIMIT)),
     };
-    let entries = store.query_activity(&query).await?;
-    print!("{}", output::activity(&entries, args.format, true));
+    let from_the_end = args.follow && args.since.is_none() && args.limit.is_none();
+    let entries = if from_the_end {
+        Vec::new()
+    } else {
+        store.query_activity(&query).await?
+    };
+    let layout = if args.follow {
+        output::Layout::Follow
+    } else {
+        output::Layout::Fit
+    };
+    print!(
+        "{}",
+        output::activity_laid_out(&entries, args.format, true, layout)
+    );
     if !args.follow {
         return Ok(0);
     }
-    // Follow: poll for newer entries. Entries committed out of id order (PostgreSQL) are caught
-    // by re-reading with an overlap and skipping ids already printed.
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    // Follow: poll for entries after `end`. Entries committed out of id order (PostgreSQL) are
+    // caught by re-reading with an overlap and skipping ids already printed.
     let mut seen: std::collections::BTreeSet<i64> = entries.iter().map(|e| e.id).collect();
-    let cancel = shutdown_token();
+    // Ctrl-C ends it quietly: nothing is in flight.
+    let cancel = signal_token(None);
     query.limit = None;
     query.since = None;
     loop {
-        let last = seen.iter().next_back().copied().unwrap_or(0);
-        query.after_id = Some((last - 100).max(0));
+        let last = seen.iter().next_back().copied().unwrap_or(end).max(end);
+        query.after_id = Some((last - 100).max(end));
         let fresh: Vec<_> = store
             .query_activity(&query)
             .await?
             .into_iter()
-            .filter(|e| !seen.contains(&e.id))
+            .filter(|e| e.id > end && !seen.contains(&e.id))
             .collect();
         if !fresh.is_empty() {
-            print!("{}", output::activity(&fresh, args.format, false));
+            print!(
+                "{}",
+                output::activity_laid_out(&fresh, args.format, false, layout)
+            );
+            let _ = std::io::stdout().flush();
             seen.extend(fresh.iter().map(|e| e.id));
             while seen.len() > 10_000 {
                 seen.pop_first();

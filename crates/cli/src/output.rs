@@ -19,12 +19,21 @@ pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_at_least(header, rows, &[])
+}
+
+/// A table whose columns are at least `min` characters wide (per column, in order).
+fn table_at_least(header: &[&str], rows: &[Vec<String>], min: &[usize]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|row| row.iter().map(|c| clean(c).into_owned()).collect())
         .collect();
     let rows = rows.as_slice();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| h.chars().count().max(min.get(i).copied().unwrap_or(0)))
+        .collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
@@ -96,9 +105,37 @@ fn activity_cells(e: &ActivityEntry) -> Vec<String> {
     ]
 }
 
+/// How a table's columns are sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// To the widest cell of the batch.
+    Fit,
+    /// To widths fixed in advance (wider cells push theirs): batches printed one after the
+    /// other (`--follow`) stay aligned with the header, even when the first is empty.
+    Follow,
+}
+
+/// The widths of the activity table's columns when following (ID, AT, CONNECTION, RUN, OP,
+/// OUTCOME, OBJECT, NAME; DETAIL takes the rest of the line).
+const FOLLOW_WIDTHS: [usize; 8] = [7, 19, 12, 5, 16, 8, 6, 32];
+
 /// Activity entries in `format` (CSV and tables with a header; JSON one object per line when
 /// `json_lines`, an array otherwise).
 pub fn activity(entries: &[ActivityEntry], format: Format, header: bool) -> String {
+    activity_laid_out(entries, format, header, Layout::Fit)
+}
+
+/// [`activity`], with the table's columns sized by `layout`.
+pub fn activity_laid_out(
+    entries: &[ActivityEntry],
+    format: Format,
+    header: bool,
+    layout: Layout,
+) -> String {
+    let min: &[usize] = match layout {
+        Layout::Fit => &[],
+        Layout::Follow => &FOLLOW_WIDTHS,
+    };
     match format {
         Format::Table => {
             let rows: Vec<Vec<String>> = entries
@@ -122,9 +159,9 @@ pub fn activity(entries: &[ActivityEntry], format: Format, header: bool) -> Stri
                 "DETAIL",
             ];
             if header {
-                table(&h, &rows)
+                table_at_least(&h, &rows, min)
             } else {
-                let t = table(&h, &rows);
+                let t = table_at_least(&h, &rows, min);
                 t.lines().skip(1).map(|l| format!("{l}\n")).collect()
             }
         }

@@ -1,10 +1,10 @@
 //! Building connections from settings: the source reader and the SCIM client.
 
 use crate::config::{ConnectionSettings, SourceSettings, TargetAuth, TargetSettings};
-use scimsync_core::policy::{Policy, TargetKind};
+use scimsync_core::policy::{Governance, Policy, Problem, TargetKind};
 use scimsync_core::ports::{ReadScope, Source, Target as _};
-use scimsync_core::source::SourceSnapshot;
-use scimsync_core::target::TargetCapabilities;
+use scimsync_core::source::{DirectoryGroup, SourceSnapshot};
+use scimsync_core::target::{Catalogue, TargetCapabilities};
 use scimsync_directory::{
     DirectoryError, DuoConfig, DuoEndpoint, DuoSource, FileSource, SigVersion,
 };
@@ -134,7 +134,15 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
         AnySource::Duo(d) => match d.check().await {
             Ok(report) => {
                 push("source", true, report.to_string());
-                None
+                // The whole read, as a run does it: the names the configuration uses are
+                // resolved against what the source holds.
+                match conn.source.read().await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        push("source read", false, scimsync_engine::chain(&e));
+                        None
+                    }
+                }
             }
             Err(e) => {
                 push("source", false, scimsync_engine::chain(&e));
@@ -156,6 +164,28 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
             }
         },
     };
+    // The groups of the scope and of the rules, resolved as the planner does (a name the
+    // source lacks fails the run; here it fails the check, with the groups that exist).
+    if let Some(source) = &snapshot {
+        match scimsync_core::governance::resolve_scope(&c.policy.scope, source) {
+            Ok(_) => push(
+                "scope",
+                true,
+                "every scope group exists in the source".into(),
+            ),
+            Err(problems) => push("scope", false, joined(&problems)),
+        }
+        let rule_groups = group_problems(&c.policy.governance, &source.groups);
+        if rule_groups.is_empty() {
+            push(
+                "rule groups",
+                true,
+                "every group the rules name exists in the source".into(),
+            );
+        } else {
+            push("rule groups", false, joined(&rule_groups));
+        }
+    }
     let mut target_ok = true;
     for step in conn.target.check().await {
         target_ok &= step.ok;
@@ -187,6 +217,7 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
         match conn.target.read(scope).await {
             Ok(t) => {
                 let groups = snapshot.map(|s| s.groups).unwrap_or_default();
+                // Group names were checked against the source above.
                 let resolved =
                     scimsync_core::governance::resolve(&c.policy.governance, &t.catalogue, &groups);
                 match resolved {
@@ -198,9 +229,7 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
                     Err(problems) => {
                         let catalogue_problems: Vec<String> = problems
                             .iter()
-                            .filter(|p| {
-                                !p.path.ends_with(".groups") && !p.path.contains(".groups[")
-                            })
+                            .filter(|p| !is_group_problem(p))
                             .map(|p| p.to_string())
                             .collect();
                         if catalogue_problems.is_empty() {
@@ -220,6 +249,30 @@ pub async fn check(c: &ConnectionSettings) -> Vec<CheckStep> {
         }
     }
     steps
+}
+
+/// Whether a problem of [`scimsync_core::governance::resolve`] is about a source group (and
+/// not about the target's catalogue).
+fn is_group_problem(p: &Problem) -> bool {
+    p.path.ends_with(".groups") || p.path.contains(".groups[")
+}
+
+/// The governance problems about source groups, as the planner finds them (the catalogue is
+/// left to the target's step: an empty one here makes no group problem).
+fn group_problems(governance: &Governance, groups: &[DirectoryGroup]) -> Vec<Problem> {
+    match scimsync_core::governance::resolve(governance, &Catalogue::default(), groups) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems.into_iter().filter(is_group_problem).collect(),
+    }
+}
+
+/// Problems on one line, each with its path.
+fn joined(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// What `check` says of a discovery: the mapped attributes the target does not declare, and

@@ -752,3 +752,502 @@ async fn runs_and_activity_need_no_connection_secrets() {
         );
     }
 }
+
+/// Issue 12, item 1: users the plan rejects for the same reason run after run are logged once
+/// and fail only the run that first rejects them; the last success survives a daemon restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_rejections_are_logged_once_and_do_not_fail_every_run() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let run = |args: Vec<String>| {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scimsync(&args, &d)
+        })
+    };
+    let reconcile = vec![
+        "reconcile".to_owned(),
+        "--config".to_owned(),
+        config.clone(),
+    ];
+    let rejects = vec![
+        "activity".to_owned(),
+        "--config".to_owned(),
+        config.clone(),
+        "--op".to_owned(),
+        "reject".to_owned(),
+        "--format".to_owned(),
+        "csv".to_owned(),
+        "--limit".to_owned(),
+        "1000".to_owned(),
+    ];
+    let first = run(reconcile.clone()).await.unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "new rejections: {}",
+        text(&first)
+    );
+    let logged = run(rejects.clone()).await.unwrap();
+    let logged = String::from_utf8_lossy(&logged.stdout).lines().count() - 1;
+    assert!(logged > 0, "the sample has users without a usable email");
+
+    for _ in 0..2 {
+        let again = run(reconcile.clone()).await.unwrap();
+        let all = text(&again);
+        assert_eq!(again.status.code(), Some(0), "known rejections only: {all}");
+        assert!(all.contains("Succeeded"), "{all}");
+        assert!(
+            all.contains(&format!("({logged} already logged)")),
+            "counted in the summary: {all}"
+        );
+    }
+    let out = run(rejects).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count() - 1,
+        logged,
+        "each rejection is logged once"
+    );
+    let runs = run(vec![
+        "runs".to_owned(),
+        "--config".to_owned(),
+        config.clone(),
+    ])
+    .await
+    .unwrap();
+    let runs = String::from_utf8_lossy(&runs.stdout).into_owned();
+    assert_eq!(runs.matches("succeeded").count(), 2, "{runs}");
+    assert_eq!(runs.matches("partial").count(), 1, "{runs}");
+
+    // A daemon started afterwards reports the last success before it runs anything.
+    let port = free_port();
+    with_daemon_token(&s.config, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args(["daemon", "--config", &config])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let healthy = wait_healthy(&http, &base).await;
+    let metrics = if healthy {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    } else {
+        String::new()
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(healthy, "the daemon answers /healthz");
+    assert!(
+        metrics.contains("scimsync_last_success_timestamp_seconds{connection=\"salesforce\"} 1"),
+        "restored from the store: {metrics}"
+    );
+}
+
+/// Issue 12, item 2: a group name the source lacks, in the scope or in a rule, fails `check` as
+/// it would fail `reconcile`, with its path and the groups that exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_a_scope_or_rule_group_the_source_lacks() {
+    let s = setup().await;
+    let text_of = std::fs::read_to_string(&s.config).unwrap();
+    let typo = text_of
+        .replacen("\"Support\", ", "\"Suport\", ", 1)
+        .replacen("groups = [\"Engineering\"]", "groups = [\"Enginering\"]", 1);
+    assert_ne!(typo, text_of);
+    std::fs::write(&s.config, typo).unwrap();
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || scimsync(&["check", "--config", &config], &dir))
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let scope = all
+        .lines()
+        .find(|l| l.starts_with("✗ scope:"))
+        .unwrap_or_default();
+    assert!(
+        scope.contains("scope.groups[1]")
+            && scope.contains("\"Suport\"")
+            && scope.contains("Support"),
+        "the path, the typo and the groups that exist: {all}"
+    );
+    let rules = all
+        .lines()
+        .find(|l| l.starts_with("✗ rule groups:"))
+        .unwrap_or_default();
+    assert!(
+        rules.contains("governance.group_rules[2].groups[0]")
+            && rules.contains("\"Enginering\"")
+            && rules.contains("Engineering"),
+        "{all}"
+    );
+}
+
+/// Issue 12, item 3: a relative SQLite path is the configuration folder's, wherever the command
+/// is started; `check` prints the absolute path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_sqlite_store_is_found_from_any_folder() {
+    let s = setup().await;
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    let absolute = format!("sqlite://{}", s.dir.path().join("store.db").display());
+    assert!(configured.contains(&absolute));
+    std::fs::write(
+        &s.config,
+        configured.replace(&absolute, "sqlite://store.db"),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = s.config.to_str().unwrap().to_owned();
+    let run = |args: Vec<String>, from: PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scimsync(&args, &from)
+        })
+    };
+    let args = |cmd: &str| vec![cmd.to_owned(), "--config".to_owned(), config.clone()];
+    let out = run(args("reconcile"), elsewhere.path().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        s.dir.path().join("store.db").exists(),
+        "beside the configuration"
+    );
+    assert!(
+        !elsewhere.path().join("store.db").exists(),
+        "not in the current folder"
+    );
+    let out = run(args("check"), elsewhere.path().to_owned())
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert!(all.contains(&format!("✓ store {absolute}")), "{all}");
+    let out = run(args("runs"), s.dir.path().to_owned()).await.unwrap();
+    let runs = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        runs.contains("partial"),
+        "the same store from its own folder: {runs}"
+    );
+}
+
+/// Issue 12, item 4: `activity --follow` starts at the end of the log (or gives the `--limit`
+/// newest first), keeps its table aligned with a header printed over an empty batch, and
+/// stops quietly on Ctrl-C.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_follow_starts_at_the_end_honours_limit_and_stops_quietly() {
+    use scimsync_core::activity::{ActivityEntry, Outcome, Trigger};
+    use scimsync_core::ports::{NewRun, Store as _};
+    use std::io::{BufRead, BufReader, Read as _};
+    let s = setup().await;
+    let store = scimsync_store::SqlStore::connect(&format!(
+        "sqlite://{}",
+        s.dir.path().join("store.db").display()
+    ))
+    .await
+    .unwrap();
+    let run = store
+        .start_run(&NewRun {
+            connection: "salesforce".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: scimsync_engine::now(),
+        })
+        .await
+        .unwrap();
+    let entry = |name: &str| ActivityEntry {
+        id: 0,
+        run_id: run,
+        connection: "salesforce".into(),
+        at: scimsync_engine::now(),
+        op: "create_user".into(),
+        outcome: Outcome::Ok,
+        object: "user".into(),
+        source_id: Some(format!("S-{name}")),
+        target_id: Some("005X".into()),
+        name: name.into(),
+        detail: "created".into(),
+    };
+    for i in 0..5 {
+        store
+            .record(&entry(&format!("old{i}@example.com")))
+            .await
+            .unwrap();
+    }
+    let follow = |extra: &[&str]| {
+        let mut args = vec![
+            "activity",
+            "--config",
+            s.config.to_str().unwrap(),
+            "--follow",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(&args)
+            .current_dir(s.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // Lines until the one naming new@example.com (or the end of the output).
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                let done = line.contains("new@example.com");
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+            lines
+        });
+        (child, reader)
+    };
+    let csv = follow(&["--format", "csv"]);
+    let limited = follow(&["--format", "csv", "--limit", "2"]);
+    let table = follow(&[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    store.record(&entry("new@example.com")).await.unwrap();
+    let mut outputs = Vec::new();
+    for (mut child, reader) in [csv, limited, table] {
+        let lines = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::task::spawn_blocking(move || reader.join().unwrap()),
+        )
+        .await;
+        // Ctrl-C: a clean exit, and nothing on stderr.
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        let lines = lines.expect("the new entry within 20 s").unwrap();
+        assert!(status.success(), "{status:?} {stderr}");
+        assert_eq!(stderr, "", "Ctrl-C is quiet");
+        outputs.push(lines);
+    }
+    let names = |lines: &[String]| -> Vec<String> {
+        lines[1..]
+            .iter()
+            .map(|l| l.split(',').nth(7).unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&outputs[0]),
+        ["new@example.com"],
+        "from the end: {:?}",
+        outputs[0]
+    );
+    assert_eq!(
+        names(&outputs[1]),
+        ["old3@example.com", "old4@example.com", "new@example.com"],
+        "the --limit newest first: {:?}",
+        outputs[1]
+    );
+    let table = &outputs[2];
+    assert_eq!(table.len(), 2, "{table:?}");
+    for column in ["AT", "OP", "NAME", "DETAIL"] {
+        let at = table[0].find(column).unwrap();
+        let cell = &table[1][at..];
+        assert!(
+            at > 0 && table[1].as_bytes()[at - 1] == b' ' && !cell.starts_with(' '),
+            "{column} lines up with its cells:\n{}\n{}",
+            table[0],
+            table[1]
+        );
+    }
+}
+
+/// Issue 12, item 5: a refused connection names the URL; a base URL without
+/// `/services/scim/v2` gets the expected one; the 202 of `POST …/sync` carries the run id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_the_url_and_the_sync_answer_names_the_run() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let reconcile = || {
+        let (c, d) = (config.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || scimsync(&["reconcile", "--config", &c], &d))
+    };
+
+    // Nothing listens on the token URL's port.
+    let closed = free_port();
+    let token_url = s.sf.token_url();
+    let nowhere = format!("http://127.0.0.1:{closed}/services/oauth2/token");
+    std::fs::write(&s.config, configured.replace(&token_url, &nowhere)).unwrap();
+    let out = reconcile().await.unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains(&nowhere), "the URL refused: {all}");
+
+    // The My Domain without the SCIM path: discovery finds nothing there.
+    let origin = s.sf.base_url().replace("/services/scim/v2", "");
+    std::fs::write(
+        &s.config,
+        configured.replace(
+            &format!("\"{}\"", s.sf.base_url()),
+            &format!("\"{origin}\""),
+        ),
+    )
+    .unwrap();
+    let out = reconcile().await.unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains(&format!("{origin}/services/scim/v2")),
+        "the expected base URL: {all}"
+    );
+    assert_eq!(s.sf.inspect().writes(), 0);
+
+    // The daemon's 202 names the run it started.
+    std::fs::write(&s.config, &configured).unwrap();
+    with_daemon_token(&s.config, "");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args(["daemon", "--config", &config])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let answer = async {
+        assert!(
+            wait_healthy(&http, &base).await,
+            "the daemon answers /healthz"
+        );
+        let r = http
+            .post(format!("{base}/connections/salesforce/sync"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (status, body) = answer;
+    assert_eq!(status, 202, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["connection"], "salesforce", "{body}");
+    let run_id = json["run_id"].as_i64().expect("a run id");
+    let runs = tokio::task::spawn_blocking(move || {
+        scimsync(&["runs", "--config", &config, "--format", "csv"], &dir)
+    })
+    .await
+    .unwrap();
+    let runs = String::from_utf8_lossy(&runs.stdout).into_owned();
+    assert!(
+        runs.lines()
+            .any(|l| l.starts_with(&format!("{run_id},")) && l.contains("api")),
+        "the id of the run the daemon started: {runs}"
+    );
+}
+
+/// Issue 12, item 6: `--log-format json` writes one JSON object a line, and the daemon logs
+/// when it next runs each connection (at start and after each scheduled run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
+    use std::io::{BufRead, BufReader};
+    let s = setup().await;
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        configured.replace(
+            "schedule = \"0 */15 * * * *\"",
+            "schedule = \"*/2 * * * * *\"",
+        ),
+    )
+    .unwrap();
+    with_daemon_token(&s.config, "");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args([
+            "daemon",
+            "--config",
+            s.config.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
+        .env_remove("SCIMSYNC_LOG")
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // Log lines until the second "Next run scheduled." (the start's, then a run's).
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut next = 0;
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            next += usize::from(line.contains("Next run scheduled."));
+            lines.push(line);
+            if next == 2 {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || reader.join().unwrap()),
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.expect("two next-run lines within 30 s").unwrap();
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let next: Vec<&serde_json::Value> = parsed
+        .iter()
+        .filter(|v| v["fields"]["message"] == "Next run scheduled.")
+        .collect();
+    assert_eq!(next.len(), 2, "{lines:?}");
+    for v in next {
+        assert_eq!(v["level"], "INFO", "{v}");
+        assert_eq!(v["fields"]["connection"], "salesforce", "{v}");
+        let at = v["fields"]["next"].as_str().unwrap();
+        assert!(at.len() == 20 && at.ends_with('Z'), "RFC 3339 UTC: {at}");
+    }
+    assert!(
+        parsed
+            .iter()
+            .any(|v| v["fields"]["message"] == "Reconcile finished."),
+        "a scheduled run in between: {lines:?}"
+    );
+}

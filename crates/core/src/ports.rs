@@ -156,6 +156,12 @@ pub trait Store: Send + Sync {
         connection: &str,
     ) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send;
 
+    /// When the connection's newest `succeeded` run finished, if it has one.
+    fn last_success(
+        &self,
+        connection: &str,
+    ) -> impl Future<Output = Result<Option<Timestamp>, Self::Error>> + Send;
+
     /// Appends to the activity log; returns the entry's id.
     fn record(
         &self,
@@ -165,6 +171,14 @@ pub trait Store: Send + Sync {
         &self,
         query: &ActivityQuery,
     ) -> impl Future<Output = Result<Vec<ActivityEntry>, Self::Error>> + Send;
+
+    /// Per source id, the detail of the newest `reject` entry logged for the connection (as
+    /// stored: details are capped at the store's length): the engine logs a plan's rejection
+    /// only when it is new or its reason changed.
+    fn logged_rejections(
+        &self,
+        connection: &str,
+    ) -> impl Future<Output = Result<std::collections::HashMap<String, String>, Self::Error>> + Send;
 
     /// The links of a connection, with its held refusals and the facts learned of its target.
     fn load_links(

@@ -58,6 +58,9 @@ pub(crate) struct Applied {
     pub applied: u64,
     pub failed: u64,
     pub rejected: u64,
+    /// Of `rejected`: source records the plan rejected for the reason already logged for them
+    /// (not logged again; they alone do not make the run partial).
+    pub known_rejected: u64,
     pub skipped: u64,
     /// Writes refused in this run and held from now on.
     pub refused: u64,
@@ -172,7 +175,24 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
 
     // What the planner refused or held back is part of the log too; writes held from an
     // earlier refusal were logged when refused, and are only counted in the summary.
+    // A rejection is logged when it first appears or its reason changes; one unchanged since
+    // it was logged is only counted (as known), so bad source data does not fill the log.
+    let logged = if plan.rejected.is_empty() {
+        HashMap::new()
+    } else {
+        ctx.store
+            .logged_rejections(ctx.connection)
+            .await
+            .map_err(|e| Box::new(e) as BoxError)?
+    };
     for r in &plan.rejected {
+        let detail = format!("{}: {}", r.field, r.reason);
+        if logged.get(r.source_id.as_str()) == Some(&detail) {
+            let mut st = lock(&state);
+            st.counts.rejected += 1;
+            st.counts.known_rejected += 1;
+            continue;
+        }
         let entry = ctx.entry(
             "reject",
             Outcome::Rejected,
@@ -180,7 +200,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
             Some(r.source_id.clone()),
             None,
             &r.name,
-            format!("{}: {}", r.field, r.reason),
+            detail,
         );
         ctx.record(&entry).await?;
         lock(&state).counts.rejected += 1;

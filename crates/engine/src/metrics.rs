@@ -26,7 +26,8 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts a finished run; a successful one sets the connection's last success time.
+    /// Counts a finished run; a successful one (rejections already logged by an earlier run
+    /// leave a run successful) sets the connection's last success time.
     pub fn run_finished(&self, connection: &str, status: RunStatus, at_seconds: f64) {
         let status = crate::apply::json_str(&status);
         let mut inner = self.lock();
@@ -36,6 +37,19 @@ impl Metrics {
             .or_default() += 1;
         if status == "succeeded" {
             inner.last_success.insert(connection.to_owned(), at_seconds);
+        }
+    }
+
+    /// Sets the connection's last success time from the store (at start, so the gauge
+    /// survives restarts); a later run already counted wins.
+    pub fn restore_last_success(&self, connection: &str, at_seconds: f64) {
+        let mut inner = self.lock();
+        let slot = inner
+            .last_success
+            .entry(connection.to_owned())
+            .or_insert(at_seconds);
+        if *slot < at_seconds {
+            *slot = at_seconds;
         }
     }
 

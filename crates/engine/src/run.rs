@@ -36,6 +36,10 @@ pub struct Connection<S, T> {
 
 /// Told of a run's progress (the CLI draws a bar from it).
 pub trait Progress: Send + Sync {
+    /// The run was recorded in the store under `run_id` (before anything is read).
+    fn started(&self, run_id: RunId) {
+        let _ = run_id;
+    }
     /// The number of operations about to be applied.
     fn planned(&self, total: usize);
     /// One operation's outcome, as recorded.
@@ -152,6 +156,9 @@ pub struct RunReport {
     pub applied: u64,
     pub failed: u64,
     pub rejected: u64,
+    /// Of `rejected`: source records rejected for the reason already logged in an earlier
+    /// run. They are counted, not logged again, and alone leave the run `succeeded` (exit 0).
+    pub known_rejected: u64,
     pub skipped: u64,
     /// Writes the target refused in this run (held from now on; counted in `rejected` too).
     pub refused: u64,
@@ -170,8 +177,9 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// 0 all applied; 1 some operations failed or were rejected; 2 the connection failed
-    /// mid-run; 3 the guard stopped the run.
+    /// 0 all applied (rejections already logged by an earlier run aside); 1 some operations
+    /// failed, or something was rejected for the first time (or for a new reason); 2 the
+    /// connection failed mid-run; 3 the guard stopped the run.
     /// A dry run gives 0, or 3 when the guard would stop the real run.
     pub fn exit_code(&self) -> u8 {
         match self.status {
@@ -179,7 +187,7 @@ impl RunReport {
             RunStatus::DryRun => 0,
             RunStatus::Guarded => 3,
             RunStatus::Failed => 2,
-            _ if self.failed > 0 || self.rejected > 0 => 1,
+            _ if self.failed > 0 || self.rejected > self.known_rejected => 1,
             RunStatus::Interrupted => 1,
             _ => 0,
         }
@@ -256,6 +264,9 @@ where
         })
         .await
         .map_err(store_err(name))?;
+    if let Some(p) = &opts.progress {
+        p.started(run_id);
+    }
 
     let fail = failed_run;
 
@@ -455,6 +466,7 @@ where
             applied: 0,
             failed: 0,
             rejected: plan.rejected.len() as u64,
+            known_rejected: 0,
             skipped: 0,
             refused: 0,
             held: plan.summary.held as u64,
@@ -506,6 +518,7 @@ where
         applied,
         failed,
         rejected,
+        known_rejected,
         skipped,
         refused,
         fatal,
@@ -530,10 +543,17 @@ where
             trip.as_ref()
                 .map(|t| format!("{}; to approve: {}", t.reason, t.how_to_approve)),
         )
-    } else if failed > 0 || rejected > 0 {
+    } else if failed > 0 || rejected > known_rejected {
         (RunStatus::Partial, None)
     } else {
-        (RunStatus::Succeeded, None)
+        (
+            RunStatus::Succeeded,
+            (known_rejected > 0).then(|| {
+                format!(
+                    "{known_rejected} source record(s) still rejected for the reason already logged (see `scimsync activity --op reject`)"
+                )
+            }),
+        )
     };
     store
         .finish_run(
@@ -562,6 +582,7 @@ where
         applied,
         failed,
         rejected,
+        known_rejected,
         skipped,
         refused,
         held,
@@ -604,6 +625,7 @@ async fn interrupted_before_apply<St: Store>(
         applied: 0,
         failed: 0,
         rejected: 0,
+        known_rejected: 0,
         skipped: 0,
         refused: 0,
         held: 0,
@@ -771,6 +793,7 @@ async fn refuse_changed_plan<St: Store>(
         failed: 0,
         rejected: 0,
         skipped: 0,
+        known_rejected: 0,
         refused: 0,
         held: plan.summary.held as u64,
         guard: trip,

@@ -94,6 +94,22 @@ pub fn check_schedule(schedule: &str) -> Result<(), String> {
         })
 }
 
+/// Logs when the scheduler `$cron` next runs connection `$connection` (job `$id`), in UTC
+/// (RFC 3339 with `Z`). A macro, so the cron crate's id and time types need no naming here.
+macro_rules! log_next_run {
+    ($cron:expr, $id:expr, $connection:expr) => {
+        match $cron.next_tick_for_job($id).await {
+            Ok(Some(next)) => info!(
+                connection = %$connection,
+                next = %next.format("%Y-%m-%dT%H:%M:%SZ"),
+                "Next run scheduled."
+            ),
+            Ok(None) => info!(connection = %$connection, "No further run scheduled."),
+            Err(e) => warn!(connection = %$connection, error = %e, "Cannot tell the next run time."),
+        }
+    };
+}
+
 struct Entry {
     job: Arc<dyn Job>,
     running: AsyncMutex<()>,
@@ -170,13 +186,14 @@ impl<St: Store + 'static> Scheduler<St> {
         let cron = tokio_cron_scheduler::JobScheduler::new()
             .await
             .map_err(SchedulerError::Scheduler)?;
+        let mut ids = Vec::new();
         for (name, schedule) in schedules {
             if !self.jobs.contains_key(name) {
                 return Err(SchedulerError::UnknownConnection(name.clone()));
             }
             let me = Arc::clone(self);
             let conn = name.clone();
-            let job = tokio_cron_scheduler::Job::new_async(schedule.as_str(), move |_id, _lock| {
+            let job = tokio_cron_scheduler::Job::new_async(schedule.as_str(), move |id, mut cron| {
                 let me = Arc::clone(&me);
                 let conn = conn.clone();
                 Box::pin(async move {
@@ -187,6 +204,7 @@ impl<St: Store + 'static> Scheduler<St> {
                         }
                         Err(e) => warn!(connection = %conn, error = %e, "Scheduled run not started."),
                     }
+                    log_next_run!(cron, id, conn);
                 })
             })
             .map_err(|source| SchedulerError::Schedule {
@@ -194,9 +212,14 @@ impl<St: Store + 'static> Scheduler<St> {
                 schedule: schedule.clone(),
                 source,
             })?;
-            cron.add(job).await.map_err(SchedulerError::Scheduler)?;
+            let id = cron.add(job).await.map_err(SchedulerError::Scheduler)?;
+            ids.push((id, name.clone()));
         }
         cron.start().await.map_err(SchedulerError::Scheduler)?;
+        let mut cron = cron;
+        for (id, name) in &ids {
+            log_next_run!(cron, *id, name);
+        }
         *self.cron.lock().await = Some(cron);
         Ok(())
     }

@@ -39,6 +39,7 @@ impl Job for SlowJob {
                 applied: 0,
                 failed: 0,
                 rejected: 0,
+                known_rejected: 0,
                 skipped: 0,
                 refused: 0,
                 held: 0,

@@ -90,6 +90,20 @@ impl std::fmt::Debug for ScimClient {
     }
 }
 
+/// The Salesforce SCIM base URL on the host of `base`.
+fn salesforce_base(base: &url::Url) -> String {
+    let mut shown = format!(
+        "{}://{}",
+        base.scheme(),
+        base.host_str().unwrap_or_default()
+    );
+    if let Some(port) = base.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push_str("/services/scim/v2");
+    shown
+}
+
 impl ScimClient {
     /// Looks a user up by externalId, then by userName case-insensitively (single-user lookups;
     /// filtered answers are checked, and without filter support the listing is searched).
@@ -274,6 +288,23 @@ impl ScimClient {
         let schemas = self
             .fetch_document("Schemas", "reading the schemas")
             .await?;
+        // Salesforce serves every discovery document: nothing under the base URL at all is a
+        // wrong base URL, said now rather than as a 404 on every read later. (A generic target
+        // may serve none of them; it gets the fallbacks.)
+        let answered_404 =
+            |f: &Fetched| matches!(f, Fetched::Missing(why) if why.contains("answered 404"));
+        if self.transport.dialect == Dialect::Salesforce
+            && [&spc, &types, &schemas].into_iter().all(answered_404)
+        {
+            let base = self.transport.url("")?;
+            return Err(ScimError::NotScim {
+                base_url: crate::token::shown_url(&base),
+                hint: format!(
+                    "Salesforce serves SCIM at https://{{My Domain}}/services/scim/v2 (here: {})",
+                    salesforce_base(&base)
+                ),
+            });
+        }
         let caps = capabilities(
             self.transport.dialect,
             &self.placement,
@@ -288,6 +319,7 @@ impl ScimClient {
         Ok(caps)
     }
 
+    /// The dialect the client speaks.
     pub fn dialect(&self) -> Dialect {
         self.transport.dialect
     }

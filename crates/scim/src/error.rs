@@ -89,6 +89,11 @@ pub enum ScimError {
         "the target refused access tokens {}s after they were issued, {refreshes} times in a row: tokens expire faster than requests can use them; lengthen the token's lifetime (the session timeout of the External Client App) or lower the load", lifetime_text(.lifetime)
     )]
     TokensExpireTooFast { lifetime: Duration, refreshes: u32 },
+    /// Every discovery document answered 404: the base URL is not a SCIM service's.
+    #[error(
+        "the target answered 404 to every discovery document under {base_url} (/ServiceProviderConfig(s), /ResourceTypes, /Schemas): the base URL is probably not the SCIM service's; {hint}"
+    )]
+    NotScim { base_url: String, hint: String },
     #[error("{0}")]
     Config(String),
 }

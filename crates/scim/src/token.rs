@@ -133,7 +133,7 @@ impl TokenSource {
                 let resp = builder
                     .send()
                     .await
-                    .map_err(|e| HttpError::transport(without_url(&e)))?;
+                    .map_err(|e| HttpError::transport(http_failure(&e)))?;
                 let status = resp.status();
                 let headers = resp.headers().clone();
                 if status.is_redirection() {
@@ -170,7 +170,7 @@ impl TokenSource {
                     .await
                     .map_err(|e| match e {
                         crate::transport::CapError::Read(e) => {
-                            HttpError::transport(without_url(&e))
+                            HttpError::transport(http_failure(&e))
                         }
                         crate::transport::CapError::TooLarge(seen) => HttpError {
                             fatal: true,
@@ -268,8 +268,9 @@ fn classify(err: &StandardErrorResponse<BasicErrorResponseType>, dialect: Dialec
     }
 }
 
-/// A reqwest error's text without its URL: what kind of failure, then its causes.
-pub(crate) fn without_url(e: &reqwest::Error) -> String {
+/// A reqwest error's text: what kind of failure, the URL it concerns (scheme, host, port and
+/// path: no query, which may carry names, and no credentials), then its causes.
+pub(crate) fn http_failure(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -282,6 +283,9 @@ pub(crate) fn without_url(e: &reqwest::Error) -> String {
         "HTTP error"
     };
     let mut out = kind.to_owned();
+    if let Some(url) = e.url() {
+        out.push_str(&format!(" ({})", shown_url(url)));
+    }
     let mut cur = std::error::Error::source(e);
     while let Some(s) = cur {
         out.push_str(": ");
@@ -289,4 +293,14 @@ pub(crate) fn without_url(e: &reqwest::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+/// `url` as messages show it: scheme, host, port and path only.
+pub(crate) fn shown_url(url: &url::Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push_str(url.path());
+    shown
 }

@@ -4,7 +4,7 @@
 use crate::config::{Dialect, ScimConfig};
 use crate::constants::{SCIM_JSON, SFORCE_LIMIT_INFO};
 use crate::error::ScimError;
-use crate::token::{Token, TokenSource, without_url};
+use crate::token::{Token, TokenSource, http_failure};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode, header};
 use secrecy::ExposeSecret;
@@ -67,7 +67,10 @@ impl Transport {
         };
         let built = |r: reqwest::Result<reqwest::Client>| {
             r.map_err(|e| {
-                ScimError::Config(format!("cannot build the HTTP client: {}", without_url(&e)))
+                ScimError::Config(format!(
+                    "cannot build the HTTP client: {}",
+                    http_failure(&e)
+                ))
             })
         };
         // SCIM calls follow redirects within the same origin only; one to another host stops
@@ -327,7 +330,7 @@ impl Transport {
         let resp = req.send().await.map_err(|e| {
             Failure::Error(ScimError::Transport {
                 what: what.to_owned(),
-                message: without_url(&e),
+                message: http_failure(&e),
             })
         })?;
         let status = resp.status();
@@ -362,7 +365,7 @@ impl Transport {
             Failure::Error(match e {
                 CapError::Read(e) => ScimError::Transport {
                     what: what.to_owned(),
-                    message: without_url(&e),
+                    message: http_failure(&e),
                 },
                 CapError::TooLarge(seen) => ScimError::TooLarge {
                     what: what.to_owned(),

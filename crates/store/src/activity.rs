@@ -6,6 +6,7 @@ use crate::columns::{ActivityRow, fold_name};
 use crate::error::StoreError;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery};
 use sqlx::{Database, Encode, QueryBuilder, Type};
+use std::collections::HashMap;
 
 const ACTIVITY_COLUMNS: &str =
     "id, run_id, connection, at, op, outcome, object, source_id, target_id, name, detail";
@@ -64,6 +65,28 @@ impl SqlStore {
                 source,
             },
         })
+    }
+
+    /// Per source id, the detail of the newest `reject` entry of the connection (as stored,
+    /// so capped like any detail): what the engine compares a plan's rejections with to log
+    /// each one once.
+    pub(crate) async fn select_logged_rejections(
+        &self,
+        connection: &str,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        // `activity_op (op, id)` narrows it to the rejections; the newest per source id wins.
+        const SQL: &str = "SELECT source_id, detail FROM activity WHERE id IN \
+                           (SELECT MAX(id) FROM activity WHERE op = 'reject' AND connection = $1 \
+                           AND source_id IS NOT NULL GROUP BY source_id)";
+        let rows: Result<Vec<(String, String)>, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            sqlx::query_as(SQL).bind(connection).fetch_all(pool).await
+        });
+        rows.map(|rows| rows.into_iter().collect())
+            .map_err(|source| StoreError::ConnectionHistory {
+                connection: connection.to_owned(),
+                what: "the rejections logged",
+                source,
+            })
     }
 
     pub(crate) async fn select_activity(

@@ -97,6 +97,15 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    #[error("cannot read {what} of connection `{connection}`")]
+    ConnectionHistory {
+        connection: String,
+        /// What was being read (for the message).
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
     #[error("cannot record activity `{op}` of run {run_id}")]
     RecordActivity {
         run_id: RunId,
@@ -258,6 +267,7 @@ impl StoreError {
             | Self::FinishRun { source, .. }
             | Self::ListRuns { source }
             | Self::LastSourceCount { source, .. }
+            | Self::ConnectionHistory { source, .. }
             | Self::RecordActivity { source, .. }
             | Self::QueryActivity { source }
             | Self::LoadLinks { source, .. }

@@ -54,6 +54,7 @@ mod runs;
 
 pub use error::StoreError;
 pub use leases::Lease;
+pub use location::resolve_sqlite_path;
 pub use runs::{OutcomeCounts, RunStats};
 
 use backend::{Backend, with_pool};
@@ -323,6 +324,17 @@ impl Store for SqlStore {
 
     async fn last_source_count(&self, connection: &str) -> Result<Option<u64>, StoreError> {
         self.select_last_source_count(connection).await
+    }
+
+    async fn last_success(&self, connection: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.select_last_success(connection).await
+    }
+
+    async fn logged_rejections(
+        &self,
+        connection: &str,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        self.select_logged_rejections(connection).await
     }
 
     async fn record(&self, entry: &ActivityEntry) -> Result<i64, StoreError> {

@@ -88,6 +88,48 @@ impl Location {
     }
 }
 
+/// `url` with a relative SQLite file path made absolute against `base` (the configuration
+/// file's folder, so the store does not follow the shell's current folder; `base` itself is
+/// made absolute against the current folder). PostgreSQL URLs, in-memory databases and
+/// absolute paths are returned as they are; `sqlite://`, `sqlite:` and plain paths keep their
+/// form and their query options.
+pub fn resolve_sqlite_path(url: &str, base: &std::path::Path) -> String {
+    let trimmed = url.trim();
+    if trimmed.starts_with("postgres://")
+        || trimmed.starts_with("postgresql://")
+        || trimmed.contains(":memory:")
+        || trimmed.contains("mode=memory")
+    {
+        return url.to_owned();
+    }
+    let (prefix, rest) = if let Some(rest) = trimmed.strip_prefix("sqlite://") {
+        ("sqlite://", rest)
+    } else if let Some(rest) = trimmed.strip_prefix("sqlite:") {
+        ("sqlite:", rest)
+    } else if trimmed.contains("://") {
+        // Not ours: `Location::parse` reports it.
+        return url.to_owned();
+    } else {
+        ("", trimmed)
+    };
+    let (file, query) = match rest.split_once('?') {
+        Some((file, query)) => (file, Some(query)),
+        None => (rest, None),
+    };
+    let path = std::path::Path::new(file);
+    if file.is_empty() || path.is_absolute() {
+        return url.to_owned();
+    }
+    let joined = base.join(path);
+    let absolute = std::path::absolute(&joined).unwrap_or(joined);
+    let mut out = format!("{prefix}{}", absolute.display());
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 /// Takes our `schema=NAME` parameter out of a PostgreSQL URL (sqlx does not know it).
 fn take_schema(url: &str, shown: &str) -> Result<(String, Option<String>), StoreError> {
     let Ok(mut parsed) = url::Url::parse(url) else {
@@ -168,6 +210,28 @@ pub(crate) fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_sqlite_paths_are_resolved_against_the_base() {
+        let base = std::path::Path::new("/etc/scimsync");
+        assert_eq!(
+            resolve_sqlite_path("sqlite://state.db", base),
+            "sqlite:///etc/scimsync/state.db"
+        );
+        assert_eq!(
+            resolve_sqlite_path("sqlite:data/s.db?mode=rwc", base),
+            "sqlite:/etc/scimsync/data/s.db?mode=rwc"
+        );
+        assert_eq!(resolve_sqlite_path("s.db", base), "/etc/scimsync/s.db");
+        for kept in [
+            "sqlite:///var/lib/s.db",
+            "/var/lib/s.db",
+            "sqlite::memory:",
+            "postgres://db/x",
+        ] {
+            assert_eq!(resolve_sqlite_path(kept, base), kept);
+        }
+    }
 
     #[test]
     fn redact_hides_passwords_and_keeps_the_rest() {

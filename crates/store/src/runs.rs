@@ -6,6 +6,7 @@ use crate::columns::{RunRow, count_column, status_text, trigger_text};
 use crate::error::StoreError;
 use scimsync_core::activity::{Outcome, RunId, RunRecord, RunStatus};
 use scimsync_core::ports::{NewRun, RunEnd};
+use scimsync_core::time::Timestamp;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -164,6 +165,28 @@ impl SqlStore {
                 })
             })
             .transpose()
+    }
+
+    /// When the newest succeeded run of a connection (dry runs aside) finished.
+    pub(crate) async fn select_last_success(
+        &self,
+        connection: &str,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        const SQL: &str = "SELECT MAX(finished_at) FROM runs \
+                           WHERE connection = $1 AND status = 'succeeded' AND finished_at IS NOT NULL";
+        let found: Result<Option<i64>, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            sqlx::query_scalar(SQL)
+                .bind(connection)
+                .fetch_one(pool)
+                .await
+        });
+        found
+            .map(|ms| ms.map(Timestamp::from_millis))
+            .map_err(|source| StoreError::ConnectionHistory {
+                connection: connection.to_owned(),
+                what: "the last successful run",
+                source,
+            })
     }
 
     /// Runs, newest first (optionally of one connection), each with its duration and its

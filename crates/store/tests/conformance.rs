@@ -183,6 +183,7 @@ stories!(
     migrations_are_idempotent,
     first_opens_race_safely,
     runs_with_stats_counts_many_runs,
+    last_success_and_logged_rejections,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1860,4 +1861,73 @@ async fn the_sqlite_file_and_its_wal_are_created_private() {
         assert_eq!(mode, 0o600, "{file}: {mode:o}");
     }
     store.close().await;
+}
+
+/// The newest succeeded run's end, per connection; the newest `reject` detail per source id,
+/// per connection.
+async fn last_success_and_logged_rejections(h: &Harness) {
+    let store = &h.store;
+    assert_eq!(store.last_success("salesforce").await.unwrap(), None);
+    assert!(
+        store
+            .logged_rejections("salesforce")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let ok = store.start_run(&new_run("salesforce", T0)).await.unwrap();
+    store
+        .finish_run(
+            ok,
+            &end(RunStatus::Succeeded, T0.plus_millis(5_000), Some(3)),
+        )
+        .await
+        .unwrap();
+    let partial = store
+        .start_run(&new_run("salesforce", T0.plus_millis(60_000)))
+        .await
+        .unwrap();
+    store
+        .finish_run(
+            partial,
+            &end(RunStatus::Partial, T0.plus_millis(61_000), Some(3)),
+        )
+        .await
+        .unwrap();
+    let other = store.start_run(&new_run("other", T0)).await.unwrap();
+    store
+        .finish_run(
+            other,
+            &end(RunStatus::Succeeded, T0.plus_millis(90_000), None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_success("salesforce").await.unwrap(),
+        Some(T0.plus_millis(5_000)),
+        "a partial run is not a success; another connection's success is not this one's"
+    );
+
+    let reject = |run, conn: &str, source: &str, detail: &str| {
+        let mut e = entry(run, conn, T0, "reject", Outcome::Rejected, source);
+        e.source_id = Some(source.to_owned());
+        e.detail = detail.to_owned();
+        e
+    };
+    for e in [
+        reject(ok, "salesforce", "u1", "email: missing"),
+        reject(ok, "salesforce", "u2", "email: missing"),
+        reject(partial, "salesforce", "u1", "email: no @"),
+        reject(other, "other", "u3", "email: missing"),
+    ] {
+        store.record(&e).await.unwrap();
+    }
+    let mut create = entry(partial, "salesforce", T0, "create_user", Outcome::Ok, "u4");
+    create.source_id = Some("u4".to_owned());
+    store.record(&create).await.unwrap();
+    let logged = store.logged_rejections("salesforce").await.unwrap();
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert_eq!(logged["u1"], "email: no @", "the newest reason wins");
+    assert_eq!(logged["u2"], "email: missing");
 }
