@@ -106,7 +106,7 @@ pub fn policy(users: usize, seed: u64) -> Policy {
                 rule(1, &[7], "Standard User", &["Sales Cloud", "Service Cloud"]),
                 rule(3, &[11], "Limited User", &[]),
             ],
-            authoritative_permission_sets: seed % 2 == 0,
+            authoritative_permission_sets: seed.is_multiple_of(2),
             ..Governance::default()
         },
         member_batch_size: 37 + seed as usize,
