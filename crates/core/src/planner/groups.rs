@@ -1,6 +1,6 @@
 //! Groups: linked, adopted by name or created, renamed; then their memberships.
 
-use super::membership::{MAX_THREADS, PARALLEL_FROM_USERS, member_changes, orphan_ref};
+use super::membership::{member_changes, orphan_ref, touch};
 use super::*;
 
 impl<'a> Planner<'a> {
@@ -157,44 +157,49 @@ impl<'a> Planner<'a> {
         for (i, s) in states.iter().enumerate() {
             group_index.insert_first(s.source.id.as_str(), i);
         }
-        let mut desired: Vec<Vec<u32>> = vec![Vec::new(); states.len()];
-        for (ui, s) in self.users.iter().enumerate() {
-            if !s.member {
-                continue;
-            }
-            for g in &s.user.groups {
-                if let Some(&gi) = group_index.get(g.as_str()) {
-                    desired[gi].push(ui as u32);
-                }
-            }
-        }
-        // Each user's account id, inline: a group's desired members go into a small table that
-        // stays in cache while the group's current members are checked against it; only
-        // members not found there (removals, strangers, long ids) take the big owners table.
-        let keys: Vec<Option<InlineId>> = self
-            .users
-            .iter()
-            .map(|s| {
-                if s.member {
-                    s.target().and_then(|t| InlineId::new(t.id.as_str()))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        // Groups are independent: large directories spread them over a few threads. The result
-        // is the same, in the same order, whatever the number of threads.
-        let threads = if let Some(n) = self.threads {
-            n.max(1)
-        } else if self.users.len() >= PARALLEL_FROM_USERS {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .clamp(1, MAX_THREADS)
+        // Groups are independent, and so are users: large directories spread both over a few
+        // threads. The result is the same, in the same order, whatever the number of threads.
+        let threads = self.threads_for_users();
+        // Desired members per provisioned group (user indexes, ascending), and each user's
+        // account id inline: a group's desired members go into a small table that stays in
+        // cache while the group's current members are checked against it; only members not
+        // found there (removals, strangers, long ids) take the big owners table.
+        let users = &self.users;
+        let groups = states.len();
+        let (desired, keys) = if threads <= 1 {
+            desired_members(users, 0, &group_index, groups)
         } else {
-            1
+            let per = users.len().div_ceil(threads).max(1);
+            let parts: Vec<Desired> = std::thread::scope(|scope| {
+                let group_index = &group_index;
+                let handles: Vec<_> = users
+                    .chunks(per)
+                    .enumerate()
+                    .map(|(n, part)| {
+                        scope.spawn(move || desired_members(part, n * per, group_index, groups))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            });
+            let mut desired: Vec<Vec<u32>> = (0..groups)
+                .map(|g| Vec::with_capacity(parts.iter().map(|p| p.0[g].len()).sum()))
+                .collect();
+            let mut keys: Vec<Option<InlineId>> = Vec::with_capacity(users.len());
+            for (lists, part_keys) in parts {
+                for (all, list) in desired.iter_mut().zip(lists) {
+                    all.extend(list);
+                }
+                keys.extend(part_keys);
+            }
+            (desired, keys)
         };
         let chunk = states.len().div_ceil(threads).max(1);
-        let users = &self.users;
         let changes: Vec<(Vec<UserRef>, Vec<UserRef>)> = if threads <= 1 {
             member_changes(&states, desired, users, &keys, owners)
         } else {
@@ -280,4 +285,37 @@ impl<'a> Planner<'a> {
             self.push_batches(&group, remove, Vec::new(), batch);
         }
     }
+}
+
+/// Desired members per group (user indexes, ascending) and each user's account id inline.
+type Desired = (Vec<Vec<u32>>, Vec<Option<InlineId>>);
+
+/// The desired members of each of `groups` groups among `users` (the users from index `first`
+/// on), ascending, and each user's account id inline (`None` for users who are not members).
+fn desired_members(
+    users: &[UserState<'_>],
+    first: usize,
+    group_index: &IdIndex<'_, usize>,
+    groups: usize,
+) -> Desired {
+    let mut desired: Vec<Vec<u32>> = vec![Vec::new(); groups];
+    let mut keys: Vec<Option<InlineId>> = Vec::with_capacity(users.len());
+    for (n, s) in users.iter().enumerate() {
+        if !s.member {
+            keys.push(None);
+            continue;
+        }
+        keys.push(s.target().and_then(|t| InlineId::new(t.id.as_str())));
+        let ui = (first + n) as u32;
+        touch(s.user.groups.iter().map(|g| g.as_str()));
+        for g in &s.user.groups {
+            if let Some(&gi) = group_index.get(g.as_str()) {
+                // Users in order: each list ascending, a group named twice pushed once.
+                if desired[gi].last() != Some(&ui) {
+                    desired[gi].push(ui);
+                }
+            }
+        }
+    }
+    (desired, keys)
 }
