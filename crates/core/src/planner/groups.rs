@@ -166,17 +166,24 @@ impl<'a> Planner<'a> {
         // found there (removals, strangers, long ids) take the big owners table.
         let users = &self.users;
         let groups = states.len();
-        let (desired, keys) = if threads <= 1 {
-            desired_members(users, 0, &group_index, groups)
+        // Each group's desired members as the runs the threads found (in user order: the
+        // runs end to end are ascending), moved rather than copied into one list.
+        let mut keys: Vec<Option<InlineId>> = vec![None; users.len()];
+        let desired: Vec<Vec<Vec<u32>>> = if threads <= 1 {
+            let lists = desired_members(users, 0, &mut keys, &group_index, groups);
+            lists.into_iter().map(|l| vec![l]).collect()
         } else {
             let per = users.len().div_ceil(threads).max(1);
-            let parts: Vec<Desired> = std::thread::scope(|scope| {
+            let parts: Vec<Vec<Vec<u32>>> = std::thread::scope(|scope| {
                 let group_index = &group_index;
                 let handles: Vec<_> = users
                     .chunks(per)
+                    .zip(keys.chunks_mut(per))
                     .enumerate()
-                    .map(|(n, part)| {
-                        scope.spawn(move || desired_members(part, n * per, group_index, groups))
+                    .map(|(n, (part, keys))| {
+                        scope.spawn(move || {
+                            desired_members(part, n * per, keys, group_index, groups)
+                        })
                     })
                     .collect();
                 handles
@@ -187,24 +194,22 @@ impl<'a> Planner<'a> {
                     })
                     .collect()
             });
-            let mut desired: Vec<Vec<u32>> = (0..groups)
-                .map(|g| Vec::with_capacity(parts.iter().map(|p| p.0[g].len()).sum()))
+            let mut desired: Vec<Vec<Vec<u32>>> = (0..groups)
+                .map(|_| Vec::with_capacity(parts.len()))
                 .collect();
-            let mut keys: Vec<Option<InlineId>> = Vec::with_capacity(users.len());
-            for (lists, part_keys) in parts {
-                for (all, list) in desired.iter_mut().zip(lists) {
-                    all.extend(list);
+            for lists in parts {
+                for (runs, list) in desired.iter_mut().zip(lists) {
+                    runs.push(list);
                 }
-                keys.extend(part_keys);
             }
-            (desired, keys)
+            desired
         };
         let chunk = states.len().div_ceil(threads).max(1);
         let changes: Vec<(Vec<UserRef>, Vec<UserRef>)> = if threads <= 1 {
             member_changes(&states, desired, users, &keys, owners)
         } else {
             let mut lists = desired.into_iter();
-            let parts: Vec<Vec<Vec<u32>>> = states
+            let parts: Vec<Vec<Vec<Vec<u32>>>> = states
                 .chunks(chunk)
                 .map(|c| lists.by_ref().take(c.len()).collect())
                 .collect();
@@ -287,25 +292,21 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// Desired members per group (user indexes, ascending) and each user's account id inline.
-type Desired = (Vec<Vec<u32>>, Vec<Option<InlineId>>);
-
 /// The desired members of each of `groups` groups among `users` (the users from index `first`
-/// on), ascending, and each user's account id inline (`None` for users who are not members).
+/// on), ascending; sets `keys` to each member's account id inline.
 fn desired_members(
     users: &[UserState<'_>],
     first: usize,
+    keys: &mut [Option<InlineId>],
     group_index: &IdIndex<'_, usize>,
     groups: usize,
-) -> Desired {
+) -> Vec<Vec<u32>> {
     let mut desired: Vec<Vec<u32>> = vec![Vec::new(); groups];
-    let mut keys: Vec<Option<InlineId>> = Vec::with_capacity(users.len());
-    for (n, s) in users.iter().enumerate() {
+    for (n, (s, key)) in users.iter().zip(keys.iter_mut()).enumerate() {
         if !s.member {
-            keys.push(None);
             continue;
         }
-        keys.push(s.target().and_then(|t| InlineId::new(t.id.as_str())));
+        *key = s.target().and_then(|t| InlineId::new(t.id.as_str()));
         let ui = (first + n) as u32;
         touch(s.user.groups.iter().map(|g| g.as_str()));
         for g in &s.user.groups {
@@ -317,5 +318,5 @@ fn desired_members(
             }
         }
     }
-    (desired, keys)
+    desired
 }

@@ -61,7 +61,7 @@ pub(super) const MAX_THREADS: usize = 4;
 pub(super) const PARALLEL_FROM_USERS: usize = 50_000;
 
 /// The (removals, additions) of each group of `states`, whose desired members (user indexes,
-/// ascending and distinct) are `desired`, in the same order.
+/// ascending and distinct, in runs laid end to end) are `desired`, in the same order.
 ///
 /// A group's desired members go into a small table of their account ids that stays in cache
 /// while the group's current members are checked against it; only members not found there
@@ -70,7 +70,7 @@ pub(super) const PARALLEL_FROM_USERS: usize = 50_000;
 /// rather than one cache miss at a time.
 pub(super) fn member_changes<'a>(
     states: &[GroupState<'a>],
-    desired: Vec<Vec<u32>>,
+    desired: Vec<Vec<Vec<u32>>>,
     users: &[UserState<'a>],
     keys: &[Option<InlineId>],
     owners: &IdIndex<'a, Owner<'a>>,
@@ -80,10 +80,11 @@ pub(super) fn member_changes<'a>(
     let mut local: IdMap<InlineId, u32> = IdMap::default();
     let mut member_keys: Vec<Option<InlineId>> = Vec::new();
     let mut out = Vec::with_capacity(states.len());
-    for (gi, (state, list)) in states.iter().zip(desired).enumerate() {
+    for (gi, (state, runs)) in states.iter().zip(desired).enumerate() {
         let stamp = gi as u32 + 1;
-        debug_assert!(list.windows(2).all(|w| w[0] < w[1]));
-        for &ui in &list {
+        let list = || runs.iter().flatten().copied();
+        debug_assert!(list().zip(list().skip(1)).all(|(a, b)| a < b));
+        for ui in list() {
             want_mark[ui as usize] = stamp;
         }
         let mut remove: Vec<UserRef> = Vec::new();
@@ -92,8 +93,8 @@ pub(super) fn member_changes<'a>(
             member_keys.clear();
             member_keys.extend(t.members.iter().map(|m| InlineId::new(m.as_str())));
             local.clear();
-            local.reserve(list.len());
-            for &ui in &list {
+            local.reserve(runs.iter().map(Vec::len).sum());
+            for ui in list() {
                 if let Some(k) = keys[ui as usize] {
                     local.insert(k, ui);
                 }
@@ -115,10 +116,9 @@ pub(super) fn member_changes<'a>(
                 }
             }
         }
-        let add: Vec<UserRef> = list
-            .iter()
-            .filter(|&&ui| have_mark[ui as usize] != stamp)
-            .map(|&ui| users[ui as usize].user_ref())
+        let add: Vec<UserRef> = list()
+            .filter(|&ui| have_mark[ui as usize] != stamp)
+            .map(|ui| users[ui as usize].user_ref())
             .collect();
         out.push((remove, add));
     }
