@@ -5,7 +5,8 @@
 //! except for a realistic share: 1% new users, 1% gone from the directory, 2% with a changed
 //! attribute, 0.5% disabled. It serializes both snapshots to JSON, then measures
 //! - the time to deserialize the source and target snapshots (serde_json);
-//! - the time to plan, and the ratio plan / deserialize;
+//! - the time to plan, and the ratio plan / deserialize; the same ratio in CPU time (all threads;
+//!   steadier on a shared machine);
 //! - the planner's peak memory above its inputs, per user (VmHWM from /proc/self/status after
 //!   resetting it through /proc/self/clear_refs; Linux only, reported as unknown elsewhere).
 //!
@@ -60,6 +61,18 @@ fn hashes(sizes: &[usize]) -> Vec<String> {
         }
     }
     lines
+}
+
+/// The CPU time of the process (all threads, user and system) from /proc/self/stat, in seconds.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (in parentheses, which may hold spaces): utime and stime
+    // are the 12th and 13th, in clock ticks of 1/100 s.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// A field of /proc/self/status in kB.
@@ -119,11 +132,13 @@ fn main() {
         target_json.len() / 1_000_000
     );
 
+    let cpu = cpu_seconds();
     let t = Instant::now();
     let parsed: Result<(SourceSnapshot, TargetSnapshot), serde_json::Error> =
         serde_json::from_str(&source_json)
             .and_then(|s| serde_json::from_str(&target_json).map(|t| (s, t)));
     let deserialize = t.elapsed();
+    let deserialize_cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
     let (source, target) = match parsed {
         Ok(p) => p,
         Err(e) => {
@@ -136,9 +151,11 @@ fn main() {
     // Reset the peak to the current resident set so VmHWM measures the planner alone.
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let rss_before = status_kb("VmRSS:");
+    let cpu = cpu_seconds();
     let t = Instant::now();
     let result = plan(&source, &target, &links, &policy, Timestamp(0));
     let planning = t.elapsed();
+    let planning_cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
     let hwm = status_kb("VmHWM:");
     // For profiling: plan again N times so the planner dominates a profile.
     let repeat: usize = std::env::var("SCIMSYNC_BENCH_REPEAT")
@@ -179,6 +196,12 @@ fn main() {
         "ratio plan/deserialize:    {:.2}",
         planning.as_secs_f64() / deserialize.as_secs_f64()
     );
+    // CPU time, all threads: steadier than wall time on a shared machine, and it does not
+    // count the planner's threads as a gain.
+    if let (Some(d), Some(p)) = (deserialize_cpu, planning_cpu) {
+        println!("CPU deserialize / plan:    {d:.2}s / {p:.2}s");
+        println!("ratio plan/deserialize CPU: {:.2}", p / d.max(0.01));
+    }
     match (reset, rss_before, hwm) {
         (true, Some(before), Some(peak)) => println!(
             "planner peak memory above inputs: {} MB, {} bytes per user",

@@ -55,7 +55,7 @@ use crate::refusals::{
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
-use index::{IdIndex, IdMap, IdSet, InlineId, map_with_capacity};
+use index::{IdIndex, IdMap, IdSet, InlineId, SmallIndex, map_with_capacity};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 

@@ -153,9 +153,9 @@ impl<'a> Planner<'a> {
         }
 
         // Desired members per provisioned group, as user indexes.
-        let mut group_index: IdIndex<'_, usize> = IdIndex::with_capacity(states.len());
+        let mut group_index = SmallIndex::with_capacity(states.len());
         for (i, s) in states.iter().enumerate() {
-            group_index.insert_first(s.source.id.as_str(), i);
+            group_index.insert_first(s.source.id.as_str(), i as u32);
         }
         // Groups are independent, and so are users: large directories spread both over a few
         // threads. The result is the same, in the same order, whatever the number of threads.
@@ -298,7 +298,7 @@ fn desired_members(
     users: &[UserState<'_>],
     first: usize,
     keys: &mut [Option<InlineId>],
-    group_index: &IdIndex<'_, usize>,
+    group_index: &SmallIndex<'_>,
     groups: usize,
 ) -> Vec<Vec<u32>> {
     let mut desired: Vec<Vec<u32>> = vec![Vec::new(); groups];
@@ -310,10 +310,11 @@ fn desired_members(
         let ui = (first + n) as u32;
         touch(s.user.groups.iter().map(|g| g.as_str()));
         for g in &s.user.groups {
-            if let Some(&gi) = group_index.get(g.as_str()) {
+            if let Some(gi) = group_index.get(g.as_str()) {
                 // Users in order: each list ascending, a group named twice pushed once.
-                if desired[gi].last() != Some(&ui) {
-                    desired[gi].push(ui);
+                let list = &mut desired[gi as usize];
+                if list.last() != Some(&ui) {
+                    list.push(ui);
                 }
             }
         }
