@@ -5,175 +5,74 @@
 //! except for a realistic share: 1% new users, 1% gone from the directory, 2% with a changed
 //! attribute, 0.5% disabled. It serializes both snapshots to JSON, then measures
 //! - the time to deserialize the source and target snapshots (serde_json);
-//! - the time to plan, and the ratio plan / deserialize;
+//! - the time to plan, and the ratio plan / deserialize; the same ratio in CPU time (all threads;
+//!   steadier on a shared machine);
 //! - the planner's peak memory above its inputs, per user (VmHWM from /proc/self/status after
 //!   resetting it through /proc/self/clear_refs; Linux only, reported as unknown elsewhere).
 //!
 //! `SCIMSYNC_BENCH_REPEAT=N` plans N more times (for profiling).
 //!
+//! `SCIMSYNC_BENCH_HASHES=1` checks instead that the plans of the generated data (20k and 200k
+//! users, four seeds each; see `tests/support/bench_data.rs`) hash as
+//! `tests/fixtures/plan_hashes.txt` records (the plans of the planner before it was rewritten
+//! with dense integer ids); `SCIMSYNC_BENCH_HASHES=print` prints the hashes.
+//!
 //! Run: `cargo bench -p scimsync-core --bench planner` (release);
 //! quick: `SCIMSYNC_BENCH_USERS=20000 cargo bench -p scimsync-core --bench planner`.
 
-use scimsync_core::links::{GroupLink, Links, Origin, UserLink};
+use scimsync_core::Timestamp;
+use scimsync_core::links::fingerprint;
 use scimsync_core::plan::Operation;
 use scimsync_core::planner::plan;
-use scimsync_core::policy::{Governance, Policy, RuleSpec};
-use scimsync_core::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
-use scimsync_core::target::{
-    Catalogue, CatalogueEntry, EmailAddress, Entitlement, Profile, TargetGroup, TargetSnapshot,
-    TargetUser,
-};
-use scimsync_core::{SourceGroupId, TargetUserId, Timestamp};
+use scimsync_core::source::SourceSnapshot;
+use scimsync_core::target::TargetSnapshot;
 use std::hint::black_box;
 use std::time::Instant;
 
-const MEMBERSHIPS: usize = 20;
-const PROFILE: &str = "00e000000000001AAA";
+#[path = "../tests/support/bench_data.rs"]
+mod data;
 
-fn source_id(i: usize) -> String {
-    format!("DU{i:018}")
-}
-fn target_id(i: usize) -> String {
-    format!("005{i:015}")
-}
-fn group_id(g: usize) -> String {
-    format!("DG{g:018}")
-}
-fn email(i: usize) -> String {
-    format!("user{i}@example.com")
-}
-
-/// The groups of user `i`: 20 distinct groups spread over all of them.
-fn groups_of(i: usize, groups: usize) -> impl Iterator<Item = usize> {
-    let per = MEMBERSHIPS.min(groups);
-    let stride = groups / per;
-    let base = i.wrapping_mul(2_654_435_761) % groups;
-    (0..per).map(move |k| (base + k * stride) % groups)
-}
-
-fn build(users: usize) -> (SourceSnapshot, TargetSnapshot, Links) {
-    let groups = (users / 50).max(MEMBERSHIPS);
-    let new = |i: usize| i % 100 == 1;
-    let changed = |i: usize| i % 50 == 2;
-    let disabled = |i: usize| i % 200 == 3;
-    let gone = users / 100;
-
-    let mut source = SourceSnapshot::default();
-    let mut target = TargetSnapshot {
-        catalogue: Catalogue {
-            profiles: vec![Profile {
-                id: PROFILE.to_owned(),
-                name: "Standard User".to_owned(),
-                licence: Some("Salesforce".to_owned()),
-                allows_groups: true,
-            }],
-            permission_sets: vec![CatalogueEntry {
-                id: "0PS000000000001AAA".to_owned(),
-                name: "Sales Cloud".to_owned(),
-            }],
-            roles: vec![],
-        },
-        ..TargetSnapshot::default()
-    };
-    let mut links = Links::default();
-    let mut members: Vec<Vec<TargetUserId>> = vec![Vec::new(); groups];
-    let target_user = |i: usize, last: &str| TargetUser {
-        id: target_id(i).into(),
-        user_name: email(i),
-        external_id: Some(source_id(i)),
-        given_name: Some(format!("First{i}")),
-        family_name: Some(last.to_owned()),
-        display_name: Some(format!("First{i} {last}")),
-        nick_name: Some(format!("user{i}")),
-        title: None,
-        emails: vec![EmailAddress {
-            value: email(i),
-            kind: Some("work".to_owned()),
-            primary: true,
-        }],
-        phone_numbers: vec![],
-        active: true,
-        entitlements: vec![Entitlement {
-            value: PROFILE.to_owned(),
-            kind: Some("Profile".to_owned()),
-            display: None,
-        }],
-        roles: vec![],
-        enterprise: Default::default(),
-        federation_id: Some(email(i)),
-    };
-    for i in 0..users {
-        let user_groups: Vec<SourceGroupId> =
-            groups_of(i, groups).map(|g| group_id(g).into()).collect();
-        source.users.push(DirectoryUser {
-            id: source_id(i).into(),
-            username: format!("user{i}"),
-            email: Some(email(i)),
-            first_name: Some(format!("First{i}")),
-            last_name: Some(format!("Last{}", i % 1000)),
-            display_name: Some(format!("First{i} Last{}", i % 1000)),
-            status: if disabled(i) {
-                DirectoryStatus::Disabled
-            } else {
-                DirectoryStatus::Active
-            },
-            phones: vec![],
-            aliases: vec![],
-            custom: Default::default(),
-            groups: user_groups,
-        });
-        if new(i) {
-            continue;
-        }
-        let last = if changed(i) {
-            "Before".to_owned()
-        } else {
-            format!("Last{}", i % 1000)
-        };
-        target.users.push(target_user(i, &last));
-        links.users.push(UserLink {
-            source_id: source_id(i).into(),
-            target_id: target_id(i).into(),
-            origin: Origin::Created,
-            assigned_permission_sets: Default::default(),
-            pending_email: None,
-        });
-        for g in groups_of(i, groups) {
-            members[g].push(target_id(i).into());
+/// The plans' hashes, as `tests/fixtures/plan_hashes.txt` records them: one line per
+/// (users, seed), the FNV hash of the plan's JSON.
+fn hashes(sizes: &[usize]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for &users in sizes {
+        for seed in 0..4 {
+            let (source, target, links) = data::build(users, seed);
+            let policy = data::policy(users, seed);
+            let line = match plan(&source, &target, &links, &policy, Timestamp(0)) {
+                Ok(p) => match serde_json::to_string(&p) {
+                    Ok(json) => format!(
+                        "users={users} seed={seed} operations={} adopted={} rejected={} notes={} groups+={} groups~={} hash={}",
+                        p.operations.len(),
+                        p.summary.adopt_user + p.summary.adopt_group,
+                        p.summary.rejected,
+                        p.summary.notes,
+                        p.summary.create_group,
+                        p.summary.rename_group,
+                        fingerprint(&[&json])
+                    ),
+                    Err(e) => format!("users={users} seed={seed} error={e}"),
+                },
+                Err(problems) => format!("users={users} seed={seed} problems={problems:?}"),
+            };
+            println!("{line}");
+            lines.push(line);
         }
     }
-    for i in users..users + gone {
-        target.users.push(target_user(i, "Gone"));
-        links.users.push(UserLink {
-            source_id: source_id(i).into(),
-            target_id: target_id(i).into(),
-            origin: Origin::Created,
-            assigned_permission_sets: Default::default(),
-            pending_email: None,
-        });
-        for g in groups_of(i, groups) {
-            members[g].push(target_id(i).into());
-        }
-    }
-    for (g, m) in members.into_iter().enumerate() {
-        source.groups.push(DirectoryGroup {
-            id: group_id(g).into(),
-            name: format!("Group {g}"),
-            description: None,
-        });
-        let tid = format!("00G{g:015}");
-        target.groups.push(TargetGroup {
-            id: tid.clone().into(),
-            display_name: format!("Group {g}"),
-            members: m,
-        });
-        links.groups.push(GroupLink {
-            source_id: group_id(g).into(),
-            target_id: tid.into(),
-            origin: Origin::Created,
-        });
-    }
-    (source, target, links)
+    lines
+}
+
+/// The CPU time of the process (all threads, user and system) from /proc/self/stat, in seconds.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (in parentheses, which may hold spaces): utime and stime
+    // are the 12th and 13th, in clock ticks of 1/100 s.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// A field of /proc/self/status in kB.
@@ -188,20 +87,32 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let policy = Policy {
-        governance: Governance {
-            baseline: Some(RuleSpec {
-                profile: "Standard User".to_owned(),
-                permission_sets: vec![],
-                role: None,
-            }),
-            ..Governance::default()
-        },
-        ..Policy::default()
-    };
+    if let Some(mode) = std::env::var_os("SCIMSYNC_BENCH_HASHES") {
+        // The plan-equality check: the hashes of the plans of the generated data at 20k and
+        // 200k users, against the fixture recorded before the planner was rewritten
+        // (`SCIMSYNC_BENCH_HASHES=print` only prints them).
+        let lines = hashes(&[20_000, 200_000]);
+        if mode == "print" {
+            return;
+        }
+        let fixture = include_str!("../tests/fixtures/plan_hashes.txt");
+        let expected: Vec<&str> = fixture.lines().filter(|l| !l.starts_with('#')).collect();
+        if lines
+            .iter()
+            .map(String::as_str)
+            .eq(expected.iter().copied())
+        {
+            println!("plan hashes: identical to tests/fixtures/plan_hashes.txt");
+        } else {
+            println!("plan hashes: DIFFERENT from tests/fixtures/plan_hashes.txt");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let policy = data::policy(users, 0);
 
     let t = Instant::now();
-    let (source, target, links) = build(users);
+    let (source, target, links) = data::build(users, 0);
     let (source_json, target_json) = match (
         serde_json::to_string(&source),
         serde_json::to_string(&target),
@@ -215,17 +126,19 @@ fn main() {
     drop((source, target));
     println!(
         "built {users} users, {} groups in {:.2?} (source JSON {} MB, target JSON {} MB)",
-        (users / 50).max(MEMBERSHIPS),
+        data::groups_for(users),
         t.elapsed(),
         source_json.len() / 1_000_000,
         target_json.len() / 1_000_000
     );
 
+    let cpu = cpu_seconds();
     let t = Instant::now();
     let parsed: Result<(SourceSnapshot, TargetSnapshot), serde_json::Error> =
         serde_json::from_str(&source_json)
             .and_then(|s| serde_json::from_str(&target_json).map(|t| (s, t)));
     let deserialize = t.elapsed();
+    let deserialize_cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
     let (source, target) = match parsed {
         Ok(p) => p,
         Err(e) => {
@@ -238,9 +151,11 @@ fn main() {
     // Reset the peak to the current resident set so VmHWM measures the planner alone.
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let rss_before = status_kb("VmRSS:");
+    let cpu = cpu_seconds();
     let t = Instant::now();
     let result = plan(&source, &target, &links, &policy, Timestamp(0));
     let planning = t.elapsed();
+    let planning_cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
     let hwm = status_kb("VmHWM:");
     // For profiling: plan again N times so the planner dominates a profile.
     let repeat: usize = std::env::var("SCIMSYNC_BENCH_REPEAT")
@@ -281,6 +196,12 @@ fn main() {
         "ratio plan/deserialize:    {:.2}",
         planning.as_secs_f64() / deserialize.as_secs_f64()
     );
+    // CPU time, all threads: steadier than wall time on a shared machine, and it does not
+    // count the planner's threads as a gain.
+    if let (Some(d), Some(p)) = (deserialize_cpu, planning_cpu) {
+        println!("CPU deserialize / plan:    {d:.2}s / {p:.2}s");
+        println!("ratio plan/deserialize CPU: {:.2}", p / d.max(0.01));
+    }
     match (reset, rss_before, hwm) {
         (true, Some(before), Some(peak)) => println!(
             "planner peak memory above inputs: {} MB, {} bytes per user",

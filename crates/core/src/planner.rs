@@ -55,7 +55,7 @@ use crate::refusals::{
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
-use index::{IdIndex, IdMap, IdSet, InlineId, map_with_capacity};
+use index::{IdIndex, IdMap, IdSet, InlineId, SmallIndex, map_with_capacity};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
@@ -373,6 +373,20 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Threads for the work spread over users and groups: by directory size and available
+    /// cores unless forced (tests of determinism).
+    fn threads_for_users(&self) -> usize {
+        if let Some(n) = self.threads {
+            n.max(1)
+        } else if self.source.users.len() >= membership::PARALLEL_FROM_USERS {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, membership::MAX_THREADS)
+        } else {
+            1
+        }
+    }
+
     /// The mapping of `user`, with the userName suffix applied.
     fn evaluate(&self, user: &'a DirectoryUser) -> MappedUser<'a> {
         let mut mapped = self.policy.mapping.evaluate(user);
@@ -462,31 +476,62 @@ impl<'a> Planner<'a> {
             );
         }
 
-        let mut target_by_id: IdIndex<'_, &TargetUser> = IdIndex::with_capacity(target.users.len());
-        for u in &target.users {
-            target_by_id.insert_first(u.id.as_str(), u);
-        }
+        // The target's indexes on one thread while the links' are built on this one (on large
+        // directories): each map is built in the same order either way.
+        let by_target = || {
+            let mut target_by_id: IdIndex<'_, &TargetUser> =
+                IdIndex::with_capacity(target.users.len());
+            let mut by_user_name: IdMap<Cow<'_, str>, &TargetUser> =
+                map_with_capacity(target.users.len());
+            for u in &target.users {
+                target_by_id.insert_first(u.id.as_str(), u);
+                by_user_name.entry(lower(&u.user_name)).or_insert(u);
+            }
+            (target_by_id, by_user_name)
+        };
         // Source id → position in `links.users`; `seen_link` marks links whose source user is
         // in the directory, the others are orphans.
-        let mut link_by_source: IdIndex<'_, usize> = IdIndex::with_capacity(links.users.len());
-        let mut seen_link: Vec<bool> = vec![false; links.users.len()];
-        let mut linked_targets: IdIndex<'_, &UserLink> = IdIndex::with_capacity(links.users.len());
-        for (n, link) in links.users.iter().enumerate() {
-            link_by_source.insert_first(link.source_id.as_str(), n);
-            linked_targets.insert_first(link.target_id.as_str(), link);
-        }
-        let mut by_external_id: IdMap<&str, &TargetUser> = IdMap::default();
-        let mut by_user_name: IdMap<Cow<'_, str>, &TargetUser> =
-            map_with_capacity(target.users.len());
-        for u in &target.users {
-            if linked_targets.get(u.id.as_str()).is_some() {
-                self.summary.managed_active_users += usize::from(u.active);
-            } else if let Some(ext) = u.external_id.as_deref() {
-                by_external_id.entry(ext).or_insert(u);
+        let by_link = || {
+            let mut link_by_source: IdIndex<'_, usize> = IdIndex::with_capacity(links.users.len());
+            let mut linked_targets: IdIndex<'_, &UserLink> =
+                IdIndex::with_capacity(links.users.len());
+            for (n, link) in links.users.iter().enumerate() {
+                link_by_source.insert_first(link.source_id.as_str(), n);
+                linked_targets.insert_first(link.target_id.as_str(), link);
             }
-            by_user_name.entry(lower(&u.user_name)).or_insert(u);
-        }
-
+            let mut by_external_id: IdMap<&str, &TargetUser> = IdMap::default();
+            let mut managed_active_users = 0;
+            for u in &target.users {
+                if linked_targets.get(u.id.as_str()).is_some() {
+                    managed_active_users += usize::from(u.active);
+                } else if let Some(ext) = u.external_id.as_deref() {
+                    by_external_id.entry(ext).or_insert(u);
+                }
+            }
+            (
+                link_by_source,
+                linked_targets,
+                by_external_id,
+                managed_active_users,
+            )
+        };
+        let (
+            (target_by_id, by_user_name),
+            (link_by_source, linked_targets, by_external_id, managed),
+        ) = if self.threads_for_users() > 1 {
+            std::thread::scope(|scope| {
+                let handle = scope.spawn(by_target);
+                let links = by_link();
+                let target = handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (target, links)
+            })
+        } else {
+            (by_target(), by_link())
+        };
+        self.summary.managed_active_users += managed;
+        let mut seen_link: Vec<bool> = vec![false; links.users.len()];
         // Sorted by id through inline keys, so comparisons do not chase each id's string.
         let mut order: Vec<(Option<InlineId>, &DirectoryUser)> = source
             .users

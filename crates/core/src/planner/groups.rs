@@ -1,6 +1,6 @@
 //! Groups: linked, adopted by name or created, renamed; then their memberships.
 
-use super::membership::{MAX_THREADS, PARALLEL_FROM_USERS, member_changes, orphan_ref};
+use super::membership::{member_changes, orphan_ref, touch};
 use super::*;
 use crate::refusals::{group_create_fingerprint, rename_fingerprint};
 
@@ -172,53 +172,63 @@ impl<'a> Planner<'a> {
         }
 
         // Desired members per provisioned group, as user indexes.
-        let mut group_index: IdIndex<'_, usize> = IdIndex::with_capacity(states.len());
+        let mut group_index = SmallIndex::with_capacity(states.len());
         for (i, s) in states.iter().enumerate() {
-            group_index.insert_first(s.source.id.as_str(), i);
+            group_index.insert_first(s.source.id.as_str(), i as u32);
         }
-        let mut desired: Vec<Vec<u32>> = vec![Vec::new(); states.len()];
-        for (ui, s) in self.users.iter().enumerate() {
-            if !s.member {
-                continue;
-            }
-            for g in &s.user.groups {
-                if let Some(&gi) = group_index.get(g.as_str()) {
-                    desired[gi].push(ui as u32);
-                }
-            }
-        }
-        // Each user's account id, inline: a group's desired members go into a small table that
-        // stays in cache while the group's current members are checked against it; only
-        // members not found there (removals, strangers, long ids) take the big owners table.
-        let keys: Vec<Option<InlineId>> = self
-            .users
-            .iter()
-            .map(|s| {
-                if s.member {
-                    s.target().and_then(|t| InlineId::new(t.id.as_str()))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        // Groups are independent: large directories spread them over a few threads. The result
-        // is the same, in the same order, whatever the number of threads.
-        let threads = if let Some(n) = self.threads {
-            n.max(1)
-        } else if self.users.len() >= PARALLEL_FROM_USERS {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .clamp(1, MAX_THREADS)
+        // Groups are independent, and so are users: large directories spread both over a few
+        // threads. The result is the same, in the same order, whatever the number of threads.
+        let threads = self.threads_for_users();
+        // Desired members per provisioned group (user indexes, ascending), and each user's
+        // account id inline: a group's desired members go into a small table that stays in
+        // cache while the group's current members are checked against it; only members not
+        // found there (removals, strangers, long ids) take the big owners table.
+        let users = &self.users;
+        let groups = states.len();
+        // Each group's desired members as the runs the threads found (in user order: the
+        // runs end to end are ascending), moved rather than copied into one list.
+        let mut keys: Vec<Option<InlineId>> = vec![None; users.len()];
+        let desired: Vec<Vec<Vec<u32>>> = if threads <= 1 {
+            let lists = desired_members(users, 0, &mut keys, &group_index, groups);
+            lists.into_iter().map(|l| vec![l]).collect()
         } else {
-            1
+            let per = users.len().div_ceil(threads).max(1);
+            let parts: Vec<Vec<Vec<u32>>> = std::thread::scope(|scope| {
+                let group_index = &group_index;
+                let handles: Vec<_> = users
+                    .chunks(per)
+                    .zip(keys.chunks_mut(per))
+                    .enumerate()
+                    .map(|(n, (part, keys))| {
+                        scope.spawn(move || {
+                            desired_members(part, n * per, keys, group_index, groups)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            });
+            let mut desired: Vec<Vec<Vec<u32>>> = (0..groups)
+                .map(|_| Vec::with_capacity(parts.len()))
+                .collect();
+            for lists in parts {
+                for (runs, list) in desired.iter_mut().zip(lists) {
+                    runs.push(list);
+                }
+            }
+            desired
         };
         let chunk = states.len().div_ceil(threads).max(1);
-        let users = &self.users;
         let changes: Vec<(Vec<UserRef>, Vec<UserRef>)> = if threads <= 1 {
             member_changes(&states, desired, users, &keys, owners)
         } else {
             let mut lists = desired.into_iter();
-            let parts: Vec<Vec<Vec<u32>>> = states
+            let parts: Vec<Vec<Vec<Vec<u32>>>> = states
                 .chunks(chunk)
                 .map(|c| lists.by_ref().take(c.len()).collect())
                 .collect();
@@ -299,4 +309,34 @@ impl<'a> Planner<'a> {
             self.push_batches(&group, remove, Vec::new(), batch);
         }
     }
+}
+
+/// The desired members of each of `groups` groups among `users` (the users from index `first`
+/// on), ascending; sets `keys` to each member's account id inline.
+fn desired_members(
+    users: &[UserState<'_>],
+    first: usize,
+    keys: &mut [Option<InlineId>],
+    group_index: &SmallIndex<'_>,
+    groups: usize,
+) -> Vec<Vec<u32>> {
+    let mut desired: Vec<Vec<u32>> = vec![Vec::new(); groups];
+    for (n, (s, key)) in users.iter().zip(keys.iter_mut()).enumerate() {
+        if !s.member {
+            continue;
+        }
+        *key = s.target().and_then(|t| InlineId::new(t.id.as_str()));
+        let ui = (first + n) as u32;
+        touch(s.user.groups.iter().map(|g| g.as_str()));
+        for g in &s.user.groups {
+            if let Some(gi) = group_index.get(g.as_str()) {
+                // Users in order: each list ascending, a group named twice pushed once.
+                let list = &mut desired[gi as usize];
+                if list.last() != Some(&ui) {
+                    list.push(ui);
+                }
+            }
+        }
+    }
+    desired
 }

@@ -80,39 +80,68 @@ const INLINE: usize = 23;
 
 /// An id stored inline, so comparing keys during a lookup reads the table alone rather than
 /// the id's string elsewhere on the heap (a cache miss per lookup at a million users).
+///
+/// The bytes are held as three big-endian words, zero-padded, read from the string with
+/// whole-word loads: copying the id byte by byte into a buffer and reading it back as words
+/// stalls on every lookup (the processor cannot forward the small stores to the wide loads).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InlineId {
+    words: [u64; 3],
     len: u8,
-    bytes: [u8; INLINE],
 }
 
 impl InlineId {
     /// The id inline, `None` when it is too long.
     pub(crate) fn new(id: &str) -> Option<Self> {
-        let len = id.len();
-        (len <= INLINE).then(|| {
-            let mut bytes = [0u8; INLINE];
-            bytes[..len].copy_from_slice(id.as_bytes());
-            Self {
-                len: len as u8,
-                bytes,
-            }
+        let b = id.as_bytes();
+        let len = b.len();
+        if len > INLINE {
+            return None;
+        }
+        let mut words = [0u64; 3];
+        let full = len / 8;
+        for (w, chunk) in words.iter_mut().zip(b.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            *w = u64::from_be_bytes(word);
+        }
+        let rest = len % 8;
+        if rest > 0 {
+            words[full] = if len >= 8 {
+                // The last 8 bytes, shifted so the `rest` new ones lead, zeros after.
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&b[len - 8..]);
+                u64::from_be_bytes(word) << ((8 - rest) * 8)
+            } else {
+                b.iter()
+                    .enumerate()
+                    .fold(0, |w, (k, &byte)| w | u64::from(byte) << (56 - 8 * k))
+            };
+        }
+        Some(Self {
+            words,
+            len: len as u8,
         })
     }
-}
 
-impl InlineId {
     /// Orders like the ids themselves (ids hold no NUL byte, so the zero padding sorts first);
     /// `Equal` for equal ids.
     pub(crate) fn cmp_bytes(&self, other: &Self) -> std::cmp::Ordering {
-        self.bytes.cmp(&other.bytes).then(self.len.cmp(&other.len))
+        self.words.cmp(&other.words).then(self.len.cmp(&other.len))
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut bytes: Vec<u8> = self.words.iter().flat_map(|w| w.to_be_bytes()).collect();
+        bytes.truncate(usize::from(self.len));
+        bytes
     }
 }
 
 impl std::hash::Hash for InlineId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u8(self.len);
-        state.write(&self.bytes);
+        state.write_u64(self.words[0] ^ u64::from(self.len));
+        state.write_u64(self.words[1]);
+        state.write_u64(self.words[2]);
     }
 }
 
@@ -125,9 +154,7 @@ pub(crate) struct IdIndex<'a, V> {
 
 impl std::fmt::Debug for InlineId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&String::from_utf8_lossy(
-            &self.bytes[..usize::from(self.len)],
-        ))
+        f.write_str(&String::from_utf8_lossy(&self.bytes()))
     }
 }
 
@@ -159,6 +186,95 @@ impl<'a, V> IdIndex<'a, V> {
     }
 }
 
+/// A small index from ids to `u32` for the lookups repeated millions of times over a few
+/// thousand keys (a user's groups): open addressing over `u32` slots, so the slots stay in the
+/// processor's first cache and a lookup costs one multiply-mix of the inline id and, mostly,
+/// one comparison. Ids too long to inline go to an ordinary map.
+#[derive(Debug)]
+pub(crate) struct SmallIndex<'a> {
+    /// 0: empty; else 1 + the position in `entries`.
+    slots: Vec<u32>,
+    entries: Vec<(InlineId, u32)>,
+    long: IdMap<&'a str, u32>,
+    mask: usize,
+}
+
+impl<'a> SmallIndex<'a> {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        let size = (n.saturating_mul(2)).next_power_of_two().max(16);
+        Self {
+            slots: vec![0; size],
+            entries: Vec::with_capacity(n),
+            long: IdMap::default(),
+            mask: size - 1,
+        }
+    }
+
+    fn first_slot(&self, k: &InlineId) -> usize {
+        let mut h =
+            k.words[0] ^ k.words[1].rotate_left(21) ^ k.words[2].rotate_left(42) ^ u64::from(k.len);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        (h as usize) & self.mask
+    }
+
+    /// Inserts unless `id` is already there (the first one wins).
+    pub(crate) fn insert_first(&mut self, id: &'a str, value: u32) {
+        let Some(k) = InlineId::new(id) else {
+            self.long.entry(id).or_insert(value);
+            return;
+        };
+        if self.entries.len() * 2 >= self.slots.len() {
+            self.grow();
+        }
+        let mut i = self.first_slot(&k);
+        loop {
+            match self.slots[i] {
+                0 => {
+                    self.entries.push((k, value));
+                    self.slots[i] = self.entries.len() as u32;
+                    return;
+                }
+                s if self.entries[s as usize - 1].0 == k => return,
+                _ => i = (i + 1) & self.mask,
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        self.slots = vec![0; size];
+        self.mask = size - 1;
+        for (n, (k, _)) in self.entries.iter().enumerate() {
+            let mut i = self.first_slot(k);
+            while self.slots[i] != 0 {
+                i = (i + 1) & self.mask;
+            }
+            self.slots[i] = n as u32 + 1;
+        }
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<u32> {
+        let Some(k) = InlineId::new(id) else {
+            return self.long.get(id).copied();
+        };
+        let mut i = self.first_slot(&k);
+        loop {
+            match self.slots[i] {
+                0 => return None,
+                s => {
+                    let (key, value) = &self.entries[s as usize - 1];
+                    if *key == k {
+                        return Some(*value);
+                    }
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +289,56 @@ mod tests {
         assert_eq!(index.get("005000000000000001"), Some(&1));
         assert_eq!(index.get(&long), Some(&2));
         assert_eq!(index.get("005000000000000002"), None);
+        assert_eq!(index.get(""), None);
+    }
+
+    #[test]
+    fn inline_ids_order_and_compare_like_their_strings() {
+        let ids = [
+            "",
+            "a",
+            "ab",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefgh\u{7f}",
+            "abcdefghijklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopqrstuvw",
+            "b",
+            "DU000000000000000001",
+            "DU000000000000000002",
+            "DU00000000000000000",
+            "005000000000000001",
+        ];
+        for a in ids {
+            let ka = InlineId::new(a).expect("short");
+            assert_eq!(format!("{ka:?}"), a);
+            for b in ids {
+                let kb = InlineId::new(b).expect("short");
+                assert_eq!(ka.cmp_bytes(&kb), a.cmp(b), "{a:?} {b:?}");
+                assert_eq!(ka == kb, a == b);
+            }
+        }
+        assert!(InlineId::new(&"x".repeat(24)).is_none());
+    }
+
+    #[test]
+    fn a_small_index_finds_what_it_holds_and_keeps_the_first() {
+        let long = "y".repeat(30);
+        let ids: Vec<String> = (0..1000).map(|g| format!("DG{g:018}")).collect();
+        let mut index = SmallIndex::with_capacity(3);
+        for (n, id) in ids.iter().enumerate() {
+            index.insert_first(id, n as u32);
+        }
+        index.insert_first(&ids[7], 99);
+        index.insert_first(&long, 5000);
+        index.insert_first(&long, 5001);
+        for (n, id) in ids.iter().enumerate() {
+            assert_eq!(index.get(id), Some(n as u32));
+        }
+        assert_eq!(index.get(&long), Some(5000));
+        assert_eq!(index.get("DG000000000000001000"), None);
         assert_eq!(index.get(""), None);
     }
 
