@@ -1256,26 +1256,7 @@ fn plan_html(out: &mut String, web: &Web, name: &str, report: &RunReport) {
 
 /// The summary line of a plan, as the dry-run table ends.
 fn summary(plan: &Plan) -> String {
-    let s = &plan.summary;
-    format!(
-        "Users: {} to create, {} to adopt, {} to update, {} to reactivate, {} to deactivate, {} unchanged. \
-         Groups: {} to create, {} to adopt, {} to rename. Members: +{} -{}. Rejected: {}. Notes: {}. \
-         Held (refused earlier, not sent again): {}.",
-        s.create_user,
-        s.adopt_user,
-        s.update_user,
-        s.reactivate_user,
-        s.deactivate_user,
-        s.unchanged_users,
-        s.create_group,
-        s.adopt_group,
-        s.rename_group,
-        s.members_added,
-        s.members_removed,
-        s.rejected,
-        s.notes,
-        s.held
-    )
+    plan.summary.line()
 }
 
 /// The approve form.

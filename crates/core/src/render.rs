@@ -79,6 +79,31 @@ impl Context<'_> {
     }
 }
 
+impl crate::plan::Summary {
+    /// The summary line a plan's table ends with.
+    pub fn line(&self) -> String {
+        format!(
+            "Users: {} to create, {} to adopt, {} to update, {} to reactivate, {} to deactivate, {} unchanged. \
+             Groups: {} to create, {} to adopt, {} to rename. Members: +{} -{}. Rejected: {}. Notes: {}. \
+             Held (refused earlier, not sent again): {}.",
+            self.create_user,
+            self.adopt_user,
+            self.update_user,
+            self.reactivate_user,
+            self.deactivate_user,
+            self.unchanged_users,
+            self.create_group,
+            self.adopt_group,
+            self.rename_group,
+            self.members_added,
+            self.members_removed,
+            self.rejected,
+            self.notes,
+            self.held
+        )
+    }
+}
+
 /// At most this many member names are listed in a table row.
 const LISTED_MEMBERS: usize = 3;
 
@@ -203,27 +228,7 @@ impl Plan {
                 );
             }
         }
-        let s = &self.summary;
-        let _ = writeln!(
-            out,
-            "\nUsers: {} to create, {} to adopt, {} to update, {} to reactivate, {} to deactivate, {} unchanged. \
-             Groups: {} to create, {} to adopt, {} to rename. Members: +{} -{}. Rejected: {}. Notes: {}. \
-             Held (refused earlier, not sent again): {}.",
-            s.create_user,
-            s.adopt_user,
-            s.update_user,
-            s.reactivate_user,
-            s.deactivate_user,
-            s.unchanged_users,
-            s.create_group,
-            s.adopt_group,
-            s.rename_group,
-            s.members_added,
-            s.members_removed,
-            s.rejected,
-            s.notes,
-            s.held
-        );
+        let _ = writeln!(out, "\n{}", self.summary.line());
         out
     }
 }
