@@ -829,7 +829,11 @@ async fn a_username_taken_elsewhere_is_held(backend: Backend, flavor: Flavor) {
     let sf = flavor.config(|r| {
         r.taken_usernames.insert(BOB.to_owned());
     });
-    let Some(w) = world(backend, generator::sample(), sf, sample_policy()).await else {
+    let mut policy = sample_policy();
+    // Salesforce's answer says "… in this or another Salesforce organization": with
+    // `organization` mapped, that word must not be taken for a refusal of the attribute.
+    policy.mapping.organization = Some(SourceAttribute::DisplayName);
+    let Some(w) = world(backend, generator::sample(), sf, policy).await else {
         return;
     };
     let first = w.run().await;

@@ -761,12 +761,20 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                     return Ok(());
                 }
             };
-            // One optional attribute named by the reason: retry without it.
-            let named: Vec<(&'static str, UserChanges)> = sending
-                .optional_writes()
-                .into_iter()
-                .filter(|(a, _)| names_attribute(&reason, a))
-                .collect();
+            let taken = code
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case("DUPLICATE_USERNAME"));
+            // One optional attribute named by the reason: retry without it. (Not for a taken
+            // userName, whose message may name other words: "another … organization".)
+            let named: Vec<(&'static str, UserChanges)> = if taken {
+                Vec::new()
+            } else {
+                sending
+                    .optional_writes()
+                    .into_iter()
+                    .filter(|(a, _)| names_attribute(&reason, a))
+                    .collect()
+            };
             if let [(attribute, single)] = &named[..] {
                 let write = split_update(single, None, &basis.catalogue_fp);
                 if let Some(w) = write.first() {
@@ -785,9 +793,6 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 continue;
             }
             lock(state).missing_users.insert(source_id.clone());
-            let taken = code
-                .as_deref()
-                .is_some_and(|c| c.eq_ignore_ascii_case("DUPLICATE_USERNAME"));
             let r = if taken {
                 self.refusal(
                     ObjectKind::User,
