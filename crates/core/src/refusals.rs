@@ -172,12 +172,21 @@ fn names_of(attribute: &str) -> &'static [&'static str] {
 /// Whether the target's `reason` names `attribute` (one of [`crate::plan::USER_ATTRIBUTES`]
 /// or `profile`): the refused write is then isolated without bisecting.
 pub fn names_attribute(reason: &str, attribute: &str) -> bool {
+    // Words start after a non-letter: `INVALID_EMAIL_ADDRESS` names emails, `entitlements`
+    // does not name the title.
     let folded: String = reason
         .chars()
-        .filter(|c| !matches!(c, '_' | '-'))
+        .map(|c| if matches!(c, '_' | '-') { ' ' } else { c })
         .flat_map(char::to_lowercase)
         .collect();
-    names_of(attribute).iter().any(|n| folded.contains(n))
+    names_of(attribute).iter().any(|n| {
+        folded.match_indices(n).any(|(at, _)| {
+            !folded[..at]
+                .chars()
+                .next_back()
+                .is_some_and(char::is_alphanumeric)
+        })
+    })
 }
 
 /// Whether a refused member write was refused for its size (too many members at once), not
@@ -220,6 +229,16 @@ mod tests {
             "name.familyName"
         ));
         assert!(!names_attribute("INVALID_FIELD:title too long", "emails"));
+        assert!(names_attribute("INVALID_EMAIL_ADDRESS: bad", "emails"));
+        assert!(names_attribute(
+            "FIELD_INTEGRITY_EXCEPTION:ProfileId",
+            "profile"
+        ));
+        assert!(
+            !names_attribute("INVALID_CROSS_REFERENCE_KEY:entitlements", "title"),
+            "a word inside another is not named"
+        );
+        assert!(names_attribute("INACTIVE_OWNER_OR_USER", "active"));
         assert!(is_size_refusal(Some("LIMIT_EXCEEDED"), ""));
         assert!(is_size_refusal(None, "the target refused x (400): tooMany"));
         assert!(!is_size_refusal(
