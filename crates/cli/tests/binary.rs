@@ -459,12 +459,10 @@ async fn the_daemon_serves_health_metrics_and_on_demand_syncs_then_stops_on_sigt
     assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn activity_follow_prints_entries_as_they_are_recorded() {
-    use scimsync_core::activity::{ActivityEntry, Outcome, Trigger};
+/// The setup's store, with a run of the demo connection started (entries need one).
+async fn store_with_a_run(s: &Setup) -> (scimsync_store::SqlStore, i64) {
+    use scimsync_core::activity::Trigger;
     use scimsync_core::ports::{NewRun, Store as _};
-    use std::io::{BufRead, BufReader};
-    let s = setup().await;
     let store = scimsync_store::SqlStore::connect(&format!(
         "sqlite://{}",
         s.dir.path().join("store.db").display()
@@ -480,6 +478,16 @@ async fn activity_follow_prints_entries_as_they_are_recorded() {
         })
         .await
         .unwrap();
+    (store, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_follow_prints_entries_as_they_are_recorded() {
+    use scimsync_core::activity::{ActivityEntry, Outcome};
+    use scimsync_core::ports::Store as _;
+    use std::io::{BufRead, BufReader};
+    let s = setup().await;
+    let (store, run) = store_with_a_run(&s).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
         .args([
             "activity",
@@ -949,25 +957,11 @@ async fn a_relative_sqlite_store_is_found_from_any_folder() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_follow_starts_at_the_end_honours_limit_and_stops_quietly() {
-    use scimsync_core::activity::{ActivityEntry, Outcome, Trigger};
-    use scimsync_core::ports::{NewRun, Store as _};
+    use scimsync_core::activity::{ActivityEntry, Outcome};
+    use scimsync_core::ports::Store as _;
     use std::io::{BufRead, BufReader, Read as _};
     let s = setup().await;
-    let store = scimsync_store::SqlStore::connect(&format!(
-        "sqlite://{}",
-        s.dir.path().join("store.db").display()
-    ))
-    .await
-    .unwrap();
-    let run = store
-        .start_run(&NewRun {
-            connection: "salesforce".into(),
-            trigger: Trigger::Manual,
-            dry_run: false,
-            started_at: scimsync_engine::now(),
-        })
-        .await
-        .unwrap();
+    let (store, run) = store_with_a_run(&s).await;
     let entry = |name: &str| ActivityEntry {
         id: 0,
         run_id: run,

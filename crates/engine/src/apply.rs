@@ -429,8 +429,9 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             ),
         );
         self.record(&entry).await?;
-        lock(state).counts.refused += 1;
-        lock(state).counts.rejected += 1;
+        let mut st = lock(state);
+        st.counts.refused += 1;
+        st.counts.rejected += 1;
         Ok(())
     }
 

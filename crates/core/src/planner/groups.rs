@@ -5,6 +5,17 @@ use super::*;
 use crate::refusals::{group_create_fingerprint, rename_fingerprint};
 
 impl<'a> Planner<'a> {
+    /// Rejects the source group `g` for its name (`displayName`).
+    fn reject_name(&mut self, g: &DirectoryGroup, name: &str, reason: String) {
+        self.reject(
+            ObjectKind::Group,
+            g.id.as_str(),
+            name,
+            "displayName",
+            reason,
+        );
+    }
+
     /// Renames the target group `t` to `name` unless it has it, or the target refused that
     /// very rename before.
     fn rename(&mut self, g: &DirectoryGroup, t: &TargetGroup, name: &str) {
@@ -83,13 +94,7 @@ impl<'a> Planner<'a> {
                         name.chars().count()
                     )
                 };
-                self.reject(
-                    ObjectKind::Group,
-                    g.id.as_str(),
-                    name,
-                    "displayName",
-                    reason,
-                );
+                self.reject_name(g, name, reason);
                 continue;
             }
             self.summary.groups_in_scope += 1;
@@ -105,26 +110,14 @@ impl<'a> Planner<'a> {
                         "target group {} named {name:?} belongs to source group {owner}; group names are unique on the target",
                         t.id
                     );
-                    self.reject(
-                        ObjectKind::Group,
-                        g.id.as_str(),
-                        name,
-                        "displayName",
-                        reason,
-                    );
+                    self.reject_name(g, name, reason);
                     continue;
                 }
                 if !claimed.insert(t.id.as_str()) {
                     let reason = format!(
                         "another source group has the name {name:?}; group names are unique on the target"
                     );
-                    self.reject(
-                        ObjectKind::Group,
-                        g.id.as_str(),
-                        name,
-                        "displayName",
-                        reason,
-                    );
+                    self.reject_name(g, name, reason);
                     continue;
                 }
                 self.summary.adopt_group += 1;
@@ -140,13 +133,7 @@ impl<'a> Planner<'a> {
                     let reason = format!(
                         "another source group has the name {name:?}; group names are unique on the target"
                     );
-                    self.reject(
-                        ObjectKind::Group,
-                        g.id.as_str(),
-                        name,
-                        "displayName",
-                        reason,
-                    );
+                    self.reject_name(g, name, reason);
                     continue;
                 }
                 if let Some(r) = self.held(
