@@ -189,6 +189,33 @@ impl SqlStore {
             })
     }
 
+    /// How many runs there are (of one connection, or of all).
+    pub async fn count_runs(&self, connection: Option<&str>) -> Result<u64, StoreError> {
+        const ALL: &str = "SELECT COUNT(*) FROM runs";
+        const ONE: &str = "SELECT COUNT(*) FROM runs WHERE connection = $1";
+        let n: Result<i64, sqlx::Error> = with_pool!(&self.backend, |pool| match connection {
+            None => sqlx::query_scalar(ALL).fetch_one(pool).await,
+            Some(name) => sqlx::query_scalar(ONE).bind(name).fetch_one(pool).await,
+        });
+        n.map(|n| u64::try_from(n).unwrap_or_default())
+            .map_err(|source| StoreError::Count {
+                table: "runs",
+                source,
+            })
+    }
+
+    /// The connections the store has runs of, by name.
+    pub async fn run_connections(&self) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT DISTINCT connection FROM runs ORDER BY connection";
+        let names: Result<Vec<String>, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            sqlx::query_scalar(SQL).fetch_all(pool).await
+        });
+        names.map_err(|source| StoreError::Count {
+            table: "runs",
+            source,
+        })
+    }
+
     /// Runs, newest first (optionally of one connection), each with its duration and its
     /// activity entries counted by outcome: what `scimsync runs` prints.
     pub async fn runs_with_stats(
