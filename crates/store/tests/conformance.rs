@@ -2144,8 +2144,27 @@ async fn counts_match_the_searches(h: &Harness) {
             .unwrap(),
         2
     );
-    assert_eq!(store.count_runs(None).await.unwrap(), 2);
-    assert_eq!(store.count_runs(Some("sf")).await.unwrap(), 1);
+    let c = store
+        .start_run(&new_run("sf", T0.plus_millis(DAY)))
+        .await
+        .unwrap();
+    assert_eq!(store.count_runs(None, None).await.unwrap(), 3);
+    assert_eq!(store.count_runs(Some("sf"), None).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .count_runs(Some("sf"), Some(T0.plus_millis(1)))
+            .await
+            .unwrap(),
+        1
+    );
+    let since: Vec<RunId> = store
+        .runs_with_stats_since(None, Some(T0.plus_millis(1)), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run.id)
+        .collect();
+    assert_eq!(since, vec![c]);
     assert_eq!(
         store.run_connections().await.unwrap(),
         vec!["other".to_owned(), "sf".to_owned()]
