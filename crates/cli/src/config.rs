@@ -21,6 +21,10 @@ use url::Url;
 
 /// Default store: a SQLite file beside the working directory.
 pub const DEFAULT_STORE_URL: &str = "sqlite://scimsync.db";
+/// Default retention of the activity log and runs (`store.retention`).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+/// The shortest retention accepted: a typo such as `90s` must not empty the log.
+pub const MIN_RETENTION: Duration = Duration::from_secs(86_400);
 /// Default listener of the daemon: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default cap on the daemon's open connections (`daemon.max_connections`).
@@ -76,6 +80,7 @@ struct RawFile {
 #[derive(Debug, Default, Deserialize)]
 struct RawStore {
     url: Option<String>,
+    retention: Option<String>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -208,6 +213,8 @@ struct RawSafety {
 pub struct Settings {
     pub path: PathBuf,
     pub store_url: String,
+    /// How long activity entries and runs are kept (`store.retention`); `None`: for ever.
+    pub retention: Option<Duration>,
     pub listen: SocketAddr,
     /// The bearer token the daemon's write endpoints (and, beyond loopback, its read
     /// endpoints) require (`daemon.token_env`, `daemon.token_file` or `daemon.token`).
@@ -228,7 +235,8 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct ConnectionSettings {
     pub name: String,
-    /// Cron schedule for the daemon (six fields, seconds first); `None`: on demand only.
+    /// Cron schedule for the daemon, in UTC (five fields as in crontab, or six with seconds
+    /// first); `None`: on demand only.
     pub schedule: Option<String>,
     /// Most operations in flight at once during a run.
     pub max_concurrency: usize,
@@ -312,6 +320,61 @@ pub fn load_store_url(
     Ok(store_url(env, raw.store.url, &base_dir))
 }
 
+/// What the store-only commands (`runs`, `activity`, `prune`) read of a configuration file:
+/// no connection is validated, so they need none of the connections' secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub url: String,
+    /// `store.retention` (`None`: `"off"`, kept for ever).
+    pub retention: Option<Duration>,
+    /// The names of the connections the file configures.
+    pub connections: Vec<String>,
+}
+
+/// [`StoreConfig`] of a configuration file, with its environment override.
+pub fn load_store_config(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<StoreConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let raw: RawFile = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let retention =
+        retention(raw.store.retention.as_deref()).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems: vec![Problem::new("store.retention", message)],
+        })?;
+    let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+    Ok(StoreConfig {
+        url: store_url(env, raw.store.url, &base_dir),
+        retention,
+        connections: raw.connections.into_iter().filter_map(|c| c.name).collect(),
+    })
+}
+
+/// `store.retention`: a duration of at least a day (`90d`, `2160h`), or `off`; default 90 days.
+fn retention(text: Option<&str>) -> Result<Option<Duration>, String> {
+    let Some(text) = text else {
+        return Ok(Some(DEFAULT_RETENTION));
+    };
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let d = crate::parse_duration(text)
+        .map_err(|e| format!("{e}, such as \"90d\"; or \"off\" to keep everything"))?;
+    if d < MIN_RETENTION {
+        return Err(format!(
+            "{text:?} is shorter than a day; use days such as \"90d\", or \"off\" to keep everything"
+        ));
+    }
+    Ok(Some(d))
+}
+
 /// The store URL: `SCIMSYNC_STORE_URL` as given, else the file's (or the default), whose
 /// relative SQLite path is resolved against the configuration file's folder.
 fn store_url(
@@ -386,7 +449,14 @@ impl Validator<'_> {
 
     fn file(&mut self, raw: RawFile, path: &Path) -> Settings {
         self.unknown("", &raw.extra, &["store", "daemon", "connections"]);
-        self.unknown("store", &raw.store.extra, &["url"]);
+        self.unknown("store", &raw.store.extra, &["url", "retention"]);
+        let retention = match retention(raw.store.retention.as_deref()) {
+            Ok(r) => r,
+            Err(message) => {
+                self.problem("store.retention", message);
+                None
+            }
+        };
         self.unknown(
             "daemon",
             &raw.daemon.extra,
@@ -465,6 +535,7 @@ impl Validator<'_> {
         Settings {
             path: path.to_owned(),
             store_url,
+            retention,
             listen,
             daemon_token,
             max_connections,
@@ -1512,6 +1583,7 @@ permission_sets = ["Sales Cloud"]
             "0 */15 * * * * * *",
             "every day",
             "0 0 25 * * *",
+            "99 * * * *",
         ] {
             let text = GOOD.replace("0 */15 * * * *", bad);
             let err = parse(&text, Path::new("c.toml"), &vars)
@@ -1519,7 +1591,12 @@ permission_sets = ["Sales Cloud"]
                 .to_string();
             assert!(err.contains("connections[0].schedule"), "{bad}: {err}");
         }
-        for good in ["0 */15 * * * *", "30 0 2 * * Mon-Fri"] {
+        for good in [
+            "0 */15 * * * *",
+            "30 0 2 * * Mon-Fri",
+            "*/15 * * * *",
+            "0 2 * * Mon-Fri",
+        ] {
             let text = GOOD.replace("0 */15 * * * *", good);
             assert!(parse(&text, Path::new("c.toml"), &vars).is_ok(), "{good}");
         }

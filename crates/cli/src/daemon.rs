@@ -229,6 +229,9 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
     }
     let scheduler = Arc::new(scheduler);
     scheduler.start(&schedules).await?;
+    if let Some(retention) = settings.retention {
+        crate::prune::spawn_daemon_pruning(Arc::clone(&store), retention, cancel.clone());
+    }
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_page))

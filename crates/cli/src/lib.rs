@@ -12,6 +12,7 @@ mod daemon;
 pub mod demo;
 mod listen;
 pub mod output;
+mod prune;
 mod web;
 mod wiring;
 
@@ -84,6 +85,38 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the Duo and Salesforce emulators in the foreground.
     Sim(SimArgs),
+    /// Delete the activity entries and runs older than the retention (`[store] retention`,
+    /// 90 days by default); the daemon does it by itself every hour.
+    Prune(PruneArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `scimsync man > scimsync.1`, or write it with a page
+    /// per subcommand into a folder (`--dir`).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The configuration file.
+    #[arg(long, short, env = "SCIMSYNC_CONFIG")]
+    pub config: PathBuf,
+    /// Count what would be deleted, and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write scimsync.1 and scimsync-SUBCOMMAND.1 into this folder instead.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -93,14 +126,20 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// How `reconcile` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
+    /// For people.
     Text,
+    /// One JSON array: an object per connection, with `connection` and `run_id`.
     Json,
+    /// The same objects, one a line.
+    Jsonl,
 }
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
+    /// The configuration file.
     #[arg(long, short, env = "SCIMSYNC_CONFIG")]
     pub config: PathBuf,
     /// Only this connection (default: all).
@@ -133,19 +172,24 @@ pub struct ReconcileArgs {
 
 #[derive(Debug, Args)]
 pub struct ActivityArgs {
+    /// The configuration file.
     #[arg(long, short, env = "SCIMSYNC_CONFIG")]
     pub config: PathBuf,
+    /// Only this connection (a configured one, or one the store has runs of).
     #[arg(long)]
     pub connection: Option<String>,
+    /// Only the entries of this run.
     #[arg(long)]
     pub run: Option<i64>,
     /// A username, source id or target id.
     #[arg(long)]
     pub user: Option<String>,
     /// An operation kind: create_user, update_user, deactivate_user, add_members, …, or
-    /// `refuse` (writes the target refused, held since), `reject`, `note`
+    /// `refuse` (writes the target refused, held since), `reject`, `note`; an unknown kind is
+    /// refused with the list of the known ones.
     #[arg(long)]
     pub op: Option<String>,
+    /// ok, failed, rejected or skipped.
     #[arg(long, value_parser = parse_outcome)]
     pub outcome: Option<Outcome>,
     /// `24h`, `7d`, `30m`, `90s` ago, or an RFC 3339 time.
@@ -158,7 +202,7 @@ pub struct ActivityArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: output::Format,
     /// Keep printing new entries as they are recorded, from the end of the log (or from
-    /// `--since`); Ctrl-C stops it.
+    /// `--since`); Ctrl-C stops it. Not with `--format json` (use `jsonl`).
     #[arg(long)]
     pub follow: bool,
 }
@@ -168,10 +212,16 @@ const DEFAULT_ACTIVITY_LIMIT: u32 = 100;
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
+    /// The configuration file.
     #[arg(long, short, env = "SCIMSYNC_CONFIG")]
     pub config: PathBuf,
+    /// Only this connection (a configured one, or one the store has runs of).
     #[arg(long)]
     pub connection: Option<String>,
+    /// Runs started `24h`, `7d`, `30m`, `90s` ago or later, or since an RFC 3339 time.
+    #[arg(long, value_parser = parse_since_now)]
+    pub since: Option<Timestamp>,
+    /// At most N runs, the newest.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
     #[arg(long, value_enum, default_value = "table")]
@@ -265,6 +315,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check(&args.config).await,
         Command::Demo(args) => demo::run(&args.dir).await,
         Command::Sim(args) => demo::sim(args).await,
+        Command::Prune(args) => prune::command(&args.config, args.dry_run).await,
+        Command::Completions(args) => completions(args.shell),
+        Command::Man(args) => man(args.dir.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -272,6 +325,48 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_CONFIG)
         }
+    }
+}
+
+/// Prints the completion script of `shell`.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "scimsync", &mut script);
+    write_stdout(&script)
+}
+
+/// Prints the manual page scimsync(1), or writes it and a page per subcommand
+/// (scimsync-reconcile(1), …) into `dir`.
+fn man(dir: Option<&Path>) -> anyhow::Result<u8> {
+    use clap::CommandFactory as _;
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating folder {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
+            println!(
+                "Wrote scimsync.1 and a page per subcommand into {}",
+                dir.display()
+            );
+            Ok(0)
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_stdout(&page)
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<u8> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
     }
 }
 
@@ -318,13 +413,6 @@ async fn open_store_at(url: &str) -> anyhow::Result<SqlStore> {
     SqlStore::connect(url)
         .await
         .with_context(|| "opening the store (store.url or SCIMSYNC_STORE_URL)")
-}
-
-/// The store of a configuration, for read-only commands: the connections (and their
-/// secrets) are not needed.
-async fn open_store_only(config: &Path) -> anyhow::Result<SqlStore> {
-    let url = config::load_store_url(config, &|k| std::env::var(k).ok())?;
-    open_store_at(&url).await
 }
 
 /// A progress bar on a terminal, plain lines otherwise.
@@ -395,6 +483,8 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
     let shutdown = shutdown_token();
     let holder = format!("{}:reconcile", holder_name());
     let mut worst = 0u8;
+    // JSON: one object per connection, printed together at the end.
+    let mut documents = Vec::new();
     for conn in selected {
         let connection = wiring::connection(conn)?;
         // A dry run changes nothing on the target: it takes no lease.
@@ -423,7 +513,7 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
             max_concurrency: conn.max_concurrency,
             cancel,
             stop_reason,
-            progress: progress(args.dry_run || args.format == ReportFormat::Json),
+            progress: progress(args.dry_run || args.format != ReportFormat::Text),
             retry_refused: args.retry_refused.as_deref().map(|u| match u.trim() {
                 "" => RetryRefused::All,
                 user => RetryRefused::User(user.to_owned()),
@@ -442,15 +532,49 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: {}", chain(&e));
+                let message = chain(&e);
+                eprintln!("error: {message}");
                 worst = worst.max(EXIT_CONFIG);
+                documents.push(serde_json::json!({
+                    "connection": conn.name,
+                    "error": message,
+                }));
                 continue;
             }
         };
-        print_report(&report, args.dry_run, args.format)?;
+        match args.format {
+            ReportFormat::Text => print_report(&report, args.dry_run),
+            ReportFormat::Json | ReportFormat::Jsonl => {
+                documents.push(report_document(&report, args.dry_run)?);
+            }
+        }
         worst = worst.max(report.exit_code());
     }
+    match args.format {
+        ReportFormat::Text => {}
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&documents)?),
+        ReportFormat::Jsonl => {
+            for d in &documents {
+                println!("{d}");
+            }
+        }
+    }
     Ok(worst)
+}
+
+/// A connection's run as JSON: the plan (dry run) or the report, with `connection` and
+/// `run_id` at the top.
+fn report_document(report: &RunReport, dry_run: bool) -> anyhow::Result<serde_json::Value> {
+    let mut doc = if dry_run {
+        serde_json::to_value(&report.plan)?
+    } else {
+        serde_json::to_value(report)?
+    };
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("connection".into(), report.connection.clone().into());
+        obj.insert("run_id".into(), report.run_id.into());
+    }
+    Ok(doc)
 }
 
 /// This process in leases: the host and the process id.
@@ -551,55 +675,57 @@ async fn wait_for_signal() {
     }
 }
 
-fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyhow::Result<()> {
-    match format {
-        ReportFormat::Json if dry_run => println!("{}", report.plan.to_json()?),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
-        ReportFormat::Text => {
-            println!("== {} (run {})", report.connection, report.run_id);
-            if let Some(trace) = &report.trace {
-                for step in trace {
-                    println!("  {:<7} {}", step.step, output::clean(&step.detail));
-                }
-                println!();
-            }
-            if dry_run {
-                // The plan's table escapes the values it shows.
-                print!("{}", report.plan.to_table_with(&report.labels));
-            }
-            if let Some(trip) = &report.guard {
-                println!("GUARD: {}", output::clean(&trip.reason));
-                println!("  to approve: {}", output::clean(&trip.how_to_approve));
-            }
-            if !dry_run {
-                println!(
-                    "{:?}: {} applied, {} failed, {} rejected ({} already logged), {} skipped (of {} planned)",
-                    report.status,
-                    report.applied,
-                    report.failed,
-                    report.rejected,
-                    report.known_rejected,
-                    report.skipped,
-                    report.plan.operations.len()
-                );
-                if report.refused > 0 || report.held > 0 {
-                    println!(
-                        "  {} write(s) refused by the target in this run and held; {} refused earlier and not sent again \
-                         (`scimsync activity --op refuse` lists them; `--retry-refused` sends them again)",
-                        report.refused, report.held
-                    );
-                }
-                if let Some(m) = &report.message {
-                    println!("  {}", output::clean(m));
-                }
-            }
+fn print_report(report: &RunReport, dry_run: bool) {
+    println!("== {} (run {})", report.connection, report.run_id);
+    if let Some(trace) = &report.trace {
+        for step in trace {
+            println!("  {:<7} {}", step.step, output::clean(&step.detail));
+        }
+        println!();
+    }
+    if dry_run {
+        // The plan's table escapes the values it shows.
+        print!("{}", report.plan.to_table_with(&report.labels));
+    }
+    if let Some(trip) = &report.guard {
+        println!("GUARD: {}", output::clean(&trip.reason));
+        println!("  to approve: {}", output::clean(&trip.how_to_approve));
+    }
+    if !dry_run {
+        println!(
+            "{:?}: {} applied, {} failed, {} rejected ({} already logged), {} skipped (of {} planned)",
+            report.status,
+            report.applied,
+            report.failed,
+            report.rejected,
+            report.known_rejected,
+            report.skipped,
+            report.plan.operations.len()
+        );
+        if report.refused > 0 || report.held > 0 {
+            println!(
+                "  {} write(s) refused by the target in this run and held; {} refused earlier and not sent again \
+                 (`scimsync activity --op refuse` lists them; `--retry-refused` sends them again)",
+                report.refused, report.held
+            );
+        }
+        if let Some(m) = &report.message {
+            println!("  {}", output::clean(m));
         }
     }
-    Ok(())
 }
 
 async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
-    let store = open_store_only(&args.config).await?;
+    if args.follow && args.format == output::Format::Json {
+        anyhow::bail!(
+            "--follow prints entries as they are recorded, which one JSON array cannot: use --format jsonl (or table, csv)"
+        );
+    }
+    let (store, config) = open_store_for_reading(&args.config).await?;
+    check_connection(&store, &config, args.connection.as_deref()).await?;
+    if let Some(op) = &args.op {
+        check_op(&store, op).await?;
+    }
     // Following starts at the end: the newest id of the whole log now (read before the first
     // batch, so nothing recorded in between is missed).
     let end = if args.follow {
@@ -641,6 +767,11 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
         output::activity_laid_out(&entries, args.format, true, layout)
     );
     if !args.follow {
+        let shown = entries.len() as u64;
+        if query.limit.is_some_and(|l| u64::from(l) <= shown) {
+            let all = store.count_activity(&query).await?;
+            print_more(all.saturating_sub(shown), args.format);
+        }
         return Ok(0);
     }
     use std::io::Write as _;
@@ -680,12 +811,92 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
 }
 
 async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
-    let store = open_store_only(&args.config).await?;
+    let (store, config) = open_store_for_reading(&args.config).await?;
+    let connection = args.connection.as_deref();
+    check_connection(&store, &config, connection).await?;
     let runs = store
-        .runs_with_stats(args.connection.as_deref(), args.limit)
+        .runs_with_stats_since(connection, args.since, args.limit)
         .await?;
     print!("{}", output::runs(&runs, args.format));
+    let shown = runs.len() as u64;
+    if u64::from(args.limit) <= shown {
+        let all = store.count_runs(connection, args.since).await?;
+        print_more(all.saturating_sub(shown), args.format);
+    }
     Ok(0)
+}
+
+/// Says how many more rows the limit left out: after a table, or on stderr beside a machine
+/// format (its stdout stays parseable).
+fn print_more(more: u64, format: output::Format) {
+    if more == 0 {
+        return;
+    }
+    let line = output::more_line(more);
+    match format {
+        output::Format::Table => println!("{line}"),
+        _ => eprintln!("{line}"),
+    }
+}
+
+/// The store and what the configuration says of it, for the read-only commands (no
+/// connection's secrets are needed).
+async fn open_store_for_reading(config: &Path) -> anyhow::Result<(SqlStore, config::StoreConfig)> {
+    let settings = config::load_store_config(config, &|k| std::env::var(k).ok())?;
+    let store = open_store_at(&settings.url).await?;
+    Ok((store, settings))
+}
+
+/// `--connection NAME` names a configured connection, or one the store has runs of.
+async fn check_connection(
+    store: &SqlStore,
+    config: &config::StoreConfig,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(name) = name else { return Ok(()) };
+    if config.connections.iter().any(|c| c == name) {
+        return Ok(());
+    }
+    let recorded = store.run_connections().await?;
+    if recorded.iter().any(|c| c == name) {
+        return Ok(());
+    }
+    let mut known: Vec<&str> = config.connections.iter().map(String::as_str).collect();
+    let mut earlier: Vec<&str> = recorded
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !known.contains(r))
+        .collect();
+    let mut message = format!(
+        "--connection {}: no such connection; the configuration has: {}",
+        output::clean(name),
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.sort_unstable();
+            known.join(", ")
+        }
+    );
+    if !earlier.is_empty() {
+        earlier.sort_unstable();
+        message.push_str(&format!(
+            " (and the store has runs of: {})",
+            earlier.join(", ")
+        ));
+    }
+    anyhow::bail!(message)
+}
+
+/// `--op KIND` names an operation kind the engine writes, or one the log holds.
+async fn check_op(store: &SqlStore, op: &str) -> anyhow::Result<()> {
+    if scimsync_core::activity::OPS.contains(&op) || store.has_activity_op(op).await? {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "--op {}: no such operation kind; use one of: {}",
+        output::clean(op),
+        scimsync_core::activity::OPS.join(", ")
+    )
 }
 
 async fn check(path: &Path) -> anyhow::Result<u8> {
@@ -714,8 +925,22 @@ async fn check(path: &Path) -> anyhow::Result<u8> {
             println!("✗ store: {e:#}");
         }
     }
+    match settings.retention {
+        Some(r) => println!(
+            "✓ retention: activity entries and runs older than {} days are pruned (store.retention)",
+            r.as_secs() / 86_400
+        ),
+        None => println!("✓ retention: off, the activity log and runs are kept for ever"),
+    }
     for conn in &settings.connections {
         println!("== {}", conn.name);
+        if let Some(schedule) = &conn.schedule {
+            println!(
+                "✓ schedule: {schedule:?}, read in {} ({} fields)",
+                scimsync_engine::scheduler::SCHEDULE_TIMEZONE,
+                schedule.split_whitespace().count()
+            );
+        }
         for step in wiring::check(conn).await {
             let mark = match (step.ok, step.warning) {
                 (false, _) => "✗",

@@ -380,14 +380,14 @@ fn badge(class: &str, text: &str) -> String {
     )
 }
 
-/// The next time a six-field cron schedule (seconds first, as the scheduler reads it) fires
-/// after `now`, in UTC like the scheduler.
+/// The next time a cron schedule (five fields, or six with seconds first, read as the
+/// scheduler reads it) fires after `now`, in UTC like the scheduler.
 pub(crate) fn next_run(schedule: &str, now: Timestamp) -> Option<Timestamp> {
     let cron = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
         .dom_and_dow(true)
         .build()
-        .parse(schedule)
+        .parse(&scimsync_engine::scheduler::cron_expression(schedule))
         .ok()?;
     let start = chrono::DateTime::from_timestamp_millis(now.millis())?;
     let next = cron.find_next_occurrence(&start, false).ok()?;
@@ -1461,6 +1461,11 @@ mod tests {
         assert_eq!(
             next_run("0 */15 * * * *", at),
             Some(Timestamp::from_millis(900_000))
+        );
+        assert_eq!(
+            next_run("*/15 * * * *", at),
+            Some(Timestamp::from_millis(900_000)),
+            "five fields read as the scheduler reads them"
         );
         assert_eq!(next_run("not a schedule", at), None);
     }

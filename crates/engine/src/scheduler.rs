@@ -5,8 +5,9 @@
 //! never run the same connection together. The lease has a time to live and is renewed while
 //! the run lasts; when its holder dies, the lease expires and another daemon takes over.
 //!
-//! Schedules use tokio-cron-scheduler's syntax: six fields, seconds first
-//! (`0 */15 * * * *` = every 15 minutes).
+//! Schedules are cron expressions read in UTC: five fields, minute first, as in crontab
+//! (`*/15 * * * *` = every 15 minutes), or six with seconds first as tokio-cron-scheduler reads
+//! them (`0 */15 * * * *`). A five-field expression runs at second 0 ([`cron_expression`]).
 
 use crate::lease::{self, DEFAULT_LEASE_TTL};
 use crate::metrics::Metrics;
@@ -70,7 +71,7 @@ pub enum SchedulerError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
-        "schedule {schedule:?} of connection {connection:?} is not valid (six fields, seconds first: \"0 */15 * * * *\")"
+        "schedule {schedule:?} of connection {connection:?} is not valid (five fields as in crontab, \"*/15 * * * *\", or six with seconds first, \"0 */15 * * * *\")"
     )]
     Schedule {
         connection: String,
@@ -82,16 +83,31 @@ pub enum SchedulerError {
     Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
 }
 
+/// The timezone schedules are read in.
+pub const SCHEDULE_TIMEZONE: &str = "UTC";
+
+/// A schedule as the scheduler's parser reads it: six fields, seconds first. A five-field
+/// (crontab) expression gets second 0 in front; anything else is left as it is.
+pub fn cron_expression(schedule: &str) -> std::borrow::Cow<'_, str> {
+    if schedule.split_whitespace().count() == 5 {
+        std::borrow::Cow::Owned(format!("0 {}", schedule.trim()))
+    } else {
+        std::borrow::Cow::Borrowed(schedule)
+    }
+}
+
 /// Checks a schedule with the very parser the scheduler uses (for `check` and configuration
-/// validation): six fields, seconds first.
+/// validation): five fields (minute first) or six (seconds first).
 pub fn check_schedule(schedule: &str) -> Result<(), String> {
-    tokio_cron_scheduler::Job::new_async(schedule, |_id, _lock| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "{schedule:?} is not a cron schedule the scheduler accepts (six fields, seconds first, such as \"0 */15 * * * *\"): {e}"
-            )
-        })
+    tokio_cron_scheduler::Job::new_async(cron_expression(schedule).as_ref(), |_id, _lock| {
+        Box::pin(async {})
+    })
+    .map(|_| ())
+    .map_err(|e| {
+        format!(
+            "{schedule:?} is not a cron schedule the scheduler accepts (five fields as in crontab, such as \"*/15 * * * *\", or six with seconds first, such as \"0 */15 * * * *\"): {e}"
+        )
+    })
 }
 
 /// Logs when the scheduler `$cron` next runs connection `$connection` (job `$id`), in UTC
@@ -193,7 +209,7 @@ impl<St: Store + 'static> Scheduler<St> {
             }
             let me = Arc::clone(self);
             let conn = name.clone();
-            let job = tokio_cron_scheduler::Job::new_async(schedule.as_str(), move |id, mut cron| {
+            let job = tokio_cron_scheduler::Job::new_async(cron_expression(schedule).as_ref(), move |id, mut cron| {
                 let me = Arc::clone(&me);
                 let conn = conn.clone();
                 Box::pin(async move {
@@ -361,5 +377,22 @@ impl<St: Store + 'static> Scheduler<St> {
 
     pub fn connections(&self) -> impl Iterator<Item = &str> {
         self.jobs.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod schedule_tests {
+    use super::*;
+
+    #[test]
+    fn five_field_schedules_run_at_second_zero_and_six_fields_are_kept() {
+        assert_eq!(cron_expression("*/15 * * * *"), "0 */15 * * * *");
+        assert_eq!(cron_expression(" 0 2 * * Mon-Fri "), "0 0 2 * * Mon-Fri");
+        assert_eq!(cron_expression("30 0 2 * * Mon-Fri"), "30 0 2 * * Mon-Fri");
+        assert!(check_schedule("*/15 * * * *").is_ok());
+        assert!(check_schedule("0 */15 * * * *").is_ok());
+        let err = check_schedule("99 * * * *").unwrap_err();
+        assert!(err.contains("five fields as in crontab"), "{err}");
     }
 }
