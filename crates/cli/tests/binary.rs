@@ -143,7 +143,10 @@ async fn dry_run_json_reconcile_and_activity_csv() {
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // One array, an object per connection.
+    let plan = &plans[0];
+    assert_eq!(plan["connection"], "salesforce");
     for field in ["operations", "rejected", "notes", "summary"] {
         assert!(plan.get(field).is_some(), "{field} missing");
     }
@@ -1244,4 +1247,481 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
             .any(|v| v["fields"]["message"] == "Reconcile finished."),
         "a scheduled run in between: {lines:?}"
     );
+}
+
+/// `scimsync ARGS` in `dir`, off the test's runtime.
+async fn scimsync_async(args: &[&str], dir: &Path) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        scimsync(&args, &dir)
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether `text` is an RFC 3339 UTC time as scimsync prints them: `2026-11-22T10:00:00.000Z`.
+fn is_utc_time(text: &str) -> bool {
+    text.len() == 24
+        && text.ends_with('Z')
+        && chrono::DateTime::parse_from_rfc3339(text)
+            .is_ok_and(|t| t.offset().local_minus_utc() == 0)
+}
+
+/// Issue 12: one time format (RFC 3339 UTC with `Z`) in every format; `json` one array,
+/// `jsonl` one object a line; a cut listing says how many more; documents name their
+/// connection and run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_output_is_consistent_across_commands() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path();
+    // A second connection, a copy of the first.
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    let first = configured.find("[[connections]]").unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{configured}\n{}",
+            configured[first..].replace("name = \"salesforce\"", "name = \"second\"")
+        ),
+    )
+    .unwrap();
+
+    let out = scimsync_async(
+        &[
+            "reconcile",
+            "--config",
+            &config,
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plans = plans.as_array().expect("one JSON array");
+    assert_eq!(plans.len(), 2, "{plans:?}");
+    for (plan, name) in plans.iter().zip(["salesforce", "second"]) {
+        assert_eq!(plan["connection"], name);
+        assert!(plan["run_id"].as_i64().is_some(), "{plan}");
+        assert_eq!(plan["operations"][0]["op"], "create_group");
+    }
+    let out = scimsync_async(
+        &[
+            "reconcile",
+            "--config",
+            &config,
+            "--dry-run",
+            "--format",
+            "jsonl",
+        ],
+        dir,
+    )
+    .await;
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["connection"], "second");
+
+    let out = scimsync_async(
+        &[
+            "reconcile",
+            "--config",
+            &config,
+            "--connection",
+            "salesforce",
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // activity: JSON array, JSON lines, CSV and table, all with the same time format.
+    let out = scimsync_async(
+        &[
+            "activity", "--config", &config, "--format", "json", "--limit", "2",
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries.len(), 2);
+    for e in &entries {
+        assert!(is_utc_time(e["at"].as_str().unwrap()), "{e}");
+        assert_eq!(e["connection"], "salesforce");
+        assert!(e["run_id"].as_i64().is_some());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(" more — use --limit or --since"),
+        "the cut is said on stderr beside JSON: {stderr}"
+    );
+    let out = scimsync_async(
+        &[
+            "activity", "--config", &config, "--format", "jsonl", "--limit", "3",
+        ],
+        dir,
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    for line in stdout.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(is_utc_time(e["at"].as_str().unwrap()), "{e}");
+    }
+    let out = scimsync_async(
+        &[
+            "activity", "--config", &config, "--format", "csv", "--limit", "1",
+        ],
+        dir,
+    )
+    .await;
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let row = csv.lines().nth(1).unwrap();
+    assert!(is_utc_time(row.split(',').nth(1).unwrap()), "{row}");
+    let all = scimsync_async(&["activity", "--config", &config, "--limit", "100000"], dir).await;
+    let total = String::from_utf8_lossy(&all.stdout).lines().count() - 1;
+    assert!(total > 5, "{}", text(&all));
+    let out = scimsync_async(&["activity", "--config", &config, "--limit", "5"], dir).await;
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 7, "header, 5 rows, the cut: {table}");
+    assert!(
+        is_utc_time(lines[1].split_whitespace().nth(1).unwrap()),
+        "{table}"
+    );
+    assert_eq!(
+        lines[6],
+        format!("{} more — use --limit or --since", total - 5)
+    );
+    assert!(
+        !String::from_utf8_lossy(&all.stdout).contains(" more — "),
+        "nothing cut, nothing said"
+    );
+
+    // runs: the same.
+    let out = scimsync_async(&["runs", "--config", &config, "--format", "json"], dir).await;
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        runs.len(),
+        5,
+        "two dry runs of each connection, a run: {runs:?}"
+    );
+    for r in &runs {
+        assert!(is_utc_time(r["started_at"].as_str().unwrap()), "{r}");
+        assert!(r["id"].as_i64().is_some() && r["connection"].is_string());
+    }
+    let out = scimsync_async(&["runs", "--config", &config, "--limit", "1"], dir).await;
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        is_utc_time(lines[1].split_whitespace().nth(4).unwrap()),
+        "{table}"
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some("4 more — use --limit or --since")
+    );
+    let out = scimsync_async(
+        &[
+            "runs", "--config", &config, "--format", "jsonl", "--since", "1h",
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+}
+
+/// Issue 12: a filter value that matches nothing because it is misspelt is refused with the
+/// valid ones, exit code 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_filter_values_are_refused_with_the_valid_ones() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path();
+    for (args, expected) in [
+        (
+            vec!["activity", "--op", "frobnicate"],
+            vec!["frobnicate", "create_user", "deactivate_user", "refuse"],
+        ),
+        (
+            vec!["activity", "--outcome", "great"],
+            vec!["great", "ok, failed, rejected or skipped"],
+        ),
+        (
+            vec!["activity", "--connection", "nosuch"],
+            vec!["nosuch", "the configuration has: salesforce"],
+        ),
+        (
+            vec!["runs", "--connection", "nosuch"],
+            vec!["nosuch", "the configuration has: salesforce"],
+        ),
+        (
+            vec!["activity", "--follow", "--format", "json"],
+            vec!["--format jsonl"],
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--config", config.as_str()]);
+        let out = scimsync_async(&all, dir).await;
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        for e in expected {
+            assert!(said.contains(e), "{args:?}: {e:?} missing from {said}");
+        }
+    }
+    // Known values pass, even with nothing logged yet.
+    for args in [
+        vec!["activity", "--op", "refuse"],
+        vec!["activity", "--connection", "salesforce"],
+        vec!["runs", "--connection", "salesforce"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--config", config.as_str()]);
+        let out = scimsync_async(&all, dir).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    }
+}
+
+/// Issue 12: `scimsync completions SHELL` and `scimsync man` come from the command definitions.
+#[test]
+fn completions_and_the_manual_page_know_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let subcommands = [
+        "reconcile",
+        "daemon",
+        "activity",
+        "runs",
+        "check",
+        "prune",
+        "completions",
+        "man",
+    ];
+    for shell in ["bash", "zsh", "fish"] {
+        let out = scimsync(&["completions", shell], dir.path());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        for sub in subcommands {
+            assert!(script.contains(sub), "{shell}: {sub} missing");
+        }
+        assert!(script.contains("dry-run"), "{shell}: options too");
+    }
+    let out = scimsync(&["completions", "tcsh"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let out = scimsync(&["man"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH scimsync 1"), "{page}");
+    for sub in subcommands {
+        assert!(
+            page.contains(&format!("scimsync\\-{}(1)", sub.replace('-', "\\-"))),
+            "{sub} missing from the page"
+        );
+    }
+    let out = scimsync(&["man", "--dir", "pages"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let prune = std::fs::read_to_string(dir.path().join("pages/scimsync-prune.1")).unwrap();
+    assert!(prune.contains("\\-\\-dry\\-run"), "{prune}");
+    assert!(dir.path().join("pages/scimsync.1").is_file());
+}
+
+/// Old history in the setup's store: a finished run of the demo connection 100 days ago with
+/// two entries, then a run started now with one.
+async fn store_with_old_history(s: &Setup) {
+    use scimsync_core::activity::{ActivityEntry, Outcome, RunStatus, Trigger};
+    use scimsync_core::ports::{NewRun, RunEnd, Store as _};
+    let (store, recent) = store_with_a_run(s).await;
+    let long_ago = scimsync_engine::now().plus_millis(-100 * 86_400_000);
+    let old = store
+        .start_run(&NewRun {
+            connection: "salesforce".into(),
+            trigger: Trigger::Schedule,
+            dry_run: false,
+            started_at: long_ago,
+        })
+        .await
+        .unwrap();
+    store
+        .finish_run(
+            old,
+            &RunEnd {
+                status: RunStatus::Partial,
+                finished_at: long_ago.plus_millis(1_000),
+                source_users: None,
+                planned: 2,
+                applied: 2,
+                failed: 0,
+                rejected: 0,
+                skipped: 0,
+                message: None,
+            },
+        )
+        .await
+        .unwrap();
+    for (run, at, name) in [
+        (old, long_ago, "old.one@example.com"),
+        (old, long_ago, "old.two@example.com"),
+        (recent, scimsync_engine::now(), "recent@example.com"),
+    ] {
+        store
+            .record(&ActivityEntry {
+                id: 0,
+                run_id: run,
+                connection: "salesforce".into(),
+                at,
+                op: "create_user".into(),
+                outcome: Outcome::Ok,
+                object: "user".into(),
+                source_id: None,
+                target_id: None,
+                name: name.into(),
+                detail: "created".into(),
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+}
+
+/// Issue 12: `scimsync prune [--dry-run]` deletes what is older than `store.retention`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_the_history_older_than_the_retention() {
+    let s = setup().await;
+    store_with_old_history(&s).await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path();
+    let out = scimsync_async(&["prune", "--config", &config, "--dry-run"], dir).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("Would prune 2 activity entries and 1 run older than 90 days"),
+        "{}",
+        text(&out)
+    );
+    let listed = scimsync_async(&["activity", "--config", &config], dir).await;
+    assert!(
+        text(&listed).contains("old.one@example.com"),
+        "the dry run deleted nothing"
+    );
+
+    let out = scimsync_async(&["prune", "--config", &config], dir).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("Pruned 2 activity entries and 1 run older than 90 days"),
+        "{}",
+        text(&out)
+    );
+    let listed = text(&scimsync_async(&["activity", "--config", &config], dir).await);
+    assert!(
+        !listed.contains("old.one@example.com") && listed.contains("recent@example.com"),
+        "{listed}"
+    );
+    let runs = text(&scimsync_async(&["runs", "--config", &config], dir).await);
+    assert_eq!(runs.lines().count(), 2, "the running run stays: {runs}");
+
+    // A retention shorter than a day is refused (a typo must not empty the log); off is off.
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    for (retention, code, said) in [
+        ("30s", 2, "store.retention: \"30s\" is shorter than a day"),
+        ("off", 0, "Retention is off"),
+    ] {
+        std::fs::write(
+            &s.config,
+            configured.replacen(
+                "[store]\n",
+                &format!("[store]\nretention = \"{retention}\"\n"),
+                1,
+            ),
+        )
+        .unwrap();
+        let out = scimsync_async(&["prune", "--config", &config], dir).await;
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+        assert!(text(&out).contains(said), "{}", text(&out));
+    }
+}
+
+/// Issue 12: the daemon prunes by itself (soon after it starts), and reads a five-field
+/// (crontab) schedule in UTC, at second 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_prunes_old_history_and_reads_five_field_schedules() {
+    use std::io::{BufRead, BufReader};
+    let s = setup().await;
+    store_with_old_history(&s).await;
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        configured.replace(
+            "schedule = \"0 */15 * * * *\"",
+            "schedule = \"*/5 * * * *\"",
+        ),
+    )
+    .unwrap();
+    with_daemon_token(&s.config, "");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args([
+            "daemon",
+            "--config",
+            s.config.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
+        .env_remove("SCIMSYNC_LOG")
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let done = line.contains("Pruned the activity entries");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || reader.join().unwrap()),
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.expect("a prune within 30 s").unwrap();
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let next = parsed
+        .iter()
+        .find(|v| v["fields"]["message"] == "Next run scheduled.")
+        .expect("the schedule was accepted");
+    let at = next["fields"]["next"].as_str().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    use chrono::Timelike as _;
+    assert_eq!((at.second(), at.minute() % 5), (0, 0), "{at}");
+    let pruned = parsed.last().unwrap();
+    assert_eq!(pruned["fields"]["activity"], 2, "{pruned}");
+    assert_eq!(pruned["fields"]["runs"], 1, "{pruned}");
+    let listed = text(
+        &scimsync_async(
+            &["activity", "--config", s.config.to_str().unwrap()],
+            s.dir.path(),
+        )
+        .await,
+    );
+    assert!(!listed.contains("old.one@example.com"), "{listed}");
 }
