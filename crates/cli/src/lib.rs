@@ -564,7 +564,10 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
 
 /// A connection's run as JSON: the plan (dry run) or the report, with `connection` and
 /// `run_id` at the top.
-fn report_document(report: &RunReport, dry_run: bool) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn report_document(
+    report: &RunReport,
+    dry_run: bool,
+) -> anyhow::Result<serde_json::Value> {
     let mut doc = if dry_run {
         serde_json::to_value(&report.plan)?
     } else {

@@ -23,9 +23,9 @@ pub fn more_line(more: u64) -> String {
     format!("{more} more — use --limit or --since")
 }
 
-/// `values` as one pretty-printed JSON array.
+/// `values` as one JSON array, on one line.
 fn json_array<T: serde::Serialize>(values: &[T]) -> String {
-    serde_json::to_string_pretty(values).unwrap_or_else(|_| "[]".into()) + "\n"
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".into()) + "\n"
 }
 
 /// `values` as JSON lines.

@@ -20,8 +20,9 @@
 //!   and the new plan is shown.
 //!
 //! `?format=csv` and `?format=json` on the runs, activity and user pages download what the page
-//! shows in the formats of `scimsync runs` and `scimsync activity` (JSON: one object a line);
-//! `?format=json` on a plan page gives the JSON of `scimsync reconcile --dry-run --format json`.
+//! shows in the formats of `scimsync runs` and `scimsync activity` (JSON: one array);
+//! `?format=json` on a plan page gives the connection's object of
+//! `scimsync reconcile --dry-run --format json` (the plan with `connection` and `run_id`).
 //!
 //! # Rendering
 //! Plain functions write HTML into a `String`: the pages are few and small, and a template
@@ -1117,7 +1118,10 @@ async fn plan_page(
         return download(
             "application/json",
             &format!("plan-{name}.json"),
-            report.plan.to_json().unwrap_or_default() + "\n",
+            crate::report_document(&report, true)
+                .and_then(|doc| Ok(serde_json::to_string_pretty(&doc)?))
+                .unwrap_or_default()
+                + "\n",
         );
     }
     let mut body = String::new();
