@@ -1663,6 +1663,22 @@ async fn the_daemon_prunes_old_history_and_reads_five_field_schedules() {
         ),
     )
     .unwrap();
+    let checked = scimsync_async(
+        &["check", "--config", s.config.to_str().unwrap()],
+        s.dir.path(),
+    )
+    .await;
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    for said in [
+        "✓ schedule: \"*/5 * * * *\", read in UTC (5 fields)",
+        "✓ retention: activity entries and runs older than 90 days are pruned",
+    ] {
+        assert!(
+            text(&checked).contains(said),
+            "{said:?}: {}",
+            text(&checked)
+        );
+    }
     with_daemon_token(&s.config, "");
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
