@@ -496,6 +496,10 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
                 None if shutdown.is_cancelled() => return Ok(worst.max(1)),
                 None => {
                     worst = worst.max(EXIT_LEASED);
+                    documents.push(serde_json::json!({
+                        "connection": conn.name,
+                        "error": "the connection is being run elsewhere (its lease is held): nothing was done",
+                    }));
                     continue;
                 }
             }
