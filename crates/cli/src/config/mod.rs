@@ -1,12 +1,11 @@
 //! The configuration file: TOML, with environment overrides; secrets from the environment or
 //! files. `config/example.toml` documents every key.
 //!
-//! Loading goes in two steps: the file is parsed into the raw structs of [`raw`] (serde finds
-//! the keys no struct reads), then [`validate`]d into [`Settings`], which cannot be invalid.
-//! Validation reports every problem at once, each with its path
+//! Loading goes in two steps: the file is parsed into the raw structs of `raw` (serde finds
+//! the keys no struct reads), then validated (`validate`) into [`Settings`], which cannot be
+//! invalid. Validation reports every problem at once, each with its path
 //! (`connections[0].governance.group_rules[2].profile: …`). Each section has its module:
-//! [`daemon`], [`store`], [`source`], [`target`], [`policy`] (scope, governance, safety) and
-//! [`mapping`].
+//! `daemon`, `store`, `source`, `target`, `policy` (scope, governance, safety) and `mapping`.
 
 mod daemon;
 mod mapping;
