@@ -88,6 +88,7 @@ struct RawDaemon {
     token_file: Option<PathBuf>,
     max_connections: Option<u64>,
     header_timeout_seconds: Option<u64>,
+    stuck_after_seconds: Option<u64>,
     #[serde(flatten)]
     extra: Extra,
 }
@@ -217,6 +218,10 @@ pub struct Settings {
     /// Time a client has to send a request's headers (from connecting or from the last
     /// response) before the daemon closes the connection.
     pub header_timeout: Duration,
+    /// How long a run may go before `/readyz` and `/healthz` call its connection stuck
+    /// (`daemon.stuck_after_seconds`); `None`: three times the schedule's interval, at least
+    /// 30 minutes (an hour for a connection without schedule).
+    pub stuck_after: Option<Duration>,
     pub connections: Vec<ConnectionSettings>,
     /// Files or keys holding secrets inline (warned about when the file is readable by others).
     pub inline_secrets: Vec<String>,
@@ -397,6 +402,7 @@ impl Validator<'_> {
                 "token_file",
                 "max_connections",
                 "header_timeout_seconds",
+                "stuck_after_seconds",
             ],
         );
         let daemon_token = if raw.daemon.token.is_some()
@@ -425,6 +431,19 @@ impl Validator<'_> {
             DEFAULT_HEADER_TIMEOUT.as_secs(),
             1..=3_600,
         ));
+        let stuck_after = match raw.daemon.stuck_after_seconds {
+            Some(s @ 1..=604_800) => Some(Duration::from_secs(s)),
+            Some(s) => {
+                self.problem(
+                    "daemon.stuck_after_seconds",
+                    format!(
+                        "{s} is out of range: use 1 to 604800 (without it: three times the schedule's interval, at least 1800)"
+                    ),
+                );
+                None
+            }
+            None => None,
+        };
         let store_url = store_url(self.env, raw.store.url, &self.base_dir);
         let listen_text = (self.env)("SCIMSYNC_LISTEN")
             .or(raw.daemon.listen)
@@ -469,6 +488,7 @@ impl Validator<'_> {
             daemon_token,
             max_connections,
             header_timeout,
+            stuck_after,
             connections,
             inline_secrets: Vec::new(),
             secret_files: Vec::new(),

@@ -448,7 +448,10 @@ async fn the_daemon_serves_health_metrics_and_on_demand_syncs_then_stops_on_sigt
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("scimsync_target_api_usage"), "{metrics}");
+    assert!(
+        metrics.contains("scimsync_target_api_calls_used{"),
+        "{metrics}"
+    );
     assert!(s.sf.inspect().users().len() > 10);
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -1244,4 +1247,198 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
             .any(|v| v["fields"]["message"] == "Reconcile finished."),
         "a scheduled run in between: {lines:?}"
     );
+}
+
+/// GETs a page of the daemon: status and body.
+async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Polls `url` until `done` holds for its answer (30 s at most); the last answer.
+async fn poll(
+    http: &reqwest::Client,
+    url: &str,
+    done: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let mut last = (0, String::new());
+    for _ in 0..300 {
+        last = get(http, url).await;
+        if done(last.0, &last.1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// A daemon killed when dropped (a failed assertion leaves none behind).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the daemon of a setup on `port`, with the token.
+fn start_daemon(s: &Setup, port: u16) -> Daemon {
+    Daemon(
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(["daemon", "--config", s.config.to_str().unwrap()])
+            .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+            .env(TOKEN_VAR, TOKEN)
+            .env_remove("SCIMSYNC_STORE_URL")
+            .current_dir(s.dir.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Issue 12, items 1 and 2: `/metrics` has one metric per quantity (last status, duration,
+/// guard holds, held refusals, next run, build); `/readyz` says 503 naming the connection
+/// whose guard holds deactivations (also after a restart) or whose run is stuck, and
+/// `/healthz` says 503 while this daemon's run is stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reports_readiness_stuck_runs_and_every_metric() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    with_daemon_token(&s.config, "stuck_after_seconds = 3");
+    let port = free_port();
+    let child = start_daemon(&s, port);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(wait_healthy(&http, &base).await);
+    let (status, body) = get(&http, &format!("{base}/readyz")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "{\"problems\":[],\"ready\":true}\n")
+    );
+    let (_, metrics) = get(&http, &format!("{base}/metrics")).await;
+    for expected in [
+        format!(
+            "scimsync_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "scimsync_next_run_timestamp_seconds{connection=\"salesforce\"} ".to_owned(),
+        "scimsync_guard_held_deactivations{connection=\"salesforce\"} 0".to_owned(),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} in {metrics}");
+    }
+    let next: f64 = metric_value(&metrics, "scimsync_next_run_timestamp_seconds{");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        next > now && next <= now + 900.0,
+        "within 15 minutes: {next}"
+    );
+
+    let sync = format!("{base}/connections/salesforce/sync");
+    let r = http.post(&sync).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let (_, metrics) = poll(&http, &format!("{base}/metrics"), |_, m| {
+        m.contains("scimsync_runs_total{")
+    })
+    .await;
+    for expected in [
+        // The sample directory has records the plan rejects.
+        "scimsync_last_run_status{connection=\"salesforce\",status=\"partial\"} 1",
+        "scimsync_last_run_status{connection=\"salesforce\",status=\"succeeded\"} 0",
+        "scimsync_last_run_status{connection=\"salesforce\",status=\"failed\"} 0",
+        "scimsync_held_refusals{connection=\"salesforce\"} 0",
+        "scimsync_run_started_timestamp_seconds{connection=\"salesforce\"} 0.0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == expected),
+            "{expected} in {metrics}"
+        );
+    }
+    assert!(metric_value(&metrics, "scimsync_last_run_duration_seconds{") > 0.0);
+    assert!(
+        !metrics.contains("kind=\"used\""),
+        "used and limit are two metrics: {metrics}"
+    );
+    assert!(metrics.contains("scimsync_target_api_calls_limit{connection=\"salesforce\"}"));
+
+    // Eight people leave: over the guard's 20%, the deactivations are held.
+    s._duo.dataset().edit(|d| {
+        let keep = d.users.len() - 8;
+        d.users.truncate(keep);
+    });
+    let r = http.post(&sync).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let (status, body) = poll(&http, &format!("{base}/readyz"), |s, _| s == 503).await;
+    assert_eq!(status, 503, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["ready"], false);
+    assert_eq!(json["problems"][0]["connection"], "salesforce", "{body}");
+    assert_eq!(json["problems"][0]["problem"], "guarded", "{body}");
+    let (_, metrics) = get(&http, &format!("{base}/metrics")).await;
+    let held = metric_value(&metrics, "scimsync_guard_held_deactivations{");
+    assert!(held >= 1.0, "{metrics}");
+    assert!(
+        json["problems"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("holds {held} deactivation")),
+        "{body}"
+    );
+    assert_eq!(get(&http, &format!("{base}/healthz")).await.0, 200);
+    drop(child);
+
+    // After a restart the guard still holds: not ready. Beyond loopback, the status alone.
+    let child = start_daemon(&s, port);
+    assert!(wait_healthy(&http, &base).await);
+    let (status, body) = get(&http, &format!("{base}/readyz")).await;
+    assert_eq!(status, 503, "restored from the store: {body}");
+    assert!(body.contains("\"guarded\""), "{body}");
+    let r = http
+        .get(format!("{base}/readyz"))
+        .header("host", "scimsync.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "not ready\n",
+        "no names without the token"
+    );
+
+    // A run slower than the bound (3 s): stuck, for /readyz and /healthz.
+    s._duo.knobs().latency(Duration::from_secs(3));
+    let r = http
+        .post(format!("{sync}?approve=true"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (status, body) = poll(&http, &format!("{base}/healthz"), |s, _| s == 503).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("stuck"), "{body}");
+    let (_, body) = get(&http, &format!("{base}/readyz")).await;
+    assert!(body.contains("\"stuck\""), "{body}");
+    s._duo.knobs().reset();
+    let (status, body) = poll(&http, &format!("{base}/readyz"), |s, _| s == 200).await;
+    assert_eq!(
+        status, 200,
+        "the approved run ends the guard's hold: {body}"
+    );
+    assert_eq!(get(&http, &format!("{base}/healthz")).await.0, 200);
+    drop(child);
+}
+
+/// The value of the first sample whose line starts with `prefix`.
+fn metric_value(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} in {metrics}"))
 }
