@@ -275,10 +275,40 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Crates whose own log lines are noise to an operator: kept at `warn` unless the filter names
+/// them.
+const QUIET_BY_DEFAULT: [&str; 9] = [
+    "hyper",
+    "h2",
+    "reqwest",
+    "sqlx",
+    "tower",
+    "rustls",
+    "axum",
+    "tokio_cron_scheduler",
+    "tokio_util",
+];
+
+/// The log filter: the one given (`--log`, `SCIMSYNC_LOG`) or `info` for services and `warn`
+/// otherwise (progress lines included), with [`QUIET_BY_DEFAULT`] kept at `warn`.
+pub fn log_filter(given: Option<&str>, service: bool) -> String {
+    let mut filter = match given {
+        Some(f) => f.trim().to_owned(),
+        None if service => "info".to_owned(),
+        None => "warn,scimsync::progress=info".to_owned(),
+    };
+    for noisy in QUIET_BY_DEFAULT {
+        if !filter.contains(noisy) {
+            filter.push_str(&format!(",{noisy}=warn"));
+        }
+    }
+    filter
+}
+
 fn init_logging(filter: Option<&str>, service: bool, format: LogFormat) {
-    let default = if service { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let default = log_filter(None, service);
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(filter, service))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -327,9 +357,69 @@ async fn open_store_only(config: &Path) -> anyhow::Result<SqlStore> {
     open_store_at(&url).await
 }
 
-/// A progress bar on a terminal, plain lines otherwise.
+/// A progress bar on a terminal. Elsewhere (a pipe, a log collector) a line every
+/// [`progress_interval`] with the counts done of each kind and an estimate of the time left;
+/// each operation is then logged at debug level only (a failed one as a warning), under the
+/// target `scimsync::progress`.
 struct Bar {
     bar: Option<indicatif::ProgressBar>,
+    tally: Arc<std::sync::Mutex<Tally>>,
+}
+
+/// The operations of a run done so far, by kind.
+#[derive(Debug, Default)]
+struct Tally {
+    /// When the plan was known.
+    started: Option<std::time::Instant>,
+    total: usize,
+    planned: std::collections::BTreeMap<&'static str, usize>,
+    done: std::collections::BTreeMap<String, usize>,
+}
+
+impl Tally {
+    fn done(&self) -> usize {
+        self.done.values().sum()
+    }
+
+    /// `done/total operations (kind done/planned, …); Ns elapsed, about Ms left`, while the
+    /// run applies; `None` before the plan is known and once everything is done.
+    fn line(&self, elapsed: Duration) -> Option<(usize, Option<u64>, String)> {
+        self.started?;
+        let done = self.done();
+        if self.total == 0 || done >= self.total {
+            return None;
+        }
+        let kinds = self
+            .planned
+            .iter()
+            .map(|(k, n)| format!("{k} {}/{n}", self.done.get(*k).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let left = (done > 0).then(|| {
+            (elapsed.as_secs_f64() * (self.total - done) as f64 / done as f64).ceil() as u64
+        });
+        let eta = match left {
+            Some(s) => format!("about {s}s left"),
+            None => "time left unknown".to_owned(),
+        };
+        Some((
+            done,
+            left,
+            format!(
+                "progress: {done}/{} operations ({kinds}); {}s elapsed, {eta}",
+                self.total,
+                elapsed.as_secs()
+            ),
+        ))
+    }
+}
+
+impl Bar {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Progress for Bar {
@@ -337,25 +427,54 @@ impl Progress for Bar {
         if let Some(b) = &self.bar {
             b.set_length(total as u64);
         }
+        let mut t = self.tally();
+        t.total = total;
+        t.started = Some(std::time::Instant::now());
+    }
+    fn planned_kinds(&self, kinds: &std::collections::BTreeMap<&'static str, usize>) {
+        self.tally().planned = kinds.clone();
     }
     fn applied(&self, entry: &ActivityEntry) {
+        // Rejections, notes and refusals are not operations of the plan.
+        let planned = !matches!(entry.op.as_str(), "reject" | "note" | "refuse");
+        if planned {
+            *self.tally().done.entry(entry.op.clone()).or_default() += 1;
+        }
         match &self.bar {
             Some(b) => {
-                // Rejections, notes and refusals are not operations of the plan.
-                if !matches!(entry.op.as_str(), "reject" | "note" | "refuse") {
+                if planned {
                     b.inc(1);
                 }
                 b.set_message(format!("{} {}", entry.op, output::clean(&entry.name)));
             }
-            None => eprintln!(
-                "{} {} {} {}",
-                entry.outcome.as_str(),
-                entry.op,
-                output::clean(&entry.name),
-                output::clean(&entry.detail)
+            None if entry.outcome == Outcome::Failed => tracing::warn!(
+                target: "scimsync::progress",
+                op = %entry.op,
+                name = %output::clean(&entry.name),
+                detail = %output::clean(&entry.detail),
+                "Operation failed."
+            ),
+            None => tracing::debug!(
+                target: "scimsync::progress",
+                outcome = entry.outcome.as_str(),
+                op = %entry.op,
+                name = %output::clean(&entry.name),
+                detail = %output::clean(&entry.detail),
+                "Operation recorded."
             ),
         }
     }
+}
+
+/// How often a progress line is written when stderr is not a terminal:
+/// `SCIMSYNC_PROGRESS_INTERVAL` seconds (default 10).
+fn progress_interval() -> Duration {
+    let secs = std::env::var("SCIMSYNC_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(10);
+    Duration::from_secs(secs)
 }
 
 fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
@@ -369,7 +488,33 @@ fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
         }
         b
     });
-    Some(Arc::new(Bar { bar }))
+    let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+    if bar.is_none() {
+        // Ends when the run's progress is dropped.
+        let weak = Arc::downgrade(&tally);
+        let every = progress_interval();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(tally) = weak.upgrade() else { return };
+                let line = {
+                    let t = tally
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    t.started.and_then(|s| t.line(s.elapsed()))
+                };
+                let Some((done, left, line)) = line else {
+                    continue;
+                };
+                if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(target: "scimsync::progress", done, eta_seconds = left, "{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        });
+    }
+    Some(Arc::new(Bar { bar, tally }))
 }
 
 async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
@@ -766,6 +911,37 @@ mod tests {
         );
         assert!(parse_since("3 weeks", now).unwrap_err().contains("unit"));
         assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn the_log_filter_quiets_other_crates_unless_named() {
+        assert_eq!(
+            log_filter(None, false),
+            "warn,scimsync::progress=info,hyper=warn,h2=warn,reqwest=warn,sqlx=warn,tower=warn,\
+             rustls=warn,axum=warn,tokio_cron_scheduler=warn,tokio_util=warn"
+        );
+        let f = log_filter(Some("debug,sqlx=debug"), true);
+        assert!(f.starts_with("debug,sqlx=debug,hyper=warn,"), "{f}");
+        assert!(!f.contains("sqlx=warn"), "{f}");
+    }
+
+    #[test]
+    fn progress_lines_count_each_kind_and_estimate_the_time_left() {
+        let mut t = Tally::default();
+        assert_eq!(t.line(Duration::from_secs(5)), None, "no plan yet");
+        t.started = Some(std::time::Instant::now());
+        t.total = 40;
+        t.planned = [("create_user", 30), ("add_members", 10)].into();
+        t.done.insert("create_user".into(), 10);
+        let (done, left, line) = t.line(Duration::from_secs(20)).unwrap();
+        assert_eq!((done, left), (10, Some(60)));
+        assert_eq!(
+            line,
+            "progress: 10/40 operations (add_members 0/10, create_user 10/30); 20s elapsed, about 60s left"
+        );
+        t.done.insert("add_members".into(), 10);
+        t.done.insert("create_user".into(), 30);
+        assert_eq!(t.line(Duration::from_secs(30)), None, "all done");
     }
 
     #[test]

@@ -1442,3 +1442,96 @@ fn metric_value(metrics: &str, prefix: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{prefix} in {metrics}"))
 }
+
+/// Issue 12, item 3: off a terminal, `reconcile` writes a progress line every interval (counts
+/// by kind, time left) instead of a line per operation; with `--log debug --log-format json`
+/// every stderr line is a JSON object, the operations are there at debug level, and the
+/// libraries' own chatter (hyper, reqwest, sqlx…) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_a_terminal_progress_is_a_line_every_interval_and_logs_skip_library_noise() {
+    let s = setup().await;
+    s.sf.knobs().set_latency(Duration::from_millis(300));
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(["reconcile", "--config", &config])
+            .env("SCIMSYNC_PROGRESS_INTERVAL", "1")
+            .env_remove("SCIMSYNC_LOG")
+            .env_remove("SCIMSYNC_STORE_URL")
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "rejections: {}", text(&out));
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(!progress.is_empty(), "{stderr}");
+    assert!(
+        progress[0].contains(" operations (") && progress[0].contains("create_user "),
+        "{stderr}"
+    );
+    assert!(
+        progress.iter().any(|l| l.contains("s left")),
+        "an estimate once something is done: {stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("ok create_user")),
+        "no line per operation: {stderr}"
+    );
+
+    // Debug logs as JSON: the operations, none of the libraries' lines.
+    s.sf.knobs().set_latency(Duration::ZERO);
+    s._duo.dataset().edit(|d| {
+        for u in &mut d.users {
+            u.lastname.push('x');
+            u.realname.push('x');
+        }
+    });
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args([
+                "reconcile",
+                "--config",
+                &config,
+                "--log",
+                "debug",
+                "--log-format",
+                "json",
+            ])
+            .env_remove("SCIMSYNC_LOG")
+            .env_remove("SCIMSYNC_STORE_URL")
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["target"] == "scimsync::progress"
+            && v["level"] == "DEBUG"
+            && v["fields"]["op"] == "update_user"),
+        "{stderr}"
+    );
+    for v in &lines {
+        let target = v["target"].as_str().unwrap_or_default();
+        assert!(
+            !["hyper", "h2", "reqwest", "sqlx", "tower", "rustls"]
+                .iter()
+                .any(|noisy| target.starts_with(noisy)),
+            "{v}"
+        );
+    }
+}
