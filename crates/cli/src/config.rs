@@ -317,6 +317,24 @@ pub fn load_store_url(
     Ok(store_url(env, raw.store.url, &base_dir))
 }
 
+/// The connections' names and schedules as written (`None`: on demand only), for `runs`:
+/// nothing else is validated, so it needs none of the connections' secrets.
+pub fn load_schedules(path: &Path) -> Result<Vec<(String, Option<String>)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let raw: RawFile = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(raw
+        .connections
+        .into_iter()
+        .filter_map(|c| Some((c.name?, c.schedule)))
+        .collect())
+}
+
 /// The store URL: `SCIMSYNC_STORE_URL` as given, else the file's (or the default), whose
 /// relative SQLite path is resolved against the configuration file's folder.
 fn store_url(

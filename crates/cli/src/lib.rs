@@ -830,6 +830,22 @@ async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
         .runs_with_stats(args.connection.as_deref(), args.limit)
         .await?;
     print!("{}", output::runs(&runs, args.format));
+    if args.format == output::Format::Table {
+        // When each connection runs next (the daemon's schedule, in UTC).
+        let at = scimsync_engine::now();
+        for (name, schedule) in config::load_schedules(&args.config)? {
+            if args.connection.as_deref().is_some_and(|c| c != name) {
+                continue;
+            }
+            match schedule.as_deref().map(|s| (s, web::next_run(s, at))) {
+                Some((s, Some(next))) => {
+                    println!("next run of {name}: {next} (schedule \"{s}\", if a daemon runs it)")
+                }
+                Some((s, None)) => println!("{name}: schedule \"{s}\" is not valid"),
+                None => println!("{name} runs on demand only (no schedule)"),
+            }
+        }
+    }
     Ok(0)
 }
 

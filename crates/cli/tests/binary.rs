@@ -1535,3 +1535,28 @@ async fn off_a_terminal_progress_is_a_line_every_interval_and_logs_skip_library_
         );
     }
 }
+
+/// Issue 12, item 3: `runs` ends with when each connection next runs on its schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_shows_when_each_connection_runs_next() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || scimsync(&["runs", "--config", &config], &dir))
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("next run of salesforce: "))
+        .unwrap_or_else(|| panic!("{all}"));
+    // Every 15 minutes: the next quarter hour, in UTC.
+    let at = line["next run of salesforce: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(at.ends_with('Z') && at.contains(":00.000Z"), "{line}");
+    let minute: u32 = at[14..16].parse().unwrap();
+    assert_eq!(minute % 15, 0, "{line}");
+}
