@@ -79,6 +79,12 @@ pub enum Command {
     Runs(RunsArgs),
     /// Validate the configuration and walk each connection step by step.
     Check(ConfigArg),
+    /// List the profiles, permission sets and roles each target offers (the names governance
+    /// rules may use).
+    Catalogue(ListArgs),
+    /// List the groups each source offers (the names scope and governance rules may use), with
+    /// their member counts.
+    Groups(ListArgs),
     /// Start the emulators with a sample directory, reconcile, change the directory, reconcile
     /// again and show the activity log.
     Demo(DemoArgs),
@@ -179,6 +185,17 @@ pub struct RunsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, short, env = "SCIMSYNC_CONFIG")]
+    pub config: PathBuf,
+    /// Only this connection (default: all).
+    #[arg(long)]
+    pub connection: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: output::Format,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Where the demo writes its configuration, secrets and store.
     #[arg(long, default_value = ".scimsync-demo")]
@@ -263,6 +280,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Activity(args) => activity(args).await,
         Command::Runs(args) => runs(args).await,
         Command::Check(args) => check(&args.config).await,
+        Command::Catalogue(args) => catalogue(args).await,
+        Command::Groups(args) => groups(args).await,
         Command::Demo(args) => demo::run(&args.dir).await,
         Command::Sim(args) => demo::sim(args).await,
     };
@@ -888,6 +907,143 @@ async fn check(path: &Path) -> anyhow::Result<u8> {
         }
     }
     Ok(if ok { 0 } else { EXIT_CONFIG })
+}
+
+/// The connections a listing asks for (all, or the one named).
+fn selected_connections<'a>(
+    settings: &'a Settings,
+    name: Option<&str>,
+) -> anyhow::Result<Vec<&'a config::ConnectionSettings>> {
+    let selected: Vec<_> = settings
+        .connections
+        .iter()
+        .filter(|c| name.is_none_or(|n| n == c.name))
+        .collect();
+    if selected.is_empty() {
+        anyhow::bail!(
+            "no connection named {:?}; the configuration has: {}",
+            name.unwrap_or_default(),
+            settings
+                .connections
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(selected)
+}
+
+/// `scimsync catalogue`: what each target offers governance rules, read as a run reads it
+/// (after discovery).
+async fn catalogue(args: ListArgs) -> anyhow::Result<u8> {
+    let settings = load_settings(&args.config)?;
+    let mut rows = Vec::new();
+    let mut code = 0;
+    for conn in selected_connections(&settings, args.connection.as_deref())? {
+        let read = async {
+            let target = wiring::target(&conn.target, conn.policy.member_batch_size)?;
+            let caps = target
+                .discover()
+                .await
+                .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+            target.use_capabilities(&caps);
+            target
+                .catalogue()
+                .await
+                .map_err(|e| anyhow::anyhow!(chain(&e)))
+        };
+        let catalogue = match read.await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!(
+                    "error: reading the catalogue of connection {}: {e:#}",
+                    conn.name
+                );
+                code = EXIT_CONFIG;
+                continue;
+            }
+        };
+        let name = serde_json::Value::from(conn.name.as_str());
+        for p in &catalogue.profiles {
+            rows.push(vec![
+                name.clone(),
+                "profile".into(),
+                p.name.as_str().into(),
+                p.id.as_str().into(),
+                p.licence.as_deref().into(),
+                p.allows_groups.into(),
+            ]);
+        }
+        for (kind, entries) in [
+            ("permission_set", &catalogue.permission_sets),
+            ("role", &catalogue.roles),
+        ] {
+            for e in entries {
+                rows.push(vec![
+                    name.clone(),
+                    kind.into(),
+                    e.name.as_str().into(),
+                    e.id.as_str().into(),
+                    serde_json::Value::Null,
+                    serde_json::Value::Null,
+                ]);
+            }
+        }
+    }
+    let header = [
+        "CONNECTION",
+        "KIND",
+        "NAME",
+        "ID",
+        "LICENCE",
+        "GROUPS_ALLOWED",
+    ];
+    print!("{}", output::listing(&header, &rows, args.format));
+    Ok(code)
+}
+
+/// `scimsync groups`: the groups each source offers, read whole as a run reads it.
+async fn groups(args: ListArgs) -> anyhow::Result<u8> {
+    use scimsync_core::ports::Source as _;
+    let settings = load_settings(&args.config)?;
+    let mut rows = Vec::new();
+    let mut code = 0;
+    for conn in selected_connections(&settings, args.connection.as_deref())? {
+        let read = async {
+            let source = wiring::source(&conn.source)?;
+            source.read().await.map_err(|e| anyhow::anyhow!(chain(&e)))
+        };
+        let snapshot = match read.await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "error: reading the source of connection {}: {e:#}",
+                    conn.name
+                );
+                code = EXIT_CONFIG;
+                continue;
+            }
+        };
+        let mut members: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for u in &snapshot.users {
+            for g in &u.groups {
+                *members.entry(g.as_str()).or_default() += 1;
+            }
+        }
+        for g in &snapshot.groups {
+            rows.push(vec![
+                conn.name.as_str().into(),
+                g.name.as_str().into(),
+                g.id.as_str().into(),
+                members.get(g.id.as_str()).copied().unwrap_or(0).into(),
+                g.description.as_deref().into(),
+            ]);
+        }
+    }
+    let header = ["CONNECTION", "NAME", "ID", "MEMBERS", "DESCRIPTION"];
+    print!("{}", output::listing(&header, &rows, args.format));
+    Ok(code)
 }
 
 /// A URL with its password replaced.

@@ -1560,3 +1560,113 @@ async fn runs_shows_when_each_connection_runs_next() {
     let minute: u32 = at[14..16].parse().unwrap();
     assert_eq!(minute % 15, 0, "{line}");
 }
+
+/// Issue 12, item 4: a profile, permission set or role the target lacks fails `check` with its
+/// configuration path and what the target offers; `catalogue` and `groups` list what the
+/// target and the source offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_resolves_catalogue_names_and_catalogue_and_groups_list_them() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let run = |args: Vec<String>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scimsync(&args, &dir)
+        })
+    };
+    let args = |cmd: &str, rest: &[&str]| {
+        let mut a = vec![cmd.to_owned(), "--config".to_owned(), config.clone()];
+        a.extend(rest.iter().map(|s| (*s).to_owned()));
+        a
+    };
+
+    let out = run(args("catalogue", &["--format", "json"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names = |kind: &str| -> Vec<String> {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind && e["connection"] == "salesforce")
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        names("profile").contains(&"Standard User".to_owned()),
+        "{listed}"
+    );
+    assert!(
+        names("permission_set").contains(&"Sales Cloud User".to_owned()),
+        "{listed}"
+    );
+    assert!(names("role").contains(&"VP Sales".to_owned()), "{listed}");
+    let out = run(args("catalogue", &[])).await.unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.starts_with("CONNECTION  KIND"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("role") && l.contains("Sales Rep")),
+        "{table}"
+    );
+
+    let out = run(args("groups", &["--format", "csv"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        csv.starts_with("connection,name,id,members,description\n"),
+        "{csv}"
+    );
+    let sales = csv
+        .lines()
+        .find(|l| l.starts_with("salesforce,Sales,"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    let members: u64 = sales.split(',').nth(3).unwrap().parse().unwrap();
+    assert!(members > 0, "{sales}");
+
+    // Typos in a profile, a permission set and a role: check fails naming each path.
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        configured
+            .replacen(
+                "profile = \"System Administrator\"",
+                "profile = \"System Admin\"",
+                1,
+            )
+            .replacen(
+                "[\"Sales Cloud User\", \"Reports Builder\"]",
+                "[\"Sales Cloud User\", \"Report Builder\"]",
+                1,
+            )
+            .replacen("role = \"Sales Rep\"", "role = \"Sales Representative\"", 1),
+    )
+    .unwrap();
+    let out = run(args("check", &[])).await.unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let governance = all
+        .lines()
+        .find(|l| l.starts_with("✗ governance:"))
+        .unwrap_or_else(|| panic!("{all}"));
+    for expected in [
+        "governance.group_rules[2].profile",
+        "\"System Admin\"",
+        "System Administrator",
+        "governance.group_rules[0].permission_sets[1]",
+        "Reports Builder",
+        "governance.group_rules[1].role",
+        "Sales Rep",
+    ] {
+        assert!(governance.contains(expected), "{expected} in {governance}");
+    }
+    assert_eq!(
+        s.sf.inspect().writes(),
+        0,
+        "listing and checking write nothing"
+    );
+}
