@@ -20,7 +20,7 @@
 
 use crate::config::Settings;
 use crate::listen::{GuardedListener, Peer};
-use crate::{load_settings, web, wiring};
+use crate::{Tally, load_settings, web, wiring};
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
@@ -45,11 +45,21 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Counts a run's operations in the metrics, and tells whoever triggered it its run id.
+/// Counts a run's operations in the metrics, logs a progress line every 10 s while it applies,
+/// and tells whoever triggered it its run id.
 struct CountingProgress {
     metrics: Arc<Metrics>,
     /// The `POST …/sync` waiting for the run id, if this run is the one it triggered.
     started: std::sync::Mutex<Option<oneshot::Sender<RunId>>>,
+    tally: Arc<std::sync::Mutex<Tally>>,
+}
+
+impl CountingProgress {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Progress for CountingProgress {
@@ -58,9 +68,15 @@ impl Progress for CountingProgress {
             let _ = tx.send(run_id);
         }
     }
-    fn planned(&self, _total: usize) {}
+    fn planned(&self, total: usize) {
+        self.tally().planned(total);
+    }
+    fn planned_kinds(&self, kinds: &std::collections::BTreeMap<&'static str, usize>) {
+        self.tally().planned_kinds(kinds);
+    }
     fn applied(&self, entry: &ActivityEntry) {
         self.metrics.operation(entry);
+        self.tally().applied(&entry.op);
     }
 }
 
@@ -88,11 +104,14 @@ struct ConnectionJob {
 impl ConnectionJob {
     fn run_with(&self, opts: RunOptions) -> BoxFuture<'_, Result<RunReport, EngineError>> {
         Box::pin(async move {
+            let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+            crate::progress_lines(&tally, Some(self.name.clone()));
             let opts = RunOptions {
                 max_concurrency: self.max_concurrency,
                 progress: Some(Arc::new(CountingProgress {
                     metrics: Arc::clone(&self.metrics),
                     started: std::sync::Mutex::new(take(&self.waiting)),
+                    tally,
                 })),
                 ..opts
             };

@@ -387,7 +387,7 @@ struct Bar {
 
 /// The operations of a run done so far, by kind.
 #[derive(Debug, Default)]
-struct Tally {
+pub(crate) struct Tally {
     /// When the plan was known.
     started: Option<std::time::Instant>,
     total: usize,
@@ -396,6 +396,27 @@ struct Tally {
 }
 
 impl Tally {
+    /// The plan is known: `total` operations, counted by kind.
+    pub(crate) fn planned(&mut self, total: usize) {
+        self.total = total;
+        self.started = Some(std::time::Instant::now());
+    }
+
+    /// The plan's operations by kind.
+    pub(crate) fn planned_kinds(
+        &mut self,
+        kinds: &std::collections::BTreeMap<&'static str, usize>,
+    ) {
+        self.planned = kinds.clone();
+    }
+
+    /// One activity entry recorded; only the plan's operations count.
+    pub(crate) fn applied(&mut self, op: &str) {
+        if !matches!(op, "reject" | "note" | "refuse") {
+            *self.done.entry(op.to_owned()).or_default() += 1;
+        }
+    }
+
     fn done(&self) -> usize {
         self.done.values().sum()
     }
@@ -446,19 +467,15 @@ impl Progress for Bar {
         if let Some(b) = &self.bar {
             b.set_length(total as u64);
         }
-        let mut t = self.tally();
-        t.total = total;
-        t.started = Some(std::time::Instant::now());
+        self.tally().planned(total);
     }
     fn planned_kinds(&self, kinds: &std::collections::BTreeMap<&'static str, usize>) {
-        self.tally().planned = kinds.clone();
+        self.tally().planned_kinds(kinds);
     }
     fn applied(&self, entry: &ActivityEntry) {
         // Rejections, notes and refusals are not operations of the plan.
         let planned = !matches!(entry.op.as_str(), "reject" | "note" | "refuse");
-        if planned {
-            *self.tally().done.entry(entry.op.clone()).or_default() += 1;
-        }
+        self.tally().applied(&entry.op);
         match &self.bar {
             Some(b) => {
                 if planned {
@@ -496,6 +513,38 @@ fn progress_interval() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// Writes a progress line of `tally` every [`progress_interval`] while operations are applied,
+/// until `tally` is dropped: on stderr, or as a log event (`connection` named) in the daemon
+/// or with JSON logs.
+pub(crate) fn progress_lines(tally: &Arc<std::sync::Mutex<Tally>>, connection: Option<String>) {
+    let weak = Arc::downgrade(tally);
+    let every = progress_interval();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(tally) = weak.upgrade() else { return };
+            let line = {
+                let t = tally
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                t.started.and_then(|s| t.line(s.elapsed()))
+            };
+            let Some((done, left, line)) = line else {
+                continue;
+            };
+            match &connection {
+                Some(c) => {
+                    tracing::info!(target: "scimsync::progress", connection = %c, done, eta_seconds = left, "{line}")
+                }
+                None if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) => {
+                    tracing::info!(target: "scimsync::progress", done, eta_seconds = left, "{line}")
+                }
+                None => eprintln!("{line}"),
+            }
+        }
+    });
+}
+
 fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
     if quiet {
         return None;
@@ -509,29 +558,7 @@ fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
     });
     let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
     if bar.is_none() {
-        // Ends when the run's progress is dropped.
-        let weak = Arc::downgrade(&tally);
-        let every = progress_interval();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(tally) = weak.upgrade() else { return };
-                let line = {
-                    let t = tally
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    t.started.and_then(|s| t.line(s.elapsed()))
-                };
-                let Some((done, left, line)) = line else {
-                    continue;
-                };
-                if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
-                    tracing::info!(target: "scimsync::progress", done, eta_seconds = left, "{line}");
-                } else {
-                    eprintln!("{line}");
-                }
-            }
-        });
+        progress_lines(&tally, None);
     }
     Some(Arc::new(Bar { bar, tally }))
 }

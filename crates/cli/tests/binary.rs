@@ -1172,7 +1172,8 @@ async fn errors_name_the_url_and_the_sync_answer_names_the_run() {
 }
 
 /// Issue 12, item 6: `--log-format json` writes one JSON object a line, and the daemon logs
-/// when it next runs each connection (at start and after each scheduled run).
+/// when it next runs each connection (at start and after each scheduled run), and a run's
+/// progress while it applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
     use std::io::{BufRead, BufReader};
@@ -1187,6 +1188,8 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
     )
     .unwrap();
     with_daemon_token(&s.config, "");
+    // Slow enough writes for a progress line (every second here) during the scheduled run.
+    s.sf.knobs().set_latency(Duration::from_millis(300));
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
         .args([
@@ -1198,21 +1201,29 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
         ])
         .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
         .env(TOKEN_VAR, TOKEN)
+        .env("SCIMSYNC_PROGRESS_INTERVAL", "1")
         .env_remove("SCIMSYNC_LOG")
         .current_dir(s.dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    // Log lines until the second "Next run scheduled." (the start's, then a run's).
+    // Log lines until the "Next run scheduled." after a finished run (the start logs one first).
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
         let mut next = 0;
+        let mut finished = false;
         for line in BufReader::new(stderr).lines() {
             let line = line.unwrap();
+            finished |= line.contains("Reconcile finished.");
             next += usize::from(line.contains("Next run scheduled."));
             lines.push(line);
-            if next == 2 {
+            if finished
+                && next >= 2
+                && lines
+                    .last()
+                    .is_some_and(|l| l.contains("Next run scheduled."))
+            {
                 break;
             }
         }
@@ -1234,7 +1245,7 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
         .iter()
         .filter(|v| v["fields"]["message"] == "Next run scheduled.")
         .collect();
-    assert_eq!(next.len(), 2, "{lines:?}");
+    assert!(next.len() >= 2, "{lines:?}");
     for v in next {
         assert_eq!(v["level"], "INFO", "{v}");
         assert_eq!(v["fields"]["connection"], "salesforce", "{v}");
@@ -1246,6 +1257,14 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
             .iter()
             .any(|v| v["fields"]["message"] == "Reconcile finished."),
         "a scheduled run in between: {lines:?}"
+    );
+    assert!(
+        parsed.iter().any(|v| v["target"] == "scimsync::progress"
+            && v["fields"]["connection"] == "salesforce"
+            && v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("progress: ") && m.contains("create_user"))),
+        "the run's progress in the daemon's log: {lines:?}"
     );
 }
 
