@@ -523,15 +523,14 @@ async fn restore_last_run(
         return Ok(());
     };
     let guard_held = if last.status == RunStatus::Guarded {
-        let held = store
-            .query_activity(&ActivityQuery {
+        store
+            .count_activity(&ActivityQuery {
                 run_id: Some(last.id),
                 op: Some("deactivate_user".to_owned()),
                 outcome: Some(Outcome::Skipped),
                 ..ActivityQuery::default()
             })
-            .await?;
-        held.len() as u64
+            .await?
     } else {
         0
     };

@@ -344,7 +344,8 @@ impl<St: Store + 'static> Scheduler<St> {
         let duration_seconds = Some(started.elapsed().as_secs_f64());
         match result {
             Ok(report) => {
-                let guard_held = if report.guard.is_some() {
+                // An approved run may report the guard's verdict yet apply what it held.
+                let guard_held = if report.status == scimsync_core::activity::RunStatus::Guarded {
                     report
                         .plan
                         .operations
