@@ -404,7 +404,7 @@ const QUIET_BY_DEFAULT: [&str; 9] = [
 ];
 
 /// The log filter: the one given (`--log`, `SCIMSYNC_LOG`) or `info` for services and `warn`
-/// otherwise (progress lines included), with [`QUIET_BY_DEFAULT`] kept at `warn`.
+/// otherwise (progress lines included), with `QUIET_BY_DEFAULT` kept at `warn`.
 pub fn log_filter(given: Option<&str>, service: bool) -> String {
     let mut filter = match given {
         Some(f) => f.trim().to_owned(),
