@@ -1263,7 +1263,11 @@ async fn activity_by_any_identifier_answers_why() {
             scimsync(&args, &d)
         })
     };
-    let reconcile = vec!["reconcile".to_owned(), "--config".to_owned(), config.clone()];
+    let reconcile = vec![
+        "reconcile".to_owned(),
+        "--config".to_owned(),
+        config.clone(),
+    ];
     let out = run(reconcile.clone()).await.unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
@@ -1289,13 +1293,10 @@ async fn activity_by_any_identifier_answers_why() {
         .unwrap();
     data.set_user_names(&carol, "Carol", "Chen-Whitfield")
         .unwrap();
-    data.remove_user_from_group(&maria, &group("Sales")).unwrap();
+    data.remove_user_from_group(&maria, &group("Sales"))
+        .unwrap();
     let out = run(reconcile).await.unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        text(&out)
-    );
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
 
     let activity = |user: &str| {
         run(vec![
