@@ -12,6 +12,7 @@ mod daemon;
 pub mod demo;
 mod listen;
 pub mod output;
+mod session;
 mod web;
 mod wiring;
 
