@@ -584,6 +584,71 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     let page = r.text().await.unwrap();
     assert!(page.contains("Nothing was applied"), "{page}");
     assert!(page.contains(&fingerprint), "the new plan is shown: {page}");
+    // A signed-in browser's plan page carries an approval code instead of asking for the
+    // token; the code works only with the cookie, and the cookie only with the code.
+    let r = http
+        .post(format!("{base}/ui/sign-in"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let session = r.url().to_string();
+    assert!(
+        session.ends_with("/ui"),
+        "signed in and sent to /ui: {session}"
+    );
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .post(format!("{base}/ui/sign-in"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = http
+        .get(format!("{base}/ui/connections/salesforce/plan"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let code = page
+        .split("name=\"code\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no approval code: {page}"))
+        .to_owned();
+    assert!(!page.contains("name=\"token\""), "no token asked: {page}");
+    let approve = |cookie: Option<&str>, code: &str| {
+        let mut req = no_redirect
+            .post(format!("{base}/ui/connections/salesforce/approve"))
+            .form(&[("plan", "0000000000000000"), ("code", code)]);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send()
+    };
+    assert_eq!(
+        approve(None, &code).await.unwrap().status(),
+        401,
+        "no cookie"
+    );
+    assert_eq!(
+        approve(Some(&session), "0123").await.unwrap().status(),
+        401,
+        "a wrong code"
+    );
+    assert_eq!(
+        approve(Some(&session), &code).await.unwrap().status(),
+        409,
+        "cookie and code pass (and the stale plan is still refused)"
+    );
     assert_eq!(still_active(&sf), DISABLED, "nothing applied yet");
 
     // Approved with the token: exactly the plan shown is applied.
