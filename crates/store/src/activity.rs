@@ -182,15 +182,17 @@ where
     }
     if let Some(user) = &query.user {
         filter(&mut sql);
-        sql.push("(name_folded = ")
+        // One indexed lookup per identifier column, as a set of ids: an OR of them (with the
+        // subjects' subquery) makes PostgreSQL scan the whole log.
+        sql.push("id IN (SELECT id FROM activity WHERE name_folded = ")
             .push_bind(fold_name(user))
-            .push(" OR source_id = ")
+            .push(" UNION SELECT id FROM activity WHERE source_id = ")
             .push_bind(user.clone())
-            .push(" OR target_id = ")
+            .push(" UNION SELECT id FROM activity WHERE target_id = ")
             .push_bind(user.clone())
-            .push(" OR id IN (SELECT activity_id FROM activity_subjects WHERE subject = ")
+            .push(" UNION SELECT activity_id FROM activity_subjects WHERE subject = ")
             .push_bind(fold_name(user))
-            .push("))");
+            .push(")");
     }
     if let Some(op) = &query.op {
         filter(&mut sql);
