@@ -18,7 +18,15 @@
 //! - `notes`: `[{kind, object, source_id, name, message}]`, `kind` is
 //!   `email_pending_verification`, `refused_earlier`, `profile_forbids_groups`, `conflict` or
 //!   `not_declared` (the target does not declare mapped attributes; `object` is `connection`);
-//! - `summary`: the counts of [`crate::plan::Summary`] under their field names.
+//! - `summary`: the counts of [`crate::plan::Summary`] under their field names;
+//! - `decisions` (when the plan recorded some: a real run records those of the users it
+//!   changes): `[{source_id, user_name, in_scope, scope_groups, enabled, account, rule,
+//!   names, profile, member, rejected, attributes, left_groups}]`, `rule` is `{priority?,
+//!   group?, profile, permission_sets, role?}` (no priority: the baseline), `attributes` is
+//!   `[{attribute, from, old?, new?}]` (catalogue ids for `profile`, `permissionSets`,
+//!   `roles`), `left_groups` the source ids of the scope groups a deactivated user left.
+//!
+//! Tables (and the activity log) show the same with names: [`details`].
 //!
 //! Absent optional fields are left out rather than written as `null`, except inside `changes`
 //! where `null` means "clear".
