@@ -57,7 +57,7 @@ pub(crate) struct ApplyContext<'a, T, St> {
     /// Catalogue names for the activity log's text.
     pub labels: &'a Labels,
     /// The planner's decisions and the users' other identifiers, for the activity log.
-    pub why: &'a Why,
+    pub why: &'a Why<'a>,
 }
 
 /// What the activity log says of the users beyond their operations: the planner's decision of
@@ -65,15 +65,16 @@ pub(crate) struct ApplyContext<'a, T, St> {
 /// group left) and the identifiers the log is searched by besides userName and ids (the
 /// source username and email).
 #[derive(Debug, Default)]
-pub(crate) struct Why {
-    decisions: HashMap<SourceUserId, Decision>,
+pub(crate) struct Why<'a> {
+    /// Borrowed from the plan: a first run of many users has as many decisions.
+    decisions: HashMap<&'a SourceUserId, &'a Decision>,
     aliases: HashMap<SourceUserId, Vec<String>>,
 }
 
-impl Why {
+impl<'a> Why<'a> {
     /// From a plan (its decisions) and the source it was made from (the usernames and emails
     /// of the users its operations, rejections and notes name).
-    pub(crate) fn new(plan: &Plan, source: &SourceSnapshot) -> Self {
+    pub(crate) fn new(plan: &'a Plan, source: &SourceSnapshot) -> Self {
         let mut named: HashSet<&str> = HashSet::new();
         for op in &plan.operations {
             match op {
@@ -108,17 +109,13 @@ impl Why {
             })
             .collect();
         Self {
-            decisions: plan
-                .decisions
-                .iter()
-                .map(|d| (d.source_id.clone(), d.clone()))
-                .collect(),
+            decisions: plan.decisions.iter().map(|d| (&d.source_id, d)).collect(),
             aliases,
         }
     }
 
-    fn decision(&self, id: &SourceUserId) -> Option<&Decision> {
-        self.decisions.get(id)
+    fn decision(&self, id: &SourceUserId) -> Option<&'a Decision> {
+        self.decisions.get(id).copied()
     }
 
     fn aliases(&self, id: &str) -> &[String] {
