@@ -29,6 +29,7 @@ pub mod policy;
 pub mod ports;
 pub mod refusals;
 pub mod render;
+pub mod retry;
 pub mod source;
 pub mod target;
 #[cfg(any(test, feature = "testing"))]

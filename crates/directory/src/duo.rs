@@ -4,6 +4,7 @@
 use crate::error::DirectoryError;
 use crate::signing::{SigVersion, authorization, canonicalize, rfc2822, sign};
 use scimsync_core::ports::Source;
+use scimsync_core::retry::{RetryPolicy, Retryable as _};
 use scimsync_core::source::{
     DirectoryGroup, DirectoryStatus, DirectoryUser, Phone, PhoneKind, SourceSnapshot, SsoAccess,
 };
@@ -36,7 +37,8 @@ pub struct DuoConfig {
     pub page_size: u32,
     /// Tries per request on 429, 5xx and transport errors.
     pub max_attempts: u32,
-    /// First wait on 429/5xx, doubled each time (Duo's client: 1 s up to 32 s), with jitter.
+    /// First wait on 429/5xx, doubled each time up to 32 times it (Duo's client: 1 s up to
+    /// 32 s), with jitter (core's retry policy).
     pub backoff_base: Duration,
     /// The Duo application whose "User access" setting the `sso_access` scope reads.
     pub sso_integration_key: Option<String>,
@@ -248,33 +250,29 @@ impl DuoSource {
         params: &[(String, String)],
         what: &str,
     ) -> Result<(T, Metadata), DirectoryError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            if self.cancel.is_cancelled() {
-                return Err(DirectoryError::Cancelled);
-            }
-            let once = tokio::select! {
-                once = self.get_once(path, params, what) => once,
-                () = self.cancel.cancelled() => return Err(DirectoryError::Cancelled),
-            };
-            let err = match once {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            if !err.is_retryable() || attempt >= self.config.max_attempts {
-                return Err(err);
-            }
-            let wait = self
-                .config
-                .backoff_base
-                .saturating_mul(1 << (attempt - 1).min(5));
-            let wait = wait + wait.mul_f64(rand::random::<f64>() * 0.5);
-            warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Duo request failed; retrying.");
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.cancel.cancelled() => return Err(DirectoryError::Cancelled),
-            }
+        if self.cancel.is_cancelled() {
+            return Err(DirectoryError::Cancelled);
+        }
+        let base = self.config.backoff_base;
+        let policy = RetryPolicy {
+            max_attempts: self.config.max_attempts.max(1),
+            base,
+            // Duo's own client waits 1 s doubling up to 32 s.
+            max: base.saturating_mul(32),
+        };
+        let mut attempt = 0u32;
+        let tried = (|| self.get_once(path, params, what))
+            .retry(policy.backoff())
+            .sleep(tokio::time::sleep)
+            .when(DirectoryError::is_retryable)
+            .adjust(|_, own| policy.wait(own, None))
+            .notify(|err, wait| {
+                attempt += 1;
+                warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Duo request failed; retrying.");
+            });
+        tokio::select! {
+            tried = tried => tried,
+            () = self.cancel.cancelled() => Err(DirectoryError::Cancelled),
         }
     }
 
