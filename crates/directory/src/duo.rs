@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, info_span, warn};
 use url::Url;
 
 /// Where the Admin API is.
@@ -403,6 +403,7 @@ impl DuoSource {
             ];
             let (rows, meta): (Vec<T>, Metadata) = self
                 .get(path, &params, &format!("{what} (offset {offset})"))
+                .instrument(info_span!("page", path, offset))
                 .await?;
             each(rows);
             let next = match meta.next_offset {

@@ -15,7 +15,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span, debug, info_span, warn};
 use url::Url;
 
 /// Counters for `/metrics`.
@@ -171,15 +172,39 @@ impl Transport {
         what: &str,
         max_attempts: u32,
     ) -> Result<Answer, ScimError> {
+        // One span a request, all its tries: the method, the path (never the query, which
+        // may hold a filter with a user's name), the try and the status last answered.
+        let span = info_span!(
+            "request",
+            method = %method,
+            path = %url.path(),
+            attempt = Empty,
+            status = Empty
+        );
+        self.send_spanned(method, url, body, if_match, what, max_attempts)
+            .instrument(span)
+            .await
+    }
+
+    async fn send_spanned(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        what: &str,
+        max_attempts: u32,
+    ) -> Result<Answer, ScimError> {
         let policy = RetryPolicy {
             max_attempts: max_attempts.clamp(1, self.retry.max_attempts),
             ..self.retry
         };
         // The token and the refreshes it took last from one try to the next.
         let held = tokio::sync::Mutex::new((self.token(None, what).await?, 0u32));
-        let mut attempt = 0u32;
+        let tries = std::sync::atomic::AtomicU32::new(0);
         let tried = (|| async {
             let mut held = held.lock().await;
+            Span::current().record("attempt", tries.fetch_add(1, Ordering::Relaxed) + 1);
             let (token, refreshes) = &mut *held;
             loop {
                 let err = match self
@@ -233,9 +258,8 @@ impl Transport {
             policy.wait(own, err.retry_after())
         })
         .notify(|tried, wait| {
-            attempt += 1;
             self.retries.fetch_add(1, Ordering::Relaxed);
-            warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %tried.error(), "Retrying.");
+            warn!(what, wait_ms = wait.as_millis() as u64, error = %tried.error(), "Retrying.");
         })
         .await;
         tried.map_err(Tried::into_error)
@@ -336,6 +360,7 @@ impl Transport {
             })
         })?;
         let status = resp.status();
+        Span::current().record("status", status.as_u16());
         let headers = resp.headers().clone();
         if status.is_redirection() {
             let location = headers
