@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span, warn};
 use url::Url;
 
@@ -108,8 +107,6 @@ pub struct DuoSource {
     /// What is signed as the host: the host, with the port when it is not the scheme's default.
     host: String,
     http: reqwest::Client,
-    /// Stops the read between requests and during backoff.
-    cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for DuoSource {
@@ -231,16 +228,7 @@ impl DuoSource {
             base,
             host,
             http,
-            cancel: CancellationToken::new(),
         })
-    }
-
-    /// Stops reads when `cancel` fires: a backoff wait ends at once and no further request is
-    /// made; the read fails with [`DirectoryError::Cancelled`]. (Dropping the read's future
-    /// also stops it.)
-    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
-        self.cancel = cancel;
-        self
     }
 
     /// One signed GET with retries on 429, 5xx and transport errors.
@@ -250,9 +238,6 @@ impl DuoSource {
         params: &[(String, String)],
         what: &str,
     ) -> Result<(T, Metadata), DirectoryError> {
-        if self.cancel.is_cancelled() {
-            return Err(DirectoryError::Cancelled);
-        }
         let base = self.config.backoff_base;
         let policy = RetryPolicy {
             max_attempts: self.config.max_attempts.max(1),
@@ -261,7 +246,7 @@ impl DuoSource {
             max: base.saturating_mul(32),
         };
         let mut attempt = 0u32;
-        let tried = (|| self.get_once(path, params, what))
+        (|| self.get_once(path, params, what))
             .retry(policy.backoff())
             .sleep(tokio::time::sleep)
             .when(DirectoryError::is_retryable)
@@ -269,11 +254,8 @@ impl DuoSource {
             .notify(|err, wait| {
                 attempt += 1;
                 warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Duo request failed; retrying.");
-            });
-        tokio::select! {
-            tried = tried => tried,
-            () = self.cancel.cancelled() => Err(DirectoryError::Cancelled),
-        }
+            })
+            .await
     }
 
     async fn get_once<T: DeserializeOwned>(
