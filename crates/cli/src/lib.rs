@@ -79,6 +79,12 @@ pub enum Command {
     Runs(RunsArgs),
     /// Validate the configuration and walk each connection step by step.
     Check(ConfigArg),
+    /// List the profiles, permission sets and roles each target offers (the names governance
+    /// rules may use).
+    Catalogue(ListArgs),
+    /// List the groups each source offers (the names scope and governance rules may use), with
+    /// their member counts.
+    Groups(ListArgs),
     /// Start the emulators with a sample directory, reconcile, change the directory, reconcile
     /// again and show the activity log.
     Demo(DemoArgs),
@@ -179,6 +185,17 @@ pub struct RunsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, short, env = "SCIMSYNC_CONFIG")]
+    pub config: PathBuf,
+    /// Only this connection (default: all).
+    #[arg(long)]
+    pub connection: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: output::Format,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Where the demo writes its configuration, secrets and store.
     #[arg(long, default_value = ".scimsync-demo")]
@@ -263,6 +280,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Activity(args) => activity(args).await,
         Command::Runs(args) => runs(args).await,
         Command::Check(args) => check(&args.config).await,
+        Command::Catalogue(args) => catalogue(args).await,
+        Command::Groups(args) => groups(args).await,
         Command::Demo(args) => demo::run(&args.dir).await,
         Command::Sim(args) => demo::sim(args).await,
     };
@@ -275,10 +294,40 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Crates whose own log lines are noise to an operator: kept at `warn` unless the filter names
+/// them.
+const QUIET_BY_DEFAULT: [&str; 9] = [
+    "hyper",
+    "h2",
+    "reqwest",
+    "sqlx",
+    "tower",
+    "rustls",
+    "axum",
+    "tokio_cron_scheduler",
+    "tokio_util",
+];
+
+/// The log filter: the one given (`--log`, `SCIMSYNC_LOG`) or `info` for services and `warn`
+/// otherwise (progress lines included), with [`QUIET_BY_DEFAULT`] kept at `warn`.
+pub fn log_filter(given: Option<&str>, service: bool) -> String {
+    let mut filter = match given {
+        Some(f) => f.trim().to_owned(),
+        None if service => "info".to_owned(),
+        None => "warn,scimsync::progress=info".to_owned(),
+    };
+    for noisy in QUIET_BY_DEFAULT {
+        if !filter.contains(noisy) {
+            filter.push_str(&format!(",{noisy}=warn"));
+        }
+    }
+    filter
+}
+
 fn init_logging(filter: Option<&str>, service: bool, format: LogFormat) {
-    let default = if service { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let default = log_filter(None, service);
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(filter, service))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -327,9 +376,90 @@ async fn open_store_only(config: &Path) -> anyhow::Result<SqlStore> {
     open_store_at(&url).await
 }
 
-/// A progress bar on a terminal, plain lines otherwise.
+/// A progress bar on a terminal. Elsewhere (a pipe, a log collector) a line every
+/// [`progress_interval`] with the counts done of each kind and an estimate of the time left;
+/// each operation is then logged at debug level only (a failed one as a warning), under the
+/// target `scimsync::progress`.
 struct Bar {
     bar: Option<indicatif::ProgressBar>,
+    tally: Arc<std::sync::Mutex<Tally>>,
+}
+
+/// The operations of a run done so far, by kind.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// When the plan was known.
+    started: Option<std::time::Instant>,
+    total: usize,
+    planned: std::collections::BTreeMap<&'static str, usize>,
+    done: std::collections::BTreeMap<String, usize>,
+}
+
+impl Tally {
+    /// The plan is known: `total` operations, counted by kind.
+    pub(crate) fn planned(&mut self, total: usize) {
+        self.total = total;
+        self.started = Some(std::time::Instant::now());
+    }
+
+    /// The plan's operations by kind.
+    pub(crate) fn planned_kinds(
+        &mut self,
+        kinds: &std::collections::BTreeMap<&'static str, usize>,
+    ) {
+        self.planned = kinds.clone();
+    }
+
+    /// One activity entry recorded; only the plan's operations count.
+    pub(crate) fn applied(&mut self, op: &str) {
+        if !matches!(op, "reject" | "note" | "refuse") {
+            *self.done.entry(op.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn done(&self) -> usize {
+        self.done.values().sum()
+    }
+
+    /// `done/total operations (kind done/planned, …); Ns elapsed, about Ms left`, while the
+    /// run applies; `None` before the plan is known and once everything is done.
+    fn line(&self, elapsed: Duration) -> Option<(usize, Option<u64>, String)> {
+        self.started?;
+        let done = self.done();
+        if self.total == 0 || done >= self.total {
+            return None;
+        }
+        let kinds = self
+            .planned
+            .iter()
+            .map(|(k, n)| format!("{k} {}/{n}", self.done.get(*k).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let left = (done > 0).then(|| {
+            (elapsed.as_secs_f64() * (self.total - done) as f64 / done as f64).ceil() as u64
+        });
+        let eta = match left {
+            Some(s) => format!("about {s}s left"),
+            None => "time left unknown".to_owned(),
+        };
+        Some((
+            done,
+            left,
+            format!(
+                "progress: {done}/{} operations ({kinds}); {}s elapsed, {eta}",
+                self.total,
+                elapsed.as_secs()
+            ),
+        ))
+    }
+}
+
+impl Bar {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Progress for Bar {
@@ -337,25 +467,82 @@ impl Progress for Bar {
         if let Some(b) = &self.bar {
             b.set_length(total as u64);
         }
+        self.tally().planned(total);
+    }
+    fn planned_kinds(&self, kinds: &std::collections::BTreeMap<&'static str, usize>) {
+        self.tally().planned_kinds(kinds);
     }
     fn applied(&self, entry: &ActivityEntry) {
+        // Rejections, notes and refusals are not operations of the plan.
+        let planned = !matches!(entry.op.as_str(), "reject" | "note" | "refuse");
+        self.tally().applied(&entry.op);
         match &self.bar {
             Some(b) => {
-                // Rejections, notes and refusals are not operations of the plan.
-                if !matches!(entry.op.as_str(), "reject" | "note" | "refuse") {
+                if planned {
                     b.inc(1);
                 }
                 b.set_message(format!("{} {}", entry.op, output::clean(&entry.name)));
             }
-            None => eprintln!(
-                "{} {} {} {}",
-                entry.outcome.as_str(),
-                entry.op,
-                output::clean(&entry.name),
-                output::clean(&entry.detail)
+            None if entry.outcome == Outcome::Failed => tracing::warn!(
+                target: "scimsync::progress",
+                op = %entry.op,
+                name = %output::clean(&entry.name),
+                detail = %output::clean(&entry.detail),
+                "Operation failed."
+            ),
+            None => tracing::debug!(
+                target: "scimsync::progress",
+                outcome = entry.outcome.as_str(),
+                op = %entry.op,
+                name = %output::clean(&entry.name),
+                detail = %output::clean(&entry.detail),
+                "Operation recorded."
             ),
         }
     }
+}
+
+/// How often a progress line is written when stderr is not a terminal:
+/// `SCIMSYNC_PROGRESS_INTERVAL` seconds (default 10).
+fn progress_interval() -> Duration {
+    let secs = std::env::var("SCIMSYNC_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(10);
+    Duration::from_secs(secs)
+}
+
+/// Writes a progress line of `tally` every [`progress_interval`] while operations are applied,
+/// until `tally` is dropped: on stderr, or as a log event (`connection` named) in the daemon
+/// or with JSON logs.
+pub(crate) fn progress_lines(tally: &Arc<std::sync::Mutex<Tally>>, connection: Option<String>) {
+    let weak = Arc::downgrade(tally);
+    let every = progress_interval();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(tally) = weak.upgrade() else { return };
+            let line = {
+                let t = tally
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                t.started.and_then(|s| t.line(s.elapsed()))
+            };
+            let Some((done, left, line)) = line else {
+                continue;
+            };
+            match &connection {
+                Some(c) => {
+                    tracing::info!(target: "scimsync::progress", connection = %c, done, eta_seconds = left, "{line}")
+                }
+                None if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) => {
+                    tracing::info!(target: "scimsync::progress", done, eta_seconds = left, "{line}")
+                }
+                None => eprintln!("{line}"),
+            }
+        }
+    });
 }
 
 fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
@@ -369,7 +556,11 @@ fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
         }
         b
     });
-    Some(Arc::new(Bar { bar }))
+    let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+    if bar.is_none() {
+        progress_lines(&tally, None);
+    }
+    Some(Arc::new(Bar { bar, tally }))
 }
 
 async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
@@ -685,6 +876,22 @@ async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
         .runs_with_stats(args.connection.as_deref(), args.limit)
         .await?;
     print!("{}", output::runs(&runs, args.format));
+    if args.format == output::Format::Table {
+        // When each connection runs next (the daemon's schedule, in UTC).
+        let at = scimsync_engine::now();
+        for (name, schedule) in config::load_schedules(&args.config)? {
+            if args.connection.as_deref().is_some_and(|c| c != name) {
+                continue;
+            }
+            match schedule.as_deref().map(|s| (s, web::next_run(s, at))) {
+                Some((s, Some(next))) => {
+                    println!("next run of {name}: {next} (schedule \"{s}\", if a daemon runs it)")
+                }
+                Some((s, None)) => println!("{name}: schedule \"{s}\" is not valid"),
+                None => println!("{name} runs on demand only (no schedule)"),
+            }
+        }
+    }
     Ok(0)
 }
 
@@ -729,6 +936,143 @@ async fn check(path: &Path) -> anyhow::Result<u8> {
     Ok(if ok { 0 } else { EXIT_CONFIG })
 }
 
+/// The connections a listing asks for (all, or the one named).
+fn selected_connections<'a>(
+    settings: &'a Settings,
+    name: Option<&str>,
+) -> anyhow::Result<Vec<&'a config::ConnectionSettings>> {
+    let selected: Vec<_> = settings
+        .connections
+        .iter()
+        .filter(|c| name.is_none_or(|n| n == c.name))
+        .collect();
+    if selected.is_empty() {
+        anyhow::bail!(
+            "no connection named {:?}; the configuration has: {}",
+            name.unwrap_or_default(),
+            settings
+                .connections
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(selected)
+}
+
+/// `scimsync catalogue`: what each target offers governance rules, read as a run reads it
+/// (after discovery).
+async fn catalogue(args: ListArgs) -> anyhow::Result<u8> {
+    let settings = load_settings(&args.config)?;
+    let mut rows = Vec::new();
+    let mut code = 0;
+    for conn in selected_connections(&settings, args.connection.as_deref())? {
+        let read = async {
+            let target = wiring::target(&conn.target, conn.policy.member_batch_size)?;
+            let caps = target
+                .discover()
+                .await
+                .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+            target.use_capabilities(&caps);
+            target
+                .catalogue()
+                .await
+                .map_err(|e| anyhow::anyhow!(chain(&e)))
+        };
+        let catalogue = match read.await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!(
+                    "error: reading the catalogue of connection {}: {e:#}",
+                    conn.name
+                );
+                code = EXIT_CONFIG;
+                continue;
+            }
+        };
+        let name = serde_json::Value::from(conn.name.as_str());
+        for p in &catalogue.profiles {
+            rows.push(vec![
+                name.clone(),
+                "profile".into(),
+                p.name.as_str().into(),
+                p.id.as_str().into(),
+                p.licence.as_deref().into(),
+                p.allows_groups.into(),
+            ]);
+        }
+        for (kind, entries) in [
+            ("permission_set", &catalogue.permission_sets),
+            ("role", &catalogue.roles),
+        ] {
+            for e in entries {
+                rows.push(vec![
+                    name.clone(),
+                    kind.into(),
+                    e.name.as_str().into(),
+                    e.id.as_str().into(),
+                    serde_json::Value::Null,
+                    serde_json::Value::Null,
+                ]);
+            }
+        }
+    }
+    let header = [
+        "CONNECTION",
+        "KIND",
+        "NAME",
+        "ID",
+        "LICENCE",
+        "GROUPS_ALLOWED",
+    ];
+    print!("{}", output::listing(&header, &rows, args.format));
+    Ok(code)
+}
+
+/// `scimsync groups`: the groups each source offers, read whole as a run reads it.
+async fn groups(args: ListArgs) -> anyhow::Result<u8> {
+    use scimsync_core::ports::Source as _;
+    let settings = load_settings(&args.config)?;
+    let mut rows = Vec::new();
+    let mut code = 0;
+    for conn in selected_connections(&settings, args.connection.as_deref())? {
+        let read = async {
+            let source = wiring::source(&conn.source)?;
+            source.read().await.map_err(|e| anyhow::anyhow!(chain(&e)))
+        };
+        let snapshot = match read.await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "error: reading the source of connection {}: {e:#}",
+                    conn.name
+                );
+                code = EXIT_CONFIG;
+                continue;
+            }
+        };
+        let mut members: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for u in &snapshot.users {
+            for g in &u.groups {
+                *members.entry(g.as_str()).or_default() += 1;
+            }
+        }
+        for g in &snapshot.groups {
+            rows.push(vec![
+                conn.name.as_str().into(),
+                g.name.as_str().into(),
+                g.id.as_str().into(),
+                members.get(g.id.as_str()).copied().unwrap_or(0).into(),
+                g.description.as_deref().into(),
+            ]);
+        }
+    }
+    let header = ["CONNECTION", "NAME", "ID", "MEMBERS", "DESCRIPTION"];
+    print!("{}", output::listing(&header, &rows, args.format));
+    Ok(code)
+}
+
 /// A URL with its password replaced.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -765,6 +1109,37 @@ mod tests {
         );
         assert!(parse_since("3 weeks", now).unwrap_err().contains("unit"));
         assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn the_log_filter_quiets_other_crates_unless_named() {
+        assert_eq!(
+            log_filter(None, false),
+            "warn,scimsync::progress=info,hyper=warn,h2=warn,reqwest=warn,sqlx=warn,tower=warn,\
+             rustls=warn,axum=warn,tokio_cron_scheduler=warn,tokio_util=warn"
+        );
+        let f = log_filter(Some("debug,sqlx=debug"), true);
+        assert!(f.starts_with("debug,sqlx=debug,hyper=warn,"), "{f}");
+        assert!(!f.contains("sqlx=warn"), "{f}");
+    }
+
+    #[test]
+    fn progress_lines_count_each_kind_and_estimate_the_time_left() {
+        let mut t = Tally::default();
+        assert_eq!(t.line(Duration::from_secs(5)), None, "no plan yet");
+        t.started = Some(std::time::Instant::now());
+        t.total = 40;
+        t.planned = [("create_user", 30), ("add_members", 10)].into();
+        t.done.insert("create_user".into(), 10);
+        let (done, left, line) = t.line(Duration::from_secs(20)).unwrap();
+        assert_eq!((done, left), (10, Some(60)));
+        assert_eq!(
+            line,
+            "progress: 10/40 operations (add_members 0/10, create_user 10/30); 20s elapsed, about 60s left"
+        );
+        t.done.insert("add_members".into(), 10);
+        t.done.insert("create_user".into(), 30);
+        assert_eq!(t.line(Duration::from_secs(30)), None, "all done");
     }
 
     #[test]

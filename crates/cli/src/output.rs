@@ -260,6 +260,48 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
     }
 }
 
+/// A listing (`catalogue`, `groups`): a table, a JSON array of objects keyed by the header in
+/// lower case (cells as given: strings, numbers, booleans, null), or CSV.
+pub fn listing(header: &[&str], rows: &[Vec<serde_json::Value>], format: Format) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let keys: Vec<String> = header.iter().map(|h| h.to_ascii_lowercase()).collect();
+    match format {
+        Format::Table => table(
+            header,
+            &rows
+                .iter()
+                .map(|r| r.iter().map(text).collect())
+                .collect::<Vec<_>>(),
+        ),
+        Format::Json => {
+            let objects: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::Value::Object(keys.iter().cloned().zip(r.iter().cloned()).collect())
+                })
+                .collect();
+            serde_json::Value::Array(objects).to_string() + "\n"
+        }
+        Format::Csv => {
+            let mut out = keys.join(",") + "\n";
+            for r in rows {
+                out.push_str(
+                    &r.iter()
+                        .map(|c| csv_field(&text(c)))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -391,7 +391,10 @@ pub(crate) fn next_run(schedule: &str, now: Timestamp) -> Option<Timestamp> {
         .ok()?;
     let start = chrono::DateTime::from_timestamp_millis(now.millis())?;
     let next = cron.find_next_occurrence(&start, false).ok()?;
-    Some(Timestamp::from_millis(next.timestamp_millis()))
+    // croner keeps the start's fraction of a second; the scheduler fires on the second.
+    Some(Timestamp::from_millis(
+        next.timestamp().saturating_mul(1000),
+    ))
 }
 
 /// Whether `given` is the configured token, compared like the daemon compares the header
@@ -1460,6 +1463,15 @@ mod tests {
         assert_eq!(
             next_run("0 */15 * * * *", at),
             Some(Timestamp::from_millis(900_000))
+        );
+        // On the second, whatever the fraction of the start; strictly after it.
+        assert_eq!(
+            next_run("0 */15 * * * *", Timestamp::from_millis(450_843)),
+            Some(Timestamp::from_millis(900_000))
+        );
+        assert_eq!(
+            next_run("0 */15 * * * *", Timestamp::from_millis(900_500)),
+            Some(Timestamp::from_millis(1_800_000))
         );
         assert_eq!(next_run("not a schedule", at), None);
     }

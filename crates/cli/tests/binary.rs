@@ -448,7 +448,10 @@ async fn the_daemon_serves_health_metrics_and_on_demand_syncs_then_stops_on_sigt
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("scimsync_target_api_usage"), "{metrics}");
+    assert!(
+        metrics.contains("scimsync_target_api_calls_used{"),
+        "{metrics}"
+    );
     assert!(s.sf.inspect().users().len() > 10);
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -1169,7 +1172,8 @@ async fn errors_name_the_url_and_the_sync_answer_names_the_run() {
 }
 
 /// Issue 12, item 6: `--log-format json` writes one JSON object a line, and the daemon logs
-/// when it next runs each connection (at start and after each scheduled run).
+/// when it next runs each connection (at start and after each scheduled run), and a run's
+/// progress while it applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
     use std::io::{BufRead, BufReader};
@@ -1184,6 +1188,8 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
     )
     .unwrap();
     with_daemon_token(&s.config, "");
+    // Slow enough writes for a progress line (every second here) during the scheduled run.
+    s.sf.knobs().set_latency(Duration::from_millis(300));
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
         .args([
@@ -1195,21 +1201,29 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
         ])
         .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
         .env(TOKEN_VAR, TOKEN)
+        .env("SCIMSYNC_PROGRESS_INTERVAL", "1")
         .env_remove("SCIMSYNC_LOG")
         .current_dir(s.dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    // Log lines until the second "Next run scheduled." (the start's, then a run's).
+    // Log lines until the "Next run scheduled." after a finished run (the start logs one first).
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
         let mut next = 0;
+        let mut finished = false;
         for line in BufReader::new(stderr).lines() {
             let line = line.unwrap();
+            finished |= line.contains("Reconcile finished.");
             next += usize::from(line.contains("Next run scheduled."));
             lines.push(line);
-            if next == 2 {
+            if finished
+                && next >= 2
+                && lines
+                    .last()
+                    .is_some_and(|l| l.contains("Next run scheduled."))
+            {
                 break;
             }
         }
@@ -1231,7 +1245,7 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
         .iter()
         .filter(|v| v["fields"]["message"] == "Next run scheduled.")
         .collect();
-    assert_eq!(next.len(), 2, "{lines:?}");
+    assert!(next.len() >= 2, "{lines:?}");
     for v in next {
         assert_eq!(v["level"], "INFO", "{v}");
         assert_eq!(v["fields"]["connection"], "salesforce", "{v}");
@@ -1248,5 +1262,435 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
     assert!(
         finished["span"]["run_id"].as_i64().is_some_and(|id| id > 0),
         "{finished}"
+    );
+    assert!(
+        parsed.iter().any(|v| v["target"] == "scimsync::progress"
+            && v["fields"]["connection"] == "salesforce"
+            && v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("progress: ") && m.contains("create_user"))),
+        "the run's progress in the daemon's log: {lines:?}"
+    );
+}
+
+/// GETs a page of the daemon: status and body.
+async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Polls `url` until `done` holds for its answer (30 s at most); the last answer.
+async fn poll(
+    http: &reqwest::Client,
+    url: &str,
+    done: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let mut last = (0, String::new());
+    for _ in 0..300 {
+        last = get(http, url).await;
+        if done(last.0, &last.1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// A daemon killed when dropped (a failed assertion leaves none behind).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the daemon of a setup on `port`, with the token.
+fn start_daemon(s: &Setup, port: u16) -> Daemon {
+    Daemon(
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(["daemon", "--config", s.config.to_str().unwrap()])
+            .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+            .env(TOKEN_VAR, TOKEN)
+            .env_remove("SCIMSYNC_STORE_URL")
+            .current_dir(s.dir.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Issue 12, items 1 and 2: `/metrics` has one metric per quantity (last status, duration,
+/// guard holds, held refusals, next run, build); `/readyz` says 503 naming the connection
+/// whose guard holds deactivations (also after a restart) or whose run is stuck, and
+/// `/healthz` says 503 while this daemon's run is stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reports_readiness_stuck_runs_and_every_metric() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    with_daemon_token(&s.config, "stuck_after_seconds = 3");
+    let port = free_port();
+    let child = start_daemon(&s, port);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(wait_healthy(&http, &base).await);
+    let (status, body) = get(&http, &format!("{base}/readyz")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "{\"problems\":[],\"ready\":true}\n")
+    );
+    let (_, metrics) = get(&http, &format!("{base}/metrics")).await;
+    for expected in [
+        format!(
+            "scimsync_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "scimsync_next_run_timestamp_seconds{connection=\"salesforce\"} ".to_owned(),
+        "scimsync_guard_held_deactivations{connection=\"salesforce\"} 0".to_owned(),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} in {metrics}");
+    }
+    let next: f64 = metric_value(&metrics, "scimsync_next_run_timestamp_seconds{");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        next > now && next <= now + 900.0,
+        "within 15 minutes: {next}"
+    );
+
+    let sync = format!("{base}/connections/salesforce/sync");
+    let r = http.post(&sync).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let (_, metrics) = poll(&http, &format!("{base}/metrics"), |_, m| {
+        m.contains("scimsync_runs_total{")
+    })
+    .await;
+    for expected in [
+        // The sample directory has records the plan rejects.
+        "scimsync_last_run_status{connection=\"salesforce\",status=\"partial\"} 1",
+        "scimsync_last_run_status{connection=\"salesforce\",status=\"succeeded\"} 0",
+        "scimsync_last_run_status{connection=\"salesforce\",status=\"failed\"} 0",
+        "scimsync_held_refusals{connection=\"salesforce\"} 0",
+        "scimsync_run_started_timestamp_seconds{connection=\"salesforce\"} 0.0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == expected),
+            "{expected} in {metrics}"
+        );
+    }
+    assert!(metric_value(&metrics, "scimsync_last_run_duration_seconds{") > 0.0);
+    assert!(
+        !metrics.contains("kind=\"used\""),
+        "used and limit are two metrics: {metrics}"
+    );
+    assert!(metrics.contains("scimsync_target_api_calls_limit{connection=\"salesforce\"}"));
+
+    // Eight people leave: over the guard's 20%, the deactivations are held.
+    s._duo.dataset().edit(|d| {
+        let keep = d.users.len() - 8;
+        d.users.truncate(keep);
+    });
+    let r = http.post(&sync).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let (status, body) = poll(&http, &format!("{base}/readyz"), |s, _| s == 503).await;
+    assert_eq!(status, 503, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["ready"], false);
+    assert_eq!(json["problems"][0]["connection"], "salesforce", "{body}");
+    assert_eq!(json["problems"][0]["problem"], "guarded", "{body}");
+    let (_, metrics) = get(&http, &format!("{base}/metrics")).await;
+    let held = metric_value(&metrics, "scimsync_guard_held_deactivations{");
+    assert!(held >= 1.0, "{metrics}");
+    assert!(
+        json["problems"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("holds {held} deactivation")),
+        "{body}"
+    );
+    assert_eq!(get(&http, &format!("{base}/healthz")).await.0, 200);
+    drop(child);
+
+    // After a restart the guard still holds: not ready. Beyond loopback, the status alone.
+    let child = start_daemon(&s, port);
+    assert!(wait_healthy(&http, &base).await);
+    let (status, body) = get(&http, &format!("{base}/readyz")).await;
+    assert_eq!(status, 503, "restored from the store: {body}");
+    assert!(body.contains("\"guarded\""), "{body}");
+    let r = http
+        .get(format!("{base}/readyz"))
+        .header("host", "scimsync.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "not ready\n",
+        "no names without the token"
+    );
+
+    // A run slower than the bound (3 s): stuck, for /readyz and /healthz.
+    s._duo.knobs().latency(Duration::from_secs(3));
+    let r = http
+        .post(format!("{sync}?approve=true"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (status, body) = poll(&http, &format!("{base}/healthz"), |s, _| s == 503).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("stuck"), "{body}");
+    let (_, body) = get(&http, &format!("{base}/readyz")).await;
+    assert!(body.contains("\"stuck\""), "{body}");
+    s._duo.knobs().reset();
+    let (status, body) = poll(&http, &format!("{base}/readyz"), |s, _| s == 200).await;
+    assert_eq!(
+        status, 200,
+        "the approved run ends the guard's hold: {body}"
+    );
+    assert_eq!(get(&http, &format!("{base}/healthz")).await.0, 200);
+    drop(child);
+}
+
+/// The value of the first sample whose line starts with `prefix`.
+fn metric_value(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} in {metrics}"))
+}
+
+/// Issue 12, item 3: off a terminal, `reconcile` writes a progress line every interval (counts
+/// by kind, time left) instead of a line per operation; with `--log debug --log-format json`
+/// every stderr line is a JSON object, the operations are there at debug level, and the
+/// libraries' own chatter (hyper, reqwest, sqlx…) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_a_terminal_progress_is_a_line_every_interval_and_logs_skip_library_noise() {
+    let s = setup().await;
+    s.sf.knobs().set_latency(Duration::from_millis(300));
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(["reconcile", "--config", &config])
+            .env("SCIMSYNC_PROGRESS_INTERVAL", "1")
+            .env_remove("SCIMSYNC_LOG")
+            .env_remove("SCIMSYNC_STORE_URL")
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "rejections: {}", text(&out));
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(!progress.is_empty(), "{stderr}");
+    assert!(
+        progress[0].contains(" operations (") && progress[0].contains("create_user "),
+        "{stderr}"
+    );
+    assert!(
+        progress.iter().any(|l| l.contains("s left")),
+        "an estimate once something is done: {stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("ok create_user")),
+        "no line per operation: {stderr}"
+    );
+
+    // Debug logs as JSON: the operations, none of the libraries' lines.
+    s.sf.knobs().set_latency(Duration::ZERO);
+    s._duo.dataset().edit(|d| {
+        for u in &mut d.users {
+            u.lastname.push('x');
+            u.realname.push('x');
+        }
+    });
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args([
+                "reconcile",
+                "--config",
+                &config,
+                "--log",
+                "debug",
+                "--log-format",
+                "json",
+            ])
+            .env_remove("SCIMSYNC_LOG")
+            .env_remove("SCIMSYNC_STORE_URL")
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["target"] == "scimsync::progress"
+            && v["level"] == "DEBUG"
+            && v["fields"]["op"] == "update_user"),
+        "{stderr}"
+    );
+    for v in &lines {
+        let target = v["target"].as_str().unwrap_or_default();
+        assert!(
+            !["hyper", "h2", "reqwest", "sqlx", "tower", "rustls"]
+                .iter()
+                .any(|noisy| target.starts_with(noisy)),
+            "{v}"
+        );
+    }
+}
+
+/// Issue 12, item 3: `runs` ends with when each connection next runs on its schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_shows_when_each_connection_runs_next() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || scimsync(&["runs", "--config", &config], &dir))
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("next run of salesforce: "))
+        .unwrap_or_else(|| panic!("{all}"));
+    // Every 15 minutes: the next quarter hour, in UTC.
+    let at = line["next run of salesforce: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(at.ends_with('Z') && at.contains(":00.000Z"), "{line}");
+    let minute: u32 = at[14..16].parse().unwrap();
+    assert_eq!(minute % 15, 0, "{line}");
+}
+
+/// Issue 12, item 4: a profile, permission set or role the target lacks fails `check` with its
+/// configuration path and what the target offers; `catalogue` and `groups` list what the
+/// target and the source offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_resolves_catalogue_names_and_catalogue_and_groups_list_them() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let run = |args: Vec<String>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scimsync(&args, &dir)
+        })
+    };
+    let args = |cmd: &str, rest: &[&str]| {
+        let mut a = vec![cmd.to_owned(), "--config".to_owned(), config.clone()];
+        a.extend(rest.iter().map(|s| (*s).to_owned()));
+        a
+    };
+
+    let out = run(args("catalogue", &["--format", "json"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names = |kind: &str| -> Vec<String> {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind && e["connection"] == "salesforce")
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        names("profile").contains(&"Standard User".to_owned()),
+        "{listed}"
+    );
+    assert!(
+        names("permission_set").contains(&"Sales Cloud User".to_owned()),
+        "{listed}"
+    );
+    assert!(names("role").contains(&"VP Sales".to_owned()), "{listed}");
+    let out = run(args("catalogue", &[])).await.unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.starts_with("CONNECTION  KIND"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("role") && l.contains("Sales Rep")),
+        "{table}"
+    );
+
+    let out = run(args("groups", &["--format", "csv"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        csv.starts_with("connection,name,id,members,description\n"),
+        "{csv}"
+    );
+    let sales = csv
+        .lines()
+        .find(|l| l.starts_with("salesforce,Sales,"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    let members: u64 = sales.split(',').nth(3).unwrap().parse().unwrap();
+    assert!(members > 0, "{sales}");
+
+    // Typos in a profile, a permission set and a role: check fails naming each path.
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        configured
+            .replacen(
+                "profile = \"System Administrator\"",
+                "profile = \"System Admin\"",
+                1,
+            )
+            .replacen(
+                "[\"Sales Cloud User\", \"Reports Builder\"]",
+                "[\"Sales Cloud User\", \"Report Builder\"]",
+                1,
+            )
+            .replacen("role = \"Sales Rep\"", "role = \"Sales Representative\"", 1),
+    )
+    .unwrap();
+    let out = run(args("check", &[])).await.unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let governance = all
+        .lines()
+        .find(|l| l.starts_with("✗ governance:"))
+        .unwrap_or_else(|| panic!("{all}"));
+    for expected in [
+        "governance.group_rules[2].profile",
+        "\"System Admin\"",
+        "System Administrator",
+        "governance.group_rules[0].permission_sets[1]",
+        "Reports Builder",
+        "governance.group_rules[1].role",
+        "Sales Rep",
+    ] {
+        assert!(governance.contains(expected), "{expected} in {governance}");
+    }
+    assert_eq!(
+        s.sf.inspect().writes(),
+        0,
+        "listing and checking write nothing"
     );
 }

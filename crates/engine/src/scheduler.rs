@@ -9,10 +9,12 @@
 //! (`0 */15 * * * *` = every 15 minutes).
 
 use crate::lease::{self, DEFAULT_LEASE_TTL};
-use crate::metrics::Metrics;
+use crate::metrics::{FinishedRun, Metrics};
 use crate::run::{EngineError, RunReport, StopReason, now};
 use futures::future::BoxFuture;
+use scimsync_core::Timestamp;
 use scimsync_core::activity::Trigger;
+use scimsync_core::plan::Operation;
 use scimsync_core::ports::Store;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -96,18 +98,27 @@ pub fn check_schedule(schedule: &str) -> Result<(), String> {
 
 /// Logs when the scheduler `$cron` next runs connection `$connection` (job `$id`), in UTC
 /// (RFC 3339 with `Z`). A macro, so the cron crate's id and time types need no naming here.
+/// The time is also the metric `scimsync_next_run_timestamp_seconds` of `$metrics`.
 macro_rules! log_next_run {
-    ($cron:expr, $id:expr, $connection:expr) => {
+    ($cron:expr, $id:expr, $connection:expr, $metrics:expr) => {
         match $cron.next_tick_for_job($id).await {
-            Ok(Some(next)) => info!(
-                connection = %$connection,
-                next = %next.format("%Y-%m-%dT%H:%M:%SZ"),
-                "Next run scheduled."
-            ),
+            Ok(Some(next)) => {
+                $metrics.next_run(&$connection, next.timestamp_millis() as f64 / 1000.0);
+                info!(
+                    connection = %$connection,
+                    next = %next.format("%Y-%m-%dT%H:%M:%SZ"),
+                    "Next run scheduled."
+                )
+            }
             Ok(None) => info!(connection = %$connection, "No further run scheduled."),
             Err(e) => warn!(connection = %$connection, error = %e, "Cannot tell the next run time."),
         }
     };
+}
+
+/// Seconds since the Unix epoch, as the metrics count time.
+fn seconds(at: Timestamp) -> f64 {
+    at.millis() as f64 / 1000.0
 }
 
 struct Entry {
@@ -166,6 +177,7 @@ impl<St: Store + 'static> Scheduler<St> {
     /// demand).
     pub fn add(&mut self, job: Arc<dyn Job>) {
         let name = job.name().to_owned();
+        self.metrics.add_connection(&name);
         self.jobs.insert(
             name,
             Arc::new(Entry {
@@ -204,7 +216,7 @@ impl<St: Store + 'static> Scheduler<St> {
                         }
                         Err(e) => warn!(connection = %conn, error = %e, "Scheduled run not started."),
                     }
-                    log_next_run!(cron, id, conn);
+                    log_next_run!(cron, id, conn, me.metrics);
                 })
             })
             .map_err(|source| SchedulerError::Schedule {
@@ -218,7 +230,7 @@ impl<St: Store + 'static> Scheduler<St> {
         cron.start().await.map_err(SchedulerError::Scheduler)?;
         let mut cron = cron;
         for (id, name) in &ids {
-            log_next_run!(cron, *id, name);
+            log_next_run!(cron, *id, name, self.metrics);
         }
         *self.cron.lock().await = Some(cron);
         Ok(())
@@ -285,12 +297,18 @@ impl<St: Store + 'static> Scheduler<St> {
         if self.cancel.is_cancelled() {
             return Ok(None);
         }
-        let lease = lease::take(
+        let metrics = Arc::clone(&self.metrics);
+        let conn = name.to_owned();
+        let hook: lease::RenewalHook = Arc::new(move |ok| {
+            metrics.lease_renewal(&conn, ok, seconds(now()));
+        });
+        let lease = lease::take_watched(
             &self.store,
             name,
             &self.holder,
             self.lease_ttl,
             &self.cancel,
+            Some(hook),
         )
         .await
         .map_err(|e| SchedulerError::Lease {
@@ -306,6 +324,8 @@ impl<St: Store + 'static> Scheduler<St> {
                 });
             }
         };
+        let started = std::time::Instant::now();
+        self.metrics.run_started(name, seconds(now()));
         let result = match plan {
             Some(plan) => {
                 entry
@@ -321,17 +341,42 @@ impl<St: Store + 'static> Scheduler<St> {
             }
         };
         lease.release().await;
+        let duration_seconds = Some(started.elapsed().as_secs_f64());
         match result {
             Ok(report) => {
-                self.metrics
-                    .run_finished(name, report.status, now().millis() as f64 / 1000.0);
+                // An approved run may report the guard's verdict yet apply what it held.
+                let guard_held = if report.status == scimsync_core::activity::RunStatus::Guarded {
+                    report
+                        .plan
+                        .operations
+                        .iter()
+                        .filter(|op| matches!(op, Operation::DeactivateUser { .. }))
+                        .count() as u64
+                } else {
+                    0
+                };
+                self.metrics.run_finished(
+                    name,
+                    &FinishedRun {
+                        status: report.status,
+                        at_seconds: seconds(now()),
+                        duration_seconds,
+                        guard_held: Some(guard_held),
+                        held_refusals: Some(report.held + report.refused),
+                    },
+                );
                 Ok(Some(report))
             }
             Err(e) => {
                 self.metrics.run_finished(
                     name,
-                    scimsync_core::activity::RunStatus::Failed,
-                    now().millis() as f64 / 1000.0,
+                    &FinishedRun {
+                        status: scimsync_core::activity::RunStatus::Failed,
+                        at_seconds: seconds(now()),
+                        duration_seconds,
+                        guard_held: None,
+                        held_refusals: None,
+                    },
                 );
                 error!(connection = %name, error = %crate::run::chain(&e), "Run failed.");
                 Ok(None)

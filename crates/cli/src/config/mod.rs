@@ -75,6 +75,10 @@ pub struct Settings {
     /// Time a client has to send a request's headers (from connecting or from the last
     /// response) before the daemon closes the connection.
     pub header_timeout: Duration,
+    /// How long a run may go before `/readyz` and `/healthz` call its connection stuck
+    /// (`daemon.stuck_after_seconds`); `None`: three times the schedule's interval, at least
+    /// 30 minutes (an hour for a connection without schedule).
+    pub stuck_after: Option<Duration>,
     pub connections: Vec<ConnectionSettings>,
     /// Files or keys holding secrets inline (warned about when the file is readable by others).
     pub inline_secrets: Vec<String>,
@@ -117,6 +121,21 @@ pub fn load_store_url(
     })?;
     let (raw, _unknown) = read(&text, path)?;
     Ok(store::store_url(env, raw.store.url, &base_dir(path)))
+}
+
+/// The connections' names and schedules as written (`None`: on demand only), for `runs`:
+/// nothing else is validated, so it needs none of the connections' secrets.
+pub fn load_schedules(path: &Path) -> Result<Vec<(String, Option<String>)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let (raw, _unknown) = read(&text, path)?;
+    Ok(raw
+        .connections
+        .into_iter()
+        .filter_map(|c| Some((c.name?, c.schedule)))
+        .collect())
 }
 
 /// Validates configuration text (`path` is for messages and relative file paths).

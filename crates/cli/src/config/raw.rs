@@ -31,6 +31,7 @@ pub(super) struct RawDaemon {
     pub token_file: Option<PathBuf>,
     pub max_connections: Option<u64>,
     pub header_timeout_seconds: Option<u64>,
+    pub stuck_after_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -401,3 +401,21 @@ fn an_unknown_key_is_named_with_its_section_and_file_and_the_keys_there_listed()
         "{err}"
     );
 }
+
+#[test]
+fn a_run_may_be_called_stuck_after_a_configured_time() {
+    let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+    let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
+    assert_eq!(s.stuck_after, None, "by default, from the schedule");
+    let text = format!("[daemon]\nstuck_after_seconds = 5400\n{GOOD}");
+    let s = parse(&text, Path::new("c.toml"), &vars).unwrap();
+    assert_eq!(s.stuck_after, Some(Duration::from_secs(5_400)));
+    let text = format!("[daemon]\nstuck_after_seconds = 0\n{GOOD}");
+    let err = parse(&text, Path::new("c.toml"), &vars)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("daemon.stuck_after_seconds: 0 is out of range"),
+        "{err}"
+    );
+}

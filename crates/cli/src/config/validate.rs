@@ -99,6 +99,7 @@ impl<'e> Validator<'e> {
             daemon_token: daemon.token,
             max_connections: daemon.max_connections,
             header_timeout: daemon.header_timeout,
+            stuck_after: daemon.stuck_after,
             connections,
             inline_secrets: Vec::new(),
             secret_files: Vec::new(),
