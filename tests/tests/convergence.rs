@@ -13,28 +13,19 @@ use scimsync_core::policy::{
     Governance, GroupRuleSpec, Policy, RuleSpec, Safety, Scope, SourceAttribute, TargetKind,
 };
 use scimsync_core::ports::Store as _;
-use scimsync_directory::{DuoConfig, DuoEndpoint, DuoSource};
+use scimsync_directory::DuoSource;
 use scimsync_engine::{Connection, RetryRefused, RunOptions, RunReport, reconcile_once};
-use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig};
+use scimsync_scim::{ScimClient, ScimConfig};
 use scimsync_sim::duo::{DuoSim, DuoSimConfig};
 use scimsync_sim::generator::{self, DuoDataset, DuoGroup, DuoUser};
-use scimsync_sim::salesforce::{
-    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, LoggedRequest, Reading, SalesforceConfig, SalesforceSim,
-    SimUser,
-};
+use scimsync_sim::salesforce::{LoggedRequest, Reading, SalesforceConfig, SalesforceSim, SimUser};
 use scimsync_store::SqlStore;
-use secrecy::SecretString;
+use scimsync_tests::{Backend, duo_config, salesforce_scim_config, store};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 const SALES: &str = "DGSAMPLE000000000001";
 const CHATTER_FREE: &str = "Chatter Free User";
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// Which reading of the unconfirmed points the Salesforce emulator plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,32 +221,6 @@ fn generated_policy() -> Policy {
     )
 }
 
-async fn store(backend: Backend, dir: &tempfile::TempDir) -> Option<SqlStore> {
-    match backend {
-        Backend::Sqlite => Some(
-            SqlStore::connect(dir.path().join("store.db").to_str().unwrap())
-                .await
-                .unwrap(),
-        ),
-        Backend::Postgres => {
-            let base = std::env::var("SCIMSYNC_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}schema=conv_{:016x}", rand::random::<u64>());
-            match tokio::time::timeout(Duration::from_secs(5), SqlStore::connect(&url)).await {
-                Ok(Ok(s)) => Some(s),
-                other if std::env::var_os("CI").is_some() => {
-                    panic!("PostgreSQL unreachable: {:?}", other.err())
-                }
-                _ => {
-                    eprintln!("notice: PostgreSQL unreachable; skipping this story on PostgreSQL");
-                    None
-                }
-            }
-        }
-    }
-}
-
 async fn world(
     backend: Backend,
     data: DuoDataset,
@@ -263,28 +228,14 @@ async fn world(
     policy: Policy,
 ) -> Option<World> {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(backend, &dir).await?;
+    let store = store(backend, &dir, "conv").await?;
     let duo = DuoSim::start(DuoSimConfig::demo(), data).await.unwrap();
     let sf = SalesforceSim::start(sf).await.unwrap();
-    let source = DuoSource::new(DuoConfig::new(
-        DuoEndpoint::BaseUrl(url::Url::parse(&duo.base_url()).unwrap()),
-        duo.integration_key().to_owned(),
-        SecretString::from(duo.secret_key().to_owned()),
-    ))
-    .unwrap();
+    let source = DuoSource::new(duo_config(&duo)).unwrap();
     let target = ScimClient::new(ScimConfig {
         requests_per_second: 1_000,
         backoff_base: Duration::from_millis(10),
-        ..ScimConfig::new(
-            url::Url::parse(&sf.base_url()).unwrap(),
-            Auth::ClientCredentials {
-                token_url: url::Url::parse(&sf.token_url()).unwrap(),
-                client_id: DEMO_CLIENT_ID.to_owned(),
-                client_secret: SecretString::from(DEMO_CLIENT_SECRET.to_owned()),
-                method: ClientAuthMethod::Form,
-            },
-            Dialect::Salesforce,
-        )
+        ..salesforce_scim_config(&sf)
     })
     .unwrap();
     Some(World {

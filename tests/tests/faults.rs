@@ -6,17 +6,14 @@
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::policy::{Governance, Policy, RuleSpec, Scope, TargetKind};
-use scimsync_directory::{DuoConfig, DuoEndpoint, DuoSource};
+use scimsync_directory::{DuoConfig, DuoSource};
 use scimsync_engine::{Connection, RunOptions, RunReport, reconcile_once};
-use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig};
+use scimsync_scim::{ScimClient, ScimConfig};
 use scimsync_sim::duo::{DuoSim, DuoSimConfig};
 use scimsync_sim::generator;
-use scimsync_sim::salesforce::{
-    BurstKind, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Inspector, Knobs, SalesforceConfig,
-    SalesforceSim,
-};
+use scimsync_sim::salesforce::{BurstKind, Inspector, Knobs, SalesforceConfig, SalesforceSim};
 use scimsync_store::SqlStore;
-use secrecy::SecretString;
+use scimsync_tests::{duo_config, salesforce_scim_config};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -57,11 +54,7 @@ async fn world() -> World {
         .unwrap();
     let source = DuoSource::new(DuoConfig {
         backoff_base: Duration::from_millis(20),
-        ..DuoConfig::new(
-            DuoEndpoint::BaseUrl(url::Url::parse(&duo.base_url()).unwrap()),
-            duo.integration_key().to_owned(),
-            SecretString::from(duo.secret_key().to_owned()),
-        )
+        ..duo_config(&duo)
     })
     .unwrap();
     let target = ScimClient::new(ScimConfig {
@@ -69,16 +62,7 @@ async fn world() -> World {
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_secs(2),
         timeout: Duration::from_secs(2),
-        ..ScimConfig::new(
-            url::Url::parse(&sf.base_url()).unwrap(),
-            Auth::ClientCredentials {
-                token_url: url::Url::parse(&sf.token_url()).unwrap(),
-                client_id: DEMO_CLIENT_ID.to_owned(),
-                client_secret: SecretString::from(DEMO_CLIENT_SECRET.to_owned()),
-                method: ClientAuthMethod::Form,
-            },
-            Dialect::Salesforce,
-        )
+        ..salesforce_scim_config(&sf)
     })
     .unwrap();
     World {

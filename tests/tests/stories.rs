@@ -7,16 +7,14 @@ use scimsync_core::policy::{
     Governance, GroupRuleSpec, Policy, RuleSpec, Safety, Scope, SourceAttribute, TargetKind,
 };
 use scimsync_core::ports::Store as _;
-use scimsync_directory::{DuoConfig, DuoEndpoint, DuoSource};
+use scimsync_directory::DuoSource;
 use scimsync_engine::{Connection, Progress, RunOptions, RunReport, reconcile_once};
-use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig};
+use scimsync_scim::{ScimClient, ScimConfig};
 use scimsync_sim::duo::{DuoSim, DuoSimConfig};
 use scimsync_sim::generator;
-use scimsync_sim::salesforce::{
-    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SalesforceConfig, SalesforceSim,
-};
+use scimsync_sim::salesforce::{SalesforceConfig, SalesforceSim};
 use scimsync_store::SqlStore;
-use secrecy::SecretString;
+use scimsync_tests::{Backend, duo_config, salesforce_scim_config, store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -24,11 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 const SALES: &str = "DGSAMPLE000000000001";
 const ENGINEERING: &str = "DGSAMPLE000000000003";
-
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 struct World {
     duo: DuoSim,
@@ -94,60 +87,20 @@ fn policy() -> Policy {
     policy
 }
 
-async fn store(backend: &Backend, dir: &tempfile::TempDir) -> Option<SqlStore> {
-    match backend {
-        Backend::Sqlite => Some(
-            SqlStore::connect(dir.path().join("store.db").to_str().unwrap())
-                .await
-                .unwrap(),
-        ),
-        Backend::Postgres => {
-            let base = std::env::var("SCIMSYNC_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}schema=e2e_{:016x}", rand::random::<u64>());
-            match tokio::time::timeout(Duration::from_secs(5), SqlStore::connect(&url)).await {
-                Ok(Ok(s)) => Some(s),
-                other if std::env::var_os("CI").is_some() => {
-                    panic!("PostgreSQL unreachable: {:?}", other.err())
-                }
-                _ => {
-                    eprintln!("notice: PostgreSQL unreachable; skipping this story on PostgreSQL");
-                    None
-                }
-            }
-        }
-    }
-}
-
 async fn world(backend: Backend) -> Option<World> {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&backend, &dir).await?;
+    let store = store(backend, &dir, "e2e").await?;
     let duo = DuoSim::start(DuoSimConfig::demo(), generator::sample())
         .await
         .unwrap();
     let sf = SalesforceSim::start(SalesforceConfig::demo())
         .await
         .unwrap();
-    let source = DuoSource::new(DuoConfig::new(
-        DuoEndpoint::BaseUrl(url::Url::parse(&duo.base_url()).unwrap()),
-        duo.integration_key().to_owned(),
-        SecretString::from(duo.secret_key().to_owned()),
-    ))
-    .unwrap();
+    let source = DuoSource::new(duo_config(&duo)).unwrap();
     let target = ScimClient::new(ScimConfig {
         requests_per_second: 200,
         backoff_base: Duration::from_millis(10),
-        ..ScimConfig::new(
-            url::Url::parse(&sf.base_url()).unwrap(),
-            Auth::ClientCredentials {
-                token_url: url::Url::parse(&sf.token_url()).unwrap(),
-                client_id: DEMO_CLIENT_ID.to_owned(),
-                client_secret: SecretString::from(DEMO_CLIENT_SECRET.to_owned()),
-                method: ClientAuthMethod::Form,
-            },
-            Dialect::Salesforce,
-        )
+        ..salesforce_scim_config(&sf)
     })
     .unwrap();
     Some(World {

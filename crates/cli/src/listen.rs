@@ -184,7 +184,6 @@ impl AsyncWrite for GuardedIo {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 

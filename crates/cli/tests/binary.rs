@@ -1255,11 +1255,16 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
         let at = v["fields"]["next"].as_str().unwrap();
         assert!(at.len() == 20 && at.ends_with('Z'), "RFC 3339 UTC: {at}");
     }
+    let finished = parsed
+        .iter()
+        .find(|v| v["fields"]["message"] == "Reconcile finished.")
+        .unwrap_or_else(|| panic!("a scheduled run in between: {lines:?}"));
+    // The run's span carries the connection and the run id into each of its lines.
+    assert_eq!(finished["span"]["name"], "run", "{finished}");
+    assert_eq!(finished["span"]["connection"], "salesforce", "{finished}");
     assert!(
-        parsed
-            .iter()
-            .any(|v| v["fields"]["message"] == "Reconcile finished."),
-        "a scheduled run in between: {lines:?}"
+        finished["span"]["run_id"].as_i64().is_some_and(|id| id > 0),
+        "{finished}"
     );
     assert!(
         parsed.iter().any(|v| v["target"] == "scimsync::progress"

@@ -1,5 +1,4 @@
 //! `config/example.toml` is a valid configuration.
-#![allow(clippy::unwrap_used)]
 
 use scimsync::config::{SourceSettings, TargetAuth, parse};
 use scimsync_core::policy::{NameSplit, Scope, SourceAttribute};

@@ -16,7 +16,6 @@
 //! It must not do I/O, read the clock or pull in an async runtime: the planner is a pure
 //! function of its inputs, so the same inputs always give the same plan.
 #![forbid(unsafe_code)]
-#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod activity;
 pub mod governance;
@@ -29,6 +28,7 @@ pub mod policy;
 pub mod ports;
 pub mod refusals;
 pub mod render;
+pub mod retry;
 pub mod source;
 pub mod target;
 #[cfg(any(test, feature = "testing"))]

@@ -4,6 +4,7 @@
 use crate::error::DirectoryError;
 use crate::signing::{SigVersion, authorization, canonicalize, rfc2822, sign};
 use scimsync_core::ports::Source;
+use scimsync_core::retry::{RetryPolicy, Retryable as _};
 use scimsync_core::source::{
     DirectoryGroup, DirectoryStatus, DirectoryUser, Phone, PhoneKind, SourceSnapshot, SsoAccess,
 };
@@ -13,8 +14,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, info_span, warn};
 use url::Url;
 
 /// Where the Admin API is.
@@ -36,7 +36,8 @@ pub struct DuoConfig {
     pub page_size: u32,
     /// Tries per request on 429, 5xx and transport errors.
     pub max_attempts: u32,
-    /// First wait on 429/5xx, doubled each time (Duo's client: 1 s up to 32 s), with jitter.
+    /// First wait on 429/5xx, doubled each time up to 32 times it (Duo's client: 1 s up to
+    /// 32 s), with jitter (core's retry policy).
     pub backoff_base: Duration,
     /// The Duo application whose "User access" setting the `sso_access` scope reads.
     pub sso_integration_key: Option<String>,
@@ -106,8 +107,6 @@ pub struct DuoSource {
     /// What is signed as the host: the host, with the port when it is not the scheme's default.
     host: String,
     http: reqwest::Client,
-    /// Stops the read between requests and during backoff.
-    cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for DuoSource {
@@ -229,16 +228,7 @@ impl DuoSource {
             base,
             host,
             http,
-            cancel: CancellationToken::new(),
         })
-    }
-
-    /// Stops reads when `cancel` fires: a backoff wait ends at once and no further request is
-    /// made; the read fails with [`DirectoryError::Cancelled`]. (Dropping the read's future
-    /// also stops it.)
-    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
-        self.cancel = cancel;
-        self
     }
 
     /// One signed GET with retries on 429, 5xx and transport errors.
@@ -248,34 +238,24 @@ impl DuoSource {
         params: &[(String, String)],
         what: &str,
     ) -> Result<(T, Metadata), DirectoryError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            if self.cancel.is_cancelled() {
-                return Err(DirectoryError::Cancelled);
-            }
-            let once = tokio::select! {
-                once = self.get_once(path, params, what) => once,
-                () = self.cancel.cancelled() => return Err(DirectoryError::Cancelled),
-            };
-            let err = match once {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            if !err.is_retryable() || attempt >= self.config.max_attempts {
-                return Err(err);
-            }
-            let wait = self
-                .config
-                .backoff_base
-                .saturating_mul(1 << (attempt - 1).min(5));
-            let wait = wait + wait.mul_f64(rand::random::<f64>() * 0.5);
-            warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Duo request failed; retrying.");
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.cancel.cancelled() => return Err(DirectoryError::Cancelled),
-            }
-        }
+        let base = self.config.backoff_base;
+        let policy = RetryPolicy {
+            max_attempts: self.config.max_attempts.max(1),
+            base,
+            // Duo's own client waits 1 s doubling up to 32 s.
+            max: base.saturating_mul(32),
+        };
+        let mut attempt = 0u32;
+        (|| self.get_once(path, params, what))
+            .retry(policy.backoff())
+            .sleep(tokio::time::sleep)
+            .when(DirectoryError::is_retryable)
+            .adjust(|_, own| policy.wait(own, None))
+            .notify(|err, wait| {
+                attempt += 1;
+                warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Duo request failed; retrying.");
+            })
+            .await
     }
 
     async fn get_once<T: DeserializeOwned>(
@@ -405,6 +385,7 @@ impl DuoSource {
             ];
             let (rows, meta): (Vec<T>, Metadata) = self
                 .get(path, &params, &format!("{what} (offset {offset})"))
+                .instrument(info_span!("page", path, offset))
                 .await?;
             each(rows);
             let next = match meta.next_offset {

@@ -52,8 +52,6 @@ pub enum DirectoryError {
     FileFormat { path: String, message: String },
     #[error("{0}")]
     Config(String),
-    #[error("the read was cancelled")]
-    Cancelled,
 }
 
 fn detail(d: &Option<String>) -> String {

@@ -164,7 +164,6 @@ impl Source for FileSource {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -8,7 +8,6 @@ use scimsync_sim::duo::{DuoSim, DuoSimConfig};
 use scimsync_sim::generator::{self, DuoDataset};
 use secrecy::SecretString;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 async fn sim(dataset: DuoDataset) -> DuoSim {
     DuoSim::start(DuoSimConfig::demo(), dataset).await.unwrap()
@@ -191,42 +190,6 @@ async fn a_read_dropped_during_backoff_stops_at_once() {
         1,
         "no request after the read was dropped"
     );
-}
-
-#[tokio::test]
-async fn a_cancelled_read_stops_its_backoff_and_says_so() {
-    let duo = sim(generator::sample()).await;
-    duo.knobs().fail_next(50, 503);
-    let cancel = CancellationToken::new();
-    let slow = DuoSource::new(DuoConfig {
-        backoff_base: Duration::from_secs(30),
-        ..DuoConfig::new(
-            DuoEndpoint::BaseUrl(url::Url::parse(&duo.base_url()).unwrap()),
-            duo.integration_key().to_owned(),
-            SecretString::from(duo.secret_key().to_owned()),
-        )
-    })
-    .unwrap()
-    .with_cancel(cancel.clone());
-    let stopper = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            cancel.cancel();
-        })
-    };
-    let started = std::time::Instant::now();
-    let err = slow.read().await.unwrap_err();
-    stopper.await.unwrap();
-    assert!(matches!(err, DirectoryError::Cancelled), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(err.disposition(), Disposition::Fatal));
-    assert_eq!(duo.count("/admin/v1/users"), 1);
-    assert!(
-        matches!(slow.read().await, Err(DirectoryError::Cancelled)),
-        "a cancelled source makes no more requests"
-    );
-    assert_eq!(duo.count("/admin/v1/users"), 1);
 }
 
 #[tokio::test]

@@ -381,7 +381,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
             news |= lock(&state).ledger.learn_profile_without_groups(p);
         }
         if news {
-            info!(connection = %ctx.connection, profiles = ?learned, "Every member of these profiles was refused: they are taken to forbid groups from now on.");
+            info!(profiles = ?learned, "Every member of these profiles was refused: they are taken to forbid groups from now on.");
             ctx.save_facts(&state).await?;
         }
     }
@@ -1134,7 +1134,10 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             let news = lock(state).ledger.learn_member_batch_size(size);
             if news {
                 self.save_facts(state).await?;
-                info!(connection = %self.connection, size, "The target accepts at most this many members per request; remembered.");
+                info!(
+                    size,
+                    "The target accepts at most this many members per request; remembered."
+                );
             }
         }
         let attribute = member_attribute(group.source_id.as_str());

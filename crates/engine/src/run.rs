@@ -14,7 +14,7 @@ use scimsync_core::render::Labels;
 use serde::Serialize;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 /// The current time as a core [`Timestamp`].
 pub fn now() -> Timestamp {
@@ -272,7 +272,24 @@ where
     if let Some(p) = &opts.progress {
         p.started(run_id);
     }
+    // Every event of the run (the adapters' too) carries the connection and the run id.
+    let span = tracing::info_span!("run", connection = %name, run_id);
+    run(conn, store, opts, run_id).instrument(span).await
+}
 
+/// The run recorded as `run_id`, from reading the source to recording the outcome.
+async fn run<S, T, St>(
+    conn: &Connection<S, T>,
+    store: &St,
+    opts: &RunOptions,
+    run_id: RunId,
+) -> Result<RunReport, EngineError>
+where
+    S: Source,
+    T: Target,
+    St: Store,
+{
+    let name = conn.name.as_str();
     let fail = failed_run;
 
     // Read.
@@ -328,7 +345,10 @@ where
         links
             .refusals
             .retain(|r| only.as_deref().is_some_and(|o| r.source_id != o));
-        info!(connection = %name, run_id, cleared, "Held refusals cleared: their writes are sent again.");
+        info!(
+            cleared,
+            "Held refusals cleared: their writes are sent again."
+        );
     }
     // Shutdown (or a lost lease) stops discovery and the target read at once too.
     let discovered = tokio::select! {
@@ -444,7 +464,7 @@ where
         last_source_users,
     });
     if let Some(trip) = &trip {
-        warn!(connection = %name, run_id, reason = %trip.reason, approved = opts.approve_destructive, "Guard tripped.");
+        warn!(reason = %trip.reason, approved = opts.approve_destructive, "Guard tripped.");
     }
 
     if opts.dry_run {
@@ -581,7 +601,10 @@ where
         .await
         .map_err(store_err(name))?;
     let held = plan.summary.held as u64;
-    info!(connection = %name, run_id, ?status, applied, failed, rejected, skipped, refused, held, "Reconcile finished.");
+    info!(
+        ?status,
+        applied, failed, rejected, skipped, refused, held, "Reconcile finished."
+    );
     Ok(RunReport {
         run_id,
         connection: name.to_owned(),
@@ -614,7 +637,7 @@ async fn interrupted_before_apply<St: Store>(
         "{} while {during}; nothing was changed",
         opts.stop_reason.describe()
     );
-    warn!(connection = %name, run_id, "{message}");
+    warn!("{message}");
     store
         .finish_run(
             run_id,
@@ -681,7 +704,7 @@ where
                 .save_facts(name, &links.facts)
                 .await
                 .map_err(store_err(name))?;
-            info!(connection = %name, run_id, "Target capabilities discovered.");
+            info!("Target capabilities discovered.");
             Ok(Some(caps))
         }
         Err(e) if e.disposition() == Disposition::Fatal => {
@@ -694,7 +717,7 @@ where
             })
         }
         Err(e) => {
-            warn!(connection = %name, run_id, error = %chain(&e), "Discovering the target's capabilities failed; going on with what was known.");
+            warn!(error = %chain(&e), "Discovering the target's capabilities failed; going on with what was known.");
             if let Some(caps) = &links.facts.capabilities {
                 conn.target.use_capabilities(caps);
             }
@@ -774,7 +797,7 @@ async fn refuse_changed_plan<St: Store>(
          (review the new plan and approve it)",
         plan.fingerprint()
     );
-    warn!(connection = %name, run_id, %message, "Approval refused.");
+    warn!(%message, "Approval refused.");
     record_run_event(store, run_id, name, "approve", Outcome::Rejected, &message).await;
     store
         .finish_run(

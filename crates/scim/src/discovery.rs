@@ -426,7 +426,6 @@ pub(crate) fn capabilities(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
 

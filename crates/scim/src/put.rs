@@ -430,7 +430,6 @@ pub(crate) fn strip_read_only(doc: &mut Value, read_only: &BTreeSet<String>) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::config::Dialect;
     use crate::constants::ENTERPRISE_SCHEMA;

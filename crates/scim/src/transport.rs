@@ -7,6 +7,7 @@ use crate::error::ScimError;
 use crate::token::{Token, TokenSource, http_failure};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode, header};
+use scimsync_core::retry::{RetryPolicy, Retryable as _};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::num::NonZeroU32;
@@ -14,7 +15,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span, debug, info_span, warn};
 use url::Url;
 
 /// Counters for `/metrics`.
@@ -38,9 +40,8 @@ pub(crate) struct Transport {
     limiter: DefaultDirectRateLimiter,
     permits: Semaphore,
     timeout: Duration,
-    max_attempts: u32,
-    backoff_base: Duration,
-    backoff_max: Duration,
+    /// The retry policy (core's, one for every adapter).
+    retry: RetryPolicy,
     max_body_bytes: usize,
     requests: AtomicU64,
     by_method: Mutex<std::collections::BTreeMap<String, u64>>,
@@ -110,9 +111,11 @@ impl Transport {
             limiter: RateLimiter::direct(Quota::per_second(rps)),
             permits: Semaphore::new(config.max_concurrency.max(1)),
             timeout: config.timeout,
-            max_attempts: config.max_attempts.max(1),
-            backoff_base: config.backoff_base,
-            backoff_max: config.backoff_max,
+            retry: RetryPolicy {
+                max_attempts: config.max_attempts.max(1),
+                base: config.backoff_base,
+                max: config.backoff_max,
+            },
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
@@ -154,7 +157,7 @@ impl Transport {
         if_match: Option<&str>,
         what: &str,
     ) -> Result<Answer, ScimError> {
-        self.send_tries(method, url, body, if_match, what, self.max_attempts)
+        self.send_tries(method, url, body, if_match, what, self.retry.max_attempts)
             .await
     }
 
@@ -169,58 +172,97 @@ impl Transport {
         what: &str,
         max_attempts: u32,
     ) -> Result<Answer, ScimError> {
-        let max_attempts = max_attempts.clamp(1, self.max_attempts);
-        let mut token = self.token(None, what).await?;
-        let mut refreshes = 0u32;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result = self
-                .once(&method, &url, body, if_match, &token.value, what)
-                .await;
-            let err = match result {
-                Ok(a) => return Ok(a),
-                Err(Failure::Unauthorized { detail, sent_at }) => {
-                    // Judged by age, not by order: a token obtained moments before the request
-                    // and refused (after one new token already) is a permission problem; an
-                    // older one has likely expired (during a backoff, say), so a new one is
-                    // fetched, a bounded number of times.
-                    let age = sent_at.saturating_duration_since(token.obtained);
-                    if age <= FRESH_TOKEN && refreshes > 0 {
-                        return Err(ScimError::Unauthorized {
-                            detail,
-                            dialect: self.dialect,
-                        });
+        // One span a request, all its tries: the method, the path (never the query, which
+        // may hold a filter with a user's name), the try and the status last answered.
+        let span = info_span!(
+            "request",
+            method = %method,
+            path = %url.path(),
+            attempt = Empty,
+            status = Empty
+        );
+        self.send_spanned(method, url, body, if_match, what, max_attempts)
+            .instrument(span)
+            .await
+    }
+
+    async fn send_spanned(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        what: &str,
+        max_attempts: u32,
+    ) -> Result<Answer, ScimError> {
+        let policy = RetryPolicy {
+            max_attempts: max_attempts.clamp(1, self.retry.max_attempts),
+            ..self.retry
+        };
+        // The token and the refreshes it took last from one try to the next.
+        let held = tokio::sync::Mutex::new((self.token(None, what).await?, 0u32));
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let tried = (|| async {
+            let mut held = held.lock().await;
+            Span::current().record("attempt", tries.fetch_add(1, Ordering::Relaxed) + 1);
+            let (token, refreshes) = &mut *held;
+            loop {
+                let err = match self
+                    .once(&method, &url, body, if_match, &token.value, what)
+                    .await
+                {
+                    Ok(a) => return Ok(a),
+                    Err(Failure::Error(e)) => return Err(Tried::Failed(e)),
+                    Err(Failure::Unauthorized { detail, sent_at }) => {
+                        // Judged by age, not by order: a token obtained moments before the
+                        // request and refused (after one new token already) is a permission
+                        // problem; an older one has likely expired (during a backoff, say), so
+                        // a new one is fetched, a bounded number of times, within the same try.
+                        let age = sent_at.saturating_duration_since(token.obtained);
+                        if age <= FRESH_TOKEN && *refreshes > 0 {
+                            ScimError::Unauthorized {
+                                detail,
+                                dialect: self.dialect,
+                            }
+                        } else if *refreshes >= MAX_TOKEN_REFRESHES {
+                            ScimError::TokensExpireTooFast {
+                                lifetime: age,
+                                refreshes: *refreshes,
+                            }
+                        } else {
+                            debug!(
+                                what,
+                                age_ms = age.as_millis() as u64,
+                                "401 on a token obtained earlier: fetching a new one."
+                            );
+                            *token = self
+                                .token(Some(token.generation), what)
+                                .await
+                                .map_err(Tried::Final)?;
+                            *refreshes += 1;
+                            continue;
+                        }
                     }
-                    if refreshes >= MAX_TOKEN_REFRESHES {
-                        return Err(ScimError::TokensExpireTooFast {
-                            lifetime: age,
-                            refreshes,
-                        });
-                    }
-                    debug!(
-                        what,
-                        age_ms = age.as_millis() as u64,
-                        "401 on a token obtained earlier: fetching a new one."
-                    );
-                    token = self.token(Some(token.generation), what).await?;
-                    refreshes += 1;
-                    attempt -= 1;
-                    continue;
-                }
-                Err(Failure::Error(e)) => e,
-            };
-            if !err.is_retryable() || attempt >= max_attempts {
-                return Err(err);
+                };
+                return Err(Tried::Final(err));
             }
-            if self.too_long(&err, what).is_some() {
-                return Err(err);
+        })
+        .retry(policy.backoff())
+        .sleep(tokio::time::sleep)
+        .when(|tried| matches!(tried, Tried::Failed(e) if e.is_retryable()))
+        .adjust(|tried, own| {
+            let err = tried.error();
+            if self.too_long(err, what) {
+                return None;
             }
-            let wait = self.backoff(attempt, err.retry_after());
+            policy.wait(own, err.retry_after())
+        })
+        .notify(|tried, wait| {
             self.retries.fetch_add(1, Ordering::Relaxed);
-            warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Retrying.");
-            tokio::time::sleep(wait).await;
-        }
+            warn!(what, wait_ms = wait.as_millis() as u64, error = %tried.error(), "Retrying.");
+        })
+        .await;
+        tried.map_err(Tried::into_error)
     }
 
     /// Makes sure a token is at hand (fetched with the usual retries), so that a following
@@ -231,64 +273,48 @@ impl Transport {
 
     /// A `Retry-After` longer than `backoff_max`: the request is not retried (the target is
     /// not waited on for minutes); the next run tries again. Says so in the log.
-    fn too_long(&self, err: &ScimError, what: &str) -> Option<Duration> {
-        let asked = err.retry_after()?;
-        if asked <= self.backoff_max {
-            return None;
+    fn too_long(&self, err: &ScimError, what: &str) -> bool {
+        let asked = err.retry_after();
+        if !self.retry.too_long(asked) {
+            return false;
         }
         warn!(
             what,
-            retry_after_s = asked.as_secs(),
-            backoff_max_s = self.backoff_max.as_secs(),
+            retry_after_s = asked.unwrap_or_default().as_secs(),
+            backoff_max_s = self.retry.max.as_secs(),
             "The target asks to wait longer than backoff_max: not waiting; the request fails and the next run tries it again."
         );
-        Some(asked)
+        true
     }
 
     /// The shared token (or a new one replacing `stale`), retrying passing failures of the
     /// token endpoint (429, 5xx, timeouts, connection errors) like those of SCIM calls.
     async fn token(&self, stale: Option<u64>, what: &str) -> Result<Token, ScimError> {
         let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result = match stale {
+        (|| async {
+            match stale {
                 None => self.tokens.get().await,
                 Some(generation) => self.tokens.refresh(generation).await,
-            };
-            match result {
-                Err(err)
-                    if err.is_retryable()
-                        && attempt < self.max_attempts
-                        && self.too_long(&err, what).is_none() =>
-                {
-                    let wait = self.backoff(attempt, err.retry_after());
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    if matches!(err, ScimError::RateLimited { .. }) {
-                        self.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    }
-                    warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Retrying the token request.");
-                    tokio::time::sleep(wait).await;
-                }
-                other => return other,
             }
-        }
-    }
-
-    /// The wait before another try: the exponential backoff with jitter, or the target's
-    /// `Retry-After` when it asks for longer (a `Retry-After: 0` does not make a retry storm),
-    /// at most `backoff_max`.
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .backoff_base
-            .saturating_mul(1u32 << (attempt - 1).min(16));
-        let capped = exp.min(self.backoff_max);
-        // Full jitter over the upper half: between capped/2 and capped.
-        let half = capped / 2;
-        let jitter = rand::random::<f64>();
-        let own = half + half.mul_f64(jitter);
-        retry_after
-            .map_or(own, |after| after.max(own))
-            .min(self.backoff_max)
+        })
+        .retry(self.retry.backoff())
+        .sleep(tokio::time::sleep)
+        .when(ScimError::is_retryable)
+        .adjust(|err, own| {
+            if self.too_long(err, what) {
+                return None;
+            }
+            self.retry.wait(own, err.retry_after())
+        })
+        .notify(|err, wait| {
+            attempt += 1;
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            if matches!(err, ScimError::RateLimited { .. }) {
+                self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
+            warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err, "Retrying the token request.");
+        })
+        .await
     }
 
     async fn once(
@@ -334,6 +360,7 @@ impl Transport {
             })
         })?;
         let status = resp.status();
+        Span::current().record("status", status.as_u16());
         let headers = resp.headers().clone();
         if status.is_redirection() {
             let location = headers
@@ -435,6 +462,27 @@ impl Transport {
                 detail,
             }),
         })
+    }
+}
+
+/// A try's failure: one worth retrying if passing, or one that ends the request (the token
+/// could not be had, the token is refused).
+enum Tried {
+    Failed(ScimError),
+    Final(ScimError),
+}
+
+impl Tried {
+    fn error(&self) -> &ScimError {
+        match self {
+            Tried::Failed(e) | Tried::Final(e) => e,
+        }
+    }
+
+    fn into_error(self) -> ScimError {
+        match self {
+            Tried::Failed(e) | Tried::Final(e) => e,
+        }
     }
 }
 

@@ -497,3 +497,48 @@ async fn the_token_endpoints_passing_failures_are_retried() {
     );
     assert!(!format!("{err} {err:?}").contains(SECRET));
 }
+
+/// A retry is logged inside the request's span: the method, the path without the query (a
+/// filter names a person), the try and the status answered.
+#[tokio::test]
+async fn a_retry_is_logged_in_the_requests_span_without_the_query() {
+    let capture = Capture::default();
+    let sink = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = MockServer::start().await;
+    with_token(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/scim/v2/Users"))
+        .respond_with(ResponseTemplate::new(503))
+        // The first answers the probe with `count` (one try, then paging without it).
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/scim/v2/Users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": 0, "Resources": []
+        })))
+        .mount(&server)
+        .await;
+    let c = client(&server, Dialect::Generic);
+    c.filter_users("userName", "jane.private@example.com")
+        .await
+        .unwrap();
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let retry = logs
+        .lines()
+        .find(|l| l.contains("Retrying."))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        retry.contains("request{method=GET path=/scim/v2/Users attempt=1 status=503}"),
+        "{retry}"
+    );
+    assert!(!logs.contains("jane.private"), "{logs}");
+}

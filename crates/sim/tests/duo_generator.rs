@@ -1,6 +1,5 @@
 //! The synthetic directory generator and the hand-written sample: determinism, realism and
 //! the planted bad records a provisioning engine must survive.
-#![allow(clippy::unwrap_used)]
 
 use std::collections::{HashMap, HashSet};
 

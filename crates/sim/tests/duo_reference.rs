@@ -4,7 +4,6 @@
 //! Ignored by default because it needs that package:
 //! `python3 -m venv /tmp/duo && /tmp/duo/bin/pip install duo-client==5.7.0`, then
 //! `DUO_REFERENCE_PYTHON=/tmp/duo/bin/python cargo nextest run -p scimsync-sim --run-ignored all duo_python`.
-#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::process::Command;

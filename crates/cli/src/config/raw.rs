@@ -198,7 +198,6 @@ impl<'de> de::Deserializer<'de> for FieldNames<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 use super::*;
 use scimsync_core::policy::{NameSplit, SourceAttribute};
 use scimsync_scim::FederationIdPlacement;

@@ -1,5 +1,4 @@
 //! The indexes agree with the users and groups after every kind of change.
-#![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
 
