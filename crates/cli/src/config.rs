@@ -5,6 +5,7 @@
 //! validated into [`Settings`], which cannot be invalid. Validation reports every problem at
 //! once, each with its path (`connections[0].governance.group_rules[2].profile: …`).
 
+use scimsync_core::budget::ApiBudget;
 use scimsync_core::mapping::parse_target_attribute;
 use scimsync_core::policy::{
     Governance, GroupRuleSpec, Mapping, NameSplit, Policy, Problem, RuleSpec, Safety, Scope,
@@ -145,8 +146,17 @@ struct RawTarget {
     timeout_seconds: Option<u64>,
     member_batch_size: Option<u64>,
     federation_id: Option<String>,
+    api_budget: Option<RawBudget>,
     #[serde(flatten)]
     extra: Extra,
+}
+
+/// `api_budget = "25%"`, `"5000"` or `5000`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawBudget {
+    Calls(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -475,7 +485,7 @@ impl Validator<'_> {
         }
     }
 
-    fn connection(&mut self, c: RawConnection, at: &str) -> Option<ConnectionSettings> {
+    fn connection(&mut self, mut c: RawConnection, at: &str) -> Option<ConnectionSettings> {
         self.unknown(
             at,
             &c.extra,
@@ -525,6 +535,7 @@ impl Validator<'_> {
             100,
             1..=1_000,
         ) as usize;
+        let api_budget = c.target.as_mut().and_then(|t| t.api_budget.take());
         let source = match c.source {
             Some(s) => self.source(s, &format!("{at}.source")),
             None => {
@@ -542,6 +553,22 @@ impl Validator<'_> {
         let kind = target.as_ref().map_or(TargetKind::Salesforce, |t| t.kind);
         let mut policy = self.policy(c.scope, c.mapping, c.governance, c.safety, kind, at);
         policy.member_batch_size = member_batch_size;
+        policy.api_budget = match api_budget {
+            None => None,
+            Some(raw) => {
+                let text = match raw {
+                    RawBudget::Calls(n) => n.to_string(),
+                    RawBudget::Text(t) => t,
+                };
+                match ApiBudget::parse(&text) {
+                    Ok(b) => Some(b),
+                    Err(message) => {
+                        self.problem(format!("{at}.target.api_budget"), message);
+                        None
+                    }
+                }
+            }
+        };
         let max_concurrency = self.range(
             &format!("{at}.max_concurrency"),
             c.max_concurrency,
@@ -799,6 +826,7 @@ impl Validator<'_> {
                 "max_concurrency",
                 "timeout_seconds",
                 "member_batch_size",
+                "api_budget",
                 "federation_id",
             ],
         );
@@ -1084,6 +1112,7 @@ impl Validator<'_> {
                     .or(defaults.max_deactivation_percent),
             },
             member_batch_size: 100,
+            api_budget: None,
         };
         for p in policy.validate() {
             self.problems.push(p.under(at));
@@ -1447,6 +1476,35 @@ permission_sets = ["Sales Cloud"]
             err.contains("connections[0].target.member_batch_size"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_api_budget_is_a_percentage_or_a_number_of_calls_and_a_bad_one_is_named() {
+        let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+        let with = |budget: &str| {
+            GOOD.replace(
+                "client_secret_env = \"SF_SECRET\"",
+                &format!("client_secret_env = \"SF_SECRET\"\napi_budget = {budget}"),
+            )
+        };
+        let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
+        assert_eq!(s.connections[0].policy.api_budget, None);
+        let s = parse(&with("\"25%\""), Path::new("c.toml"), &vars).unwrap();
+        assert_eq!(
+            s.connections[0].policy.api_budget,
+            Some(ApiBudget::Percent(25.0))
+        );
+        let s = parse(&with("5000"), Path::new("c.toml"), &vars).unwrap();
+        assert_eq!(
+            s.connections[0].policy.api_budget,
+            Some(ApiBudget::Calls(5000))
+        );
+        for bad in ["\"250%\"", "0", "\"some\""] {
+            let err = parse(&with(bad), Path::new("c.toml"), &vars)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("connections[0].target.api_budget"), "{err}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod activity;
+pub mod budget;
 pub mod governance;
 pub mod ids;
 pub mod links;
