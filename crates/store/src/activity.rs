@@ -104,6 +104,37 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// How many entries `query` matches, its limit aside (`activity` says how many more there
+    /// are than it printed).
+    pub async fn count_activity(&self, query: &ActivityQuery) -> Result<u64, StoreError> {
+        let n: Result<i64, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            let mut sql = activity_count(query);
+            sql.build_query_scalar().fetch_one(pool).await
+        });
+        n.map(|n| u64::try_from(n).unwrap_or_default())
+            .map_err(|source| StoreError::Count {
+                table: "activity",
+                source,
+            })
+    }
+
+    /// Whether any entry has the operation kind `op` (one this version does not write may come
+    /// from an earlier one).
+    pub async fn has_activity_op(&self, op: &str) -> Result<bool, StoreError> {
+        const SQL: &str = "SELECT id FROM activity WHERE op = $1 LIMIT 1";
+        let found: Result<Option<i64>, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            sqlx::query_scalar(SQL).bind(op).fetch_optional(pool).await
+        });
+        found
+            .map(|f| f.is_some())
+            .map_err(|source| StoreError::Count {
+                table: "activity",
+                source,
+            })
+    }
+}
+
 /// The search of `query`, composed of only the filters it gives. Results come oldest first
 /// (by id, the order of recording); with a limit, the newest `limit` of them.
 fn activity_search<DB>(query: &ActivityQuery) -> QueryBuilder<DB>
@@ -120,21 +151,52 @@ where
             format!("SELECT {ACTIVITY_COLUMNS} FROM (SELECT {ACTIVITY_COLUMNS} FROM activity")
         }
     });
+    push_filters(&mut sql, query);
+    match query.limit {
+        None => sql.push(" ORDER BY id"),
+        Some(limit) => sql
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit))
+            .push(") AS newest ORDER BY id"),
+    };
+    sql
+}
+
+/// The count of the entries `query` matches, its limit aside.
+fn activity_count<DB>(query: &ActivityQuery) -> QueryBuilder<DB>
+where
+    DB: Database,
+    DB::Arguments: Default,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::new("SELECT COUNT(*) FROM activity");
+    push_filters(&mut sql, query);
+    sql
+}
+
+/// The `WHERE` clause of the filters `query` gives.
+fn push_filters<DB>(sql: &mut QueryBuilder<DB>, query: &ActivityQuery)
+where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
     let mut joiner = " WHERE ";
     let mut filter = |sql: &mut QueryBuilder<DB>| {
         sql.push(joiner);
         joiner = " AND ";
     };
     if let Some(connection) = &query.connection {
-        filter(&mut sql);
+        filter(sql);
         sql.push("connection = ").push_bind(connection.clone());
     }
     if let Some(run_id) = query.run_id {
-        filter(&mut sql);
+        filter(sql);
         sql.push("run_id = ").push_bind(run_id);
     }
     if let Some(user) = &query.user {
-        filter(&mut sql);
+        filter(sql);
         sql.push("(name_folded = ")
             .push_bind(fold_name(user))
             .push(" OR source_id = ")
@@ -144,34 +206,26 @@ where
             .push(")");
     }
     if let Some(op) = &query.op {
-        filter(&mut sql);
+        filter(sql);
         sql.push("op = ").push_bind(op.clone());
     }
     if let Some(outcome) = query.outcome {
-        filter(&mut sql);
+        filter(sql);
         sql.push("outcome = ")
             .push_bind(outcome.as_str().to_owned());
     }
     if let Some(since) = query.since {
-        filter(&mut sql);
+        filter(sql);
         sql.push("at >= ").push_bind(since.millis());
     }
     if let Some(after_id) = query.after_id {
-        filter(&mut sql);
+        filter(sql);
         sql.push("id > ").push_bind(after_id);
     }
     if let Some(before_id) = query.before_id {
-        filter(&mut sql);
+        filter(sql);
         sql.push("id < ").push_bind(before_id);
     }
-    match query.limit {
-        None => sql.push(" ORDER BY id"),
-        Some(limit) => sql
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(limit))
-            .push(") AS newest ORDER BY id"),
-    };
-    sql
 }
 
 #[cfg(test)]

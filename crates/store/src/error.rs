@@ -245,6 +245,20 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    #[error("cannot prune old rows of table `{table}`")]
+    Prune {
+        table: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("cannot count the rows of table `{table}` that match the search")]
+    Count {
+        table: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
     #[error("the store holds an unreadable value in {table}.{column} (row {row}): {problem}")]
     Corrupt {
         table: &'static str,
@@ -277,7 +291,9 @@ impl StoreError {
             | Self::AcquireLease { source, .. }
             | Self::ReleaseLease { source, .. }
             | Self::ListLeases { source }
-            | Self::AbandonRuns { source, .. } => source,
+            | Self::AbandonRuns { source, .. }
+            | Self::Prune { source, .. }
+            | Self::Count { source, .. } => source,
             Self::SaveRefusal { source, .. } | Self::ClearRefusal { source, .. } => &**source,
             _ => return false,
         };

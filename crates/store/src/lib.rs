@@ -50,11 +50,13 @@ mod links;
 mod location;
 mod migrations;
 mod refusals;
+mod retention;
 mod runs;
 
 pub use error::StoreError;
 pub use leases::Lease;
 pub use location::resolve_sqlite_path;
+pub use retention::{PRUNE_BATCH, Pruned};
 pub use runs::{OutcomeCounts, RunStats};
 
 use backend::{Backend, with_pool};

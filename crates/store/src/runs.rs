@@ -113,25 +113,23 @@ impl SqlStore {
         connection: Option<&str>,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        const ALL: &str = concat!(
-            select_runs!(),
-            " ORDER BY started_at DESC, id DESC LIMIT $1"
-        );
-        const ONE: &str = concat!(
-            select_runs!(),
-            " WHERE connection = $2 ORDER BY started_at DESC, id DESC LIMIT $1"
-        );
-        let limit = i64::from(limit);
-        let rows: Result<Vec<RunRow>, sqlx::Error> =
-            with_pool!(&self.backend, |pool| match connection {
-                None => sqlx::query_as(ALL).bind(limit).fetch_all(pool).await,
-                Some(name) =>
-                    sqlx::query_as(ONE)
-                        .bind(limit)
-                        .bind(name)
-                        .fetch_all(pool)
-                        .await,
-            });
+        self.select_runs_since(connection, None, limit).await
+    }
+
+    /// Runs newest first, of one connection or all, started at or after `since` if given.
+    async fn select_runs_since(
+        &self,
+        connection: Option<&str>,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows: Result<Vec<RunRow>, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            let mut sql = sqlx::QueryBuilder::new(select_runs!());
+            push_run_filters(&mut sql, connection, since);
+            sql.push(" ORDER BY started_at DESC, id DESC LIMIT ")
+                .push_bind(i64::from(limit));
+            sql.build_query_as().fetch_all(pool).await
+        });
         rows.map_err(|source| StoreError::ListRuns { source })?
             .into_iter()
             .map(RunRow::into_record)
@@ -189,6 +187,36 @@ impl SqlStore {
             })
     }
 
+    /// How many runs there are (of one connection, or of all; started at or after `since`).
+    pub async fn count_runs(
+        &self,
+        connection: Option<&str>,
+        since: Option<Timestamp>,
+    ) -> Result<u64, StoreError> {
+        let n: Result<i64, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            let mut sql = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM runs");
+            push_run_filters(&mut sql, connection, since);
+            sql.build_query_scalar().fetch_one(pool).await
+        });
+        n.map(|n| u64::try_from(n).unwrap_or_default())
+            .map_err(|source| StoreError::Count {
+                table: "runs",
+                source,
+            })
+    }
+
+    /// The connections the store has runs of, by name.
+    pub async fn run_connections(&self) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT DISTINCT connection FROM runs ORDER BY connection";
+        let names: Result<Vec<String>, sqlx::Error> = with_pool!(&self.backend, |pool| {
+            sqlx::query_scalar(SQL).fetch_all(pool).await
+        });
+        names.map_err(|source| StoreError::Count {
+            table: "runs",
+            source,
+        })
+    }
+
     /// Runs, newest first (optionally of one connection), each with its duration and its
     /// activity entries counted by outcome: what `scimsync runs` prints.
     pub async fn runs_with_stats(
@@ -196,7 +224,17 @@ impl SqlStore {
         connection: Option<&str>,
         limit: u32,
     ) -> Result<Vec<RunStats>, StoreError> {
-        let runs = self.select_runs(connection, limit).await?;
+        self.runs_with_stats_since(connection, None, limit).await
+    }
+
+    /// [`SqlStore::runs_with_stats`] of the runs started at or after `since`.
+    pub async fn runs_with_stats_since(
+        &self,
+        connection: Option<&str>,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<RunStats>, StoreError> {
+        let runs = self.select_runs_since(connection, since, limit).await?;
         if runs.is_empty() {
             return Ok(Vec::new());
         }
@@ -245,5 +283,29 @@ impl SqlStore {
                 }
             })
             .collect())
+    }
+}
+
+/// The `WHERE` clause of a search of runs.
+fn push_run_filters<DB>(
+    sql: &mut sqlx::QueryBuilder<DB>,
+    connection: Option<&str>,
+    since: Option<Timestamp>,
+) where
+    DB: sqlx::Database,
+    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut joiner = " WHERE ";
+    if let Some(name) = connection {
+        sql.push(joiner)
+            .push("connection = ")
+            .push_bind(name.to_owned());
+        joiner = " AND ";
+    }
+    if let Some(since) = since {
+        sql.push(joiner)
+            .push("started_at >= ")
+            .push_bind(since.millis());
     }
 }

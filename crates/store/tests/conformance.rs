@@ -184,6 +184,8 @@ stories!(
     first_opens_race_safely,
     runs_with_stats_counts_many_runs,
     last_success_and_logged_rejections,
+    retention_prunes_old_rows_and_keeps_what_is_needed,
+    counts_match_the_searches,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1935,4 +1937,243 @@ async fn last_success_and_logged_rejections(h: &Harness) {
     assert_eq!(logged.len(), 2, "{logged:?}");
     assert_eq!(logged["u1"], "email: no @", "the newest reason wins");
     assert_eq!(logged["u2"], "email: missing");
+}
+
+const DAY: i64 = 86_400_000;
+
+async fn retention_prunes_old_rows_and_keeps_what_is_needed(h: &Harness) {
+    let store = &h.store;
+    let cutoff = T0.plus_millis(10 * DAY);
+    let finished = |status, at: Timestamp, users| end(status, at.plus_millis(1_000), users);
+    let reject = |run, source: &str, at, detail: &str| {
+        let mut e = entry(run, "sf", at, "reject", Outcome::Rejected, source);
+        e.source_id = Some(source.to_owned());
+        e.detail = detail.to_owned();
+        e
+    };
+
+    // sf: two old finished runs, one still running, one recent.
+    let r1 = store.start_run(&new_run("sf", T0)).await.unwrap();
+    store
+        .finish_run(r1, &finished(RunStatus::Succeeded, T0, Some(5)))
+        .await
+        .unwrap();
+    store
+        .record(&entry(r1, "sf", T0, "create_user", Outcome::Ok, "a@x.io"))
+        .await
+        .unwrap();
+    store
+        .record(&reject(r1, "u1", T0, "email: missing"))
+        .await
+        .unwrap();
+    store
+        .record(&reject(r1, "u1", T0.plus_millis(1_000), "email: no @"))
+        .await
+        .unwrap();
+    let r2 = store
+        .start_run(&new_run("sf", T0.plus_millis(DAY)))
+        .await
+        .unwrap();
+    store
+        .finish_run(
+            r2,
+            &finished(RunStatus::Partial, T0.plus_millis(DAY), Some(5)),
+        )
+        .await
+        .unwrap();
+    store
+        .record(&entry(
+            r2,
+            "sf",
+            T0.plus_millis(DAY),
+            "update_user",
+            Outcome::Failed,
+            "a@x.io",
+        ))
+        .await
+        .unwrap();
+    let running = store
+        .start_run(&new_run("sf", T0.plus_millis(2 * DAY)))
+        .await
+        .unwrap();
+    let recent_at = T0.plus_millis(20 * DAY);
+    let r4 = store.start_run(&new_run("sf", recent_at)).await.unwrap();
+    store
+        .finish_run(r4, &finished(RunStatus::Succeeded, recent_at, Some(6)))
+        .await
+        .unwrap();
+    store
+        .record(&entry(
+            r4,
+            "sf",
+            recent_at,
+            "update_user",
+            Outcome::Ok,
+            "a@x.io",
+        ))
+        .await
+        .unwrap();
+
+    // old: a connection that last ran long ago; its newest read and success are still needed.
+    let o1 = store.start_run(&new_run("old", T0)).await.unwrap();
+    store
+        .finish_run(o1, &finished(RunStatus::Succeeded, T0, Some(3)))
+        .await
+        .unwrap();
+    store
+        .record(&entry(o1, "old", T0, "create_user", Outcome::Ok, "b@x.io"))
+        .await
+        .unwrap();
+    let o2 = store
+        .start_run(&new_run("old", T0.plus_millis(DAY)))
+        .await
+        .unwrap();
+    store
+        .finish_run(o2, &finished(RunStatus::Failed, T0.plus_millis(DAY), None))
+        .await
+        .unwrap();
+    store
+        .record(&entry(
+            o2,
+            "old",
+            T0.plus_millis(DAY),
+            "read_source",
+            Outcome::Failed,
+            "old",
+        ))
+        .await
+        .unwrap();
+    store
+        .save_user_link("old", &user_link("b", "005B"))
+        .await
+        .unwrap();
+    store
+        .save_refusal("old", &refusal(ObjectKind::User, "b", "title", "Boss"))
+        .await
+        .unwrap();
+
+    // Old entries: create (r1), the older rejection of u1, the update (r2), both of `old`.
+    let expected = scimsync_store::Pruned {
+        activity: 5,
+        runs: 1,
+    };
+    assert_eq!(store.count_prunable(cutoff).await.unwrap(), expected);
+    // Batches of two: several statements, the same result.
+    assert_eq!(store.prune(cutoff, 2).await.unwrap(), expected);
+    assert_eq!(
+        store.prune(cutoff, 2).await.unwrap(),
+        scimsync_store::Pruned::default(),
+        "a second prune finds nothing"
+    );
+
+    let left: Vec<(RunId, String)> = store
+        .query_activity(&ActivityQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.run_id, e.detail))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            (r1, "email: no @".to_owned()),
+            (r4, "update_user a@x.io".to_owned())
+        ],
+        "the newest rejection of u1 is kept, with what is recent"
+    );
+    let mut runs: Vec<RunId> = store
+        .list_runs(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    runs.sort_unstable();
+    assert_eq!(
+        runs,
+        vec![r1, running, r4, o1, o2],
+        "r2 goes; the running run, the runs a kept entry needs and the newest runs of `old` stay"
+    );
+    assert_eq!(store.last_source_count("old").await.unwrap(), Some(3));
+    assert_eq!(
+        store.last_success("old").await.unwrap(),
+        Some(T0.plus_millis(1_000))
+    );
+    assert_eq!(
+        store.logged_rejections("sf").await.unwrap()["u1"],
+        "email: no @"
+    );
+    let links = store.load_links("old").await.unwrap();
+    assert_eq!(links.users.len(), 1);
+    assert_eq!(links.refusals.len(), 1);
+}
+
+async fn counts_match_the_searches(h: &Harness) {
+    let store = &h.store;
+    let a = store.start_run(&new_run("sf", T0)).await.unwrap();
+    let b = store.start_run(&new_run("other", T0)).await.unwrap();
+    for i in 0..5 {
+        store
+            .record(&entry(
+                a,
+                "sf",
+                T0.plus_millis(i),
+                "create_user",
+                Outcome::Ok,
+                "a@x.io",
+            ))
+            .await
+            .unwrap();
+    }
+    store
+        .record(&entry(b, "other", T0, "note", Outcome::Skipped, "b@x.io"))
+        .await
+        .unwrap();
+    let query = ActivityQuery {
+        connection: Some("sf".into()),
+        limit: Some(2),
+        ..ActivityQuery::default()
+    };
+    assert_eq!(
+        store.count_activity(&query).await.unwrap(),
+        5,
+        "the limit aside"
+    );
+    assert_eq!(
+        store
+            .count_activity(&ActivityQuery {
+                since: Some(T0.plus_millis(3)),
+                ..query
+            })
+            .await
+            .unwrap(),
+        2
+    );
+    let c = store
+        .start_run(&new_run("sf", T0.plus_millis(DAY)))
+        .await
+        .unwrap();
+    assert_eq!(store.count_runs(None, None).await.unwrap(), 3);
+    assert_eq!(store.count_runs(Some("sf"), None).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .count_runs(Some("sf"), Some(T0.plus_millis(1)))
+            .await
+            .unwrap(),
+        1
+    );
+    let since: Vec<RunId> = store
+        .runs_with_stats_since(None, Some(T0.plus_millis(1)), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run.id)
+        .collect();
+    assert_eq!(since, vec![c]);
+    assert_eq!(
+        store.run_connections().await.unwrap(),
+        vec!["other".to_owned(), "sf".to_owned()]
+    );
+    assert!(store.has_activity_op("note").await.unwrap());
+    assert!(!store.has_activity_op("frobnicate").await.unwrap());
 }
