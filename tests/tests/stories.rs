@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, RunStatus, Trigger};
+use scimsync_core::budget::ApiBudget;
 use scimsync_core::policy::{
     Governance, GroupRuleSpec, Policy, RuleSpec, Safety, Scope, SourceAttribute, TargetKind,
 };
@@ -456,6 +457,76 @@ async fn a_run_killed_halfway_resumes_without_duplicates_and_a_complete_log(back
     w.finish().await;
 }
 
+/// `api_budget`: a run stops starting operations once scimsync's calls of the last 24 hours
+/// reach the budget (a percentage of the allocation Salesforce reports in `Sforce-Limit-Info`);
+/// what it did is recorded, the next run leaves the target alone while the budget is used up,
+/// and a larger budget lets the rest go.
+async fn the_api_budget_stops_a_run_cleanly_and_the_next_one_waits(backend: Backend) {
+    let Some(mut w) = world(backend).await else {
+        return;
+    };
+    // 1% of an allocation of 3,000 calls: 30 calls in a rolling day.
+    w.sf.knobs().set_daily_api_limit(3_000);
+    w.conn.policy.api_budget = Some(ApiBudget::Percent(1.0));
+    let one_at_a_time = || RunOptions {
+        max_concurrency: 1,
+        ..RunOptions::default()
+    };
+    let first = w.run_with(one_at_a_time()).await;
+    assert_eq!(first.status, RunStatus::OverBudget, "{first:?}");
+    assert_eq!(first.exit_code(), 1);
+    let message = first.message.clone().unwrap();
+    assert!(
+        message.contains("1% of the daily allocation: 30 calls in a rolling 24 h")
+            && message.contains("the rest waits for the first run after"),
+        "{message}"
+    );
+    let scim_calls = |w: &World| {
+        w.sf.inspect()
+            .request_log()
+            .iter()
+            .filter(|r| r.path.starts_with("/services/scim/"))
+            .count()
+    };
+    let calls = scim_calls(&w);
+    assert!(
+        (30..=31).contains(&calls),
+        "stopped at the budget, at most the operation in flight beyond it: {calls}"
+    );
+    let created = w.sf.inspect().users().len();
+    assert!(created > 0 && created < 20, "part of the plan: {created}");
+    let logged = w
+        .log(first.run_id)
+        .await
+        .iter()
+        .filter(|e| e.op == "create_user" && e.outcome == Outcome::Ok)
+        .count();
+    assert_eq!(logged, created, "every account created is recorded");
+    let runs = w.store.list_runs(Some("salesforce"), 1).await.unwrap();
+    assert_eq!(runs[0].status, RunStatus::OverBudget);
+    assert_eq!(runs[0].message.as_deref(), Some(message.as_str()));
+
+    let second = w.run_with(one_at_a_time()).await;
+    assert_eq!(second.status, RunStatus::OverBudget, "{second:?}");
+    assert_eq!(
+        scim_calls(&w),
+        calls,
+        "a used-up budget leaves the target alone"
+    );
+
+    w.conn.policy.api_budget = Some(ApiBudget::Percent(50.0));
+    let third = w.run().await;
+    assert_ne!(third.status, RunStatus::OverBudget, "{third:?}");
+    assert_eq!(third.failed, 0, "{:?}", third.message);
+    let fourth = w.run().await;
+    assert!(
+        fourth.plan.operations.is_empty(),
+        "the rest landed: {:?}",
+        fourth.plan.operations
+    );
+    w.finish().await;
+}
+
 macro_rules! both_backends {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
@@ -485,4 +556,5 @@ both_backends!(
     an_email_change_sends_one_verification_email_across_three_runs,
     the_guard_trips_and_is_then_approved,
     a_run_killed_halfway_resumes_without_duplicates_and_a_complete_log,
+    the_api_budget_stops_a_run_cleanly_and_the_next_one_waits,
 );

@@ -35,6 +35,9 @@ pub enum RunStatus {
     Guarded,
     /// Stopped by shutdown; the operations done are recorded.
     Interrupted,
+    /// Stopped because the connection's API budget was used up; the operations done are
+    /// recorded, the rest waits for the budget to free up.
+    OverBudget,
     /// A dry run: planned, nothing applied.
     DryRun,
     /// Left `running` by a holder that died (its process was killed): found when the next run

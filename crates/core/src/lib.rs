@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activity;
+pub mod budget;
 pub mod governance;
 pub mod ids;
 pub mod links;

@@ -117,6 +117,21 @@ pub struct TargetFacts {
     /// Profiles (catalogue ids) the target showed to forbid group membership.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub profiles_without_groups: BTreeSet<String>,
+    /// scimsync's own calls to the target, per hour, over the last 24 hours: what the API
+    /// budget is measured against ([`crate::budget`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_calls: Vec<HourlyCalls>,
+    /// The daily API allocation the target last reported (Salesforce's `Sforce-Limit-Info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_allocation: Option<u64>,
+}
+
+/// The calls made to the target in one hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourlyCalls {
+    /// The start of the hour, in milliseconds since the epoch.
+    pub hour: i64,
+    pub calls: u64,
 }
 
 /// All links of one connection, with the refusals held and what was learned of the target.

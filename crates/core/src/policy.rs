@@ -260,6 +260,9 @@ pub struct Policy {
     pub safety: Safety,
     /// Most members added or removed in one group PATCH.
     pub member_batch_size: usize,
+    /// The most calls to the target in a rolling 24 hours (`None`: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_budget: Option<crate::budget::ApiBudget>,
 }
 
 impl Default for Policy {
@@ -272,6 +275,7 @@ impl Default for Policy {
             governance: Governance::default(),
             safety: Safety::default(),
             member_batch_size: 100,
+            api_budget: None,
         }
     }
 }

@@ -48,9 +48,25 @@ pub struct ReadScope {
     pub catalogue: bool,
 }
 
+/// The target's API use as its adapter has seen it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApiUsage {
+    /// Requests sent to the target since the adapter was made (retries included: each one
+    /// counts against an allocation).
+    pub requests: u64,
+    /// The calls the target counts for the day and its daily allocation, as it last reported
+    /// them (Salesforce's `Sforce-Limit-Info: api-usage=N/M`), when it does.
+    pub reported: Option<(u64, u64)>,
+}
+
 /// A SCIM target.
 pub trait Target: Send + Sync {
     type Error: Classify;
+
+    /// What this adapter has used of the target's API (nothing known by default).
+    fn api_usage(&self) -> ApiUsage {
+        ApiUsage::default()
+    }
 
     /// Reads what the target declares it supports (service provider configuration, resource
     /// types, schemas) and follows it from then on.

@@ -8,11 +8,12 @@
 //! found; a batch refused for its size is split and the size that worked is remembered. Each
 //! refused write is held (by the ledger, in the store) until its fingerprint changes.
 
+use crate::budget::Budget;
 use crate::run::{Progress, chain, now};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use scimsync_core::activity::{ActivityEntry, Outcome, RunId};
-use scimsync_core::links::{HeldRefusal, Ledger, Links, Origin, member_attribute};
+use scimsync_core::links::{HeldRefusal, Ledger, Links, Origin, TargetFacts, member_attribute};
 use scimsync_core::plan::{
     Decision, EntitlementChange, GroupRef, NoteKind, ObjectKind, Operation, Plan, UserChanges,
     UserRef,
@@ -58,6 +59,8 @@ pub(crate) struct ApplyContext<'a, T, St> {
     pub labels: &'a Labels,
     /// The planner's decisions and the users' other identifiers, for the activity log.
     pub why: &'a Why<'a>,
+    /// The connection's API budget: once used up, no new operation starts.
+    pub budget: &'a Budget,
 }
 
 /// What the activity log says of the users beyond their operations: the planner's decision of
@@ -161,6 +164,10 @@ pub(crate) struct Applied {
     pub fatal: Option<String>,
     /// Cancelled before the plan was done.
     pub interrupted: bool,
+    /// The API budget was used up before the plan was done.
+    pub over_budget: bool,
+    /// The target's facts as the run leaves them (what it learned included).
+    pub facts: TargetFacts,
 }
 
 struct State {
@@ -331,8 +338,11 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
             lock(&state).counts.interrupted = true;
             break;
         }
-        if lock(&state).counts.fatal.is_some() {
-            break;
+        {
+            let st = lock(&state);
+            if st.counts.fatal.is_some() || st.counts.over_budget {
+                break;
+            }
         }
         // At most `max_concurrency` operations in flight; a store failure stops the run.
         let mut pending = FuturesUnordered::new();
@@ -391,6 +401,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
     if ctx.cancel.is_cancelled() && !rest.is_empty() {
         st.counts.interrupted = true;
     }
+    st.counts.facts = st.ledger.facts().clone();
     Ok(st.counts)
 }
 
@@ -669,6 +680,11 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             return Ok(());
         }
         if lock(state).counts.fatal.is_some() {
+            return Ok(());
+        }
+        if self.budget.exhausted(self.target.api_usage()) {
+            // Not started: the run says the budget stopped it; the next run goes on.
+            lock(state).counts.over_budget = true;
             return Ok(());
         }
         if let Some(reason) = &self.hold_destructive

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod budget;
 mod guard;
 pub mod lease;
 pub mod metrics;

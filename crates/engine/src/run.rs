@@ -1,6 +1,7 @@
 //! One reconcile run: read → plan → guard → apply → record.
 
 use crate::apply::{Applied, ApplyContext, Why, apply_plan};
+use crate::budget::Budget;
 use crate::guard::{self, GuardInput, GuardTrip};
 use crate::trace::{self, TraceStep};
 use scimsync_core::Timestamp;
@@ -193,7 +194,7 @@ impl RunReport {
             RunStatus::Guarded => 3,
             RunStatus::Failed => 2,
             _ if self.failed > 0 || self.rejected > self.known_rejected => 1,
-            RunStatus::Interrupted => 1,
+            RunStatus::Interrupted | RunStatus::OverBudget => 1,
             _ => 0,
         }
     }
@@ -349,6 +350,17 @@ where
             cleared,
             "Held refusals cleared: their writes are sent again."
         );
+    }
+    // The API budget: a run that finds it used up leaves the target alone.
+    let budget = Budget::new(
+        conn.policy.api_budget,
+        &links.facts,
+        now(),
+        conn.target.api_usage(),
+    );
+    if !opts.dry_run && budget.exhausted(conn.target.api_usage()) {
+        let message = budget.stop_message(name, conn.target.api_usage(), now());
+        return stopped_before_apply(store, run_id, name, RunStatus::OverBudget, message).await;
     }
     // Shutdown (or a lost lease) stops discovery and the target read at once too.
     let discovered = tokio::select! {
@@ -541,6 +553,7 @@ where
         progress: opts.progress.as_deref(),
         labels: &labels,
         why: &why,
+        budget: &budget,
     };
     let Applied {
         applied,
@@ -551,15 +564,23 @@ where
         refused,
         fatal,
         interrupted,
+        over_budget,
+        facts,
     } = apply_plan(&ctx, &plan)
         .await
         .map_err(|e| EngineError::Store {
             connection: name.to_owned(),
             source: e,
         })?;
+    save_api_calls(conn, store, &budget, facts).await?;
 
     let (status, message) = if let Some(fatal) = fatal {
         (RunStatus::Failed, Some(fatal))
+    } else if over_budget {
+        (
+            RunStatus::OverBudget,
+            Some(budget.stop_message(name, conn.target.api_usage(), now())),
+        )
     } else if interrupted {
         (
             RunStatus::Interrupted,
@@ -625,6 +646,30 @@ where
     })
 }
 
+/// Counts this run's calls to the target in the connection's facts (`facts`: as the run
+/// leaves them) and saves them, so the API budget of the next runs includes them.
+async fn save_api_calls<S, T, St>(
+    conn: &Connection<S, T>,
+    store: &St,
+    budget: &Budget,
+    mut facts: scimsync_core::links::TargetFacts,
+) -> Result<(), EngineError>
+where
+    S: Source,
+    T: Target,
+    St: Store,
+{
+    let before = facts.clone();
+    budget.account(&mut facts, conn.target.api_usage(), now());
+    if facts != before {
+        store
+            .save_facts(&conn.name, &facts)
+            .await
+            .map_err(store_err(&conn.name))?;
+    }
+    Ok(())
+}
+
 /// Ends a run stopped (by shutdown or a lost lease) before anything was applied.
 async fn interrupted_before_apply<St: Store>(
     store: &St,
@@ -637,12 +682,23 @@ async fn interrupted_before_apply<St: Store>(
         "{} while {during}; nothing was changed",
         opts.stop_reason.describe()
     );
+    stopped_before_apply(store, run_id, name, RunStatus::Interrupted, message).await
+}
+
+/// Ends a run stopped before anything was applied, with `status` and `message`.
+async fn stopped_before_apply<St: Store>(
+    store: &St,
+    run_id: RunId,
+    name: &str,
+    status: RunStatus,
+    message: String,
+) -> Result<RunReport, EngineError> {
     warn!("{message}");
     store
         .finish_run(
             run_id,
             &RunEnd {
-                status: RunStatus::Interrupted,
+                status,
                 ..failed_run(message.clone())
             },
         )
@@ -651,7 +707,7 @@ async fn interrupted_before_apply<St: Store>(
     Ok(RunReport {
         run_id,
         connection: name.to_owned(),
-        status: RunStatus::Interrupted,
+        status,
         plan: Plan::default(),
         applied: 0,
         failed: 0,

@@ -12,7 +12,7 @@ use crate::resources::{
 use crate::transport::{Answer, ClientStats, Transport};
 use reqwest::Method;
 use scimsync_core::plan::{UserAttributes, UserChanges};
-use scimsync_core::ports::{ReadScope, Target};
+use scimsync_core::ports::{ApiUsage, ReadScope, Target};
 use scimsync_core::target::{
     Catalogue, TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser,
 };
@@ -1025,6 +1025,14 @@ fn kind_of(v: &Value) -> &'static str {
 
 impl Target for ScimClient {
     type Error = ScimError;
+
+    fn api_usage(&self) -> ApiUsage {
+        let stats = self.stats();
+        ApiUsage {
+            requests: stats.requests,
+            reported: stats.api_usage,
+        }
+    }
 
     async fn read(&self, scope: ReadScope) -> Result<TargetSnapshot, ScimError> {
         let users = self.list_users().await?;

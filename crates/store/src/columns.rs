@@ -35,6 +35,7 @@ pub(crate) fn status_text(status: RunStatus) -> &'static str {
         RunStatus::Failed => "failed",
         RunStatus::Guarded => "guarded",
         RunStatus::Interrupted => "interrupted",
+        RunStatus::OverBudget => "over_budget",
         RunStatus::DryRun => "dry_run",
         RunStatus::Abandoned => "abandoned",
     }
@@ -48,6 +49,7 @@ fn parse_status(text: &str) -> Option<RunStatus> {
         "failed" => RunStatus::Failed,
         "guarded" => RunStatus::Guarded,
         "interrupted" => RunStatus::Interrupted,
+        "over_budget" => RunStatus::OverBudget,
         "dry_run" => RunStatus::DryRun,
         "abandoned" => RunStatus::Abandoned,
         _ => return None,
@@ -408,6 +410,7 @@ mod tests {
             RunStatus::Failed,
             RunStatus::Guarded,
             RunStatus::Interrupted,
+            RunStatus::OverBudget,
             RunStatus::DryRun,
             RunStatus::Abandoned,
         ] {

@@ -8,7 +8,7 @@
 
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, RunId, RunStatus, Trigger};
 use scimsync_core::links::{
-    GroupLink, HeldRefusal, Origin, PendingEmail, TargetFacts, UserLink, fingerprint,
+    GroupLink, HeldRefusal, HourlyCalls, Origin, PendingEmail, TargetFacts, UserLink, fingerprint,
     member_attribute,
 };
 use scimsync_core::plan::ObjectKind;
@@ -1351,6 +1351,11 @@ async fn facts_default_save_replace_per_connection(h: &Harness) {
         discovered_at: Some(T0),
         member_batch_size: Some(50),
         profiles_without_groups: ["00eCHATTER".to_owned()].into(),
+        api_calls: vec![HourlyCalls {
+            hour: 1_764_000_000_000,
+            calls: 412,
+        }],
+        api_allocation: Some(15_000),
     };
     store.save_facts("salesforce", &facts).await.unwrap();
     assert_eq!(store.load_links("salesforce").await.unwrap().facts, facts);

@@ -103,6 +103,7 @@ impl Validator<'_> {
                     .or(defaults.max_deactivation_percent),
             },
             member_batch_size: 100,
+            api_budget: None,
         };
         for p in policy.validate() {
             self.problems.push(p.under(at));

@@ -84,6 +84,15 @@ pub(super) struct RawTarget {
     pub timeout_seconds: Option<u64>,
     pub member_batch_size: Option<u64>,
     pub federation_id: Option<String>,
+    pub api_budget: Option<RawBudget>,
+}
+
+/// `api_budget = "25%"`, `"5000"` or `5000`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawBudget {
+    Calls(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

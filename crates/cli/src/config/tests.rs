@@ -1,4 +1,5 @@
 use super::*;
+use scimsync_core::budget::ApiBudget;
 use scimsync_core::policy::{NameSplit, SourceAttribute};
 use scimsync_scim::FederationIdPlacement;
 
@@ -406,6 +407,35 @@ fn an_unknown_key_is_named_with_its_section_and_file_and_the_keys_there_listed()
         ),
         "{err}"
     );
+}
+
+#[test]
+fn the_api_budget_is_a_percentage_or_a_number_of_calls_and_a_bad_one_is_named() {
+    let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+    let with = |budget: &str| {
+        GOOD.replace(
+            "client_secret_env = \"SF_SECRET\"",
+            &format!("client_secret_env = \"SF_SECRET\"\napi_budget = {budget}"),
+        )
+    };
+    let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
+    assert_eq!(s.connections[0].policy.api_budget, None);
+    let s = parse(&with("\"25%\""), Path::new("c.toml"), &vars).unwrap();
+    assert_eq!(
+        s.connections[0].policy.api_budget,
+        Some(ApiBudget::Percent(25.0))
+    );
+    let s = parse(&with("5000"), Path::new("c.toml"), &vars).unwrap();
+    assert_eq!(
+        s.connections[0].policy.api_budget,
+        Some(ApiBudget::Calls(5000))
+    );
+    for bad in ["\"250%\"", "0", "\"some\""] {
+        let err = parse(&with(bad), Path::new("c.toml"), &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connections[0].target.api_budget"), "{err}");
+    }
 }
 
 #[test]

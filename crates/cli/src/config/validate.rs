@@ -5,6 +5,7 @@
 
 use super::raw::{self, RawConnection, RawFile};
 use super::{ConnectionSettings, MAX_CONCURRENCY_LIMIT, Settings};
+use scimsync_core::budget::ApiBudget;
 use scimsync_core::policy::{Problem, TargetKind};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -114,7 +115,7 @@ impl<'e> Validator<'e> {
         }
     }
 
-    fn connection(&mut self, c: RawConnection, at: &str) -> Option<ConnectionSettings> {
+    fn connection(&mut self, mut c: RawConnection, at: &str) -> Option<ConnectionSettings> {
         self.unknown::<RawConnection>(at);
         let name = match c.name {
             Some(n)
@@ -150,6 +151,7 @@ impl<'e> Validator<'e> {
             100,
             1..=1_000,
         ) as usize;
+        let api_budget = c.target.as_mut().and_then(|t| t.api_budget.take());
         let source = match c.source {
             Some(s) => self.source(s, &format!("{at}.source")),
             None => {
@@ -167,6 +169,15 @@ impl<'e> Validator<'e> {
         let kind = target.as_ref().map_or(TargetKind::Salesforce, |t| t.kind);
         let mut policy = self.policy(c.scope, &c.mapping, c.governance, c.safety, kind, at);
         policy.member_batch_size = member_batch_size;
+        policy.api_budget = api_budget.and_then(|raw| {
+            let text = match raw {
+                raw::RawBudget::Calls(n) => n.to_string(),
+                raw::RawBudget::Text(t) => t,
+            };
+            ApiBudget::parse(&text)
+                .map_err(|message| self.problem(format!("{at}.target.api_budget"), message))
+                .ok()
+        });
         let max_concurrency = self.range(
             &format!("{at}.max_concurrency"),
             c.max_concurrency,

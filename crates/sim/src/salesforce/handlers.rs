@@ -227,7 +227,7 @@ fn faults(shared: &Shared, st: &mut SimState) -> Fault {
             "Request rate limit exceeded.",
         ));
     }
-    if mode == SimMode::Salesforce && st.api_used >= shared.config.daily_api_limit {
+    if mode == SimMode::Salesforce && st.api_used >= st.api_limit {
         return Fault::Respond(sf_limit_exceeded(
             mode,
             None,
@@ -303,10 +303,7 @@ pub async fn scim(
     };
     let mut response = response;
     if mode == SimMode::Salesforce
-        && let Ok(v) = HeaderValue::from_str(&format!(
-            "api-usage={}/{}",
-            st.api_used, shared.config.daily_api_limit
-        ))
+        && let Ok(v) = HeaderValue::from_str(&format!("api-usage={}/{}", st.api_used, st.api_limit))
     {
         response.headers_mut().insert("sforce-limit-info", v);
     }

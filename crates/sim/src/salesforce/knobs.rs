@@ -72,6 +72,11 @@ impl Knobs {
     pub fn set_api_usage(&self, used: u64) {
         self.0.lock().api_used = used;
     }
+    /// The org's daily API allocation (`Sforce-Limit-Info`'s limit; past it every request is
+    /// answered 403 `REQUEST_LIMIT_EXCEEDED`).
+    pub fn set_daily_api_limit(&self, limit: u64) {
+        self.0.lock().api_limit = limit;
+    }
     /// The owner of the new address of `user_id` clicks the verification link.
     pub fn verify_email(&self, user_id: &str) -> bool {
         self.0.lock().verify_email(user_id)

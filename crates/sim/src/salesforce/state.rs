@@ -79,6 +79,8 @@ pub struct State {
     pub verification_emails: u64,
     pub rate_rejections: Vec<Duration>,
     pub api_used: u64,
+    /// The org's daily API allocation (from [`SalesforceConfig::daily_api_limit`]; a knob).
+    pub api_limit: u64,
     pub allow_group_creation: bool,
     pub reading: Reading,
     /// The counter behind new user and group ids.
@@ -104,6 +106,7 @@ impl State {
             verification_emails: 0,
             rate_rejections: Vec::new(),
             api_used: 0,
+            api_limit: config.daily_api_limit,
             allow_group_creation: config.allow_group_creation,
             reading: config.reading.clone(),
             next_id: 1,
