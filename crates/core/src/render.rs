@@ -16,8 +16,10 @@
 //!   `members` (`[{source_id?, target_id?, user_name}]`);
 //! - `rejected`: `[{object, source_id, name, field, reason}]`, `object` is `user` or `group`;
 //! - `notes`: `[{kind, object, source_id, name, message}]`, `kind` is
-//!   `email_pending_verification`, `refused_earlier`, `profile_forbids_groups`, `conflict` or
-//!   `not_declared` (the target does not declare mapped attributes; `object` is `connection`);
+//!   `email_pending_verification`, `refused_earlier`, `profile_forbids_groups`, `conflict`,
+//!   `not_declared` (the target does not declare mapped attributes; `object` is `connection`),
+//!   `source_unidentified`, `unknown_group` (the user lists a group id the directory's groups
+//!   do not contain) or `source_problem` (the reader found a duplicate id or email);
 //! - `summary`: the counts of [`crate::plan::Summary`] under their field names.
 //!
 //! Absent optional fields are left out rather than written as `null`, except inside `changes`
@@ -455,6 +457,7 @@ mod tests {
             sso_access: None,
             unreadable: Vec::new(),
             unidentified: Vec::new(),
+            problems: Vec::new(),
         };
         let p = plan(
             &s,
@@ -554,6 +557,7 @@ mod tests {
             sso_access: None,
             unreadable: Vec::new(),
             unidentified: Vec::new(),
+            problems: Vec::new(),
         };
         let mut target = empty_target();
         let mut links = Links::default();

@@ -9,7 +9,7 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use std::collections::HashMap;
 
 const ACTIVITY_COLUMNS: &str =
-    "id, run_id, connection, at, op, outcome, object, source_id, target_id, name, detail";
+    "id, run_id, connection, at, op, outcome, object, source_id, target_id, name, detail, attempts";
 
 /// Most characters of an activity entry's name that are stored.
 pub const MAX_NAME_CHARS: usize = 512;
@@ -34,8 +34,8 @@ impl SqlStore {
         let name = capped(&entry.name, MAX_NAME_CHARS);
         let detail = capped(&entry.detail, MAX_DETAIL_CHARS);
         const SQL: &str = "INSERT INTO activity \
-                           (run_id, connection, at, op, outcome, object, source_id, target_id, name, name_folded, detail) \
-                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+                           (run_id, connection, at, op, outcome, object, source_id, target_id, name, name_folded, detail, attempts) \
+                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
         let result: Result<i64, sqlx::Error> = with_pool!(&self.backend, |pool| {
             sqlx::query_scalar(SQL)
                 .bind(entry.run_id)
@@ -49,6 +49,7 @@ impl SqlStore {
                 .bind(name.as_ref())
                 .bind(fold_name(&name))
                 .bind(detail.as_ref())
+                .bind(i64::from(entry.attempts))
                 .fetch_one(pool)
                 .await
         });

@@ -30,6 +30,11 @@ const SQLITE: &[Embedded] = &[
         "refusals_and_target_facts",
         include_str!("../../../migrations/sqlite/0003_refusals_and_target_facts.sql"),
     ),
+    (
+        4,
+        "activity_attempts",
+        include_str!("../../../migrations/sqlite/0004_activity_attempts.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -47,6 +52,11 @@ const POSTGRES: &[Embedded] = &[
         3,
         "refusals_and_target_facts",
         include_str!("../../../migrations/postgres/0003_refusals_and_target_facts.sql"),
+    ),
+    (
+        4,
+        "activity_attempts",
+        include_str!("../../../migrations/postgres/0004_activity_attempts.sql"),
     ),
 ];
 

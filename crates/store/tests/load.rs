@@ -133,6 +133,7 @@ where
                 target_id: Some(format!("005REC{i}")),
                 name: format!("rec{i}@example.com"),
                 detail: "created".into(),
+                attempts: 0,
             })
             .await
             .unwrap();
@@ -159,6 +160,7 @@ where
                             target_id: None,
                             name: format!("w{w}@example.com"),
                             detail: "title".into(),
+                            attempts: 0,
                         })
                         .await
                         .unwrap();
