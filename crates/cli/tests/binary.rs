@@ -1337,7 +1337,7 @@ async fn a_membership_of_a_missing_group_is_reported_per_user() {
     .unwrap();
     let log = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        log.lines().any(|l| l.contains(&user_id)
+        log.lines().any(|l| l.contains(&username)
             && l.contains("unknown_group")
             && l.contains("DGGONE00000000000000")),
         "in the activity log: {log}"
