@@ -2,7 +2,10 @@
 //! the web view (see [`crate::web`]).
 //!
 //! Who may do what on the listener:
-//! - `GET /healthz`: anyone (it says `ok` and nothing else);
+//! - `GET /healthz`: anyone (`ok`, or 503 `stuck` when a run of this daemon has gone on longer
+//!   than its bound, naming nothing);
+//! - `GET /readyz`: anyone gets the status (200 ready, 503 not); the reasons, naming the
+//!   connections, are given to clients on loopback or with the token, like `/metrics`;
 //! - `GET /metrics`, the web view's pages (and any other read): clients on loopback, or with
 //!   the bearer token;
 //! - `POST /ui/connections/{name}/approve`: the web view's approve form, which carries the
@@ -17,20 +20,20 @@
 
 use crate::config::Settings;
 use crate::listen::{GuardedListener, Peer};
-use crate::{load_settings, web, wiring};
+use crate::{Tally, load_settings, web, wiring};
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
-use scimsync_core::activity::{ActivityEntry, RunId, Trigger};
+use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, RunId, RunStatus, Trigger};
 use scimsync_core::ports::Store as _;
 use scimsync_engine::{
-    EngineError, Job, Metrics, Progress, RunOptions, RunReport, Scheduler, SchedulerError,
-    StopReason, reconcile_once,
+    Concern, EngineError, FinishedRun, Job, Metrics, Progress, RunOptions, RunReport, Scheduler,
+    SchedulerError, StopReason, reconcile_once,
 };
 use scimsync_store::SqlStore;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -42,11 +45,21 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Counts a run's operations in the metrics, and tells whoever triggered it its run id.
+/// Counts a run's operations in the metrics, logs a progress line every 10 s while it applies,
+/// and tells whoever triggered it its run id.
 struct CountingProgress {
     metrics: Arc<Metrics>,
     /// The `POST …/sync` waiting for the run id, if this run is the one it triggered.
     started: std::sync::Mutex<Option<oneshot::Sender<RunId>>>,
+    tally: Arc<std::sync::Mutex<Tally>>,
+}
+
+impl CountingProgress {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Progress for CountingProgress {
@@ -55,9 +68,15 @@ impl Progress for CountingProgress {
             let _ = tx.send(run_id);
         }
     }
-    fn planned(&self, _total: usize) {}
+    fn planned(&self, total: usize) {
+        self.tally().planned(total);
+    }
+    fn planned_kinds(&self, kinds: &std::collections::BTreeMap<&'static str, usize>) {
+        self.tally().planned_kinds(kinds);
+    }
     fn applied(&self, entry: &ActivityEntry) {
         self.metrics.operation(entry);
+        self.tally().applied(&entry.op);
     }
 }
 
@@ -85,11 +104,14 @@ struct ConnectionJob {
 impl ConnectionJob {
     fn run_with(&self, opts: RunOptions) -> BoxFuture<'_, Result<RunReport, EngineError>> {
         Box::pin(async move {
+            let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+            crate::progress_lines(&tally, Some(self.name.clone()));
             let opts = RunOptions {
                 max_concurrency: self.max_concurrency,
                 progress: Some(Arc::new(CountingProgress {
                     metrics: Arc::clone(&self.metrics),
                     started: std::sync::Mutex::new(take(&self.waiting)),
+                    tally,
                 })),
                 ..opts
             };
@@ -163,6 +185,8 @@ struct App {
     /// The jobs by connection name (a triggered run's id comes back through them).
     jobs: Arc<HashMap<String, Arc<ConnectionJob>>>,
     metrics: Arc<Metrics>,
+    /// How long a run of each connection may go before it is called stuck.
+    stuck_after: Arc<HashMap<String, Duration>>,
     /// The bearer token of `daemon.token_*`; `None`: writes are refused.
     token: Option<Arc<SecretString>>,
 }
@@ -184,13 +208,17 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
     );
     let metrics = Arc::new(Metrics::default());
     for c in &settings.connections {
-        // The last success survives restarts: an alert on its age does not fire after a deploy.
+        // The last success and the last run survive restarts: an alert on the success's age
+        // does not fire after a deploy, and a guard holding deactivations still holds.
         match store.last_success(&c.name).await {
-            Ok(Some(at)) => metrics.restore_last_success(&c.name, at.millis() as f64 / 1000.0),
+            Ok(Some(at)) => metrics.restore_last_success(&c.name, seconds(at)),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(connection = %c.name, error = %e, "Cannot read the last successful run.")
             }
+        }
+        if let Err(e) = restore_last_run(&store, &metrics, &c.name).await {
+            tracing::warn!(connection = %c.name, error = %e, "Cannot read the last run.");
         }
     }
     let cancel = crate::shutdown_token();
@@ -229,14 +257,29 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
     }
     let scheduler = Arc::new(scheduler);
     scheduler.start(&schedules).await?;
+    if let Some(retention) = settings.retention {
+        crate::prune::spawn_daemon_pruning(Arc::clone(&store), retention, cancel.clone());
+    }
+    let stuck_after: HashMap<String, Duration> = settings
+        .connections
+        .iter()
+        .map(|c| {
+            let bound = settings.stuck_after.unwrap_or_else(|| {
+                default_stuck_after(c.schedule.as_deref(), scimsync_engine::now())
+            });
+            (c.name.clone(), bound)
+        })
+        .collect();
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
         .route("/connections/{name}/sync", post(sync));
     let state = App {
         scheduler: Arc::clone(&scheduler),
         jobs: Arc::new(jobs),
         metrics,
+        stuck_after: Arc::new(stuck_after),
         token: settings.daemon_token.map(Arc::new),
     };
     // The web view, under the same access rules (merged before the layer is added).
@@ -281,10 +324,15 @@ pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether the request carries the configured bearer token.
 fn has_token(app: &App, req: &Request) -> bool {
+    headers_have_token(app, req.headers())
+}
+
+/// Whether headers carry the configured bearer token.
+fn headers_have_token(app: &App, headers: &HeaderMap) -> bool {
     let Some(token) = &app.token else {
         return false;
     };
-    req.headers()
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -294,11 +342,12 @@ fn has_token(app: &App, req: &Request) -> bool {
 /// Whether the Host header names loopback (a page loaded from another name, rebound to
 /// 127.0.0.1, does not).
 fn loopback_host(req: &Request) -> bool {
-    let Some(host) = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-    else {
+    loopback_host_header(req.headers())
+}
+
+/// Whether the Host header (if any) names loopback.
+fn loopback_host_header(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return true;
     };
     let name = match host.strip_prefix('[') {
@@ -319,7 +368,8 @@ async fn authorize(
     next: Next,
 ) -> Response {
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
-    if req.uri().path() == "/healthz" && read {
+    // Probes: open to anyone (`/readyz` names connections only to those who may read).
+    if matches!(req.uri().path(), "/healthz" | "/readyz") && read {
         return next.run(req).await;
     }
     // The web view's approve form carries the token in its body; its handler checks it.
@@ -351,9 +401,154 @@ async fn authorize(
 
 async fn metrics_page(State(app): State<App>) -> impl IntoResponse {
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, scimsync_engine::metrics::CONTENT_TYPE)],
         app.metrics.render_prometheus(),
     )
+}
+
+/// Seconds since the Unix epoch, as the metrics count time.
+fn seconds(at: scimsync_core::Timestamp) -> f64 {
+    at.millis() as f64 / 1000.0
+}
+
+/// The connections' concerns now (see [`Metrics::health`]).
+fn concerns(app: &App) -> Vec<(String, Vec<Concern>)> {
+    app.metrics
+        .health(seconds(scimsync_engine::now()), &|name| {
+            app.stuck_after
+                .get(name)
+                .copied()
+                .unwrap_or(DEFAULT_STUCK_AFTER_ON_DEMAND)
+                .as_secs_f64()
+        })
+}
+
+/// Liveness: `ok` while the process serves, 503 `stuck` when one of its runs has gone on
+/// longer than its bound (a restart marks it abandoned and the next run picks up).
+async fn healthz(State(app): State<App>) -> Response {
+    let stuck = concerns(&app)
+        .iter()
+        .any(|(_, c)| c.iter().any(|c| matches!(c, Concern::Stuck { .. })));
+    if stuck {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stuck: a run has gone on longer than daemon.stuck_after_seconds (see /readyz)\n",
+        )
+            .into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+/// Readiness: 200 when no connection's last run failed, no guard holds deactivations back and
+/// no run is stuck or failing to renew its lease; 503 otherwise. The JSON body names the
+/// connections and why, for clients that may read (loopback or the token); others get the
+/// status alone.
+async fn readyz(
+    State(app): State<App>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let now = seconds(scimsync_engine::now());
+    let found = concerns(&app);
+    let status = if found.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let may_read = headers_have_token(&app, &headers)
+        || (peer.ip().is_loopback() && loopback_host_header(&headers));
+    if !may_read {
+        let text = if found.is_empty() {
+            "ready\n"
+        } else {
+            "not ready\n"
+        };
+        return (status, text).into_response();
+    }
+    let problems: Vec<serde_json::Value> = found
+        .iter()
+        .flat_map(|(name, concerns)| {
+            concerns.iter().map(move |c| {
+                serde_json::json!({
+                    "connection": name,
+                    "problem": c.kind(),
+                    "detail": c.describe(now),
+                })
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "ready": found.is_empty(),
+        "problems": problems,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+/// The bound of a connection without a schedule (nor `daemon.stuck_after_seconds`).
+const DEFAULT_STUCK_AFTER_ON_DEMAND: Duration = Duration::from_secs(3_600);
+/// The least default bound of a scheduled connection.
+const DEFAULT_STUCK_AFTER_MIN: Duration = Duration::from_secs(1_800);
+
+/// Three times the schedule's interval (between its next two times after `now`), at least 30
+/// minutes; an hour without a schedule.
+fn default_stuck_after(schedule: Option<&str>, now: scimsync_core::Timestamp) -> Duration {
+    let interval = schedule.and_then(|s| {
+        let first = web::next_run(s, now)?;
+        let second = web::next_run(s, first)?;
+        u64::try_from(second.millis() - first.millis()).ok()
+    });
+    match interval {
+        Some(ms) => Duration::from_millis(ms.saturating_mul(3)).max(DEFAULT_STUCK_AFTER_MIN),
+        None => DEFAULT_STUCK_AFTER_ON_DEMAND,
+    }
+}
+
+/// Restores a connection's last finished run (not a dry run) from the store: its status,
+/// duration and, when the guard stopped it, the deactivations it held back.
+async fn restore_last_run(
+    store: &SqlStore,
+    metrics: &Metrics,
+    connection: &str,
+) -> Result<(), scimsync_store::StoreError> {
+    let runs = store.list_runs(Some(connection), 20).await?;
+    let Some(last) = runs.into_iter().find(|r| {
+        !matches!(
+            r.status,
+            RunStatus::DryRun | RunStatus::Running | RunStatus::Abandoned
+        )
+    }) else {
+        return Ok(());
+    };
+    let guard_held = if last.status == RunStatus::Guarded {
+        store
+            .count_activity(&ActivityQuery {
+                run_id: Some(last.id),
+                op: Some("deactivate_user".to_owned()),
+                outcome: Some(Outcome::Skipped),
+                ..ActivityQuery::default()
+            })
+            .await?
+    } else {
+        0
+    };
+    let end = last.finished_at.unwrap_or(last.started_at);
+    metrics.restore_last_run(
+        connection,
+        &FinishedRun {
+            status: last.status,
+            at_seconds: seconds(end),
+            duration_seconds: Some((seconds(end) - seconds(last.started_at)).max(0.0)),
+            guard_held: Some(guard_held),
+            held_refusals: None,
+        },
+    );
+    Ok(())
 }
 
 async fn sync(
@@ -404,4 +599,28 @@ async fn sync(
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_stuck_after_three_schedule_intervals_at_least_half_an_hour() {
+        let now = scimsync_core::Timestamp::from_millis(1_700_000_000_000);
+        assert_eq!(
+            default_stuck_after(Some("0 0 * * * *"), now),
+            Duration::from_secs(3 * 3_600),
+            "hourly"
+        );
+        assert_eq!(
+            default_stuck_after(Some("0 */5 * * * *"), now),
+            DEFAULT_STUCK_AFTER_MIN,
+            "every five minutes: at least half an hour"
+        );
+        assert_eq!(
+            default_stuck_after(None, now),
+            DEFAULT_STUCK_AFTER_ON_DEMAND
+        );
+    }
 }

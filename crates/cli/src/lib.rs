@@ -12,6 +12,7 @@ mod daemon;
 pub mod demo;
 mod listen;
 pub mod output;
+mod prune;
 mod web;
 mod wiring;
 
@@ -79,11 +80,49 @@ pub enum Command {
     Runs(RunsArgs),
     /// Validate the configuration and walk each connection step by step.
     Check(ConfigArg),
+    /// List the profiles, permission sets and roles each target offers (the names governance
+    /// rules may use).
+    Catalogue(ListArgs),
+    /// List the groups each source offers (the names scope and governance rules may use), with
+    /// their member counts.
+    Groups(ListArgs),
     /// Start the emulators with a sample directory, reconcile, change the directory, reconcile
     /// again and show the activity log.
     Demo(DemoArgs),
     /// Run the Duo and Salesforce emulators in the foreground.
     Sim(SimArgs),
+    /// Delete the activity entries and runs older than the retention (`[store] retention`,
+    /// 90 days by default); the daemon does it by itself every hour.
+    Prune(PruneArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `scimsync man > scimsync.1`, or write it with a page
+    /// per subcommand into a folder (`--dir`).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The configuration file.
+    #[arg(long, short, env = "SCIMSYNC_CONFIG")]
+    pub config: PathBuf,
+    /// Count what would be deleted, and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write scimsync.1 and scimsync-SUBCOMMAND.1 into this folder instead.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -93,14 +132,20 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// How `reconcile` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
+    /// For people.
     Text,
+    /// One JSON array: an object per connection, with `connection` and `run_id`.
     Json,
+    /// The same objects, one a line.
+    Jsonl,
 }
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
+    /// The configuration file.
     #[arg(long, short, env = "SCIMSYNC_CONFIG")]
     pub config: PathBuf,
     /// Only this connection (default: all).
@@ -133,19 +178,24 @@ pub struct ReconcileArgs {
 
 #[derive(Debug, Args)]
 pub struct ActivityArgs {
+    /// The configuration file.
     #[arg(long, short, env = "SCIMSYNC_CONFIG")]
     pub config: PathBuf,
+    /// Only this connection (a configured one, or one the store has runs of).
     #[arg(long)]
     pub connection: Option<String>,
+    /// Only the entries of this run.
     #[arg(long)]
     pub run: Option<i64>,
     /// A username, source id or target id.
     #[arg(long)]
     pub user: Option<String>,
     /// An operation kind: create_user, update_user, deactivate_user, add_members, …, or
-    /// `refuse` (writes the target refused, held since), `reject`, `note`
+    /// `refuse` (writes the target refused, held since), `reject`, `note`; an unknown kind is
+    /// refused with the list of the known ones.
     #[arg(long)]
     pub op: Option<String>,
+    /// ok, failed, rejected or skipped.
     #[arg(long, value_parser = parse_outcome)]
     pub outcome: Option<Outcome>,
     /// `24h`, `7d`, `30m`, `90s` ago, or an RFC 3339 time.
@@ -158,7 +208,7 @@ pub struct ActivityArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: output::Format,
     /// Keep printing new entries as they are recorded, from the end of the log (or from
-    /// `--since`); Ctrl-C stops it.
+    /// `--since`); Ctrl-C stops it. Not with `--format json` (use `jsonl`).
     #[arg(long)]
     pub follow: bool,
 }
@@ -168,12 +218,29 @@ const DEFAULT_ACTIVITY_LIMIT: u32 = 100;
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
+    /// The configuration file.
     #[arg(long, short, env = "SCIMSYNC_CONFIG")]
     pub config: PathBuf,
+    /// Only this connection (a configured one, or one the store has runs of).
     #[arg(long)]
     pub connection: Option<String>,
+    /// Runs started `24h`, `7d`, `30m`, `90s` ago or later, or since an RFC 3339 time.
+    #[arg(long, value_parser = parse_since_now)]
+    pub since: Option<Timestamp>,
+    /// At most N runs, the newest.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: output::Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, short, env = "SCIMSYNC_CONFIG")]
+    pub config: PathBuf,
+    /// Only this connection (default: all).
+    #[arg(long)]
+    pub connection: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: output::Format,
 }
@@ -263,8 +330,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Activity(args) => activity(args).await,
         Command::Runs(args) => runs(args).await,
         Command::Check(args) => check(&args.config).await,
+        Command::Catalogue(args) => catalogue(args).await,
+        Command::Groups(args) => groups(args).await,
         Command::Demo(args) => demo::run(&args.dir).await,
         Command::Sim(args) => demo::sim(args).await,
+        Command::Prune(args) => prune::command(&args.config, args.dry_run).await,
+        Command::Completions(args) => completions(args.shell),
+        Command::Man(args) => man(args.dir.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -275,10 +347,82 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Prints the completion script of `shell`.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "scimsync", &mut script);
+    write_stdout(&script)
+}
+
+/// Prints the manual page scimsync(1), or writes it and a page per subcommand
+/// (scimsync-reconcile(1), …) into `dir`.
+fn man(dir: Option<&Path>) -> anyhow::Result<u8> {
+    use clap::CommandFactory as _;
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating folder {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
+            println!(
+                "Wrote scimsync.1 and a page per subcommand into {}",
+                dir.display()
+            );
+            Ok(0)
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_stdout(&page)
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<u8> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
+}
+
+/// Crates whose own log lines are noise to an operator: kept at `warn` unless the filter names
+/// them.
+const QUIET_BY_DEFAULT: [&str; 9] = [
+    "hyper",
+    "h2",
+    "reqwest",
+    "sqlx",
+    "tower",
+    "rustls",
+    "axum",
+    "tokio_cron_scheduler",
+    "tokio_util",
+];
+
+/// The log filter: the one given (`--log`, `SCIMSYNC_LOG`) or `info` for services and `warn`
+/// otherwise (progress lines included), with [`QUIET_BY_DEFAULT`] kept at `warn`.
+pub fn log_filter(given: Option<&str>, service: bool) -> String {
+    let mut filter = match given {
+        Some(f) => f.trim().to_owned(),
+        None if service => "info".to_owned(),
+        None => "warn,scimsync::progress=info".to_owned(),
+    };
+    for noisy in QUIET_BY_DEFAULT {
+        if !filter.contains(noisy) {
+            filter.push_str(&format!(",{noisy}=warn"));
+        }
+    }
+    filter
+}
+
 fn init_logging(filter: Option<&str>, service: bool, format: LogFormat) {
-    let default = if service { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let default = log_filter(None, service);
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(filter, service))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -320,16 +464,90 @@ async fn open_store_at(url: &str) -> anyhow::Result<SqlStore> {
         .with_context(|| "opening the store (store.url or SCIMSYNC_STORE_URL)")
 }
 
-/// The store of a configuration, for read-only commands: the connections (and their
-/// secrets) are not needed.
-async fn open_store_only(config: &Path) -> anyhow::Result<SqlStore> {
-    let url = config::load_store_url(config, &|k| std::env::var(k).ok())?;
-    open_store_at(&url).await
-}
-
-/// A progress bar on a terminal, plain lines otherwise.
+/// A progress bar on a terminal. Elsewhere (a pipe, a log collector) a line every
+/// [`progress_interval`] with the counts done of each kind and an estimate of the time left;
+/// each operation is then logged at debug level only (a failed one as a warning), under the
+/// target `scimsync::progress`.
 struct Bar {
     bar: Option<indicatif::ProgressBar>,
+    tally: Arc<std::sync::Mutex<Tally>>,
+}
+
+/// The operations of a run done so far, by kind.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// When the plan was known.
+    started: Option<std::time::Instant>,
+    total: usize,
+    planned: std::collections::BTreeMap<&'static str, usize>,
+    done: std::collections::BTreeMap<String, usize>,
+}
+
+impl Tally {
+    /// The plan is known: `total` operations, counted by kind.
+    pub(crate) fn planned(&mut self, total: usize) {
+        self.total = total;
+        self.started = Some(std::time::Instant::now());
+    }
+
+    /// The plan's operations by kind.
+    pub(crate) fn planned_kinds(
+        &mut self,
+        kinds: &std::collections::BTreeMap<&'static str, usize>,
+    ) {
+        self.planned = kinds.clone();
+    }
+
+    /// One activity entry recorded; only the plan's operations count.
+    pub(crate) fn applied(&mut self, op: &str) {
+        if !matches!(op, "reject" | "note" | "refuse") {
+            *self.done.entry(op.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn done(&self) -> usize {
+        self.done.values().sum()
+    }
+
+    /// `done/total operations (kind done/planned, …); Ns elapsed, about Ms left`, while the
+    /// run applies; `None` before the plan is known and once everything is done.
+    fn line(&self, elapsed: Duration) -> Option<(usize, Option<u64>, String)> {
+        self.started?;
+        let done = self.done();
+        if self.total == 0 || done >= self.total {
+            return None;
+        }
+        let kinds = self
+            .planned
+            .iter()
+            .map(|(k, n)| format!("{k} {}/{n}", self.done.get(*k).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let left = (done > 0).then(|| {
+            (elapsed.as_secs_f64() * (self.total - done) as f64 / done as f64).ceil() as u64
+        });
+        let eta = match left {
+            Some(s) => format!("about {s}s left"),
+            None => "time left unknown".to_owned(),
+        };
+        Some((
+            done,
+            left,
+            format!(
+                "progress: {done}/{} operations ({kinds}); {}s elapsed, {eta}",
+                self.total,
+                elapsed.as_secs()
+            ),
+        ))
+    }
+}
+
+impl Bar {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Progress for Bar {
@@ -337,25 +555,82 @@ impl Progress for Bar {
         if let Some(b) = &self.bar {
             b.set_length(total as u64);
         }
+        self.tally().planned(total);
+    }
+    fn planned_kinds(&self, kinds: &std::collections::BTreeMap<&'static str, usize>) {
+        self.tally().planned_kinds(kinds);
     }
     fn applied(&self, entry: &ActivityEntry) {
+        // Rejections, notes and refusals are not operations of the plan.
+        let planned = !matches!(entry.op.as_str(), "reject" | "note" | "refuse");
+        self.tally().applied(&entry.op);
         match &self.bar {
             Some(b) => {
-                // Rejections, notes and refusals are not operations of the plan.
-                if !matches!(entry.op.as_str(), "reject" | "note" | "refuse") {
+                if planned {
                     b.inc(1);
                 }
                 b.set_message(format!("{} {}", entry.op, output::clean(&entry.name)));
             }
-            None => eprintln!(
-                "{} {} {} {}",
-                entry.outcome.as_str(),
-                entry.op,
-                output::clean(&entry.name),
-                output::clean(&entry.detail)
+            None if entry.outcome == Outcome::Failed => tracing::warn!(
+                target: "scimsync::progress",
+                op = %entry.op,
+                name = %output::clean(&entry.name),
+                detail = %output::clean(&entry.detail),
+                "Operation failed."
+            ),
+            None => tracing::debug!(
+                target: "scimsync::progress",
+                outcome = entry.outcome.as_str(),
+                op = %entry.op,
+                name = %output::clean(&entry.name),
+                detail = %output::clean(&entry.detail),
+                "Operation recorded."
             ),
         }
     }
+}
+
+/// How often a progress line is written when stderr is not a terminal:
+/// `SCIMSYNC_PROGRESS_INTERVAL` seconds (default 10).
+fn progress_interval() -> Duration {
+    let secs = std::env::var("SCIMSYNC_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(10);
+    Duration::from_secs(secs)
+}
+
+/// Writes a progress line of `tally` every [`progress_interval`] while operations are applied,
+/// until `tally` is dropped: on stderr, or as a log event (`connection` named) in the daemon
+/// or with JSON logs.
+pub(crate) fn progress_lines(tally: &Arc<std::sync::Mutex<Tally>>, connection: Option<String>) {
+    let weak = Arc::downgrade(tally);
+    let every = progress_interval();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(tally) = weak.upgrade() else { return };
+            let line = {
+                let t = tally
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                t.started.and_then(|s| t.line(s.elapsed()))
+            };
+            let Some((done, left, line)) = line else {
+                continue;
+            };
+            match &connection {
+                Some(c) => {
+                    tracing::info!(target: "scimsync::progress", connection = %c, done, eta_seconds = left, "{line}")
+                }
+                None if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) => {
+                    tracing::info!(target: "scimsync::progress", done, eta_seconds = left, "{line}")
+                }
+                None => eprintln!("{line}"),
+            }
+        }
+    });
 }
 
 fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
@@ -369,7 +644,11 @@ fn progress(quiet: bool) -> Option<Arc<dyn Progress>> {
         }
         b
     });
-    Some(Arc::new(Bar { bar }))
+    let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+    if bar.is_none() {
+        progress_lines(&tally, None);
+    }
+    Some(Arc::new(Bar { bar, tally }))
 }
 
 async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
@@ -395,6 +674,8 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
     let shutdown = shutdown_token();
     let holder = format!("{}:reconcile", holder_name());
     let mut worst = 0u8;
+    // JSON: one object per connection, printed together at the end.
+    let mut documents = Vec::new();
     for conn in selected {
         let connection = wiring::connection(conn)?;
         // A dry run changes nothing on the target: it takes no lease.
@@ -406,6 +687,10 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
                 None if shutdown.is_cancelled() => return Ok(worst.max(1)),
                 None => {
                     worst = worst.max(EXIT_LEASED);
+                    documents.push(serde_json::json!({
+                        "connection": conn.name,
+                        "error": "the connection is being run elsewhere (its lease is held): nothing was done",
+                    }));
                     continue;
                 }
             }
@@ -423,7 +708,7 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
             max_concurrency: conn.max_concurrency,
             cancel,
             stop_reason,
-            progress: progress(args.dry_run || args.format == ReportFormat::Json),
+            progress: progress(args.dry_run || args.format != ReportFormat::Text),
             retry_refused: args.retry_refused.as_deref().map(|u| match u.trim() {
                 "" => RetryRefused::All,
                 user => RetryRefused::User(user.to_owned()),
@@ -442,15 +727,52 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: {}", chain(&e));
+                let message = chain(&e);
+                eprintln!("error: {message}");
                 worst = worst.max(EXIT_CONFIG);
+                documents.push(serde_json::json!({
+                    "connection": conn.name,
+                    "error": message,
+                }));
                 continue;
             }
         };
-        print_report(&report, args.dry_run, args.format)?;
+        match args.format {
+            ReportFormat::Text => print_report(&report, args.dry_run),
+            ReportFormat::Json | ReportFormat::Jsonl => {
+                documents.push(report_document(&report, args.dry_run)?);
+            }
+        }
         worst = worst.max(report.exit_code());
     }
+    match args.format {
+        ReportFormat::Text => {}
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&documents)?),
+        ReportFormat::Jsonl => {
+            for d in &documents {
+                println!("{d}");
+            }
+        }
+    }
     Ok(worst)
+}
+
+/// A connection's run as JSON: the plan (dry run) or the report, with `connection` and
+/// `run_id` at the top.
+pub(crate) fn report_document(
+    report: &RunReport,
+    dry_run: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let mut doc = if dry_run {
+        serde_json::to_value(&report.plan)?
+    } else {
+        serde_json::to_value(report)?
+    };
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("connection".into(), report.connection.clone().into());
+        obj.insert("run_id".into(), report.run_id.into());
+    }
+    Ok(doc)
 }
 
 /// This process in leases: the host and the process id.
@@ -551,55 +873,57 @@ async fn wait_for_signal() {
     }
 }
 
-fn print_report(report: &RunReport, dry_run: bool, format: ReportFormat) -> anyhow::Result<()> {
-    match format {
-        ReportFormat::Json if dry_run => println!("{}", report.plan.to_json()?),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
-        ReportFormat::Text => {
-            println!("== {} (run {})", report.connection, report.run_id);
-            if let Some(trace) = &report.trace {
-                for step in trace {
-                    println!("  {:<7} {}", step.step, output::clean(&step.detail));
-                }
-                println!();
-            }
-            if dry_run {
-                // The plan's table escapes the values it shows.
-                print!("{}", report.plan.to_table_with(&report.labels));
-            }
-            if let Some(trip) = &report.guard {
-                println!("GUARD: {}", output::clean(&trip.reason));
-                println!("  to approve: {}", output::clean(&trip.how_to_approve));
-            }
-            if !dry_run {
-                println!(
-                    "{:?}: {} applied, {} failed, {} rejected ({} already logged), {} skipped (of {} planned)",
-                    report.status,
-                    report.applied,
-                    report.failed,
-                    report.rejected,
-                    report.known_rejected,
-                    report.skipped,
-                    report.plan.operations.len()
-                );
-                if report.refused > 0 || report.held > 0 {
-                    println!(
-                        "  {} write(s) refused by the target in this run and held; {} refused earlier and not sent again \
-                         (`scimsync activity --op refuse` lists them; `--retry-refused` sends them again)",
-                        report.refused, report.held
-                    );
-                }
-                if let Some(m) = &report.message {
-                    println!("  {}", output::clean(m));
-                }
-            }
+fn print_report(report: &RunReport, dry_run: bool) {
+    println!("== {} (run {})", report.connection, report.run_id);
+    if let Some(trace) = &report.trace {
+        for step in trace {
+            println!("  {:<7} {}", step.step, output::clean(&step.detail));
+        }
+        println!();
+    }
+    if dry_run {
+        // The plan's table escapes the values it shows.
+        print!("{}", report.plan.to_table_with(&report.labels));
+    }
+    if let Some(trip) = &report.guard {
+        println!("GUARD: {}", output::clean(&trip.reason));
+        println!("  to approve: {}", output::clean(&trip.how_to_approve));
+    }
+    if !dry_run {
+        println!(
+            "{:?}: {} applied, {} failed, {} rejected ({} already logged), {} skipped (of {} planned)",
+            report.status,
+            report.applied,
+            report.failed,
+            report.rejected,
+            report.known_rejected,
+            report.skipped,
+            report.plan.operations.len()
+        );
+        if report.refused > 0 || report.held > 0 {
+            println!(
+                "  {} write(s) refused by the target in this run and held; {} refused earlier and not sent again \
+                 (`scimsync activity --op refuse` lists them; `--retry-refused` sends them again)",
+                report.refused, report.held
+            );
+        }
+        if let Some(m) = &report.message {
+            println!("  {}", output::clean(m));
         }
     }
-    Ok(())
 }
 
 async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
-    let store = open_store_only(&args.config).await?;
+    if args.follow && args.format == output::Format::Json {
+        anyhow::bail!(
+            "--follow prints entries as they are recorded, which one JSON array cannot: use --format jsonl (or table, csv)"
+        );
+    }
+    let (store, config) = open_store_for_reading(&args.config).await?;
+    check_connection(&store, &config, args.connection.as_deref()).await?;
+    if let Some(op) = &args.op {
+        check_op(&store, op).await?;
+    }
     // Following starts at the end: the newest id of the whole log now (read before the first
     // batch, so nothing recorded in between is missed).
     let end = if args.follow {
@@ -641,6 +965,11 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
         output::activity_laid_out(&entries, args.format, true, layout)
     );
     if !args.follow {
+        let shown = entries.len() as u64;
+        if query.limit.is_some_and(|l| u64::from(l) <= shown) {
+            let all = store.count_activity(&query).await?;
+            print_more(all.saturating_sub(shown), args.format);
+        }
         return Ok(0);
     }
     use std::io::Write as _;
@@ -680,12 +1009,108 @@ async fn activity(args: ActivityArgs) -> anyhow::Result<u8> {
 }
 
 async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
-    let store = open_store_only(&args.config).await?;
+    let (store, config) = open_store_for_reading(&args.config).await?;
+    let connection = args.connection.as_deref();
+    check_connection(&store, &config, connection).await?;
     let runs = store
-        .runs_with_stats(args.connection.as_deref(), args.limit)
+        .runs_with_stats_since(connection, args.since, args.limit)
         .await?;
     print!("{}", output::runs(&runs, args.format));
+    let shown = runs.len() as u64;
+    if u64::from(args.limit) <= shown {
+        let all = store.count_runs(connection, args.since).await?;
+        print_more(all.saturating_sub(shown), args.format);
+    }
+    if args.format == output::Format::Table {
+        // When each connection runs next (the daemon's schedule, in UTC).
+        let at = scimsync_engine::now();
+        for (name, schedule) in config::load_schedules(&args.config)? {
+            if args.connection.as_deref().is_some_and(|c| c != name) {
+                continue;
+            }
+            match schedule.as_deref().map(|s| (s, web::next_run(s, at))) {
+                Some((s, Some(next))) => {
+                    println!("next run of {name}: {next} (schedule \"{s}\", if a daemon runs it)")
+                }
+                Some((s, None)) => println!("{name}: schedule \"{s}\" is not valid"),
+                None => println!("{name} runs on demand only (no schedule)"),
+            }
+        }
+    }
     Ok(0)
+}
+
+/// Says how many more rows the limit left out: after a table, or on stderr beside a machine
+/// format (its stdout stays parseable).
+fn print_more(more: u64, format: output::Format) {
+    if more == 0 {
+        return;
+    }
+    let line = output::more_line(more);
+    match format {
+        output::Format::Table => println!("{line}"),
+        _ => eprintln!("{line}"),
+    }
+}
+
+/// The store and what the configuration says of it, for the read-only commands (no
+/// connection's secrets are needed).
+async fn open_store_for_reading(config: &Path) -> anyhow::Result<(SqlStore, config::StoreConfig)> {
+    let settings = config::load_store_config(config, &|k| std::env::var(k).ok())?;
+    let store = open_store_at(&settings.url).await?;
+    Ok((store, settings))
+}
+
+/// `--connection NAME` names a configured connection, or one the store has runs of.
+async fn check_connection(
+    store: &SqlStore,
+    config: &config::StoreConfig,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(name) = name else { return Ok(()) };
+    if config.connections.iter().any(|c| c == name) {
+        return Ok(());
+    }
+    let recorded = store.run_connections().await?;
+    if recorded.iter().any(|c| c == name) {
+        return Ok(());
+    }
+    let mut known: Vec<&str> = config.connections.iter().map(String::as_str).collect();
+    let mut earlier: Vec<&str> = recorded
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !known.contains(r))
+        .collect();
+    let mut message = format!(
+        "--connection {}: no such connection; the configuration has: {}",
+        output::clean(name),
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.sort_unstable();
+            known.join(", ")
+        }
+    );
+    if !earlier.is_empty() {
+        earlier.sort_unstable();
+        message.push_str(&format!(
+            " (and the store has runs of: {})",
+            earlier.join(", ")
+        ));
+    }
+    anyhow::bail!(message)
+}
+
+/// `--op KIND` names an operation kind the engine writes, or one the log holds.
+async fn check_op(store: &SqlStore, op: &str) -> anyhow::Result<()> {
+    if scimsync_core::activity::OPS.contains(&op) || store.has_activity_op(op).await? {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "--op {}: no such operation kind; use one of: {}",
+        output::clean(op),
+        scimsync_core::activity::OPS.join(", ")
+    )
 }
 
 async fn check(path: &Path) -> anyhow::Result<u8> {
@@ -714,8 +1139,22 @@ async fn check(path: &Path) -> anyhow::Result<u8> {
             println!("✗ store: {e:#}");
         }
     }
+    match settings.retention {
+        Some(r) => println!(
+            "✓ retention: activity entries and runs older than {} days are pruned (store.retention)",
+            r.as_secs() / 86_400
+        ),
+        None => println!("✓ retention: off, the activity log and runs are kept for ever"),
+    }
     for conn in &settings.connections {
         println!("== {}", conn.name);
+        if let Some(schedule) = &conn.schedule {
+            println!(
+                "✓ schedule: {schedule:?}, read in {} ({} fields)",
+                scimsync_engine::scheduler::SCHEDULE_TIMEZONE,
+                schedule.split_whitespace().count()
+            );
+        }
         for step in wiring::check(conn).await {
             let mark = match (step.ok, step.warning) {
                 (false, _) => "✗",
@@ -727,6 +1166,143 @@ async fn check(path: &Path) -> anyhow::Result<u8> {
         }
     }
     Ok(if ok { 0 } else { EXIT_CONFIG })
+}
+
+/// The connections a listing asks for (all, or the one named).
+fn selected_connections<'a>(
+    settings: &'a Settings,
+    name: Option<&str>,
+) -> anyhow::Result<Vec<&'a config::ConnectionSettings>> {
+    let selected: Vec<_> = settings
+        .connections
+        .iter()
+        .filter(|c| name.is_none_or(|n| n == c.name))
+        .collect();
+    if selected.is_empty() {
+        anyhow::bail!(
+            "no connection named {:?}; the configuration has: {}",
+            name.unwrap_or_default(),
+            settings
+                .connections
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(selected)
+}
+
+/// `scimsync catalogue`: what each target offers governance rules, read as a run reads it
+/// (after discovery).
+async fn catalogue(args: ListArgs) -> anyhow::Result<u8> {
+    let settings = load_settings(&args.config)?;
+    let mut rows = Vec::new();
+    let mut code = 0;
+    for conn in selected_connections(&settings, args.connection.as_deref())? {
+        let read = async {
+            let target = wiring::target(&conn.target, conn.policy.member_batch_size)?;
+            let caps = target
+                .discover()
+                .await
+                .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+            target.use_capabilities(&caps);
+            target
+                .catalogue()
+                .await
+                .map_err(|e| anyhow::anyhow!(chain(&e)))
+        };
+        let catalogue = match read.await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!(
+                    "error: reading the catalogue of connection {}: {e:#}",
+                    conn.name
+                );
+                code = EXIT_CONFIG;
+                continue;
+            }
+        };
+        let name = serde_json::Value::from(conn.name.as_str());
+        for p in &catalogue.profiles {
+            rows.push(vec![
+                name.clone(),
+                "profile".into(),
+                p.name.as_str().into(),
+                p.id.as_str().into(),
+                p.licence.as_deref().into(),
+                p.allows_groups.into(),
+            ]);
+        }
+        for (kind, entries) in [
+            ("permission_set", &catalogue.permission_sets),
+            ("role", &catalogue.roles),
+        ] {
+            for e in entries {
+                rows.push(vec![
+                    name.clone(),
+                    kind.into(),
+                    e.name.as_str().into(),
+                    e.id.as_str().into(),
+                    serde_json::Value::Null,
+                    serde_json::Value::Null,
+                ]);
+            }
+        }
+    }
+    let header = [
+        "CONNECTION",
+        "KIND",
+        "NAME",
+        "ID",
+        "LICENCE",
+        "GROUPS_ALLOWED",
+    ];
+    print!("{}", output::listing(&header, &rows, args.format));
+    Ok(code)
+}
+
+/// `scimsync groups`: the groups each source offers, read whole as a run reads it.
+async fn groups(args: ListArgs) -> anyhow::Result<u8> {
+    use scimsync_core::ports::Source as _;
+    let settings = load_settings(&args.config)?;
+    let mut rows = Vec::new();
+    let mut code = 0;
+    for conn in selected_connections(&settings, args.connection.as_deref())? {
+        let read = async {
+            let source = wiring::source(&conn.source)?;
+            source.read().await.map_err(|e| anyhow::anyhow!(chain(&e)))
+        };
+        let snapshot = match read.await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "error: reading the source of connection {}: {e:#}",
+                    conn.name
+                );
+                code = EXIT_CONFIG;
+                continue;
+            }
+        };
+        let mut members: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for u in &snapshot.users {
+            for g in &u.groups {
+                *members.entry(g.as_str()).or_default() += 1;
+            }
+        }
+        for g in &snapshot.groups {
+            rows.push(vec![
+                conn.name.as_str().into(),
+                g.name.as_str().into(),
+                g.id.as_str().into(),
+                members.get(g.id.as_str()).copied().unwrap_or(0).into(),
+                g.description.as_deref().into(),
+            ]);
+        }
+    }
+    let header = ["CONNECTION", "NAME", "ID", "MEMBERS", "DESCRIPTION"];
+    print!("{}", output::listing(&header, &rows, args.format));
+    Ok(code)
 }
 
 /// A URL with its password replaced.
@@ -766,6 +1342,37 @@ mod tests {
         );
         assert!(parse_since("3 weeks", now).unwrap_err().contains("unit"));
         assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn the_log_filter_quiets_other_crates_unless_named() {
+        assert_eq!(
+            log_filter(None, false),
+            "warn,scimsync::progress=info,hyper=warn,h2=warn,reqwest=warn,sqlx=warn,tower=warn,\
+             rustls=warn,axum=warn,tokio_cron_scheduler=warn,tokio_util=warn"
+        );
+        let f = log_filter(Some("debug,sqlx=debug"), true);
+        assert!(f.starts_with("debug,sqlx=debug,hyper=warn,"), "{f}");
+        assert!(!f.contains("sqlx=warn"), "{f}");
+    }
+
+    #[test]
+    fn progress_lines_count_each_kind_and_estimate_the_time_left() {
+        let mut t = Tally::default();
+        assert_eq!(t.line(Duration::from_secs(5)), None, "no plan yet");
+        t.started = Some(std::time::Instant::now());
+        t.total = 40;
+        t.planned = [("create_user", 30), ("add_members", 10)].into();
+        t.done.insert("create_user".into(), 10);
+        let (done, left, line) = t.line(Duration::from_secs(20)).unwrap();
+        assert_eq!((done, left), (10, Some(60)));
+        assert_eq!(
+            line,
+            "progress: 10/40 operations (add_members 0/10, create_user 10/30); 20s elapsed, about 60s left"
+        );
+        t.done.insert("add_members".into(), 10);
+        t.done.insert("create_user".into(), 30);
+        assert_eq!(t.line(Duration::from_secs(30)), None, "all done");
     }
 
     #[test]

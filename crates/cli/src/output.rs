@@ -4,12 +4,36 @@ use scimsync_core::activity::ActivityEntry;
 use scimsync_store::RunStats;
 use std::fmt::Write as _;
 
-/// Output formats of `activity` and `runs`.
+/// Output formats of `activity` and `runs`. Times are RFC 3339 in UTC with a `Z` in all of
+/// them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Aligned columns for people.
     Table,
+    /// One JSON array of objects.
     Json,
+    /// One JSON object a line.
+    Jsonl,
+    /// A header line, then one row per line.
     Csv,
+}
+
+/// The line after a listing the limit cut short.
+pub fn more_line(more: u64) -> String {
+    format!("{more} more — use --limit or --since")
+}
+
+/// `values` as one JSON array, on one line.
+fn json_array<T: serde::Serialize>(values: &[T]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".into()) + "\n"
+}
+
+/// `values` as JSON lines.
+fn json_lines<T: serde::Serialize>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(|v| serde_json::to_string(v).unwrap_or_default() + "\n")
+        .collect()
 }
 
 /// Text for a terminal, control characters escaped (see
@@ -117,10 +141,9 @@ pub enum Layout {
 
 /// The widths of the activity table's columns when following (ID, AT, CONNECTION, RUN, OP,
 /// OUTCOME, OBJECT, NAME; DETAIL takes the rest of the line).
-const FOLLOW_WIDTHS: [usize; 8] = [7, 19, 12, 5, 16, 8, 6, 32];
+const FOLLOW_WIDTHS: [usize; 8] = [7, 24, 12, 5, 16, 8, 6, 32];
 
-/// Activity entries in `format` (CSV and tables with a header; JSON one object per line when
-/// `json_lines`, an array otherwise).
+/// Activity entries in `format` (CSV and tables with a header when `header`).
 pub fn activity(entries: &[ActivityEntry], format: Format, header: bool) -> String {
     activity_laid_out(entries, format, header, Layout::Fit)
 }
@@ -143,7 +166,6 @@ pub fn activity_laid_out(
                 .map(|e| {
                     let mut c = activity_cells(e);
                     c.remove(8);
-                    c[1].truncate(19);
                     c
                 })
                 .collect();
@@ -165,10 +187,8 @@ pub fn activity_laid_out(
                 t.lines().skip(1).map(|l| format!("{l}\n")).collect()
             }
         }
-        Format::Json => entries
-            .iter()
-            .map(|e| serde_json::to_string(e).unwrap_or_default() + "\n")
-            .collect(),
+        Format::Json => json_array(entries),
+        Format::Jsonl => json_lines(entries),
         Format::Csv => {
             let mut out = String::new();
             if header {
@@ -230,19 +250,26 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
     ];
     match format {
         Format::Table => table(&header, &runs.iter().map(cells).collect::<Vec<_>>()),
-        Format::Json => runs
-            .iter()
-            .map(|r| {
-                let mut v = serde_json::to_value(&r.run).unwrap_or_default();
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert(
-                        "duration_seconds".into(),
-                        r.duration.map(|d| d.as_secs_f64()).into(),
-                    );
-                }
-                v.to_string() + "\n"
-            })
-            .collect(),
+        Format::Json | Format::Jsonl => {
+            let values: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|r| {
+                    let mut v = serde_json::to_value(&r.run).unwrap_or_default();
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert(
+                            "duration_seconds".into(),
+                            r.duration.map(|d| d.as_secs_f64()).into(),
+                        );
+                    }
+                    v
+                })
+                .collect();
+            if format == Format::Json {
+                json_array(&values)
+            } else {
+                json_lines(&values)
+            }
+        }
         Format::Csv => {
             let mut out = header.map(str::to_ascii_lowercase).join(",") + "\n";
             for r in runs {
@@ -250,6 +277,53 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
                     &cells(r)
                         .iter()
                         .map(|c| csv_field(c))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
+/// A listing (`catalogue`, `groups`): a table, a JSON array of objects keyed by the header in
+/// lower case (cells as given: strings, numbers, booleans, null), the same objects one a line,
+/// or CSV.
+pub fn listing(header: &[&str], rows: &[Vec<serde_json::Value>], format: Format) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let keys: Vec<String> = header.iter().map(|h| h.to_ascii_lowercase()).collect();
+    match format {
+        Format::Table => table(
+            header,
+            &rows
+                .iter()
+                .map(|r| r.iter().map(text).collect())
+                .collect::<Vec<_>>(),
+        ),
+        Format::Json | Format::Jsonl => {
+            let objects: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::Value::Object(keys.iter().cloned().zip(r.iter().cloned()).collect())
+                })
+                .collect();
+            if format == Format::Json {
+                json_array(&objects)
+            } else {
+                json_lines(&objects)
+            }
+        }
+        Format::Csv => {
+            let mut out = keys.join(",") + "\n";
+            for r in rows {
+                out.push_str(
+                    &r.iter()
+                        .map(|c| csv_field(&text(c)))
                         .collect::<Vec<_>>()
                         .join(","),
                 );

@@ -20,8 +20,9 @@
 //!   and the new plan is shown.
 //!
 //! `?format=csv` and `?format=json` on the runs, activity and user pages download what the page
-//! shows in the formats of `scimsync runs` and `scimsync activity` (JSON: one object a line);
-//! `?format=json` on a plan page gives the JSON of `scimsync reconcile --dry-run --format json`.
+//! shows in the formats of `scimsync runs` and `scimsync activity` (JSON: one array);
+//! `?format=json` on a plan page gives the connection's object of
+//! `scimsync reconcile --dry-run --format json` (the plan with `connection` and `run_id`).
 //!
 //! # Rendering
 //! Plain functions write HTML into a `String`: the pages are few and small, and a template
@@ -380,18 +381,21 @@ fn badge(class: &str, text: &str) -> String {
     )
 }
 
-/// The next time a six-field cron schedule (seconds first, as the scheduler reads it) fires
-/// after `now`, in UTC like the scheduler.
+/// The next time a cron schedule (five fields, or six with seconds first, read as the
+/// scheduler reads it) fires after `now`, in UTC like the scheduler.
 pub(crate) fn next_run(schedule: &str, now: Timestamp) -> Option<Timestamp> {
     let cron = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
         .dom_and_dow(true)
         .build()
-        .parse(schedule)
+        .parse(&scimsync_engine::scheduler::cron_expression(schedule))
         .ok()?;
     let start = chrono::DateTime::from_timestamp_millis(now.millis())?;
     let next = cron.find_next_occurrence(&start, false).ok()?;
-    Some(Timestamp::from_millis(next.timestamp_millis()))
+    // croner keeps the start's fraction of a second; the scheduler fires on the second.
+    Some(Timestamp::from_millis(
+        next.timestamp().saturating_mul(1000),
+    ))
 }
 
 /// Whether `given` is the configured token, compared like the daemon compares the header
@@ -1117,7 +1121,10 @@ async fn plan_page(
         return download(
             "application/json",
             &format!("plan-{name}.json"),
-            report.plan.to_json().unwrap_or_default() + "\n",
+            crate::report_document(&report, true)
+                .and_then(|doc| Ok(serde_json::to_string_pretty(&doc)?))
+                .unwrap_or_default()
+                + "\n",
         );
     }
     let mut body = String::new();
@@ -1461,6 +1468,20 @@ mod tests {
         assert_eq!(
             next_run("0 */15 * * * *", at),
             Some(Timestamp::from_millis(900_000))
+        );
+        assert_eq!(
+            next_run("*/15 * * * *", at),
+            Some(Timestamp::from_millis(900_000)),
+            "five fields read as the scheduler reads them"
+        );
+        // On the second, whatever the fraction of the start; strictly after it.
+        assert_eq!(
+            next_run("0 */15 * * * *", Timestamp::from_millis(450_843)),
+            Some(Timestamp::from_millis(900_000))
+        );
+        assert_eq!(
+            next_run("0 */15 * * * *", Timestamp::from_millis(900_500)),
+            Some(Timestamp::from_millis(1_800_000))
         );
         assert_eq!(next_run("not a schedule", at), None);
     }

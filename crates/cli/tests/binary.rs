@@ -143,7 +143,10 @@ async fn dry_run_json_reconcile_and_activity_csv() {
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // One array, an object per connection.
+    let plan = &plans[0];
+    assert_eq!(plan["connection"], "salesforce");
     for field in ["operations", "rejected", "notes", "summary"] {
         assert!(plan.get(field).is_some(), "{field} missing");
     }
@@ -448,7 +451,10 @@ async fn the_daemon_serves_health_metrics_and_on_demand_syncs_then_stops_on_sigt
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("scimsync_target_api_usage"), "{metrics}");
+    assert!(
+        metrics.contains("scimsync_target_api_calls_used{"),
+        "{metrics}"
+    );
     assert!(s.sf.inspect().users().len() > 10);
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -1171,7 +1177,8 @@ async fn errors_name_the_url_and_the_sync_answer_names_the_run() {
 }
 
 /// Issue 12, item 6: `--log-format json` writes one JSON object a line, and the daemon logs
-/// when it next runs each connection (at start and after each scheduled run).
+/// when it next runs each connection (at start and after each scheduled run), and a run's
+/// progress while it applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
     use std::io::{BufRead, BufReader};
@@ -1186,6 +1193,8 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
     )
     .unwrap();
     with_daemon_token(&s.config, "");
+    // Slow enough writes for a progress line (every second here) during the scheduled run.
+    s.sf.knobs().set_latency(Duration::from_millis(300));
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
         .args([
@@ -1197,21 +1206,29 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
         ])
         .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
         .env(TOKEN_VAR, TOKEN)
+        .env("SCIMSYNC_PROGRESS_INTERVAL", "1")
         .env_remove("SCIMSYNC_LOG")
         .current_dir(s.dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    // Log lines until the second "Next run scheduled." (the start's, then a run's).
+    // Log lines until the "Next run scheduled." after a finished run (the start logs one first).
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
         let mut next = 0;
+        let mut finished = false;
         for line in BufReader::new(stderr).lines() {
             let line = line.unwrap();
+            finished |= line.contains("Reconcile finished.");
             next += usize::from(line.contains("Next run scheduled."));
             lines.push(line);
-            if next == 2 {
+            if finished
+                && next >= 2
+                && lines
+                    .last()
+                    .is_some_and(|l| l.contains("Next run scheduled."))
+            {
                 break;
             }
         }
@@ -1233,7 +1250,7 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
         .iter()
         .filter(|v| v["fields"]["message"] == "Next run scheduled.")
         .collect();
-    assert_eq!(next.len(), 2, "{lines:?}");
+    assert!(next.len() >= 2, "{lines:?}");
     for v in next {
         assert_eq!(v["level"], "INFO", "{v}");
         assert_eq!(v["fields"]["connection"], "salesforce", "{v}");
@@ -1246,6 +1263,941 @@ async fn json_logs_parse_and_the_daemon_logs_the_next_run() {
             .any(|v| v["fields"]["message"] == "Reconcile finished."),
         "a scheduled run in between: {lines:?}"
     );
+    assert!(
+        parsed.iter().any(|v| v["target"] == "scimsync::progress"
+            && v["fields"]["connection"] == "salesforce"
+            && v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("progress: ") && m.contains("create_user"))),
+        "the run's progress in the daemon's log: {lines:?}"
+    );
+}
+
+/// GETs a page of the daemon: status and body.
+async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Polls `url` until `done` holds for its answer (30 s at most); the last answer.
+async fn poll(
+    http: &reqwest::Client,
+    url: &str,
+    done: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let mut last = (0, String::new());
+    for _ in 0..300 {
+        last = get(http, url).await;
+        if done(last.0, &last.1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// A daemon killed when dropped (a failed assertion leaves none behind).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the daemon of a setup on `port`, with the token.
+fn start_daemon(s: &Setup, port: u16) -> Daemon {
+    Daemon(
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(["daemon", "--config", s.config.to_str().unwrap()])
+            .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+            .env(TOKEN_VAR, TOKEN)
+            .env_remove("SCIMSYNC_STORE_URL")
+            .current_dir(s.dir.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Issue 12, items 1 and 2: `/metrics` has one metric per quantity (last status, duration,
+/// guard holds, held refusals, next run, build); `/readyz` says 503 naming the connection
+/// whose guard holds deactivations (also after a restart) or whose run is stuck, and
+/// `/healthz` says 503 while this daemon's run is stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reports_readiness_stuck_runs_and_every_metric() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    with_daemon_token(&s.config, "stuck_after_seconds = 3");
+    let port = free_port();
+    let child = start_daemon(&s, port);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(wait_healthy(&http, &base).await);
+    let (status, body) = get(&http, &format!("{base}/readyz")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "{\"problems\":[],\"ready\":true}\n")
+    );
+    let (_, metrics) = get(&http, &format!("{base}/metrics")).await;
+    for expected in [
+        format!(
+            "scimsync_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "scimsync_next_run_timestamp_seconds{connection=\"salesforce\"} ".to_owned(),
+        "scimsync_guard_held_deactivations{connection=\"salesforce\"} 0".to_owned(),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} in {metrics}");
+    }
+    let next: f64 = metric_value(&metrics, "scimsync_next_run_timestamp_seconds{");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        next > now && next <= now + 900.0,
+        "within 15 minutes: {next}"
+    );
+
+    let sync = format!("{base}/connections/salesforce/sync");
+    let r = http.post(&sync).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let (_, metrics) = poll(&http, &format!("{base}/metrics"), |_, m| {
+        m.contains("scimsync_runs_total{")
+    })
+    .await;
+    for expected in [
+        // The sample directory has records the plan rejects.
+        "scimsync_last_run_status{connection=\"salesforce\",status=\"partial\"} 1",
+        "scimsync_last_run_status{connection=\"salesforce\",status=\"succeeded\"} 0",
+        "scimsync_last_run_status{connection=\"salesforce\",status=\"failed\"} 0",
+        "scimsync_held_refusals{connection=\"salesforce\"} 0",
+        "scimsync_run_started_timestamp_seconds{connection=\"salesforce\"} 0.0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == expected),
+            "{expected} in {metrics}"
+        );
+    }
+    assert!(metric_value(&metrics, "scimsync_last_run_duration_seconds{") > 0.0);
+    assert!(
+        !metrics.contains("kind=\"used\""),
+        "used and limit are two metrics: {metrics}"
+    );
+    assert!(metrics.contains("scimsync_target_api_calls_limit{connection=\"salesforce\"}"));
+
+    // Eight people leave: over the guard's 20%, the deactivations are held.
+    s._duo.dataset().edit(|d| {
+        let keep = d.users.len() - 8;
+        d.users.truncate(keep);
+    });
+    let r = http.post(&sync).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let (status, body) = poll(&http, &format!("{base}/readyz"), |s, _| s == 503).await;
+    assert_eq!(status, 503, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["ready"], false);
+    assert_eq!(json["problems"][0]["connection"], "salesforce", "{body}");
+    assert_eq!(json["problems"][0]["problem"], "guarded", "{body}");
+    let (_, metrics) = get(&http, &format!("{base}/metrics")).await;
+    let held = metric_value(&metrics, "scimsync_guard_held_deactivations{");
+    assert!(held >= 1.0, "{metrics}");
+    assert!(
+        json["problems"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("holds {held} deactivation")),
+        "{body}"
+    );
+    assert_eq!(get(&http, &format!("{base}/healthz")).await.0, 200);
+    drop(child);
+
+    // After a restart the guard still holds: not ready. Beyond loopback, the status alone.
+    let child = start_daemon(&s, port);
+    assert!(wait_healthy(&http, &base).await);
+    let (status, body) = get(&http, &format!("{base}/readyz")).await;
+    assert_eq!(status, 503, "restored from the store: {body}");
+    assert!(body.contains("\"guarded\""), "{body}");
+    let r = http
+        .get(format!("{base}/readyz"))
+        .header("host", "scimsync.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "not ready\n",
+        "no names without the token"
+    );
+
+    // A run slower than the bound (3 s): stuck, for /readyz and /healthz.
+    s._duo.knobs().latency(Duration::from_secs(3));
+    let r = http
+        .post(format!("{sync}?approve=true"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (status, body) = poll(&http, &format!("{base}/healthz"), |s, _| s == 503).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("stuck"), "{body}");
+    let (_, body) = get(&http, &format!("{base}/readyz")).await;
+    assert!(body.contains("\"stuck\""), "{body}");
+    s._duo.knobs().reset();
+    let (status, body) = poll(&http, &format!("{base}/readyz"), |s, _| s == 200).await;
+    assert_eq!(
+        status, 200,
+        "the approved run ends the guard's hold: {body}"
+    );
+    assert_eq!(get(&http, &format!("{base}/healthz")).await.0, 200);
+    drop(child);
+}
+
+/// The value of the first sample whose line starts with `prefix`.
+fn metric_value(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} in {metrics}"))
+}
+
+/// Issue 12, item 3: off a terminal, `reconcile` writes a progress line every interval (counts
+/// by kind, time left) instead of a line per operation; with `--log debug --log-format json`
+/// every stderr line is a JSON object, the operations are there at debug level, and the
+/// libraries' own chatter (hyper, reqwest, sqlx…) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_a_terminal_progress_is_a_line_every_interval_and_logs_skip_library_noise() {
+    let s = setup().await;
+    s.sf.knobs().set_latency(Duration::from_millis(300));
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args(["reconcile", "--config", &config])
+            .env("SCIMSYNC_PROGRESS_INTERVAL", "1")
+            .env_remove("SCIMSYNC_LOG")
+            .env_remove("SCIMSYNC_STORE_URL")
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "rejections: {}", text(&out));
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(!progress.is_empty(), "{stderr}");
+    assert!(
+        progress[0].contains(" operations (") && progress[0].contains("create_user "),
+        "{stderr}"
+    );
+    assert!(
+        progress.iter().any(|l| l.contains("s left")),
+        "an estimate once something is done: {stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("ok create_user")),
+        "no line per operation: {stderr}"
+    );
+
+    // Debug logs as JSON: the operations, none of the libraries' lines.
+    s.sf.knobs().set_latency(Duration::ZERO);
+    s._duo.dataset().edit(|d| {
+        for u in &mut d.users {
+            u.lastname.push('x');
+            u.realname.push('x');
+        }
+    });
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_scimsync"))
+            .args([
+                "reconcile",
+                "--config",
+                &config,
+                "--log",
+                "debug",
+                "--log-format",
+                "json",
+            ])
+            .env_remove("SCIMSYNC_LOG")
+            .env_remove("SCIMSYNC_STORE_URL")
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["target"] == "scimsync::progress"
+            && v["level"] == "DEBUG"
+            && v["fields"]["op"] == "update_user"),
+        "{stderr}"
+    );
+    for v in &lines {
+        let target = v["target"].as_str().unwrap_or_default();
+        assert!(
+            !["hyper", "h2", "reqwest", "sqlx", "tower", "rustls"]
+                .iter()
+                .any(|noisy| target.starts_with(noisy)),
+            "{v}"
+        );
+    }
+}
+
+/// Issue 12, item 3: `runs` ends with when each connection next runs on its schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_shows_when_each_connection_runs_next() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || scimsync(&["runs", "--config", &config], &dir))
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("next run of salesforce: "))
+        .unwrap_or_else(|| panic!("{all}"));
+    // Every 15 minutes: the next quarter hour, in UTC.
+    let at = line["next run of salesforce: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(at.ends_with('Z') && at.contains(":00.000Z"), "{line}");
+    let minute: u32 = at[14..16].parse().unwrap();
+    assert_eq!(minute % 15, 0, "{line}");
+}
+
+/// Issue 12, item 4: a profile, permission set or role the target lacks fails `check` with its
+/// configuration path and what the target offers; `catalogue` and `groups` list what the
+/// target and the source offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_resolves_catalogue_names_and_catalogue_and_groups_list_them() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let run = |args: Vec<String>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scimsync(&args, &dir)
+        })
+    };
+    let args = |cmd: &str, rest: &[&str]| {
+        let mut a = vec![cmd.to_owned(), "--config".to_owned(), config.clone()];
+        a.extend(rest.iter().map(|s| (*s).to_owned()));
+        a
+    };
+
+    let out = run(args("catalogue", &["--format", "json"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names = |kind: &str| -> Vec<String> {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind && e["connection"] == "salesforce")
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        names("profile").contains(&"Standard User".to_owned()),
+        "{listed}"
+    );
+    assert!(
+        names("permission_set").contains(&"Sales Cloud User".to_owned()),
+        "{listed}"
+    );
+    assert!(names("role").contains(&"VP Sales".to_owned()), "{listed}");
+    let out = run(args("catalogue", &[])).await.unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.starts_with("CONNECTION  KIND"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("role") && l.contains("Sales Rep")),
+        "{table}"
+    );
+
+    let out = run(args("groups", &["--format", "csv"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        csv.starts_with("connection,name,id,members,description\n"),
+        "{csv}"
+    );
+    let sales = csv
+        .lines()
+        .find(|l| l.starts_with("salesforce,Sales,"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    let members: u64 = sales.split(',').nth(3).unwrap().parse().unwrap();
+    assert!(members > 0, "{sales}");
+
+    // Typos in a profile, a permission set and a role: check fails naming each path.
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        configured
+            .replacen(
+                "profile = \"System Administrator\"",
+                "profile = \"System Admin\"",
+                1,
+            )
+            .replacen(
+                "[\"Sales Cloud User\", \"Reports Builder\"]",
+                "[\"Sales Cloud User\", \"Report Builder\"]",
+                1,
+            )
+            .replacen("role = \"Sales Rep\"", "role = \"Sales Representative\"", 1),
+    )
+    .unwrap();
+    let out = run(args("check", &[])).await.unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let governance = all
+        .lines()
+        .find(|l| l.starts_with("✗ governance:"))
+        .unwrap_or_else(|| panic!("{all}"));
+    for expected in [
+        "governance.group_rules[2].profile",
+        "\"System Admin\"",
+        "System Administrator",
+        "governance.group_rules[0].permission_sets[1]",
+        "Reports Builder",
+        "governance.group_rules[1].role",
+        "Sales Rep",
+    ] {
+        assert!(governance.contains(expected), "{expected} in {governance}");
+    }
+    assert_eq!(
+        s.sf.inspect().writes(),
+        0,
+        "listing and checking write nothing"
+    );
+}
+
+/// `scimsync ARGS` in `dir`, off the test's runtime.
+async fn scimsync_async(args: &[&str], dir: &Path) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        scimsync(&args, &dir)
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether `text` is an RFC 3339 UTC time as scimsync prints them: `2026-11-22T10:00:00.000Z`.
+fn is_utc_time(text: &str) -> bool {
+    text.len() == 24
+        && text.ends_with('Z')
+        && chrono::DateTime::parse_from_rfc3339(text)
+            .is_ok_and(|t| t.offset().local_minus_utc() == 0)
+}
+
+/// Issue 12: one time format (RFC 3339 UTC with `Z`) in every format; `json` one array,
+/// `jsonl` one object a line; a cut listing says how many more; documents name their
+/// connection and run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_output_is_consistent_across_commands() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path();
+    // A second connection, a copy of the first.
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    let first = configured.find("[[connections]]").unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{configured}\n{}",
+            configured[first..].replace("name = \"salesforce\"", "name = \"second\"")
+        ),
+    )
+    .unwrap();
+
+    let out = scimsync_async(
+        &[
+            "reconcile",
+            "--config",
+            &config,
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plans = plans.as_array().expect("one JSON array");
+    assert_eq!(plans.len(), 2, "{plans:?}");
+    for (plan, name) in plans.iter().zip(["salesforce", "second"]) {
+        assert_eq!(plan["connection"], name);
+        assert!(plan["run_id"].as_i64().is_some(), "{plan}");
+        assert_eq!(plan["operations"][0]["op"], "create_group");
+    }
+    let out = scimsync_async(
+        &[
+            "reconcile",
+            "--config",
+            &config,
+            "--dry-run",
+            "--format",
+            "jsonl",
+        ],
+        dir,
+    )
+    .await;
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["connection"], "second");
+
+    let out = scimsync_async(
+        &[
+            "reconcile",
+            "--config",
+            &config,
+            "--connection",
+            "salesforce",
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // activity: JSON array, JSON lines, CSV and table, all with the same time format.
+    let out = scimsync_async(
+        &[
+            "activity", "--config", &config, "--format", "json", "--limit", "2",
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries.len(), 2);
+    for e in &entries {
+        assert!(is_utc_time(e["at"].as_str().unwrap()), "{e}");
+        assert_eq!(e["connection"], "salesforce");
+        assert!(e["run_id"].as_i64().is_some());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(" more — use --limit or --since"),
+        "the cut is said on stderr beside JSON: {stderr}"
+    );
+    let out = scimsync_async(
+        &[
+            "activity", "--config", &config, "--format", "jsonl", "--limit", "3",
+        ],
+        dir,
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    for line in stdout.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(is_utc_time(e["at"].as_str().unwrap()), "{e}");
+    }
+    let out = scimsync_async(
+        &[
+            "activity", "--config", &config, "--format", "csv", "--limit", "1",
+        ],
+        dir,
+    )
+    .await;
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let row = csv.lines().nth(1).unwrap();
+    assert!(is_utc_time(row.split(',').nth(1).unwrap()), "{row}");
+    let all = scimsync_async(&["activity", "--config", &config, "--limit", "100000"], dir).await;
+    let total = String::from_utf8_lossy(&all.stdout).lines().count() - 1;
+    assert!(total > 5, "{}", text(&all));
+    let out = scimsync_async(&["activity", "--config", &config, "--limit", "5"], dir).await;
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 7, "header, 5 rows, the cut: {table}");
+    assert!(
+        is_utc_time(lines[1].split_whitespace().nth(1).unwrap()),
+        "{table}"
+    );
+    assert_eq!(
+        lines[6],
+        format!("{} more — use --limit or --since", total - 5)
+    );
+    assert!(
+        !String::from_utf8_lossy(&all.stdout).contains(" more — "),
+        "nothing cut, nothing said"
+    );
+
+    // runs: the same.
+    let out = scimsync_async(&["runs", "--config", &config, "--format", "json"], dir).await;
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        runs.len(),
+        5,
+        "two dry runs of each connection, a run: {runs:?}"
+    );
+    for r in &runs {
+        assert!(is_utc_time(r["started_at"].as_str().unwrap()), "{r}");
+        assert!(r["id"].as_i64().is_some() && r["connection"].is_string());
+    }
+    let out = scimsync_async(&["runs", "--config", &config, "--limit", "1"], dir).await;
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        is_utc_time(lines[1].split_whitespace().nth(4).unwrap()),
+        "{table}"
+    );
+    assert_eq!(
+        lines.get(2).copied(),
+        Some("4 more — use --limit or --since"),
+        "the cut is said right after the rows: {table}"
+    );
+    let out = scimsync_async(
+        &[
+            "runs", "--config", &config, "--format", "jsonl", "--since", "1h",
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+}
+
+/// Issue 12: a filter value that matches nothing because it is misspelt is refused with the
+/// valid ones, exit code 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_filter_values_are_refused_with_the_valid_ones() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path();
+    for (args, expected) in [
+        (
+            vec!["activity", "--op", "frobnicate"],
+            vec!["frobnicate", "create_user", "deactivate_user", "refuse"],
+        ),
+        (
+            vec!["activity", "--outcome", "great"],
+            vec!["great", "ok, failed, rejected or skipped"],
+        ),
+        (
+            vec!["activity", "--connection", "nosuch"],
+            vec!["nosuch", "the configuration has: salesforce"],
+        ),
+        (
+            vec!["runs", "--connection", "nosuch"],
+            vec!["nosuch", "the configuration has: salesforce"],
+        ),
+        (
+            vec!["activity", "--follow", "--format", "json"],
+            vec!["--format jsonl"],
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--config", config.as_str()]);
+        let out = scimsync_async(&all, dir).await;
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        for e in expected {
+            assert!(said.contains(e), "{args:?}: {e:?} missing from {said}");
+        }
+    }
+    // Known values pass, even with nothing logged yet.
+    for args in [
+        vec!["activity", "--op", "refuse"],
+        vec!["activity", "--connection", "salesforce"],
+        vec!["runs", "--connection", "salesforce"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--config", config.as_str()]);
+        let out = scimsync_async(&all, dir).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    }
+}
+
+/// Issue 12: `scimsync completions SHELL` and `scimsync man` come from the command definitions.
+#[test]
+fn completions_and_the_manual_page_know_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let subcommands = [
+        "reconcile",
+        "daemon",
+        "activity",
+        "runs",
+        "check",
+        "prune",
+        "catalogue",
+        "groups",
+        "completions",
+        "man",
+    ];
+    for shell in ["bash", "zsh", "fish"] {
+        let out = scimsync(&["completions", shell], dir.path());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        for sub in subcommands {
+            assert!(script.contains(sub), "{shell}: {sub} missing");
+        }
+        assert!(script.contains("dry-run"), "{shell}: options too");
+    }
+    let out = scimsync(&["completions", "tcsh"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let out = scimsync(&["man"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH scimsync 1"), "{page}");
+    for sub in subcommands {
+        assert!(
+            page.contains(&format!("scimsync\\-{}(1)", sub.replace('-', "\\-"))),
+            "{sub} missing from the page"
+        );
+    }
+    let out = scimsync(&["man", "--dir", "pages"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let prune = std::fs::read_to_string(dir.path().join("pages/scimsync-prune.1")).unwrap();
+    assert!(prune.contains("\\-\\-dry\\-run"), "{prune}");
+    assert!(dir.path().join("pages/scimsync.1").is_file());
+}
+
+/// Old history in the setup's store: a finished run of the demo connection 100 days ago with
+/// two entries, then a run started now with one.
+async fn store_with_old_history(s: &Setup) {
+    use scimsync_core::activity::{ActivityEntry, Outcome, RunStatus, Trigger};
+    use scimsync_core::ports::{NewRun, RunEnd, Store as _};
+    let (store, recent) = store_with_a_run(s).await;
+    let long_ago = scimsync_engine::now().plus_millis(-100 * 86_400_000);
+    let old = store
+        .start_run(&NewRun {
+            connection: "salesforce".into(),
+            trigger: Trigger::Schedule,
+            dry_run: false,
+            started_at: long_ago,
+        })
+        .await
+        .unwrap();
+    store
+        .finish_run(
+            old,
+            &RunEnd {
+                status: RunStatus::Partial,
+                finished_at: long_ago.plus_millis(1_000),
+                source_users: None,
+                planned: 2,
+                applied: 2,
+                failed: 0,
+                rejected: 0,
+                skipped: 0,
+                message: None,
+            },
+        )
+        .await
+        .unwrap();
+    for (run, at, name) in [
+        (old, long_ago, "old.one@example.com"),
+        (old, long_ago, "old.two@example.com"),
+        (recent, scimsync_engine::now(), "recent@example.com"),
+    ] {
+        store
+            .record(&ActivityEntry {
+                id: 0,
+                run_id: run,
+                connection: "salesforce".into(),
+                at,
+                op: "create_user".into(),
+                outcome: Outcome::Ok,
+                object: "user".into(),
+                source_id: None,
+                target_id: None,
+                name: name.into(),
+                detail: "created".into(),
+                attempts: 0,
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+}
+
+/// Issue 12: `scimsync prune [--dry-run]` deletes what is older than `store.retention`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_the_history_older_than_the_retention() {
+    let s = setup().await;
+    store_with_old_history(&s).await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path();
+    let out = scimsync_async(&["prune", "--config", &config, "--dry-run"], dir).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("Would prune 2 activity entries and 1 run older than 90 days"),
+        "{}",
+        text(&out)
+    );
+    let listed = scimsync_async(&["activity", "--config", &config], dir).await;
+    assert!(
+        text(&listed).contains("old.one@example.com"),
+        "the dry run deleted nothing"
+    );
+
+    let out = scimsync_async(&["prune", "--config", &config], dir).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("Pruned 2 activity entries and 1 run older than 90 days"),
+        "{}",
+        text(&out)
+    );
+    let listed = text(&scimsync_async(&["activity", "--config", &config], dir).await);
+    assert!(
+        !listed.contains("old.one@example.com") && listed.contains("recent@example.com"),
+        "{listed}"
+    );
+    let runs = text(&scimsync_async(&["runs", "--config", &config], dir).await);
+    let rows: Vec<&str> = runs
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(rows.len(), 1, "{runs}");
+    assert!(
+        rows[0].contains(" running "),
+        "the running run stays: {runs}"
+    );
+
+    // A retention shorter than a day is refused (a typo must not empty the log); off is off.
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    for (retention, code, said) in [
+        ("30s", 2, "store.retention: \"30s\" is shorter than a day"),
+        ("off", 0, "Retention is off"),
+    ] {
+        std::fs::write(
+            &s.config,
+            configured.replacen(
+                "[store]\n",
+                &format!("[store]\nretention = \"{retention}\"\n"),
+                1,
+            ),
+        )
+        .unwrap();
+        let out = scimsync_async(&["prune", "--config", &config], dir).await;
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+        assert!(text(&out).contains(said), "{}", text(&out));
+    }
+}
+
+/// Issue 12: the daemon prunes by itself (soon after it starts), and reads a five-field
+/// (crontab) schedule in UTC, at second 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_prunes_old_history_and_reads_five_field_schedules() {
+    use std::io::{BufRead, BufReader};
+    let s = setup().await;
+    store_with_old_history(&s).await;
+    let configured = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        configured.replace(
+            "schedule = \"0 */15 * * * *\"",
+            "schedule = \"*/5 * * * *\"",
+        ),
+    )
+    .unwrap();
+    let checked = scimsync_async(
+        &["check", "--config", s.config.to_str().unwrap()],
+        s.dir.path(),
+    )
+    .await;
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    for said in [
+        "✓ schedule: \"*/5 * * * *\", read in UTC (5 fields)",
+        "✓ retention: activity entries and runs older than 90 days are pruned",
+    ] {
+        assert!(
+            text(&checked).contains(said),
+            "{said:?}: {}",
+            text(&checked)
+        );
+    }
+    with_daemon_token(&s.config, "");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimsync"))
+        .args([
+            "daemon",
+            "--config",
+            s.config.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .env("SCIMSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env(TOKEN_VAR, TOKEN)
+        .env_remove("SCIMSYNC_LOG")
+        .current_dir(s.dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let done = line.contains("Pruned the activity entries");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || reader.join().unwrap()),
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.expect("a prune within 30 s").unwrap();
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let next = parsed
+        .iter()
+        .find(|v| v["fields"]["message"] == "Next run scheduled.")
+        .expect("the schedule was accepted");
+    let at = next["fields"]["next"].as_str().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    use chrono::Timelike as _;
+    assert_eq!((at.second(), at.minute() % 5), (0, 0), "{at}");
+    let pruned = parsed.last().unwrap();
+    assert_eq!(pruned["fields"]["activity"], 2, "{pruned}");
+    assert_eq!(pruned["fields"]["runs"], 1, "{pruned}");
+    let listed = text(
+        &scimsync_async(
+            &["activity", "--config", s.config.to_str().unwrap()],
+            s.dir.path(),
+        )
+        .await,
+    );
+    assert!(!listed.contains("old.one@example.com"), "{listed}");
 }
 
 /// Issue 10: a membership of a group the directory's groups do not contain is reported per

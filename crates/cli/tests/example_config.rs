@@ -29,6 +29,10 @@ fn the_example_configuration_parses() {
     assert_eq!(c.policy.mapping.name_split, NameSplit::LastWord);
     assert_eq!(c.policy.governance.group_rules.len(), 2);
     assert_eq!(c.policy.safety.max_deactivations, Some(50));
+    assert_eq!(
+        settings.retention,
+        Some(std::time::Duration::from_secs(90 * 86_400))
+    );
 }
 
 #[test]

@@ -100,6 +100,30 @@ impl Outcome {
     }
 }
 
+/// Every operation kind the engine writes to the activity log: the operations of a plan
+/// ([`crate::plan::Operation::kind`]), the rejections, notes and refusals of a run, and its own
+/// events (`read_source`, `read_target`, `discover`, `approve`). `activity --op` accepts these
+/// (and any kind the log holds from another version).
+pub const OPS: &[&str] = &[
+    "create_user",
+    "adopt_user",
+    "update_user",
+    "reactivate_user",
+    "deactivate_user",
+    "create_group",
+    "adopt_group",
+    "rename_group",
+    "add_members",
+    "remove_members",
+    "reject",
+    "note",
+    "refuse",
+    "read_source",
+    "read_target",
+    "discover",
+    "approve",
+];
+
 /// One line of the activity log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivityEntry {

@@ -172,6 +172,11 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
     });
     if let Some(p) = ctx.progress {
         p.planned(plan.operations.len());
+        let mut kinds = std::collections::BTreeMap::new();
+        for op in &plan.operations {
+            *kinds.entry(op.kind()).or_default() += 1;
+        }
+        p.planned_kinds(&kinds);
     }
 
     // What the planner refused or held back is part of the log too; writes held from an

@@ -16,6 +16,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+/// Told of each renewal of a lease: `true` when it was renewed, `false` when the store failed
+/// (for `/readyz`: a renewal that keeps failing).
+pub type RenewalHook = Arc<dyn Fn(bool) + Send + Sync>;
+
 /// The default time to live of a lease (renewed every third of it while the run lasts).
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
 
@@ -62,6 +66,18 @@ pub async fn take<St: Store + 'static>(
     ttl: Duration,
     parent: &CancellationToken,
 ) -> Result<Result<HeldLease<St>, LeaseBusy>, St::Error> {
+    take_watched(store, connection, holder, ttl, parent, None).await
+}
+
+/// [`take`], telling `hook` of each renewal.
+pub async fn take_watched<St: Store + 'static>(
+    store: &Arc<St>,
+    connection: &str,
+    holder: &str,
+    ttl: Duration,
+    parent: &CancellationToken,
+    hook: Option<RenewalHook>,
+) -> Result<Result<HeldLease<St>, LeaseBusy>, St::Error> {
     let taken_at = now();
     if !store
         .acquire_lease(connection, holder, taken_at, ttl)
@@ -90,6 +106,7 @@ pub async fn take<St: Store + 'static>(
         cancel.clone(),
         reason.clone(),
         stop_renewing.clone(),
+        hook,
     ));
     Ok(Ok(HeldLease {
         store: Arc::clone(store),
@@ -112,6 +129,7 @@ async fn renew<St: Store + 'static>(
     cancel: CancellationToken,
     reason: StopReason,
     stop: CancellationToken,
+    hook: Option<RenewalHook>,
 ) {
     let mut renewed_at = taken_at;
     loop {
@@ -120,7 +138,11 @@ async fn renew<St: Store + 'static>(
             () = tokio::time::sleep(ttl / 3) => {}
         }
         let at = now();
-        let lost = match store.acquire_lease(&connection, &holder, at, ttl).await {
+        let renewed = store.acquire_lease(&connection, &holder, at, ttl).await;
+        if let Some(hook) = &hook {
+            hook(renewed.is_ok());
+        }
+        let lost = match renewed {
             Ok(true) => {
                 renewed_at = at;
                 None

@@ -20,7 +20,7 @@ pub mod scheduler;
 mod trace;
 
 pub use guard::GuardTrip;
-pub use metrics::Metrics;
+pub use metrics::{Concern, FinishedRun, Metrics};
 pub use run::{
     Connection, DISCOVERY_MAX_AGE_MS, EngineError, Progress, RetryRefused, RunOptions, RunReport,
     StopReason, chain, now, reconcile_once,

@@ -42,6 +42,11 @@ pub trait Progress: Send + Sync {
     }
     /// The number of operations about to be applied.
     fn planned(&self, total: usize);
+    /// The operations about to be applied, counted by kind (`create_user`, …; the kinds of
+    /// [`ActivityEntry::op`]), told right after [`Progress::planned`].
+    fn planned_kinds(&self, kinds: &std::collections::BTreeMap<&'static str, usize>) {
+        let _ = kinds;
+    }
     /// One operation's outcome, as recorded.
     fn applied(&self, entry: &ActivityEntry);
 }

@@ -5,14 +5,17 @@
 //! never run the same connection together. The lease has a time to live and is renewed while
 //! the run lasts; when its holder dies, the lease expires and another daemon takes over.
 //!
-//! Schedules use tokio-cron-scheduler's syntax: six fields, seconds first
-//! (`0 */15 * * * *` = every 15 minutes).
+//! Schedules are cron expressions read in UTC: five fields, minute first, as in crontab
+//! (`*/15 * * * *` = every 15 minutes), or six with seconds first as tokio-cron-scheduler reads
+//! them (`0 */15 * * * *`). A five-field expression runs at second 0 ([`cron_expression`]).
 
 use crate::lease::{self, DEFAULT_LEASE_TTL};
-use crate::metrics::Metrics;
+use crate::metrics::{FinishedRun, Metrics};
 use crate::run::{EngineError, RunReport, StopReason, now};
 use futures::future::BoxFuture;
+use scimsync_core::Timestamp;
 use scimsync_core::activity::Trigger;
+use scimsync_core::plan::Operation;
 use scimsync_core::ports::Store;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,7 +73,7 @@ pub enum SchedulerError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
-        "schedule {schedule:?} of connection {connection:?} is not valid (six fields, seconds first: \"0 */15 * * * *\")"
+        "schedule {schedule:?} of connection {connection:?} is not valid (five fields as in crontab, \"*/15 * * * *\", or six with seconds first, \"0 */15 * * * *\")"
     )]
     Schedule {
         connection: String,
@@ -82,32 +85,56 @@ pub enum SchedulerError {
     Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
 }
 
+/// The timezone schedules are read in.
+pub const SCHEDULE_TIMEZONE: &str = "UTC";
+
+/// A schedule as the scheduler's parser reads it: six fields, seconds first. A five-field
+/// (crontab) expression gets second 0 in front; anything else is left as it is.
+pub fn cron_expression(schedule: &str) -> std::borrow::Cow<'_, str> {
+    if schedule.split_whitespace().count() == 5 {
+        std::borrow::Cow::Owned(format!("0 {}", schedule.trim()))
+    } else {
+        std::borrow::Cow::Borrowed(schedule)
+    }
+}
+
 /// Checks a schedule with the very parser the scheduler uses (for `check` and configuration
-/// validation): six fields, seconds first.
+/// validation): five fields (minute first) or six (seconds first).
 pub fn check_schedule(schedule: &str) -> Result<(), String> {
-    tokio_cron_scheduler::Job::new_async(schedule, |_id, _lock| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "{schedule:?} is not a cron schedule the scheduler accepts (six fields, seconds first, such as \"0 */15 * * * *\"): {e}"
-            )
-        })
+    tokio_cron_scheduler::Job::new_async(cron_expression(schedule).as_ref(), |_id, _lock| {
+        Box::pin(async {})
+    })
+    .map(|_| ())
+    .map_err(|e| {
+        format!(
+            "{schedule:?} is not a cron schedule the scheduler accepts (five fields as in crontab, such as \"*/15 * * * *\", or six with seconds first, such as \"0 */15 * * * *\"): {e}"
+        )
+    })
 }
 
 /// Logs when the scheduler `$cron` next runs connection `$connection` (job `$id`), in UTC
 /// (RFC 3339 with `Z`). A macro, so the cron crate's id and time types need no naming here.
+/// The time is also the metric `scimsync_next_run_timestamp_seconds` of `$metrics`.
 macro_rules! log_next_run {
-    ($cron:expr, $id:expr, $connection:expr) => {
+    ($cron:expr, $id:expr, $connection:expr, $metrics:expr) => {
         match $cron.next_tick_for_job($id).await {
-            Ok(Some(next)) => info!(
-                connection = %$connection,
-                next = %next.format("%Y-%m-%dT%H:%M:%SZ"),
-                "Next run scheduled."
-            ),
+            Ok(Some(next)) => {
+                $metrics.next_run(&$connection, next.timestamp_millis() as f64 / 1000.0);
+                info!(
+                    connection = %$connection,
+                    next = %next.format("%Y-%m-%dT%H:%M:%SZ"),
+                    "Next run scheduled."
+                )
+            }
             Ok(None) => info!(connection = %$connection, "No further run scheduled."),
             Err(e) => warn!(connection = %$connection, error = %e, "Cannot tell the next run time."),
         }
     };
+}
+
+/// Seconds since the Unix epoch, as the metrics count time.
+fn seconds(at: Timestamp) -> f64 {
+    at.millis() as f64 / 1000.0
 }
 
 struct Entry {
@@ -166,6 +193,7 @@ impl<St: Store + 'static> Scheduler<St> {
     /// demand).
     pub fn add(&mut self, job: Arc<dyn Job>) {
         let name = job.name().to_owned();
+        self.metrics.add_connection(&name);
         self.jobs.insert(
             name,
             Arc::new(Entry {
@@ -193,7 +221,7 @@ impl<St: Store + 'static> Scheduler<St> {
             }
             let me = Arc::clone(self);
             let conn = name.clone();
-            let job = tokio_cron_scheduler::Job::new_async(schedule.as_str(), move |id, mut cron| {
+            let job = tokio_cron_scheduler::Job::new_async(cron_expression(schedule).as_ref(), move |id, mut cron| {
                 let me = Arc::clone(&me);
                 let conn = conn.clone();
                 Box::pin(async move {
@@ -204,7 +232,7 @@ impl<St: Store + 'static> Scheduler<St> {
                         }
                         Err(e) => warn!(connection = %conn, error = %e, "Scheduled run not started."),
                     }
-                    log_next_run!(cron, id, conn);
+                    log_next_run!(cron, id, conn, me.metrics);
                 })
             })
             .map_err(|source| SchedulerError::Schedule {
@@ -218,7 +246,7 @@ impl<St: Store + 'static> Scheduler<St> {
         cron.start().await.map_err(SchedulerError::Scheduler)?;
         let mut cron = cron;
         for (id, name) in &ids {
-            log_next_run!(cron, *id, name);
+            log_next_run!(cron, *id, name, self.metrics);
         }
         *self.cron.lock().await = Some(cron);
         Ok(())
@@ -285,12 +313,18 @@ impl<St: Store + 'static> Scheduler<St> {
         if self.cancel.is_cancelled() {
             return Ok(None);
         }
-        let lease = lease::take(
+        let metrics = Arc::clone(&self.metrics);
+        let conn = name.to_owned();
+        let hook: lease::RenewalHook = Arc::new(move |ok| {
+            metrics.lease_renewal(&conn, ok, seconds(now()));
+        });
+        let lease = lease::take_watched(
             &self.store,
             name,
             &self.holder,
             self.lease_ttl,
             &self.cancel,
+            Some(hook),
         )
         .await
         .map_err(|e| SchedulerError::Lease {
@@ -306,6 +340,8 @@ impl<St: Store + 'static> Scheduler<St> {
                 });
             }
         };
+        let started = std::time::Instant::now();
+        self.metrics.run_started(name, seconds(now()));
         let result = match plan {
             Some(plan) => {
                 entry
@@ -321,17 +357,42 @@ impl<St: Store + 'static> Scheduler<St> {
             }
         };
         lease.release().await;
+        let duration_seconds = Some(started.elapsed().as_secs_f64());
         match result {
             Ok(report) => {
-                self.metrics
-                    .run_finished(name, report.status, now().millis() as f64 / 1000.0);
+                // An approved run may report the guard's verdict yet apply what it held.
+                let guard_held = if report.status == scimsync_core::activity::RunStatus::Guarded {
+                    report
+                        .plan
+                        .operations
+                        .iter()
+                        .filter(|op| matches!(op, Operation::DeactivateUser { .. }))
+                        .count() as u64
+                } else {
+                    0
+                };
+                self.metrics.run_finished(
+                    name,
+                    &FinishedRun {
+                        status: report.status,
+                        at_seconds: seconds(now()),
+                        duration_seconds,
+                        guard_held: Some(guard_held),
+                        held_refusals: Some(report.held + report.refused),
+                    },
+                );
                 Ok(Some(report))
             }
             Err(e) => {
                 self.metrics.run_finished(
                     name,
-                    scimsync_core::activity::RunStatus::Failed,
-                    now().millis() as f64 / 1000.0,
+                    &FinishedRun {
+                        status: scimsync_core::activity::RunStatus::Failed,
+                        at_seconds: seconds(now()),
+                        duration_seconds,
+                        guard_held: None,
+                        held_refusals: None,
+                    },
                 );
                 error!(connection = %name, error = %crate::run::chain(&e), "Run failed.");
                 Ok(None)
@@ -361,5 +422,22 @@ impl<St: Store + 'static> Scheduler<St> {
 
     pub fn connections(&self) -> impl Iterator<Item = &str> {
         self.jobs.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod schedule_tests {
+    use super::*;
+
+    #[test]
+    fn five_field_schedules_run_at_second_zero_and_six_fields_are_kept() {
+        assert_eq!(cron_expression("*/15 * * * *"), "0 */15 * * * *");
+        assert_eq!(cron_expression(" 0 2 * * Mon-Fri "), "0 0 2 * * Mon-Fri");
+        assert_eq!(cron_expression("30 0 2 * * Mon-Fri"), "30 0 2 * * Mon-Fri");
+        assert!(check_schedule("*/15 * * * *").is_ok());
+        assert!(check_schedule("0 */15 * * * *").is_ok());
+        let err = check_schedule("99 * * * *").unwrap_err();
+        assert!(err.contains("five fields as in crontab"), "{err}");
     }
 }

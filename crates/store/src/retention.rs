@@ -4,8 +4,8 @@
 //!
 //! What is kept whatever its age:
 //! - runs still `running`, and every run an entry still kept belongs to;
-//! - per connection, the newest finished run that read the source (the guard compares the
-//!   next read with its count), the newest succeeded run (`last_success`) and the newest run;
+//! - per connection, the newest run, the newest succeeded run (`last_success`) and the newest
+//!   finished run that read the source (the guard compares the next read with its count);
 //! - per connection and source id, the newest `reject` entry (a rejection already logged is
 //!   not logged again, and is not counted as new);
 //! - links, held refusals, what was learned of the target and leases (never pruned).
@@ -36,14 +36,29 @@ const OLD_ACTIVITY: &str = "FROM activity WHERE at < $1 AND id NOT IN \
      (SELECT MAX(id) FROM activity WHERE op = 'reject' AND source_id IS NOT NULL \
       GROUP BY connection, source_id)";
 
-/// Runs started before `$1` that are over, have no entry left and are not one a connection
-/// still needs.
-const OLD_RUNS: &str = "FROM runs WHERE started_at < $1 AND status <> 'running' \
-     AND NOT EXISTS (SELECT 1 FROM activity WHERE activity.run_id = runs.id) \
-     AND id NOT IN (SELECT MAX(id) FROM runs GROUP BY connection) \
-     AND id NOT IN (SELECT MAX(id) FROM runs WHERE status = 'succeeded' GROUP BY connection) \
-     AND id NOT IN (SELECT MAX(id) FROM runs WHERE finished_at IS NOT NULL \
-                    AND source_users IS NOT NULL GROUP BY connection)";
+/// Runs (`r`) started before `$1` that are over and that a connection no longer needs: a newer
+/// run of the connection exists, a newer success if it succeeded, a newer finished read of
+/// the source if it read one. "Newer" is by start time, then id.
+const OLD_RUNS_NEEDED_NOT: &str = "r.started_at < $1 AND r.status <> 'running' \
+     AND EXISTS (SELECT 1 FROM runs n WHERE n.connection = r.connection AND NEWER) \
+     AND (r.status <> 'succeeded' OR EXISTS (SELECT 1 FROM runs n \
+          WHERE n.connection = r.connection AND NEWER AND n.status = 'succeeded')) \
+     AND (r.finished_at IS NULL OR r.source_users IS NULL OR EXISTS (SELECT 1 FROM runs n \
+          WHERE n.connection = r.connection AND NEWER \
+          AND n.finished_at IS NOT NULL AND n.source_users IS NOT NULL))";
+
+/// `n` started after `r` (or with it, and was recorded after it).
+const NEWER: &str =
+    "(n.started_at > r.started_at OR (n.started_at = r.started_at AND n.id > r.id))";
+
+/// The runs without entries that no connection needs (see [`OLD_RUNS_NEEDED_NOT`]).
+fn old_runs() -> String {
+    format!(
+        "FROM runs r WHERE {} \
+         AND NOT EXISTS (SELECT 1 FROM activity WHERE activity.run_id = r.id)",
+        OLD_RUNS_NEEDED_NOT.replace("NEWER", NEWER)
+    )
+}
 
 impl SqlStore {
     /// Deletes at most `batch` activity entries older than `before` (see the module's list of
@@ -62,8 +77,10 @@ impl SqlStore {
     /// Deletes at most `batch` runs started before `before` that no kept entry needs (see the
     /// module's list); returns how many it deleted. Prune the activity first.
     pub async fn prune_runs_batch(&self, before: Timestamp, batch: u32) -> Result<u64, StoreError> {
-        let sql =
-            format!("DELETE FROM runs WHERE id IN (SELECT id {OLD_RUNS} ORDER BY id LIMIT $2)");
+        let sql = format!(
+            "DELETE FROM runs WHERE id IN (SELECT r.id {} ORDER BY r.id LIMIT $2)",
+            old_runs()
+        );
         self.prune_statement(&sql, before, batch, "runs").await
     }
 
@@ -102,13 +119,10 @@ impl SqlStore {
             .await?;
         // The runs left without entries once the old entries are gone.
         let runs_after = format!(
-            "SELECT COUNT(*) FROM runs WHERE started_at < $1 AND status <> 'running' \
-             AND NOT EXISTS (SELECT 1 FROM activity WHERE activity.run_id = runs.id \
-                 AND activity.id NOT IN (SELECT id {OLD_ACTIVITY})) \
-             AND id NOT IN (SELECT MAX(id) FROM runs GROUP BY connection) \
-             AND id NOT IN (SELECT MAX(id) FROM runs WHERE status = 'succeeded' GROUP BY connection) \
-             AND id NOT IN (SELECT MAX(id) FROM runs WHERE finished_at IS NOT NULL \
-                            AND source_users IS NOT NULL GROUP BY connection)"
+            "SELECT COUNT(*) FROM runs r WHERE {} \
+             AND NOT EXISTS (SELECT 1 FROM activity WHERE activity.run_id = r.id \
+                 AND activity.id NOT IN (SELECT id {OLD_ACTIVITY}))",
+            OLD_RUNS_NEEDED_NOT.replace("NEWER", NEWER)
         );
         let runs = self.count_statement(&runs_after, before, "runs").await?;
         Ok(Pruned { activity, runs })

@@ -19,6 +19,7 @@ pub(super) struct Daemon {
     pub token: Option<SecretString>,
     pub max_connections: usize,
     pub header_timeout: Duration,
+    pub stuck_after: Option<Duration>,
 }
 
 impl Validator<'_> {
@@ -41,6 +42,19 @@ impl Validator<'_> {
             DEFAULT_HEADER_TIMEOUT.as_secs(),
             1..=3_600,
         ));
+        let stuck_after = match raw.stuck_after_seconds {
+            Some(s @ 1..=604_800) => Some(Duration::from_secs(s)),
+            Some(s) => {
+                self.problem(
+                    "daemon.stuck_after_seconds",
+                    format!(
+                        "{s} is out of range: use 1 to 604800 (without it: three times the schedule's interval, at least 1800)"
+                    ),
+                );
+                None
+            }
+            None => None,
+        };
         let listen_text = (self.env)("SCIMSYNC_LISTEN")
             .or(raw.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
@@ -59,6 +73,7 @@ impl Validator<'_> {
             token,
             max_connections,
             header_timeout,
+            stuck_after,
         }
     }
 }

@@ -1,12 +1,11 @@
 //! The configuration file: TOML, with environment overrides; secrets from the environment or
 //! files. `config/example.toml` documents every key.
 //!
-//! Loading goes in two steps: the file is parsed into the raw structs of [`raw`] (serde finds
-//! the keys no struct reads), then [`validate`]d into [`Settings`], which cannot be invalid.
-//! Validation reports every problem at once, each with its path
+//! Loading goes in two steps: the file is parsed into the raw structs of `raw` (serde finds
+//! the keys no struct reads), then validated (`validate`) into [`Settings`], which cannot be
+//! invalid. Validation reports every problem at once, each with its path
 //! (`connections[0].governance.group_rules[2].profile: …`). Each section has its module:
-//! [`daemon`], [`store`], [`source`], [`target`], [`policy`] (scope, governance, safety) and
-//! [`mapping`].
+//! `daemon`, `store`, `source`, `target`, `policy` (scope, governance, safety) and `mapping`.
 
 mod daemon;
 mod mapping;
@@ -21,7 +20,7 @@ mod validate;
 
 pub use daemon::{DEFAULT_HEADER_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS};
 pub use source::{DuoSettings, SourceSettings};
-pub use store::DEFAULT_STORE_URL;
+pub use store::{DEFAULT_RETENTION, DEFAULT_STORE_URL, MIN_RETENTION};
 pub use target::{TargetAuth, TargetSettings};
 
 use raw::RawFile;
@@ -66,6 +65,8 @@ fn list(problems: &[Problem]) -> String {
 pub struct Settings {
     pub path: PathBuf,
     pub store_url: String,
+    /// How long activity entries and runs are kept (`store.retention`); `None`: for ever.
+    pub retention: Option<Duration>,
     pub listen: SocketAddr,
     /// The bearer token the daemon's write endpoints (and, beyond loopback, its read
     /// endpoints) require (`daemon.token_env`, `daemon.token_file` or `daemon.token`).
@@ -75,6 +76,10 @@ pub struct Settings {
     /// Time a client has to send a request's headers (from connecting or from the last
     /// response) before the daemon closes the connection.
     pub header_timeout: Duration,
+    /// How long a run may go before `/readyz` and `/healthz` call its connection stuck
+    /// (`daemon.stuck_after_seconds`); `None`: three times the schedule's interval, at least
+    /// 30 minutes (an hour for a connection without schedule).
+    pub stuck_after: Option<Duration>,
     pub connections: Vec<ConnectionSettings>,
     /// Files or keys holding secrets inline (warned about when the file is readable by others).
     pub inline_secrets: Vec<String>,
@@ -86,7 +91,8 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct ConnectionSettings {
     pub name: String,
-    /// Cron schedule for the daemon (six fields, seconds first); `None`: on demand only.
+    /// Cron schedule for the daemon, in UTC (five fields as in crontab, or six with seconds
+    /// first); `None`: on demand only.
     pub schedule: Option<String>,
     /// Most operations in flight at once during a run.
     pub max_concurrency: usize,
@@ -117,6 +123,55 @@ pub fn load_store_url(
     })?;
     let (raw, _unknown) = read(&text, path)?;
     Ok(store::store_url(env, raw.store.url, &base_dir(path)))
+}
+
+/// The connections' names and schedules as written (`None`: on demand only), for `runs`:
+/// nothing else is validated, so it needs none of the connections' secrets.
+pub fn load_schedules(path: &Path) -> Result<Vec<(String, Option<String>)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let (raw, _unknown) = read(&text, path)?;
+    Ok(raw
+        .connections
+        .into_iter()
+        .filter_map(|c| Some((c.name?, c.schedule)))
+        .collect())
+}
+
+/// What the store-only commands (`runs`, `activity`, `prune`) read of a configuration file:
+/// no connection is validated, so they need none of the connections' secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub url: String,
+    /// `store.retention` (`None`: `"off"`, kept for ever).
+    pub retention: Option<Duration>,
+    /// The names of the connections the file configures.
+    pub connections: Vec<String>,
+}
+
+/// [`StoreConfig`] of a configuration file, with its environment override.
+pub fn load_store_config(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<StoreConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let (raw, _unknown) = read(&text, path)?;
+    let retention = store::retention(raw.store.retention.as_deref()).map_err(|message| {
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            problems: vec![Problem::new("store.retention", message)],
+        }
+    })?;
+    Ok(StoreConfig {
+        url: store::store_url(env, raw.store.url, &base_dir(path)),
+        retention,
+        connections: raw.connections.into_iter().filter_map(|c| c.name).collect(),
+    })
 }
 
 /// Validates configuration text (`path` is for messages and relative file paths).

@@ -21,6 +21,7 @@ pub(super) struct RawFile {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawStore {
     pub url: Option<String>,
+    pub retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +32,7 @@ pub(super) struct RawDaemon {
     pub token_file: Option<PathBuf>,
     pub max_connections: Option<u64>,
     pub header_timeout_seconds: Option<u64>,
+    pub stuck_after_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +222,6 @@ mod tests {
             fields_of::<RawGroupRule>(),
             ["groups", "priority", "profile", "permission_sets", "role"]
         );
-        assert_eq!(fields_of::<RawStore>(), ["url"]);
+        assert_eq!(fields_of::<RawStore>(), ["url", "retention"]);
     }
 }

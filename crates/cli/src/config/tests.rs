@@ -355,6 +355,7 @@ fn schedules_are_parsed_as_the_scheduler_parses_them() {
         "0 */15 * * * * * *",
         "every day",
         "0 0 25 * * *",
+        "99 * * * *",
     ] {
         let text = GOOD.replace("0 */15 * * * *", bad);
         let err = parse(&text, Path::new("c.toml"), &vars)
@@ -362,7 +363,12 @@ fn schedules_are_parsed_as_the_scheduler_parses_them() {
             .to_string();
         assert!(err.contains("connections[0].schedule"), "{bad}: {err}");
     }
-    for good in ["0 */15 * * * *", "30 0 2 * * Mon-Fri"] {
+    for good in [
+        "0 */15 * * * *",
+        "30 0 2 * * Mon-Fri",
+        "*/15 * * * *",
+        "0 2 * * Mon-Fri",
+    ] {
         let text = GOOD.replace("0 */15 * * * *", good);
         assert!(parse(&text, Path::new("c.toml"), &vars).is_ok(), "{good}");
     }
@@ -386,7 +392,7 @@ fn an_unknown_key_is_named_with_its_section_and_file_and_the_keys_there_listed()
         "{err}"
     );
     assert!(
-        err.contains("store.urll: unknown key; the keys here are: url\n"),
+        err.contains("store.urll: unknown key; the keys here are: url, retention\n"),
         "{err}"
     );
     assert!(
@@ -399,6 +405,24 @@ fn an_unknown_key_is_named_with_its_section_and_file_and_the_keys_there_listed()
         err.contains(
             "connections[0].scope.sso: unknown key; the keys here are: groups, sso_access, all, exclude_groups"
         ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_run_may_be_called_stuck_after_a_configured_time() {
+    let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+    let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
+    assert_eq!(s.stuck_after, None, "by default, from the schedule");
+    let text = format!("[daemon]\nstuck_after_seconds = 5400\n{GOOD}");
+    let s = parse(&text, Path::new("c.toml"), &vars).unwrap();
+    assert_eq!(s.stuck_after, Some(Duration::from_secs(5_400)));
+    let text = format!("[daemon]\nstuck_after_seconds = 0\n{GOOD}");
+    let err = parse(&text, Path::new("c.toml"), &vars)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("daemon.stuck_after_seconds: 0 is out of range"),
         "{err}"
     );
 }

@@ -69,6 +69,13 @@ impl<'e> Validator<'e> {
         self.unknown::<raw::RawStore>("store");
         let daemon = self.daemon(raw.daemon);
         let store_url = super::store::store_url(self.env, raw.store.url, &self.base_dir);
+        let retention = match super::store::retention(raw.store.retention.as_deref()) {
+            Ok(r) => r,
+            Err(message) => {
+                self.problem("store.retention", message);
+                None
+            }
+        };
         if raw.connections.is_empty() {
             self.problem(
                 "connections",
@@ -99,10 +106,12 @@ impl<'e> Validator<'e> {
         Settings {
             path: path.to_owned(),
             store_url,
+            retention,
             listen: daemon.listen,
             daemon_token: daemon.token,
             max_connections: daemon.max_connections,
             header_timeout: daemon.header_timeout,
+            stuck_after: daemon.stuck_after,
             connections,
             inline_secrets: Vec::new(),
             secret_files: Vec::new(),
