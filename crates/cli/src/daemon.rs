@@ -189,6 +189,8 @@ struct App {
     stuck_after: Arc<HashMap<String, Duration>>,
     /// The bearer token of `daemon.token_*`; `None`: writes are refused.
     token: Option<Arc<SecretString>>,
+    /// The web view's sign-in cookies.
+    sessions: Arc<crate::session::Sessions>,
 }
 
 /// Runs until SIGTERM/SIGINT.
@@ -281,6 +283,7 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
         metrics,
         stuck_after: Arc::new(stuck_after),
         token: settings.daemon_token.map(Arc::new),
+        sessions: Arc::new(crate::session::Sessions::new()),
     };
     // The web view, under the same access rules (merged before the layer is added).
     let app = app.merge(web::router(web::Web {
@@ -288,6 +291,7 @@ pub async fn run(config: &Path) -> anyhow::Result<u8> {
         scheduler: Arc::clone(&scheduler),
         connections: Arc::new(pages),
         token: state.token.clone(),
+        sessions: Arc::clone(&state.sessions),
     }));
     if state.token.is_none() {
         info!(
@@ -376,9 +380,30 @@ async fn authorize(
     if req.method() == Method::POST && web::is_approve_path(req.uri().path()) {
         return next.run(req).await;
     }
-    let allowed = has_token(&app, &req) || (read && peer.ip().is_loopback() && loopback_host(&req));
+    // Signing in and out check the token themselves and open nothing else.
+    if web::is_sign_in_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let allowed = has_token(&app, &req)
+        || (read
+            && ((peer.ip().is_loopback() && loopback_host(&req))
+                || app.sessions.signed_in(app.token.as_deref(), req.headers())));
     if allowed {
         return next.run(req).await;
+    }
+    // A browser asking for a page is sent to the sign-in form, and back afterwards.
+    if read && app.token.is_some() && req.uri().path().starts_with("/ui") {
+        let back = req
+            .uri()
+            .path_and_query()
+            .map_or("/ui", |p| p.as_str())
+            .to_owned();
+        let to = format!(
+            "{}?next={}",
+            web::SIGN_IN,
+            url::form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+        );
+        return axum::response::Redirect::to(&to).into_response();
     }
     let message = if !read && app.token.is_none() {
         return (

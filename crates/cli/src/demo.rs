@@ -217,7 +217,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
         output::activity(&entries, output::Format::Table, true)
     );
     println!(
-        "\nTry: scimsync activity --config {} --user bob.baker@example.com",
+        "\nTry: scimsync activity --config {} --user bob.baker",
         config_path.display()
     );
     println!("     scimsync runs --config {}", config_path.display());

@@ -13,6 +13,7 @@ pub mod demo;
 mod listen;
 pub mod output;
 mod prune;
+mod session;
 mod web;
 mod wiring;
 

@@ -9,8 +9,9 @@
 //! - `/ui/activity?connection=&run=&user=&op=&outcome=&since=&limit=&before=`: the activity
 //!   log with the filters of `scimsync activity`, newest first, a page at a time (`before` is
 //!   the id the next page starts under);
-//! - `/ui/users/{user}`: one person's history across runs and connections (by username, source
-//!   id or target id), with the same filters;
+//! - `/ui/users/{user}`: one person's history across runs and connections (by any identifier:
+//!   Duo username, email, userName, source id or target id; their membership changes
+//!   included), with the same filters;
 //! - `/ui/connections/{name}/plan`: a dry run of the connection, its plan with catalogue names
 //!   and the rule behind each user's entitlements, the guard's verdict and the plan's
 //!   fingerprint;
@@ -34,14 +35,19 @@
 //! strict Content-Security-Policy forbids scripts altogether.
 //!
 //! # Authentication
-//! GET pages are readable like `/metrics`. The approve POST needs the daemon's token
-//! (`daemon.token_env` / `daemon.token_file`), checked by [`token_matches`] in constant time;
-//! without a configured token the web view approves nothing. Tokens never appear in pages or
-//! logs.
+//! GET pages are readable like `/metrics`: from loopback, or with the daemon's token — as a
+//! header, or, for a browser, through the sign-in form (`/ui/sign-in`, which sets a session
+//! cookie: see [`crate::session`]; a page asked for without either redirects there, and
+//! `/ui/sign-out` clears it). The approve POST needs the token typed into the form (or the
+//! header), checked by [`token_matches`] in constant time, or a signed-in browser's cookie with
+//! the approval code its plan page embeds; without a configured token the web view approves
+//! nothing. Tokens never appear in pages, cookies or logs.
 
+use crate::listen::Peer;
 use crate::output;
+use crate::session::Sessions;
 use axum::Router;
-use axum::extract::{Form, Path as UrlPath, Query, State};
+use axum::extract::{ConnectInfo, Form, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -89,6 +95,8 @@ pub(crate) struct Web {
     pub connections: Arc<BTreeMap<String, WebConnection>>,
     /// The daemon's token; `None`: nothing can be approved from the web view.
     pub token: Option<Arc<SecretString>>,
+    /// Sign-in cookies and approval codes (shared with the daemon's access layer).
+    pub sessions: Arc<Sessions>,
 }
 
 /// The web view's routes, to merge into the daemon's router (before its access layer).
@@ -102,6 +110,8 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(web: Web) -> Router<S> {
         .route("/ui/users/{user}", get(user_page))
         .route("/ui/connections/{name}/plan", get(plan_page))
         .route("/ui/connections/{name}/approve", post(approve))
+        .route(SIGN_IN, get(sign_in_page).post(sign_in))
+        .route(SIGN_OUT, post(sign_out))
         .with_state(web)
 }
 
@@ -252,6 +262,10 @@ fn layout(title: &str, nav: Nav, body: &str) -> String {
         };
         let _ = write!(out, "<a href=\"{link}\"{current}>{label}</a>");
     }
+    let _ = write!(
+        out,
+        "<a class=\"session\" href=\"{SIGN_IN}\">Sign in / out</a>"
+    );
     let _ = writeln!(
         out,
         "</nav></header><main><h1>{}</h1>{body}</main></body></html>",
@@ -414,6 +428,136 @@ pub(crate) fn is_approve_path(path: &str) -> bool {
     path.strip_prefix("/ui/connections/")
         .and_then(|rest| rest.strip_suffix("/approve"))
         .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+}
+
+/// The sign-in page (GET: the form; POST: the token typed in, answered with the cookie).
+pub(crate) const SIGN_IN: &str = "/ui/sign-in";
+/// Signing out (POST): the cookie is cleared.
+pub(crate) const SIGN_OUT: &str = "/ui/sign-out";
+
+/// Whether `path` is the sign-in or sign-out action, which the access layer lets through
+/// (they check the token themselves, and give access to nothing).
+pub(crate) fn is_sign_in_path(path: &str) -> bool {
+    path == SIGN_IN || path == SIGN_OUT
+}
+
+/// Where to go after signing in: a page of the web view, else `/ui` (never another site).
+fn after_sign_in(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with("/ui")
+                && !n.contains("//")
+                && !n.contains('\\')
+                && !n.starts_with(SIGN_IN) =>
+        {
+            n
+        }
+        _ => "/ui",
+    }
+}
+
+/// The sign-in form, with `message` above it when there is one.
+fn sign_in_html(web: &Web, next: &str, message: Option<&str>, signed_in: bool) -> String {
+    let mut body = String::new();
+    if let Some(m) = message {
+        let _ = write!(body, "<p class=\"error\">{}</p>", esc(m));
+    }
+    if web.token.is_none() {
+        body.push_str(
+            "<p>No daemon token is configured (<code>daemon.token_env</code> or \
+             <code>daemon.token_file</code>): there is nothing to sign in with. The pages are \
+             readable from loopback only.</p>",
+        );
+        return body;
+    }
+    if signed_in {
+        let _ = write!(
+            body,
+            "<p class=\"signed-in\">This browser is signed in.</p>\
+             <form class=\"sign-out\" method=\"post\" action=\"{SIGN_OUT}\">\
+             <button type=\"submit\">Sign out</button></form>"
+        );
+        return body;
+    }
+    let _ = write!(
+        body,
+        "<p>Beyond loopback the pages need the daemon's token. Signing in keeps it for this \
+         browser in a cookie (not the token itself) until you sign out or the daemon restarts.</p>\
+         <form class=\"sign-in\" method=\"post\" action=\"{SIGN_IN}\">\
+         <input type=\"hidden\" name=\"next\" value=\"{}\">\
+         <label>Daemon token<input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label>\
+         <button type=\"submit\">Sign in</button></form>",
+        esc(next)
+    );
+    body
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SignInParams {
+    next: Option<String>,
+}
+
+async fn sign_in_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Query(p): Query<SignInParams>,
+) -> Response {
+    let signed_in = web.sessions.signed_in(web.token.as_deref(), &headers);
+    let next = after_sign_in(p.next.as_deref());
+    html(
+        StatusCode::OK,
+        layout(
+            "Sign in",
+            Nav::None,
+            &sign_in_html(&web, next, None, signed_in),
+        ),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SignInForm {
+    token: Option<String>,
+    next: Option<String>,
+}
+
+async fn sign_in(
+    State(web): State<Web>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let next = after_sign_in(form.next.as_deref()).to_owned();
+    let Some(token) = web
+        .token
+        .as_deref()
+        .filter(|t| token_matches(Some(t), form.token.as_deref().unwrap_or_default()))
+    else {
+        tracing::warn!(peer = %peer.ip(), "Web sign-in refused: missing or wrong token.");
+        return html(
+            StatusCode::UNAUTHORIZED,
+            layout(
+                "Sign in",
+                Nav::None,
+                &sign_in_html(&web, &next, Some("the token is missing or wrong"), false),
+            ),
+        );
+    };
+    let mut resp = Redirect::to(&next).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        web.sessions
+            .cookie(token, crate::session::over_https(peer, &headers)),
+    );
+    resp
+}
+
+async fn sign_out(ConnectInfo(Peer(peer)): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
+    let mut resp = Redirect::to(SIGN_IN).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        Sessions::cleared(crate::session::over_https(peer, &headers)),
+    );
+    resp
 }
 
 /// The token of a request: the form's `token` field, else an `Authorization: Bearer` header.
@@ -967,7 +1111,8 @@ fn person_summary(out: &mut String, user: &str, entries: &[ActivityEntry]) {
     let _ = write!(
         out,
         "<section class=\"card person\"><p>Everything the log holds about <strong>{}</strong> \
-         (matched by username, source id or target id), newest first.</p>",
+         (found by any of their identifiers: Duo username, email, userName, source id or target id; \
+         memberships included), newest first.</p>",
         esc(user)
     );
     if !seen.is_empty() {
@@ -1093,8 +1238,10 @@ struct PlanParams {
 async fn plan_page(
     State(web): State<Web>,
     UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
     Query(p): Query<PlanParams>,
 ) -> Response {
+    let signed_in = web.sessions.signed_in(web.token.as_deref(), &headers);
     let Some(conn) = web.connections.get(&name) else {
         return problem(
             StatusCode::NOT_FOUND,
@@ -1128,7 +1275,7 @@ async fn plan_page(
         );
     }
     let mut body = String::new();
-    plan_html(&mut body, &web, &name, &report);
+    plan_html(&mut body, &web, &name, &report, signed_in);
     html(
         StatusCode::OK,
         layout(&format!("Plan of {name}"), Nav::Connections, &body),
@@ -1137,7 +1284,7 @@ async fn plan_page(
 
 /// A plan as HTML: the guard's verdict and the approve form, the operations with names and
 /// reasons, the rejected objects, the notes and the summary.
-fn plan_html(out: &mut String, web: &Web, name: &str, report: &RunReport) {
+fn plan_html(out: &mut String, web: &Web, name: &str, report: &RunReport, signed_in: bool) {
     let plan = &report.plan;
     let fingerprint = plan.fingerprint();
     let _ = write!(
@@ -1159,12 +1306,21 @@ fn plan_html(out: &mut String, web: &Web, name: &str, report: &RunReport) {
                 "<div class=\"notice bad guard\"><strong>The guard holds this plan's deactivations back:</strong> {}",
                 esc(&trip.reason)
             );
-            if web.token.is_some() {
+            if let Some(token) = &web.token {
+                // Signed in: the form carries the approval code (which a page on another site
+                // cannot know) instead of the token typed in.
+                let proof = if signed_in {
+                    format!(
+                        "<input type=\"hidden\" name=\"code\" value=\"{}\">",
+                        esc(&web.sessions.approval_code(token))
+                    )
+                } else {
+                    "<label>Daemon token<input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label>".to_owned()
+                };
                 let _ = write!(
                     out,
                     "<form class=\"approve\" method=\"post\" action=\"/ui/connections/{}/approve\">\
-                     <input type=\"hidden\" name=\"plan\" value=\"{}\">\
-                     <label>Daemon token<input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label>\
+                     <input type=\"hidden\" name=\"plan\" value=\"{}\">{proof}\
                      <button class=\"danger\" type=\"submit\">Approve and apply exactly this plan</button></form>\
                      <p class=\"muted\">The daemon plans again and applies only if the plan is still this one \
                      (fingerprint {}); if anything changed, nothing is applied and the new plan is shown.</p>",
@@ -1272,6 +1428,8 @@ struct ApproveForm {
     /// The fingerprint of the plan shown.
     plan: Option<String>,
     token: Option<String>,
+    /// The approval code of a signed-in browser's form.
+    code: Option<String>,
 }
 
 async fn approve(
@@ -1294,10 +1452,18 @@ async fn approve(
             "approving from the web view needs the daemon's token: set daemon.token_env or daemon.token_file",
         );
     }
-    if !token_matches(
-        web.token.as_deref(),
-        given_token(form.token.as_deref(), &headers),
-    ) {
+    let signed_in = web.sessions.signed_in(web.token.as_deref(), &headers);
+    let by_session = signed_in
+        && web.sessions.approval_code_matches(
+            web.token.as_deref(),
+            form.code.as_deref().unwrap_or_default(),
+        );
+    if !by_session
+        && !token_matches(
+            web.token.as_deref(),
+            given_token(form.token.as_deref(), &headers),
+        )
+    {
         tracing::warn!(connection = %name, "Web approval refused: missing or wrong token.");
         let mut resp = problem(
             StatusCode::UNAUTHORIZED,
@@ -1377,7 +1543,7 @@ async fn approve(
             esc(fingerprint),
             esc(&report.plan.fingerprint())
         );
-        plan_html(&mut body, &web, &name, &report);
+        plan_html(&mut body, &web, &name, &report, signed_in);
         return html(
             StatusCode::CONFLICT,
             layout(&format!("Plan of {name} changed"), Nav::Connections, &body),

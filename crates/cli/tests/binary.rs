@@ -2295,3 +2295,125 @@ async fn a_membership_of_a_missing_group_is_reported_per_user() {
         "in the activity log: {log}"
     );
 }
+
+/// Issue 12: the activity log answers "why" in one command. After a run, the directory
+/// changes (a move to another rule's group, a new last name, a user leaving the scope group);
+/// `activity --user` with any identifier shows the entries with catalogue names, each changed
+/// attribute as `attribute: old → new ← source`, the membership rows, the rule that chose the
+/// entitlements and a deactivation naming the group left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_by_any_identifier_answers_why() {
+    let s = setup().await;
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let run = |args: Vec<String>| {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            scimsync(&args, &d)
+        })
+    };
+    let reconcile = vec![
+        "reconcile".to_owned(),
+        "--config".to_owned(),
+        config.clone(),
+    ];
+    let out = run(reconcile.clone()).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    let data = s._duo.dataset();
+    let id = |username: &str| {
+        data.snapshot()
+            .users
+            .iter()
+            .find(|u| u.username == username)
+            .map(|u| u.user_id.clone())
+            .unwrap()
+    };
+    let group = |name: &str| {
+        data.snapshot()
+            .groups
+            .iter()
+            .find(|g| g.name == name)
+            .map(|g| g.group_id.clone())
+            .unwrap()
+    };
+    let (bob, carol, maria) = (id("bob.baker"), id("carol.chen"), id("maria.rossi"));
+    data.move_user(&bob, &group("Sales"), &group("Sales Managers"))
+        .unwrap();
+    data.set_user_names(&carol, "Carol", "Chen-Whitfield")
+        .unwrap();
+    data.remove_user_from_group(&maria, &group("Sales"))
+        .unwrap();
+    let out = run(reconcile).await.unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+
+    let activity = |user: &str| {
+        run(vec![
+            "activity".into(),
+            "--config".into(),
+            config.clone(),
+            "--user".into(),
+            user.into(),
+        ])
+    };
+    // Bob by his Duo username: created by the Sales rule, moved to the Sales Managers rule.
+    let out = activity("bob.baker").await.unwrap();
+    let bob_log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", text(&out));
+    let line = |log: &str, op: &str, needle: &str| {
+        log.lines()
+            .find(|l| l.contains(op) && l.contains(needle))
+            .unwrap_or_else(|| panic!("no {op} row with {needle:?} in:\n{log}"))
+            .to_owned()
+    };
+    let created = line(&bob_log, "create_user", "bob.baker@example.com");
+    assert!(
+        created.contains("emails[work].value: bob.baker@example.com ← email")
+            && created.contains("roles: Sales Rep")
+            && created.contains("(by group rule 2 (member of Sales))"),
+        "{created}"
+    );
+    let moved = line(&bob_log, "update_user", "bob.baker@example.com");
+    assert!(
+        moved.contains("permissionSets: Sales Cloud User → ")
+            && moved.contains("Reports Builder")
+            && moved.contains("roles: Sales Rep → VP Sales")
+            && moved.ends_with("(by group rule 1 (member of Sales Managers))"),
+        "{moved}"
+    );
+    line(&bob_log, "remove_members", "Sales ");
+    line(&bob_log, "add_members", "Sales Managers");
+    assert!(
+        !bob_log.contains("00e") && !bob_log.contains("0PS"),
+        "catalogue names, not ids:\n{bob_log}"
+    );
+    // The same history by Duo user id, by email and by the userName.
+    for other in [bob.as_str(), "BOB.BAKER@example.com"] {
+        let out = activity(other).await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            bob_log,
+            "{other} finds the same entries"
+        );
+    }
+
+    // Carol's new last name, with what the account had and where it comes from.
+    let out = activity("carol.chen").await.unwrap();
+    let carol_log = String::from_utf8_lossy(&out.stdout).into_owned();
+    let renamed = line(&carol_log, "update_user", "carol.chen");
+    assert!(
+        renamed.contains("name.familyName: Chen → Chen-Whitfield ← lastname"),
+        "{renamed}"
+    );
+
+    // Maria left Sales, her only scope group: the deactivation says so.
+    let out = activity("maria.rossi@example.com").await.unwrap();
+    let maria_log = String::from_utf8_lossy(&out.stdout).into_owned();
+    let deactivated = line(&maria_log, "deactivate_user", "maria.rossi");
+    assert!(
+        deactivated.contains("out of scope: left group Sales"),
+        "{deactivated}"
+    );
+    line(&maria_log, "remove_members", "Sales");
+}

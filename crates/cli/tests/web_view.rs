@@ -23,6 +23,9 @@ const TOKEN: &str = "web-view-test-token-4f1c";
 const DISABLED: usize = 6;
 /// A name a directory could hold; the pages must show it as text.
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+/// A host name for the daemon that is not loopback's (the browser and a client resolve it to
+/// 127.0.0.1): pages asked for by this name need the token, as from another machine.
+const REMOTE_HOST: &str = "scimsync.test";
 /// The sample directory's Sales Managers group (group rule 1 of the demo configuration).
 const SALES_MANAGERS: &str = "DGSAMPLE000000000004";
 
@@ -73,7 +76,10 @@ impl Driver {
                 "browserName": "chrome",
                 "goog:chromeOptions": {
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--disable-dev-shm-usage", "--window-size=1440,1000"]
+                             "--disable-dev-shm-usage", "--window-size=1440,1000",
+                             // A name that is not loopback's, served by the daemon on
+                             // loopback: the pages need the token there (the Host rule).
+                             format!("--host-resolver-rules=MAP {REMOTE_HOST} 127.0.0.1")]
                 }
             }}
         });
@@ -520,6 +526,20 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     assert!(history.contains("create_user"), "{history}");
     assert!(history.contains("deactivate_user"), "{history}");
     b.screenshot(&shots.join("user.png")).await;
+    // By the Duo username: the renamed user's history says what the account had, where the
+    // new value comes from, and which rule chose the entitlements at creation.
+    b.goto(&format!("{base}/ui/users/{}", renamed.username))
+        .await;
+    let history = b.text("table.activity").await;
+    assert!(
+        history.contains(&format!(
+            "name.givenName: {} → {HOSTILE} ← firstname",
+            renamed.firstname
+        )) && history.contains("→ O'Brien & Co ← lastname"),
+        "{history}"
+    );
+    assert!(history.contains("(by "), "the rule: {history}");
+    assert!(b.find_all("main img").await.is_empty(), "no injected image");
 
     // The plan: deactivations with reasons, the guard's verdict, the fingerprint.
     b.goto(&format!("{base}/ui")).await;
@@ -564,6 +584,71 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     let page = r.text().await.unwrap();
     assert!(page.contains("Nothing was applied"), "{page}");
     assert!(page.contains(&fingerprint), "the new plan is shown: {page}");
+    // A signed-in browser's plan page carries an approval code instead of asking for the
+    // token; the code works only with the cookie, and the cookie only with the code.
+    let r = http
+        .post(format!("{base}/ui/sign-in"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let session = r.url().to_string();
+    assert!(
+        session.ends_with("/ui"),
+        "signed in and sent to /ui: {session}"
+    );
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .post(format!("{base}/ui/sign-in"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = http
+        .get(format!("{base}/ui/connections/salesforce/plan"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let code = page
+        .split("name=\"code\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no approval code: {page}"))
+        .to_owned();
+    assert!(!page.contains("name=\"token\""), "no token asked: {page}");
+    let approve = |cookie: Option<&str>, code: &str| {
+        let mut req = no_redirect
+            .post(format!("{base}/ui/connections/salesforce/approve"))
+            .form(&[("plan", "0000000000000000"), ("code", code)]);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send()
+    };
+    assert_eq!(
+        approve(None, &code).await.unwrap().status(),
+        401,
+        "no cookie"
+    );
+    assert_eq!(
+        approve(Some(&session), "0123").await.unwrap().status(),
+        401,
+        "a wrong code"
+    );
+    assert_eq!(
+        approve(Some(&session), &code).await.unwrap().status(),
+        409,
+        "cookie and code pass (and the stale plan is still refused)"
+    );
     assert_eq!(still_active(&sf), DISABLED, "nothing applied yet");
 
     // Approved with the token: exactly the plan shown is applied.
@@ -582,6 +667,25 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     assert_eq!(still_active(&sf), 0, "the held deactivations were applied");
     b.goto(&format!("{base}/ui")).await;
     assert!(b.text("dd.guard").await.contains("nothing held"));
+    // A deactivated user's history, by Duo username: the deactivation names what changed,
+    // the membership rows are there, and the creation names its rule, all by name.
+    b.goto(&format!("{base}/ui/users/{}", disabled[0].username))
+        .await;
+    let history = b.text("table.activity").await;
+    assert!(
+        history.contains("disabled in the directory (status disabled)"),
+        "{history}"
+    );
+    assert!(history.contains("remove_members"), "{history}");
+    assert!(
+        history.contains("by group rule") || history.contains("by the baseline rule"),
+        "{history}"
+    );
+    assert!(
+        !history.contains("00e") && !history.contains("0PS"),
+        "catalogue names, not ids: {history}"
+    );
+    b.screenshot(&shots.join("user-why.png")).await;
 
     // Paging back through the log, five entries a page.
     b.goto(&format!("{base}/ui/activity?limit=5")).await;
@@ -621,12 +725,115 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
     );
     b.screenshot(&shots.join("plan-explained.png")).await;
 
+    // Beyond loopback (another Host name), pages need the token: the browser is sent to the
+    // sign-in form and back; a wrong token is refused; signing out ends it.
+    let remote = format!("http://{REMOTE_HOST}:{port}");
+    let person = format!("/ui/users/{}", disabled[1].username);
+    b.goto(&format!("{remote}{person}")).await;
+    assert!(b.wait_url("/ui/sign-in").await.contains("next="));
+    b.type_into("form.sign-in input[name=token]", "not-the-token")
+        .await;
+    b.click_to("form.sign-in button", "/ui/sign-in").await;
+    assert!(
+        b.text("main")
+            .await
+            .contains("the token is missing or wrong")
+    );
+    b.type_into("form.sign-in input[name=token]", TOKEN).await;
+    b.click_to("form.sign-in button", &person).await;
+    let history = b.text("table.activity").await;
+    assert!(history.contains("deactivate_user"), "{history}");
+    b.screenshot(&shots.join("signed-in.png")).await;
+    // Signed in, every page opens (the plan preview too).
+    b.goto(&format!("{remote}/ui/connections/salesforce/plan"))
+        .await;
+    assert!(b.text("main").await.contains("Plan of salesforce"));
+    b.goto(&format!("{remote}/ui/sign-in")).await;
+    b.click_to("form.sign-out button", "/ui/sign-in").await;
+    b.goto(&format!("{remote}{person}")).await;
+    assert!(
+        b.wait_url("/ui/sign-in").await.contains("/ui/sign-in"),
+        "signed out"
+    );
+
+    // The cookie, as a client sees it: not the token, HttpOnly, SameSite=Strict, Secure only
+    // behind an HTTPS proxy on loopback; alone, it approves nothing.
+    let client = reqwest::Client::builder()
+        .resolve(REMOTE_HOST, ([127, 0, 0, 1], port).into())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("{remote}/ui/activity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        303,
+        "a page without the token is sent to sign in"
+    );
+    let sign_in = |proto: Option<&'static str>| {
+        let mut req = client
+            .post(format!("{remote}/ui/sign-in"))
+            .form(&[("token", TOKEN), ("next", "/ui/activity")]);
+        if let Some(p) = proto {
+            req = req.header("x-forwarded-proto", p);
+        }
+        req.send()
+    };
+    let r = sign_in(None).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && !cookie.contains("Secure")
+            && !cookie.contains(TOKEN),
+        "{cookie}"
+    );
+    let r = sign_in(Some("https")).await.unwrap();
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .ends_with("; Secure")
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let r = client
+        .get(format!("{remote}/ui/activity"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the cookie opens the pages");
+    let r = client
+        .post(format!("{remote}/ui/connections/salesforce/approve"))
+        .header("cookie", &session)
+        .form(&[("plan", fingerprint.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "a form from another site carries the cookie at best, never the approval code"
+    );
+    let r = client
+        .get(format!("{remote}/ui/activity"))
+        .header("cookie", "scimsync_session=not-a-session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "a made-up cookie opens nothing");
+
     // Nothing secret on any page.
     for page in [
         "/ui",
         "/ui/runs",
         "/ui/activity",
         "/ui/connections/salesforce/plan",
+        "/ui/sign-in",
     ] {
         let body = http
             .get(format!("{base}{page}"))

@@ -159,7 +159,9 @@ pub struct ActivityEntry {
 pub struct ActivityQuery {
     pub connection: Option<String>,
     pub run_id: Option<RunId>,
-    /// Matches the name (case-insensitively), the source id or the target id.
+    /// Matches the name (case-insensitively), the source id or the target id, or any other
+    /// identifier the entry was recorded about ([`crate::ports::Store::record_about`]: a
+    /// source username or email, the members of a membership change), case-insensitively.
     pub user: Option<String>,
     pub op: Option<String>,
     pub outcome: Option<Outcome>,

@@ -85,6 +85,29 @@ impl UserAttributes {
         slot.take().is_some()
     }
 
+    /// The creation as the changes that would give an empty account these attributes
+    /// (entitlements: the profile and every permission set added).
+    pub fn as_changes(&self) -> UserChanges {
+        let mut all = UserChanges {
+            user_name: Some(self.user_name.clone()),
+            external_id: Some(self.external_id.clone()),
+            family_name: self.family_name.as_ref().map(|v| Some(v.clone())),
+            email: Some(self.email.clone()),
+            entitlements: self.profile.as_ref().map(|p| EntitlementChange {
+                profile: p.clone(),
+                profile_changed: true,
+                permission_sets: self.permission_sets.clone(),
+                added: self.permission_sets.clone(),
+                removed: Vec::new(),
+            }),
+            ..UserChanges::default()
+        };
+        for (_, change) in self.optional_writes() {
+            all.merge(change);
+        }
+        all
+    }
+
     /// The optional attributes set, by the names of [`USER_ATTRIBUTES`], with the change a
     /// later update of the same value would carry (so a refusal of one is held the same way
     /// for a creation and an update).
@@ -311,6 +334,35 @@ impl UserChanges {
         }
     }
 
+    /// The new value of attribute `name` (`None`: cleared, or not changed); the profile for
+    /// `entitlements`, `true`/`false` for `active`.
+    pub fn value_of(&self, name: &str) -> Option<String> {
+        let e = &self.enterprise;
+        let cleared = |v: &Option<Option<String>>| v.clone().flatten();
+        match name {
+            "userName" => self.user_name.clone(),
+            "externalId" => self.external_id.clone(),
+            "name.givenName" => cleared(&self.given_name),
+            "name.familyName" => cleared(&self.family_name),
+            "displayName" => cleared(&self.display_name),
+            "nickName" => self.nick_name.clone(),
+            "title" => cleared(&self.title),
+            "emails" => self.email.clone(),
+            "phoneNumbers" => cleared(&self.work_phone),
+            "federationId" => cleared(&self.federation_id),
+            "employeeNumber" => cleared(&e.employee_number),
+            "department" => cleared(&e.department),
+            "division" => cleared(&e.division),
+            "organization" => cleared(&e.organization),
+            "costCenter" => cleared(&e.cost_center),
+            "manager" => cleared(&e.manager),
+            "entitlements" | "profile" => self.entitlements.as_ref().map(|c| c.profile.clone()),
+            "roles" => cleared(&self.role),
+            "active" => self.active.map(|a| a.to_string()),
+            _ => None,
+        }
+    }
+
     /// Adds the changes of `other` (attributes it leaves unchanged stay as they are).
     pub fn merge(&mut self, mut other: Self) {
         for name in other.attribute_names() {
@@ -494,59 +546,10 @@ impl Operation {
         self.describe_with(&crate::render::Labels::default())
     }
 
-    /// [`Operation::describe`] with catalogue entries named as people configured them.
+    /// [`Operation::describe`] with catalogue entries named as people configured them (the
+    /// details of [`crate::render::details`] without a decision).
     pub fn describe_with(&self, labels: &crate::render::Labels) -> String {
-        match self {
-            Self::CreateUser { attributes: a, .. } => {
-                let sets: Vec<&str> = a.permission_sets.iter().map(|p| labels.name(p)).collect();
-                format!(
-                    "profile {}, {} permission set(s){}{}",
-                    a.profile.as_deref().map_or("-", |p| labels.name(p)),
-                    a.permission_sets.len(),
-                    if sets.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", sets.join(", "))
-                    },
-                    a.role
-                        .as_deref()
-                        .map(|r| format!(", role {}", labels.name(r)))
-                        .unwrap_or_default()
-                )
-            }
-            Self::AdoptUser { matched_by, .. } => format!(
-                "existing account adopted, matched by {}",
-                match matched_by {
-                    MatchedBy::ExternalId => "external_id",
-                    MatchedBy::UserName => "user_name",
-                    MatchedBy::Name => "name",
-                }
-            ),
-            Self::UpdateUser { changes, .. } | Self::ReactivateUser { changes, .. } => format!(
-                "{}: {}",
-                changes.attribute_names().join(", "),
-                serde_json::to_string(changes).unwrap_or_default()
-            ),
-            Self::DeactivateUser { reason, .. } => format!(
-                "deactivated: {}",
-                serde_json::to_value(reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ),
-            Self::CreateGroup { .. } => String::new(),
-            Self::AdoptGroup { .. } => "existing group adopted, matched by name".to_owned(),
-            Self::RenameGroup { from, to, .. } => format!("renamed from {from:?} to {to:?}"),
-            Self::AddMembers { members, .. } | Self::RemoveMembers { members, .. } => format!(
-                "{} member(s): {}",
-                members.len(),
-                members
-                    .iter()
-                    .map(|m| m.user_name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
+        crate::render::details(self, labels, None)
     }
 
     /// Whether this operation takes something away (deactivation, membership removal): what the
@@ -689,6 +692,32 @@ pub struct Decision {
     pub member: bool,
     /// Whether the user is rejected (the reasons are in [`Plan::rejected`]).
     pub rejected: bool,
+    /// Each attribute the user's creation or update sets: where the value comes from and what
+    /// the target had (what the explanations show as `attribute: old → new ← source`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<AttributeWhy>,
+    /// For a user deactivated out of scope: the scope groups the account is still a member of
+    /// on the target but the user has left in the source (what changed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_groups: Vec<SourceGroupId>,
+}
+
+/// One attribute a planned operation sets, and why it has that value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeWhy {
+    /// The target attribute (`emails[work].value`, `name.familyName`, `profile`, …).
+    pub attribute: String,
+    /// Where the value comes from: the source attribute by Duo's name (`email`,
+    /// `realname (last word)`, `email + suffix ".acme"`), or `rule` for entitlements and roles
+    /// (the rule is [`Decision::rule`]).
+    pub from: String,
+    /// What the target had (absent on a creation, or when the account had nothing). Catalogue
+    /// ids for `profile`, `permissionSets` (`, `-separated) and `roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
+    /// What it gets (absent: cleared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
 }
 
 /// Which target account a source user has, and how.
@@ -742,14 +771,19 @@ pub enum Explain {
     User(SourceUserId),
     /// Everyone's.
     Everyone,
+    /// Those of the users the plan changes (an operation on their account or a membership):
+    /// what a real run records its activity entries from, bounded by the changes.
+    Changed,
 }
 
 impl Explain {
+    /// Whether the decision of `id` is recorded; for [`Explain::Changed`], whether the user
+    /// is among `changed`.
     pub fn covers(&self, id: &SourceUserId) -> bool {
         match self {
             Self::Nobody => false,
             Self::User(u) => u == id,
-            Self::Everyone => true,
+            Self::Everyone | Self::Changed => true,
         }
     }
 }

@@ -43,9 +43,9 @@ use crate::ids::{SourceGroupId, TargetGroupId};
 use crate::links::{HeldRefusal, Links, UserLink, member_attribute};
 use crate::mapping::{MappedUser, is_email};
 use crate::plan::{
-    AccountDecision, DeactivationReason, Decision, EnterpriseChanges, EntitlementChange, Explain,
-    GroupRef, MatchedBy, Note, NoteKind, ObjectKind, Operation, Plan, Rejection, RuleDecision,
-    Summary, USER_ATTRIBUTES, UserAttributes, UserChanges, UserRef,
+    AccountDecision, AttributeWhy, DeactivationReason, Decision, EnterpriseChanges,
+    EntitlementChange, Explain, GroupRef, MatchedBy, Note, NoteKind, ObjectKind, Operation, Plan,
+    Rejection, RuleDecision, Summary, USER_ATTRIBUTES, UserAttributes, UserChanges, UserRef,
 };
 use crate::policy::{NameSplit, Policy, Problem, TargetKind};
 use crate::refusals::{
@@ -120,12 +120,7 @@ fn plan_on_threads(
     planner.threads = threads;
     planner.run();
     if *explain != Explain::Nobody {
-        for i in 0..planner.users.len() {
-            if explain.covers(&planner.users[i].user.id) {
-                let decision = planner.decide(i);
-                planner.decisions.push(decision);
-            }
-        }
+        planner.decisions = planner.decide_all(explain);
     }
     Ok(planner.finish())
 }

@@ -183,6 +183,18 @@ pub trait Store: Send + Sync {
         &self,
         entry: &ActivityEntry,
     ) -> impl Future<Output = Result<i64, Self::Error>> + Send;
+    /// [`Store::record`] for an entry that also concerns `subjects`: other identifiers of the
+    /// users it is about (a source username, an email; each member of a membership change),
+    /// so that a search of the log by any of them ([`ActivityQuery::user`]) finds it. A store
+    /// without such an index records the entry alone.
+    fn record_about(
+        &self,
+        entry: &ActivityEntry,
+        subjects: &[String],
+    ) -> impl Future<Output = Result<i64, Self::Error>> + Send {
+        let _ = subjects;
+        self.record(entry)
+    }
     fn query_activity(
         &self,
         query: &ActivityQuery,

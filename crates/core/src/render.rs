@@ -20,12 +20,20 @@
 //!   `not_declared` (the target does not declare mapped attributes; `object` is `connection`),
 //!   `source_unidentified`, `unknown_group` (the user lists a group id the directory's groups
 //!   do not contain) or `source_problem` (the reader found a duplicate id or email);
-//! - `summary`: the counts of [`crate::plan::Summary`] under their field names.
+//! - `summary`: the counts of [`crate::plan::Summary`] under their field names;
+//! - `decisions` (when the plan recorded some: a real run records those of the users it
+//!   changes): `[{source_id, user_name, in_scope, scope_groups, enabled, account, rule,
+//!   names, profile, member, rejected, attributes, left_groups}]`, `rule` is `{priority?,
+//!   group?, profile, permission_sets, role?}` (no priority: the baseline), `attributes` is
+//!   `[{attribute, from, old?, new?}]` (catalogue ids for `profile`, `permissionSets`,
+//!   `roles`), `left_groups` the source ids of the scope groups a deactivated user left.
+//!
+//! Tables (and the activity log) show the same with names: [`details`].
 //!
 //! Absent optional fields are left out rather than written as `null`, except inside `changes`
 //! where `null` means "clear".
 
-use crate::plan::{Decision, Operation, Plan, UserAttributes, UserChanges, UserRef};
+use crate::plan::{AttributeWhy, Decision, Operation, Plan, UserAttributes, UserChanges, UserRef};
 use crate::source::DirectoryGroup;
 use crate::target::Catalogue;
 use std::collections::HashMap;
@@ -65,20 +73,6 @@ impl Labels {
 struct Context<'a> {
     labels: &'a Labels,
     decisions: HashMap<&'a str, &'a Decision>,
-}
-
-impl Context<'_> {
-    /// Why the user's entitlements are what they are, when the plan recorded it.
-    fn why(&self, source_id: &str) -> Option<String> {
-        let rule = self.decisions.get(source_id)?.rule.as_ref()?;
-        Some(match (rule.priority, &rule.group) {
-            (Some(p), Some(g)) => format!(
-                "by group rule {p} (member of {})",
-                self.labels.name(g.as_str())
-            ),
-            _ => "by the baseline rule".to_owned(),
-        })
-    }
 }
 
 impl crate::plan::Summary {
@@ -236,27 +230,94 @@ impl Plan {
 }
 
 fn row(op: &Operation, cx: &Context<'_>) -> [String; 3] {
-    let kind = op.kind().to_owned();
-    let with_why = |text: String, source_id: &str, entitled: bool| match cx.why(source_id) {
+    let object = match op {
+        Operation::CreateUser { attributes, .. } => attributes.user_name.clone(),
+        Operation::AdoptUser { user_name, .. }
+        | Operation::UpdateUser { user_name, .. }
+        | Operation::ReactivateUser { user_name, .. }
+        | Operation::DeactivateUser { user_name, .. } => user_name.clone(),
+        Operation::CreateGroup { name, .. } | Operation::AdoptGroup { name, .. } => name.clone(),
+        Operation::RenameGroup { to, .. } => to.clone(),
+        Operation::AddMembers { group, .. } | Operation::RemoveMembers { group, .. } => {
+            group.name.clone()
+        }
+    };
+    let decision = match op {
+        Operation::CreateUser { source_id, .. }
+        | Operation::UpdateUser { source_id, .. }
+        | Operation::ReactivateUser { source_id, .. }
+        | Operation::DeactivateUser { source_id, .. } => {
+            cx.decisions.get(source_id.as_str()).copied()
+        }
+        _ => None,
+    };
+    [
+        op.kind().to_owned(),
+        object,
+        details(op, cx.labels, decision),
+    ]
+}
+
+/// Why the user's entitlements are what they are: `by the baseline rule`, `by group rule 1
+/// (member of Admins)` (the rule's priority, and the group through which it applies).
+pub fn rule_text(decision: &Decision, labels: &Labels) -> Option<String> {
+    let rule = decision.rule.as_ref()?;
+    Some(match (rule.priority, &rule.group) {
+        (Some(p), Some(g)) => format!("by group rule {p} (member of {})", labels.name(g.as_str())),
+        _ => "by the baseline rule".to_owned(),
+    })
+}
+
+/// One attribute of an explanation: `attribute: old → new ← source` (`attribute: new ←
+/// source` on a creation), catalogue entries by name.
+pub fn attribute_text(a: &AttributeWhy, labels: &Labels, created: bool) -> String {
+    let shown = |v: &Option<String>, none: &str| match v {
+        None => none.to_owned(),
+        Some(v) if matches!(a.attribute.as_str(), "profile" | "roles") => labels.name(v).to_owned(),
+        Some(v) if a.attribute == "permissionSets" => v
+            .split(", ")
+            .map(|p| labels.name(p))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        Some(v) => v.clone(),
+    };
+    let new = shown(&a.new, "(cleared)");
+    let mut text = if created {
+        format!("{}: {new}", a.attribute)
+    } else {
+        format!("{}: {} → {new}", a.attribute, shown(&a.old, "(none)"))
+    };
+    if !a.from.is_empty() && a.from != "rule" {
+        let _ = write!(text, " ← {}", a.from);
+    }
+    text
+}
+
+/// The details of an operation for people (a table's last column, the activity log's detail):
+/// with the user's [`Decision`], each attribute as `attribute: old → new ← source`, the rule
+/// that chose the entitlements, and what made a deactivated user leave; catalogue entries and
+/// groups by name.
+pub fn details(op: &Operation, labels: &Labels, decision: Option<&Decision>) -> String {
+    let why = |text: String, entitled: bool| match decision.and_then(|d| rule_text(d, labels)) {
         Some(why) if entitled => format!("{text} ({why})"),
         _ => text,
     };
+    let explained = |created: bool| {
+        decision.filter(|d| !d.attributes.is_empty()).map(|d| {
+            d.attributes
+                .iter()
+                .map(|a| attribute_text(a, labels, created))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
     match op {
-        Operation::CreateUser {
-            attributes,
-            source_id,
-        } => [
-            kind,
-            attributes.user_name.clone(),
-            with_why(
-                created(attributes, cx.labels),
-                source_id.as_str(),
-                attributes.profile.is_some(),
-            ),
-        ],
+        Operation::CreateUser { attributes, .. } => why(
+            explained(true).unwrap_or_else(|| created(attributes, labels)),
+            attributes.profile.is_some(),
+        ),
         Operation::AdoptUser {
             target_id,
-            user_name,
             matched_by,
             ..
         } => {
@@ -265,56 +326,45 @@ fn row(op: &Operation, cx: &Context<'_>) -> [String; 3] {
                 crate::plan::MatchedBy::UserName => "userName",
                 crate::plan::MatchedBy::Name => "name",
             };
-            [
-                kind,
-                user_name.clone(),
-                format!("account {target_id}, matched by {by}"),
-            ]
+            format!("account {target_id}, matched by {by}")
         }
-        Operation::UpdateUser {
-            user_name,
-            changes,
-            source_id,
-            ..
-        }
-        | Operation::ReactivateUser {
-            user_name,
-            changes,
-            source_id,
-            ..
-        } => [
-            kind,
-            user_name.clone(),
-            with_why(
-                changed(changes, cx.labels),
-                source_id.as_str(),
-                changes.entitlements.is_some() || changes.role.is_some(),
-            ),
-        ],
-        Operation::DeactivateUser {
-            user_name, reason, ..
-        } => {
-            let why = match reason {
-                crate::plan::DeactivationReason::LeftDirectory => "left the directory",
-                crate::plan::DeactivationReason::OutOfScope => "out of scope",
-                crate::plan::DeactivationReason::Disabled => "disabled in the directory",
-                crate::plan::DeactivationReason::PendingDeletion => {
-                    "pending deletion in the directory"
+        Operation::UpdateUser { changes, .. } | Operation::ReactivateUser { changes, .. } => why(
+            explained(false).unwrap_or_else(|| changed(changes, labels)),
+            changes.entitlements.is_some() || changes.role.is_some(),
+        ),
+        Operation::DeactivateUser { reason, .. } => {
+            let left: Vec<&str> = decision
+                .map(|d| {
+                    d.left_groups
+                        .iter()
+                        .map(|g| labels.name(g.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            match reason {
+                crate::plan::DeactivationReason::LeftDirectory => {
+                    "removed from the source directory".to_owned()
                 }
-            };
-            [kind, user_name.clone(), why.to_owned()]
+                crate::plan::DeactivationReason::OutOfScope if !left.is_empty() => format!(
+                    "out of scope: left group {} (the scope group it was provisioned through)",
+                    left.join(", ")
+                ),
+                crate::plan::DeactivationReason::OutOfScope => {
+                    "out of scope: in none of the scope groups".to_owned()
+                }
+                crate::plan::DeactivationReason::Disabled => {
+                    "disabled in the directory (status disabled)".to_owned()
+                }
+                crate::plan::DeactivationReason::PendingDeletion => {
+                    "pending deletion in the directory".to_owned()
+                }
+            }
         }
-        Operation::CreateGroup { name, .. } => [kind, name.clone(), String::new()],
-        Operation::AdoptGroup {
-            name, target_id, ..
-        } => [kind, name.clone(), format!("group {target_id}")],
-        Operation::RenameGroup { from, to, .. } => [kind, to.clone(), format!("from {from:?}")],
-        Operation::AddMembers { group, members } => {
-            [kind, group.name.clone(), member_list('+', members)]
-        }
-        Operation::RemoveMembers { group, members } => {
-            [kind, group.name.clone(), member_list('-', members)]
-        }
+        Operation::CreateGroup { .. } => String::new(),
+        Operation::AdoptGroup { target_id, .. } => format!("group {target_id}"),
+        Operation::RenameGroup { from, .. } => format!("from {from:?}"),
+        Operation::AddMembers { members, .. } => member_list('+', members),
+        Operation::RemoveMembers { members, .. } => member_list('-', members),
     }
 }
 
@@ -572,29 +622,59 @@ mod tests {
                 .unwrap_or_default()
                 .to_owned()
         };
-        // The baseline.
+        // The baseline; each attribute says which source attribute it comes from.
         let base = line("base@example.com");
         assert!(
             base.contains(
-                "profile=Standard User, permissionSets=Sales Cloud (by the baseline rule)"
+                "profile: Standard User, permissionSets: Sales Cloud (by the baseline rule)"
             ),
             "{table}"
+        );
+        assert!(
+            base.contains("userName: base@example.com ← email")
+                && base.contains("emails[work].value: base@example.com ← email")
+                && base.contains("name.familyName: Tester ← lastname")
+                && base.contains("externalId: DU1 ← user_id"),
+            "{base}"
         );
         // A user in two rule groups gets the rule of priority 1, whole.
         let both = line("both@example.com");
         assert!(
-            both.contains(
-                "profile=System Administrator, role=CEO (by group rule 1 (member of Admins))"
-            ),
+            both.contains("profile: System Administrator, roles: CEO")
+                && both.ends_with("(by group rule 1 (member of Admins))"),
             "{both}"
+        );
+        assert!(
+            !both.contains("Service Cloud"),
+            "nothing of the rule of priority 2: {both}"
         );
         for id in [STANDARD_USER, SYSTEM_ADMINISTRATOR, SALES_CLOUD, CEO_ROLE] {
             assert!(!table.contains(id), "names, not ids: {table}");
         }
+        // The JSON keeps the ids, in the decisions the table is a view of.
+        let json: serde_json::Value = serde_json::from_str(&p.to_json().unwrap()).unwrap();
+        let decision = json["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["source_id"] == "DU2")
+            .unwrap();
+        assert_eq!(decision["rule"]["priority"], 1);
+        assert_eq!(decision["rule"]["group"], "DG1");
+        let profile = decision["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["attribute"] == "profile")
+            .unwrap();
+        assert_eq!(profile["new"], SYSTEM_ADMINISTRATOR);
 
-        // A rule move: the mover joins Admins.
+        // A rule move: the mover joins Admins; a new title and last name show what the
+        // account had.
         crate::testing::apply(&p, &mut target, &mut links, Timestamp(0)).unwrap();
         s.users[2].groups.push("DG1".into());
+        s.users[2].last_name = None;
+        s.users[2].display_name = Some("Mover Byron-King".into());
         // A refused licence change: the free user moves to the Chatter rule.
         s.users[3].groups.push("DG3".into());
         let p = plan_explained(&s, &target, &links, &policy, Timestamp(0), &everyone).unwrap();
@@ -604,8 +684,10 @@ mod tests {
             .find(|l| l.contains("mover@example.com"))
             .unwrap_or_default();
         assert!(
-            mover.contains("entitlements: profile=System Administrator -Service Cloud")
-                && mover.contains("roles=CEO")
+            mover.contains("name.familyName: Tester → Byron-King ← realname (last word)")
+                && mover.contains("profile: Standard User → System Administrator")
+                && mover.contains("permissionSets: Service Cloud → (cleared)")
+                && mover.contains("roles: (none) → CEO")
                 && mover.ends_with("(by group rule 1 (member of Admins))"),
             "{table}"
         );
@@ -615,6 +697,76 @@ mod tests {
             ),
             "the refusal names both profiles: {table}"
         );
+        assert!(
+            !table
+                .lines()
+                .any(|l| l.contains("free@example.com") && l.contains("Chatter Free User →")),
+            "the refused profile is not planned: {table}"
+        );
+    }
+
+    /// A deactivation names what changed: the scope group the user left, the status, or the
+    /// user's removal from the source.
+    #[test]
+    fn deactivations_name_the_scope_group_left() {
+        use crate::plan::Explain;
+        use crate::planner::plan_explained;
+        use crate::policy::Scope;
+        use crate::render::Labels;
+        let mut policy = salesforce_policy();
+        policy.scope = Scope::Groups(vec!["Sales".into(), "Support".into()]);
+        let mut s = crate::source::SourceSnapshot {
+            users: vec![
+                in_groups(user("DU1", "leaver@example.com"), &["DG1"]),
+                in_groups(user("DU2", "off@example.com"), &["DG1"]),
+                in_groups(user("DU3", "gone@example.com"), &["DG2"]),
+            ],
+            groups: vec![group("DG1", "Sales"), group("DG2", "Support")],
+            sso_access: None,
+            unreadable: Vec::new(),
+            unidentified: Vec::new(),
+            problems: Vec::new(),
+        };
+        let (mut target, mut links) = (empty_target(), Links::default());
+        let p = plan(&s, &target, &links, &policy, Timestamp(0)).unwrap();
+        crate::testing::apply(&p, &mut target, &mut links, Timestamp(0)).unwrap();
+        s.users[0].groups.clear();
+        s.users[1].status = crate::source::DirectoryStatus::Disabled;
+        s.users.remove(2);
+        let p = plan_explained(
+            &s,
+            &target,
+            &links,
+            &policy,
+            Timestamp(0),
+            &Explain::Changed,
+        )
+        .unwrap();
+        let table = p.to_table_with(&Labels::new(&target.catalogue, &s.groups));
+        let line = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with("deactivate_user") && l.contains(name))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(
+            line("leaver@example.com").ends_with(
+                "out of scope: left group Sales (the scope group it was provisioned through)"
+            ),
+            "{table}"
+        );
+        assert!(
+            line("off@example.com").ends_with("disabled in the directory (status disabled)"),
+            "{table}"
+        );
+        assert!(
+            line("gone@example.com").ends_with("removed from the source directory"),
+            "{table}"
+        );
+        // Only the users the plan changes have a decision recorded.
+        let decided: Vec<&str> = p.decisions.iter().map(|d| d.source_id.as_str()).collect();
+        assert_eq!(decided, ["DU1", "DU2"]);
     }
 }
 

@@ -14,7 +14,8 @@ use futures::stream::FuturesUnordered;
 use scimsync_core::activity::{ActivityEntry, Outcome, RunId};
 use scimsync_core::links::{HeldRefusal, Ledger, Links, Origin, member_attribute};
 use scimsync_core::plan::{
-    EntitlementChange, GroupRef, NoteKind, ObjectKind, Operation, Plan, UserChanges, UserRef,
+    Decision, EntitlementChange, GroupRef, NoteKind, ObjectKind, Operation, Plan, UserChanges,
+    UserRef,
 };
 use scimsync_core::ports::{Classify, Disposition, Store, Target};
 use scimsync_core::refusals::{
@@ -23,6 +24,7 @@ use scimsync_core::refusals::{
     rename_fingerprint, split_update, user_name_fingerprint,
 };
 use scimsync_core::render::Labels;
+use scimsync_core::source::SourceSnapshot;
 use scimsync_core::target::{TargetSnapshot, TargetUser};
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
 use std::collections::{HashMap, HashSet};
@@ -32,6 +34,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Most characters of an operation's explanation in its activity entry (outcomes and reasons
+/// are added after it; the store caps the whole).
+const MAX_DETAIL: usize = 3_000;
 
 pub(crate) struct ApplyContext<'a, T, St> {
     pub connection: &'a str,
@@ -51,6 +57,93 @@ pub(crate) struct ApplyContext<'a, T, St> {
     pub progress: Option<&'a dyn Progress>,
     /// Catalogue names for the activity log's text.
     pub labels: &'a Labels,
+    /// The planner's decisions and the users' other identifiers, for the activity log.
+    pub why: &'a Why<'a>,
+}
+
+/// What the activity log says of the users beyond their operations: the planner's decision of
+/// each user the plan changes (the rule, each attribute's source and old value, the scope
+/// group left) and the identifiers the log is searched by besides userName and ids (the
+/// source username and email).
+#[derive(Debug, Default)]
+pub(crate) struct Why<'a> {
+    /// Borrowed from the plan: a first run of many users has as many decisions.
+    decisions: HashMap<&'a SourceUserId, &'a Decision>,
+    aliases: HashMap<SourceUserId, Vec<String>>,
+}
+
+impl<'a> Why<'a> {
+    /// From a plan (its decisions) and the source it was made from (the usernames and emails
+    /// of the users its operations, rejections and notes name).
+    pub(crate) fn new(plan: &'a Plan, source: &SourceSnapshot) -> Self {
+        let mut named: HashSet<&str> = HashSet::new();
+        for op in &plan.operations {
+            match op {
+                Operation::AddMembers { members, .. }
+                | Operation::RemoveMembers { members, .. } => {
+                    named.extend(
+                        members
+                            .iter()
+                            .filter_map(|m| m.source_id.as_ref().map(|s| s.as_str())),
+                    );
+                }
+                Operation::CreateUser { source_id, .. }
+                | Operation::AdoptUser { source_id, .. }
+                | Operation::UpdateUser { source_id, .. }
+                | Operation::ReactivateUser { source_id, .. }
+                | Operation::DeactivateUser { source_id, .. } => {
+                    named.insert(source_id.as_str());
+                }
+                _ => {}
+            }
+        }
+        named.extend(plan.rejected.iter().map(|r| r.source_id.as_str()));
+        named.extend(plan.notes.iter().map(|n| n.source_id.as_str()));
+        let aliases = source
+            .users
+            .iter()
+            .filter(|u| named.contains(u.id.as_str()))
+            .map(|u| {
+                let mut names = vec![u.username.clone()];
+                names.extend(u.email.clone());
+                (u.id.clone(), names)
+            })
+            .collect();
+        Self {
+            decisions: plan.decisions.iter().map(|d| (&d.source_id, d)).collect(),
+            aliases,
+        }
+    }
+
+    fn decision(&self, id: &SourceUserId) -> Option<&'a Decision> {
+        self.decisions.get(id).copied()
+    }
+
+    fn aliases(&self, id: &str) -> &[String] {
+        self.aliases
+            .get(&SourceUserId::from(id))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// An operation's activity entry, with the other identifiers it is found by (each member of
+/// a membership change).
+struct Described {
+    entry: ActivityEntry,
+    subjects: Vec<String>,
+}
+
+impl std::ops::Deref for Described {
+    type Target = ActivityEntry;
+    fn deref(&self) -> &ActivityEntry {
+        &self.entry
+    }
+}
+
+impl std::ops::DerefMut for Described {
+    fn deref_mut(&mut self) -> &mut ActivityEntry {
+        &mut self.entry
+    }
 }
 
 /// Counts of what happened.
@@ -208,7 +301,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
             &r.name,
             detail,
         );
-        ctx.record(&entry).await?;
+        ctx.record(&entry, &[]).await?;
         lock(&state).counts.rejected += 1;
     }
     for n in plan
@@ -226,7 +319,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
             &n.name,
             format!("{kind}: {}", n.message),
         );
-        ctx.record(&entry).await?;
+        ctx.record(&entry, &[]).await?;
     }
 
     let mut rest = &plan.operations[..];
@@ -402,7 +495,15 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         }
     }
 
-    async fn record(&self, entry: &ActivityEntry) -> Result<(), BoxError> {
+    /// Records `entry`, found also by the source username and email of the user it is about
+    /// and by `subjects`.
+    async fn record(&self, entry: &ActivityEntry, subjects: &[String]) -> Result<(), BoxError> {
+        let mut all: Vec<String> = subjects.to_vec();
+        if entry.object == ObjectKind::User.as_str()
+            && let Some(sid) = &entry.source_id
+        {
+            all.extend(self.why.aliases(sid).iter().cloned());
+        }
         // The writes the operation sent since its previous entry are this entry's.
         let sent = OP_WRITES
             .try_with(|w| w.swap(0, AtomicOrdering::Relaxed))
@@ -418,7 +519,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             &counted
         };
         self.store
-            .record(entry)
+            .record_about(entry, &all)
             .await
             .map_err(|e| Box::new(e) as BoxError)?;
         if let Some(p) = self.progress {
@@ -455,7 +556,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 refusal.attribute, refusal.value, refusal.reason
             ),
         );
-        self.record(&entry).await?;
+        self.record(&entry, &[]).await?;
         let mut st = lock(state);
         st.counts.refused += 1;
         st.counts.rejected += 1;
@@ -513,7 +614,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
     async fn finish(
         &self,
         state: &Mutex<State>,
-        mut entry: ActivityEntry,
+        mut entry: Described,
         called: Called,
     ) -> Result<bool, BoxError> {
         let ok = matches!(called, Called::Ok);
@@ -533,7 +634,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 lock(state).counts.fatal = Some(m);
             }
         }
-        self.record(&entry).await?;
+        self.record(&entry.entry, &entry.subjects).await?;
         let mut st = lock(state);
         match entry.outcome {
             Outcome::Ok => st.counts.applied += 1,
@@ -550,12 +651,12 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
     async fn skip(
         &self,
         state: &Mutex<State>,
-        mut entry: ActivityEntry,
+        mut entry: Described,
         why: &str,
     ) -> Result<(), BoxError> {
         entry.outcome = Outcome::Skipped;
         entry.detail = join(&entry.detail, why);
-        self.record(&entry).await?;
+        self.record(&entry.entry, &entry.subjects).await?;
         lock(state).counts.skipped += 1;
         Ok(())
     }
@@ -1207,8 +1308,9 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         out
     }
 
-    /// The activity entry of an operation, before its outcome is known.
-    fn describe(&self, op: &Operation) -> ActivityEntry {
+    /// The activity entry of an operation, before its outcome is known: its detail is the
+    /// plan table's (`render::details`, with the user's decision), bounded.
+    fn describe(&self, op: &Operation) -> Described {
         let object = match op {
             Operation::CreateGroup { .. }
             | Operation::AdoptGroup { .. }
@@ -1278,15 +1380,41 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 g.name.clone(),
             ),
         };
-        self.entry(
-            op.kind(),
-            Outcome::Skipped,
-            object,
-            Some(source),
-            target,
-            &name,
-            op.describe_with(self.labels),
-        )
+        let decision = match op {
+            Operation::CreateUser { source_id, .. }
+            | Operation::UpdateUser { source_id, .. }
+            | Operation::ReactivateUser { source_id, .. }
+            | Operation::DeactivateUser { source_id, .. } => self.why.decision(source_id),
+            _ => None,
+        };
+        let mut subjects = Vec::new();
+        if let Operation::AddMembers { members, .. } | Operation::RemoveMembers { members, .. } = op
+        {
+            for m in members {
+                subjects.push(m.user_name.clone());
+                subjects.extend(m.target_id.as_ref().map(ToString::to_string));
+                if let Some(sid) = &m.source_id {
+                    subjects.push(sid.to_string());
+                    subjects.extend(self.why.aliases(sid.as_str()).iter().cloned());
+                }
+            }
+        }
+        let detail = bounded(
+            &scimsync_core::render::details(op, self.labels, decision),
+            MAX_DETAIL,
+        );
+        Described {
+            entry: self.entry(
+                op.kind(),
+                Outcome::Skipped,
+                object,
+                Some(source),
+                target,
+                &name,
+                detail,
+            ),
+            subjects,
+        }
     }
 }
 

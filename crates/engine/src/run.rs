@@ -1,6 +1,6 @@
 //! One reconcile run: read → plan → guard → apply → record.
 
-use crate::apply::{Applied, ApplyContext, apply_plan};
+use crate::apply::{Applied, ApplyContext, Why, apply_plan};
 use crate::guard::{self, GuardInput, GuardTrip};
 use crate::trace::{self, TraceStep};
 use scimsync_core::Timestamp;
@@ -401,7 +401,8 @@ where
     let explain = match only {
         Some(u) => Explain::User(u.id.clone()),
         None if opts.explain => Explain::Everyone,
-        None => Explain::Nobody,
+        // The activity log explains each change by its user's decision.
+        None => Explain::Changed,
     };
     let labels = Labels::new(&target.catalogue, &source.groups);
     let mut plan =
@@ -504,6 +505,7 @@ where
     // Apply.
     let approved = opts.approve_destructive || opts.approve_plan.is_some();
     let hold_destructive = trip.is_some() && !approved;
+    let why = Why::new(&plan, &source);
     let ctx = ApplyContext {
         connection: name,
         run_id,
@@ -518,6 +520,7 @@ where
         cancel: &opts.cancel,
         progress: opts.progress.as_deref(),
         labels: &labels,
+        why: &why,
     };
     let Applied {
         applied,

@@ -222,19 +222,23 @@ pub(crate) fn explain(
             detail: "none: the account is in step".to_owned(),
         });
     }
+    // Each operation as the plan table and the activity log show it (one text, from the
+    // decision): attributes as `attribute: old → new ← source`, the rule, the group left.
+    let labels = Labels::new(catalogue, &source.groups);
     for op in &plan.operations {
         let detail = match op {
-            Operation::UpdateUser { changes, .. } | Operation::ReactivateUser { changes, .. } => {
-                format!("{}: {}", op.kind(), changes.attribute_names().join(", "))
-            }
             Operation::AddMembers { group, .. } => format!("add_members: into {}", group.name),
             Operation::RemoveMembers { group, .. } => {
                 format!("remove_members: from {}", group.name)
             }
-            Operation::DeactivateUser { reason, .. } => {
-                format!("deactivate_user: {}", crate::apply::json_str(&reason))
+            other => {
+                let text = scimsync_core::render::details(other, &labels, Some(d));
+                if text.is_empty() {
+                    other.kind().to_owned()
+                } else {
+                    format!("{}: {text}", other.kind())
+                }
             }
-            other => other.kind().to_owned(),
         };
         steps.push(TraceStep {
             step: "action",

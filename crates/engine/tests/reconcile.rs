@@ -683,6 +683,19 @@ async fn the_trace_explains_the_match_the_planner_made_on_the_mapped_user_name()
     );
     let rule = trace.iter().find(|s| s.step == "rule").unwrap();
     assert!(rule.detail.starts_with("baseline rule"), "{}", rule.detail);
+    // The creation says where each value comes from: the userName with its suffix.
+    let created = trace
+        .iter()
+        .find(|s| s.step == "action" && s.detail.starts_with("create_user"))
+        .unwrap();
+    assert!(
+        created
+            .detail
+            .contains("userName: ada@example.com.acme ← email + suffix \".acme\"")
+            && created.detail.ends_with("(by the baseline rule)"),
+        "{}",
+        created.detail
+    );
 }
 
 #[tokio::test]

@@ -28,30 +28,77 @@ pub(crate) fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Most identifiers an entry is also found by (a membership batch names each member's).
+pub const MAX_SUBJECTS: usize = 5_000;
+/// Rows of `activity_subjects` per INSERT (two bound values each, well within SQLite's limit).
+const SUBJECTS_PER_INSERT: usize = 500;
+
+/// The identifiers of `subjects` that the entry's own columns do not already give, folded,
+/// bounded like names, without duplicates, at most [`MAX_SUBJECTS`].
+fn folded_subjects(entry: &ActivityEntry, subjects: &[String]) -> Vec<String> {
+    let own = [
+        Some(fold_name(&entry.name)),
+        entry.source_id.as_deref().map(fold_name),
+        entry.target_id.as_deref().map(fold_name),
+    ];
+    let mut out: Vec<String> = subjects
+        .iter()
+        .map(|s| fold_name(capped(s.trim(), MAX_NAME_CHARS).as_ref()))
+        .filter(|s| !s.is_empty() && !own.iter().flatten().any(|o| o == s))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out.truncate(MAX_SUBJECTS);
+    out
+}
+
 impl SqlStore {
-    pub(crate) async fn insert_activity(&self, entry: &ActivityEntry) -> Result<i64, StoreError> {
+    /// Records `entry`, findable also by `subjects` (other identifiers of the users it
+    /// concerns), in one transaction when there are any.
+    pub(crate) async fn insert_activity(
+        &self,
+        entry: &ActivityEntry,
+        subjects: &[String],
+    ) -> Result<i64, StoreError> {
         // Values come from the directory and the target: bounded before they are stored.
         let name = capped(&entry.name, MAX_NAME_CHARS);
         let detail = capped(&entry.detail, MAX_DETAIL_CHARS);
+        let subjects = folded_subjects(entry, subjects);
         const SQL: &str = "INSERT INTO activity \
                            (run_id, connection, at, op, outcome, object, source_id, target_id, name, name_folded, detail, attempts) \
                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
         let result: Result<i64, sqlx::Error> = with_pool!(&self.backend, |pool| {
-            sqlx::query_scalar(SQL)
-                .bind(entry.run_id)
-                .bind(&entry.connection)
-                .bind(entry.at.millis())
-                .bind(&entry.op)
-                .bind(entry.outcome.as_str())
-                .bind(&entry.object)
-                .bind(entry.source_id.as_deref())
-                .bind(entry.target_id.as_deref())
-                .bind(name.as_ref())
-                .bind(fold_name(&name))
-                .bind(detail.as_ref())
-                .bind(i64::from(entry.attempts))
-                .fetch_one(pool)
-                .await
+            async {
+                let insert = sqlx::query_scalar(SQL)
+                    .bind(entry.run_id)
+                    .bind(&entry.connection)
+                    .bind(entry.at.millis())
+                    .bind(&entry.op)
+                    .bind(entry.outcome.as_str())
+                    .bind(&entry.object)
+                    .bind(entry.source_id.as_deref())
+                    .bind(entry.target_id.as_deref())
+                    .bind(name.as_ref())
+                    .bind(fold_name(&name))
+                    .bind(detail.as_ref())
+                    .bind(i64::from(entry.attempts));
+                if subjects.is_empty() {
+                    return insert.fetch_one(pool).await;
+                }
+                let mut tx = pool.begin().await?;
+                let id: i64 = insert.fetch_one(&mut *tx).await?;
+                for chunk in subjects.chunks(SUBJECTS_PER_INSERT) {
+                    let mut rows =
+                        QueryBuilder::new("INSERT INTO activity_subjects (activity_id, subject) ");
+                    rows.push_values(chunk, |mut row, subject| {
+                        row.push_bind(id).push_bind(subject.clone());
+                    });
+                    rows.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(id)
+            }
+            .await
         });
         result.map_err(|source| match &source {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
@@ -198,12 +245,16 @@ where
     }
     if let Some(user) = &query.user {
         filter(sql);
-        sql.push("(name_folded = ")
+        // One indexed lookup per identifier column, as a set of ids: an OR of them (with the
+        // subjects' subquery) makes PostgreSQL scan the whole log.
+        sql.push("id IN (SELECT id FROM activity WHERE name_folded = ")
             .push_bind(fold_name(user))
-            .push(" OR source_id = ")
+            .push(" UNION SELECT id FROM activity WHERE source_id = ")
             .push_bind(user.clone())
-            .push(" OR target_id = ")
+            .push(" UNION SELECT id FROM activity WHERE target_id = ")
             .push_bind(user.clone())
+            .push(" UNION SELECT activity_id FROM activity_subjects WHERE subject = ")
+            .push_bind(fold_name(user))
             .push(")");
     }
     if let Some(op) = &query.op {

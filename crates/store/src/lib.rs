@@ -340,7 +340,15 @@ impl Store for SqlStore {
     }
 
     async fn record(&self, entry: &ActivityEntry) -> Result<i64, StoreError> {
-        self.insert_activity(entry).await
+        self.insert_activity(entry, &[]).await
+    }
+
+    async fn record_about(
+        &self,
+        entry: &ActivityEntry,
+        subjects: &[String],
+    ) -> Result<i64, StoreError> {
+        self.insert_activity(entry, subjects).await
     }
 
     async fn query_activity(

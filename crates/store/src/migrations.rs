@@ -32,8 +32,13 @@ const SQLITE: &[Embedded] = &[
     ),
     (
         4,
+        "activity_subjects",
+        include_str!("../../../migrations/sqlite/0004_activity_subjects.sql"),
+    ),
+    (
+        5,
         "activity_attempts",
-        include_str!("../../../migrations/sqlite/0004_activity_attempts.sql"),
+        include_str!("../../../migrations/sqlite/0005_activity_attempts.sql"),
     ),
 ];
 
@@ -55,8 +60,13 @@ const POSTGRES: &[Embedded] = &[
     ),
     (
         4,
+        "activity_subjects",
+        include_str!("../../../migrations/postgres/0004_activity_subjects.sql"),
+    ),
+    (
+        5,
         "activity_attempts",
-        include_str!("../../../migrations/postgres/0004_activity_attempts.sql"),
+        include_str!("../../../migrations/postgres/0005_activity_attempts.sql"),
     ),
 ];
 

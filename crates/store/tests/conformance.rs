@@ -167,6 +167,7 @@ stories!(
     last_source_count_uses_the_newest_finished_read,
     activity_filters_each_and_combined,
     activity_limit_keeps_the_newest_oldest_first,
+    activity_found_by_any_identifier_of_its_subjects,
     activity_follow_after_id,
     activity_needs_a_started_run,
     concurrent_records_all_land,
@@ -731,6 +732,88 @@ async fn activity_limit_keeps_the_newest_oldest_first(h: &Harness) {
     assert_eq!(ids(store, page(all[7])).await, all[4..7]);
     assert_eq!(ids(store, page(all[1])).await, all[..1]);
     assert!(ids(store, page(all[0])).await.is_empty());
+}
+
+/// An entry recorded about other identifiers (the Duo username and email of its user, the
+/// members of a membership change) is found by any of them, case-insensitively, combined with
+/// the other filters; an entry recorded without them is found by its own columns only.
+async fn activity_found_by_any_identifier_of_its_subjects(h: &Harness) {
+    let store = &h.store;
+    let run = store.start_run(&new_run("salesforce", T0)).await.unwrap();
+    let created = store
+        .record_about(
+            &ActivityEntry {
+                source_id: Some("DUADA".into()),
+                target_id: Some("005ADA".into()),
+                ..entry(
+                    run,
+                    "salesforce",
+                    T0,
+                    "create_user",
+                    Outcome::Ok,
+                    "ada@example.com.acme",
+                )
+            },
+            &["ada".into(), "Ada@Example.com".into(), "ADA".into()],
+        )
+        .await
+        .unwrap();
+    let members = store
+        .record_about(
+            &ActivityEntry {
+                object: "group".into(),
+                source_id: Some("DGSALES".into()),
+                ..entry(run, "salesforce", T0, "add_members", Outcome::Ok, "Sales")
+            },
+            &[
+                "DUADA".into(),
+                "005ADA".into(),
+                "ada@example.com.acme".into(),
+                "ada".into(),
+                "ada@example.com".into(),
+                "grace".into(),
+            ],
+        )
+        .await
+        .unwrap();
+    let plain = store
+        .record(&entry(
+            run,
+            "salesforce",
+            T0,
+            "update_user",
+            Outcome::Ok,
+            "grace@example.com",
+        ))
+        .await
+        .unwrap();
+    let by = |user: &str| ActivityQuery {
+        user: Some(user.into()),
+        ..ActivityQuery::default()
+    };
+    for user in [
+        "ada",
+        "ADA@example.com",
+        "DUADA",
+        "005ADA",
+        "Ada@Example.com.acme",
+    ] {
+        assert_eq!(ids(store, by(user)).await, [created, members], "{user}");
+    }
+    assert_eq!(ids(store, by("grace")).await, [members]);
+    assert_eq!(ids(store, by("grace@example.com")).await, [plain]);
+    let members_only = ActivityQuery {
+        op: Some("add_members".into()),
+        ..by("ada")
+    };
+    assert_eq!(ids(store, members_only).await, [members]);
+    // Everything reads back as recorded (the subjects are an index, not a field).
+    let all = store
+        .query_activity(&ActivityQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[1].name, "Sales");
 }
 
 async fn activity_follow_after_id(h: &Harness) {

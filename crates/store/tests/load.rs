@@ -54,6 +54,14 @@ macro_rules! bulk_fill {
                 .await
                 .unwrap();
         }
+        // Each entry also found by its user's source username (as the engine records them).
+        sqlx::query(
+            "INSERT INTO activity_subjects (activity_id, subject) \
+             SELECT id, 'duo' || substr(source_id, 3) FROM activity",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         // Fresh statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` would leave them.
         sqlx::query("ANALYZE").execute(&mut $c).await.unwrap();
@@ -207,6 +215,13 @@ where
             "user by source id",
             ActivityQuery {
                 user: Some(format!("DU{:018}", 4242)),
+                ..q()
+            },
+        ),
+        (
+            "user by source username",
+            ActivityQuery {
+                user: Some(format!("duo{:018}", 4242)),
                 ..q()
             },
         ),
