@@ -2,10 +2,14 @@
 //! target side (a fifth of requests failing with 5xx, 429 storms with and without
 //! `Retry-After`, 403 `REQUEST_LIMIT_EXCEEDED`, tokens revoked mid-run, dropped connections)
 //! and on the source side (Duo 429s). Each converges within three runs: the third plans
-//! nothing, and no account is created twice.
+//! nothing, and no account is created twice. And the activity log accounts for every write the
+//! target received: the `attempts` of the entries add up to the emulator's write log, object by
+//! object, and every write the emulator applied has an `ok` entry.
 #![allow(clippy::unwrap_used)]
 
+use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome};
 use scimsync_core::policy::{Governance, Policy, RuleSpec, Scope, TargetKind};
+use scimsync_core::ports::Store;
 use scimsync_directory::{DuoConfig, DuoSource};
 use scimsync_engine::{Connection, RunOptions, RunReport, reconcile_once};
 use scimsync_scim::{ScimClient, ScimConfig};
@@ -14,6 +18,7 @@ use scimsync_sim::generator;
 use scimsync_sim::salesforce::{BurstKind, Inspector, Knobs, SalesforceConfig, SalesforceSim};
 use scimsync_store::SqlStore;
 use scimsync_tests::{duo_config, salesforce_scim_config};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -143,6 +148,54 @@ impl World {
             })
             .count();
         assert_eq!(created, users.len(), "one successful creation per account");
+        self.writes_match_the_log().await;
+    }
+
+    /// Every write request the target received is one attempt the activity log counts, on
+    /// the entry of the object it concerns; every write the target applied has an `ok` entry.
+    async fn writes_match_the_log(&self) {
+        let entries = self
+            .store
+            .query_activity(&ActivityQuery {
+                connection: Some("salesforce".into()),
+                ..ActivityQuery::default()
+            })
+            .await
+            .unwrap();
+        let writes = self.sf.inspect().write_log();
+        let logged: u64 = entries.iter().map(|e| u64::from(e.attempts)).sum();
+        assert_eq!(
+            logged,
+            writes.len() as u64,
+            "the attempts logged add up to the writes the target received"
+        );
+        // By object: a creation by the name it sends, anything else by the target id.
+        let key = |e: &ActivityEntry| -> Option<String> {
+            if e.op.starts_with("create_") {
+                Some(e.name.clone())
+            } else {
+                e.target_id.clone()
+            }
+        };
+        let mut received: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        for w in &writes {
+            let object = w.object.clone().expect("every write names its object");
+            let at = received.entry(object).or_default();
+            at.0 += 1;
+            at.1 += u32::from(w.applied);
+        }
+        let mut counted: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        for e in entries.iter().filter(|e| e.attempts > 0) {
+            let object =
+                key(e).unwrap_or_else(|| panic!("an entry that wrote names its object: {e:?}"));
+            let at = counted.entry(object).or_default();
+            at.0 += e.attempts;
+            at.1 += u32::from(e.outcome == Outcome::Ok);
+        }
+        assert_eq!(
+            received, counted,
+            "per object: (writes received, applied) = (attempts logged, entries ok)"
+        );
     }
 }
 

@@ -354,6 +354,7 @@ mod tests {
             target_id: Some("005X".into()),
             name: "ada@example.com".into(),
             detail: "title: \"Boss, Big\"".into(),
+            attempts: 0,
         };
         let out = activity(&[e], Format::Csv, true);
         let mut lines = out.lines();
@@ -377,6 +378,7 @@ mod tests {
             target_id: None,
             name: name.into(),
             detail: detail.into(),
+            attempts: 0,
         }
     }
 

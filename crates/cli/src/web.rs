@@ -1694,6 +1694,7 @@ mod tests {
             target_id: None,
             name: "<script>alert(1)</script>@example.com".into(),
             detail: "title=\"><b>".into(),
+            attempts: 0,
         };
         let table = activity_table(&[e], true);
         assert!(!table.contains("<script>"), "{table}");

@@ -534,6 +534,7 @@ async fn activity_follow_prints_entries_as_they_are_recorded() {
             target_id: Some("005X".into()),
             name: "followed.user@example.com".into(),
             detail: "created".into(),
+            attempts: 0,
         })
         .await
         .unwrap();
@@ -980,6 +981,7 @@ async fn activity_follow_starts_at_the_end_honours_limit_and_stops_quietly() {
         target_id: Some("005X".into()),
         name: name.into(),
         detail: "created".into(),
+        attempts: 0,
     };
     for i in 0..5 {
         store
@@ -2036,6 +2038,7 @@ async fn store_with_old_history(s: &Setup) {
                 target_id: None,
                 name: name.into(),
                 detail: "created".into(),
+                attempts: 0,
             })
             .await
             .unwrap();
@@ -2200,6 +2203,102 @@ async fn the_daemon_prunes_old_history_and_reads_five_field_schedules() {
         .await,
     );
     assert!(!listed.contains("old.one@example.com"), "{listed}");
+}
+
+/// Issue 10: a membership of a group the directory's groups do not contain is reported per
+/// user, in the dry-run plan and in the activity log, and the rest of the run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_of_a_missing_group_is_reported_per_user() {
+    let s = setup().await;
+    // The sample directory as a file source, its first user also in a group it does not list.
+    let data = s._duo.dataset().snapshot();
+    let users: Vec<serde_json::Value> = data
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let mut groups = u.groups.clone();
+            if i == 0 {
+                groups.push("DGGONE00000000000000".to_owned());
+            }
+            serde_json::json!({"id": u.user_id, "username": u.username, "email": u.email,
+                "first_name": u.firstname, "last_name": u.lastname,
+                "status": u.status.replace(' ', "_"), "groups": groups})
+        })
+        .collect();
+    let groups: Vec<serde_json::Value> = data
+        .groups
+        .iter()
+        .map(|g| serde_json::json!({"id": g.group_id, "name": g.name}))
+        .collect();
+    std::fs::write(
+        s.dir.path().join("directory.json"),
+        serde_json::json!({"users": users, "groups": groups}).to_string(),
+    )
+    .unwrap();
+    let (user_id, username) = (
+        data.users[0].user_id.clone(),
+        data.users[0].username.clone(),
+    );
+    let text_of = std::fs::read_to_string(&s.config).unwrap();
+    let start = text_of.find("[connections.source]").unwrap();
+    let end = text_of.find("[connections.target]").unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "{}[connections.source]\nkind = \"file\"\npath = \"directory.json\"\n\n{}",
+            &text_of[..start],
+            &text_of[end..]
+        ),
+    )
+    .unwrap();
+    let config = s.config.to_str().unwrap().to_owned();
+    let dir = s.dir.path().to_owned();
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        scimsync(&["reconcile", "--config", &c, "--dry-run"], &d)
+    })
+    .await
+    .unwrap();
+    let all = text(&out);
+    let line = all
+        .lines()
+        .find(|l| l.contains("[unknown_group]"))
+        .unwrap_or_else(|| panic!("a note in the plan: {all}"));
+    assert!(
+        line.contains(&user_id)
+            && line.contains(&username)
+            && line.contains("DGGONE00000000000000"),
+        "names the user and the missing group: {line}"
+    );
+
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || scimsync(&["reconcile", "--config", &c], &d))
+        .await
+        .unwrap();
+    assert!(
+        s.sf.inspect().writes() > 0,
+        "the run goes on: {}",
+        text(&out)
+    );
+    let (c, d) = (config.clone(), dir.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        scimsync(
+            &[
+                "activity", "--config", &c, "--op", "note", "--format", "csv", "--limit", "1000",
+            ],
+            &d,
+        )
+    })
+    .await
+    .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        log.lines().any(|l| l.contains(&username)
+            && l.contains("unknown_group")
+            && l.contains("DGGONE00000000000000")),
+        "in the activity log: {log}"
+    );
 }
 
 /// Issue 12: the activity log answers "why" in one command. After a run, the directory

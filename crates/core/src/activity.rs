@@ -150,6 +150,11 @@ pub struct ActivityEntry {
     pub name: String,
     /// What changed (attribute names and values, members) or why it failed; never secrets.
     pub detail: String,
+    /// The write requests sent to the target for this entry, first attempts and retries
+    /// alike (0 when it sent none, or the target cannot tell). Over a run they add up to the
+    /// writes the target received.
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 /// A search of the activity log; every field narrows it.

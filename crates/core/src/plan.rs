@@ -614,6 +614,11 @@ pub enum NoteKind {
     /// The account's user is gone from the directory, but the directory also returned records
     /// without a usable id (one may be this user's): not deactivated this run.
     SourceUnidentified,
+    /// The user lists a group id the directory's groups do not contain: that membership is
+    /// ignored (it can neither scope the user nor choose a rule).
+    UnknownGroup,
+    /// The source reader found something wrong with this record (a duplicate id or email).
+    SourceProblem,
 }
 
 /// A change held back on purpose, reported so nobody wonders why it did not happen.

@@ -425,6 +425,37 @@ impl<'a> Planner<'a> {
         });
     }
 
+    /// What is wrong with the source's records, one note per object: what the reader reported
+    /// (duplicates), and memberships of groups the directory's groups do not contain.
+    fn note_source_data(&mut self) {
+        let source = self.source;
+        for p in &source.problems {
+            self.note(
+                NoteKind::SourceProblem,
+                p.object,
+                &p.source_id,
+                &p.name,
+                p.message.clone(),
+            );
+        }
+        let known: IdSet<&str> = source.groups.iter().map(|g| g.id.as_str()).collect();
+        for user in &source.users {
+            for group in &user.groups {
+                if !known.contains(group.as_str()) {
+                    self.note(
+                        NoteKind::UnknownGroup,
+                        ObjectKind::User,
+                        user.id.as_str(),
+                        &user.username,
+                        format!(
+                            "member of group {group}, which is not among the directory's groups; that membership is ignored"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     fn in_scope(&self, user: &DirectoryUser) -> bool {
         match &self.scope {
             None => true,
@@ -470,6 +501,8 @@ impl<'a> Planner<'a> {
                 message,
             );
         }
+
+        self.note_source_data();
 
         // The target's indexes on one thread while the links' are built on this one (on large
         // directories): each map is built in the same order either way.

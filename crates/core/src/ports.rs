@@ -115,6 +115,22 @@ pub trait Target: Send + Sync {
         group: &TargetGroupId,
         members: &[TargetUserId],
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Runs `work` (calls to this target for one operation), adding to `writes` each write
+    /// request it sends, first attempts and retries alike, so the activity log can say how
+    /// many requests the target received for each entry. A target that cannot tell runs
+    /// `work` as it is (and `writes` stays 0).
+    fn count_writes<F>(
+        &self,
+        writes: std::sync::Arc<std::sync::atomic::AtomicU32>,
+        work: F,
+    ) -> impl Future<Output = F::Output> + Send
+    where
+        F: Future + Send,
+    {
+        let _ = writes;
+        work
+    }
 }
 
 /// A new run, as the engine starts it.

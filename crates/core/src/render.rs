@@ -16,8 +16,10 @@
 //!   `members` (`[{source_id?, target_id?, user_name}]`);
 //! - `rejected`: `[{object, source_id, name, field, reason}]`, `object` is `user` or `group`;
 //! - `notes`: `[{kind, object, source_id, name, message}]`, `kind` is
-//!   `email_pending_verification`, `refused_earlier`, `profile_forbids_groups`, `conflict` or
-//!   `not_declared` (the target does not declare mapped attributes; `object` is `connection`);
+//!   `email_pending_verification`, `refused_earlier`, `profile_forbids_groups`, `conflict`,
+//!   `not_declared` (the target does not declare mapped attributes; `object` is `connection`),
+//!   `source_unidentified`, `unknown_group` (the user lists a group id the directory's groups
+//!   do not contain) or `source_problem` (the reader found a duplicate id or email);
 //! - `summary`: the counts of [`crate::plan::Summary`] under their field names;
 //! - `decisions` (when the plan recorded some: a real run records those of the users it
 //!   changes): `[{source_id, user_name, in_scope, scope_groups, enabled, account, rule,
@@ -505,6 +507,7 @@ mod tests {
             sso_access: None,
             unreadable: Vec::new(),
             unidentified: Vec::new(),
+            problems: Vec::new(),
         };
         let p = plan(
             &s,
@@ -604,6 +607,7 @@ mod tests {
             sso_access: None,
             unreadable: Vec::new(),
             unidentified: Vec::new(),
+            problems: Vec::new(),
         };
         let mut target = empty_target();
         let mut links = Links::default();
@@ -721,6 +725,7 @@ mod tests {
             sso_access: None,
             unreadable: Vec::new(),
             unidentified: Vec::new(),
+            problems: Vec::new(),
         };
         let (mut target, mut links) = (empty_target(), Links::default());
         let p = plan(&s, &target, &links, &policy, Timestamp(0)).unwrap();

@@ -133,4 +133,21 @@ pub struct SourceSnapshot {
     /// are any, no account is deactivated (nor changed) as gone from the directory.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unidentified: Vec<String>,
+    /// What the reader found wrong with records it did read or set apart (a user id or group id
+    /// given twice, an email shared by two users), one per object; the planner reports each as
+    /// a note (`NoteKind::SourceProblem`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<SourceProblem>,
+}
+
+/// One problem with one source record, as the reader found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceProblem {
+    pub object: crate::plan::ObjectKind,
+    /// The record's id.
+    pub source_id: String,
+    /// The record's username or group name, when it has one.
+    pub name: String,
+    /// What is wrong and what is done about it.
+    pub message: String,
 }

@@ -3,10 +3,12 @@
 
 use crate::error::DirectoryError;
 use crate::signing::{SigVersion, authorization, canonicalize, rfc2822, sign};
+use scimsync_core::plan::ObjectKind;
 use scimsync_core::ports::Source;
 use scimsync_core::retry::{RetryPolicy, Retryable as _};
 use scimsync_core::source::{
-    DirectoryGroup, DirectoryStatus, DirectoryUser, Phone, PhoneKind, SourceSnapshot, SsoAccess,
+    DirectoryGroup, DirectoryStatus, DirectoryUser, Phone, PhoneKind, SourceProblem,
+    SourceSnapshot, SsoAccess,
 };
 use scimsync_core::{SourceGroupId, SourceUserId};
 use secrecy::{ExposeSecret, SecretString};
@@ -118,7 +120,7 @@ impl std::fmt::Debug for DuoSource {
 }
 
 #[derive(Deserialize)]
-struct Envelope<T> {
+pub(crate) struct Envelope<T> {
     stat: String,
     response: Option<T>,
     #[serde(default)]
@@ -129,13 +131,13 @@ struct Envelope<T> {
 }
 
 #[derive(Deserialize, Default)]
-struct Metadata {
+pub(crate) struct Metadata {
     next_offset: Option<serde_json::Value>,
     total_objects: Option<u64>,
 }
 
 #[derive(Deserialize)]
-struct DuoUserRow {
+pub(crate) struct DuoUserRow {
     user_id: Option<String>,
     username: Option<String>,
     email: Option<String>,
@@ -171,14 +173,14 @@ struct DuoGroupRef {
 }
 
 #[derive(Deserialize)]
-struct DuoGroupRow {
+pub(crate) struct DuoGroupRow {
     group_id: Option<String>,
     name: Option<String>,
     desc: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct DuoIntegration {
+pub(crate) struct DuoIntegration {
     #[serde(default)]
     groups_allowed: Vec<serde_json::Value>,
 }
@@ -313,49 +315,7 @@ impl DuoSource {
             });
         }
         let bytes = read_body(resp, self.config.max_body_bytes, what).await?;
-        let envelope: Envelope<T> = match serde_json::from_slice(&bytes) {
-            Ok(e) => e,
-            Err(e) if status == 200 => {
-                return Err(DirectoryError::InvalidResponse {
-                    what: what.to_owned(),
-                    message: e.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(DirectoryError::Api {
-                    what: what.to_owned(),
-                    status,
-                    code: i64::from(status) * 100,
-                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                    message_detail: None,
-                });
-            }
-        };
-        if status == 200 && envelope.stat == "OK" {
-            let response = envelope
-                .response
-                .ok_or_else(|| DirectoryError::InvalidResponse {
-                    what: what.to_owned(),
-                    message: "stat is OK but there is no response".into(),
-                })?;
-            return Ok((response, envelope.metadata.unwrap_or_default()));
-        }
-        let code = match &envelope.code {
-            Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or_default(),
-            Some(serde_json::Value::String(s)) => s.parse().unwrap_or_default(),
-            _ => i64::from(status) * 100,
-        };
-        let message = envelope.message.unwrap_or_default();
-        if status == 401 && (code == 40103 || code == 40101 || code == 40102) {
-            return Err(DirectoryError::Signature { code, message });
-        }
-        Err(DirectoryError::Api {
-            what: what.to_owned(),
-            status,
-            code,
-            message,
-            message_detail: envelope.message_detail,
-        })
+        decode(status, &bytes, what)
     }
 
     /// Pages through a list endpoint following `next_offset` only, handing each page over.
@@ -388,27 +348,9 @@ impl DuoSource {
                 .instrument(info_span!("page", path, offset))
                 .await?;
             each(rows);
-            let next = match meta.next_offset {
-                None | Some(serde_json::Value::Null) => return Ok(()),
-                Some(serde_json::Value::Number(n)) => n.as_u64(),
-                Some(serde_json::Value::String(s)) => s.parse().ok(),
-                Some(_) => None,
+            let Some(next) = next_offset(&meta, offset, what)? else {
+                return Ok(());
             };
-            let Some(next) = next else {
-                return Err(DirectoryError::InvalidResponse {
-                    what: what.to_owned(),
-                    message: "metadata.next_offset is not a whole number".to_owned(),
-                });
-            };
-            // Offsets only grow: one that stays or goes back would read the same pages forever.
-            if next <= offset {
-                return Err(DirectoryError::InvalidResponse {
-                    what: what.to_owned(),
-                    message: format!(
-                        "metadata.next_offset {next} does not advance past offset {offset}; stopped rather than read the same pages again"
-                    ),
-                });
-            }
             offset = next;
         }
     }
@@ -427,6 +369,88 @@ impl DuoSource {
             total_users: meta.total_objects,
         })
     }
+}
+
+/// An answer's envelope: the response and its metadata when `stat` is OK, else the error it
+/// reports (Duo's code and message, or the status and the start of a body that is not JSON).
+pub(crate) fn decode<T: DeserializeOwned>(
+    status: u16,
+    bytes: &[u8],
+    what: &str,
+) -> Result<(T, Metadata), DirectoryError> {
+    let envelope: Envelope<T> = match serde_json::from_slice(bytes) {
+        Ok(e) => e,
+        Err(e) if status == 200 => {
+            return Err(DirectoryError::InvalidResponse {
+                what: what.to_owned(),
+                message: e.to_string(),
+            });
+        }
+        Err(_) => {
+            return Err(DirectoryError::Api {
+                what: what.to_owned(),
+                status,
+                code: i64::from(status) * 100,
+                message: String::from_utf8_lossy(bytes).chars().take(200).collect(),
+                message_detail: None,
+            });
+        }
+    };
+    if status == 200 && envelope.stat == "OK" {
+        let response = envelope
+            .response
+            .ok_or_else(|| DirectoryError::InvalidResponse {
+                what: what.to_owned(),
+                message: "stat is OK but there is no response".into(),
+            })?;
+        return Ok((response, envelope.metadata.unwrap_or_default()));
+    }
+    let code = match &envelope.code {
+        Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or_default(),
+        Some(serde_json::Value::String(s)) => s.parse().unwrap_or_default(),
+        _ => i64::from(status) * 100,
+    };
+    let message = envelope.message.unwrap_or_default();
+    if status == 401 && (code == 40103 || code == 40101 || code == 40102) {
+        return Err(DirectoryError::Signature { code, message });
+    }
+    Err(DirectoryError::Api {
+        what: what.to_owned(),
+        status,
+        code,
+        message,
+        message_detail: envelope.message_detail,
+    })
+}
+
+/// The offset of the next page (`None`: the last page), which must advance past `offset`.
+pub(crate) fn next_offset(
+    meta: &Metadata,
+    offset: u64,
+    what: &str,
+) -> Result<Option<u64>, DirectoryError> {
+    let next = match &meta.next_offset {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        Some(_) => None,
+    };
+    let Some(next) = next else {
+        return Err(DirectoryError::InvalidResponse {
+            what: what.to_owned(),
+            message: "metadata.next_offset is not a whole number".to_owned(),
+        });
+    };
+    // Offsets only grow: one that stays or goes back would read the same pages forever.
+    if next <= offset {
+        return Err(DirectoryError::InvalidResponse {
+            what: what.to_owned(),
+            message: format!(
+                "metadata.next_offset {next} does not advance past offset {offset}; stopped rather than read the same pages again"
+            ),
+        });
+    }
+    Ok(Some(next))
 }
 
 /// The host a redirect points to (`Location` resolved against `from`), for messages.
@@ -585,6 +609,160 @@ fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String, O
     })
 }
 
+/// Takes one page of user rows into `snapshot`; returns how many were unreadable.
+pub(crate) fn take_users(rows: Vec<DuoUserRow>, snapshot: &mut SourceSnapshot) -> usize {
+    let mut bad = 0;
+    snapshot.users.reserve(rows.len());
+    for row in rows {
+        match map_user(row) {
+            Ok(u) => snapshot.users.push(u),
+            Err((id, problem, username)) => {
+                bad += 1;
+                warn!(user_id = id.as_deref().unwrap_or("?"), problem = %problem, "A Duo user is unreadable; its account is left as it is.");
+                match id {
+                    Some(id) => snapshot.unreadable.push(SourceUserId::from(id)),
+                    // No id: which account is theirs cannot be told; the planner
+                    // deactivates no account while there are any.
+                    None => snapshot.unidentified.push(match username {
+                        Some(u) => format!("a Duo user without user_id (username {u:?})"),
+                        None => "a Duo user without user_id or username".to_owned(),
+                    }),
+                }
+            }
+        }
+    }
+    bad
+}
+
+/// Takes one page of group rows into `snapshot` (a group without an id or name is left out).
+pub(crate) fn take_groups(rows: Vec<DuoGroupRow>, snapshot: &mut SourceSnapshot) {
+    for row in rows {
+        match (nonempty(row.group_id), nonempty(row.name)) {
+            (Some(id), Some(name)) => snapshot.groups.push(DirectoryGroup {
+                id: SourceGroupId::from(id),
+                name,
+                description: nonempty(row.desc),
+            }),
+            (id, _) => warn!(
+                group_id = id.as_deref().unwrap_or("?"),
+                "A Duo group without an id or name is left out."
+            ),
+        }
+    }
+}
+
+/// Users and groups Duo listed twice (paging by offset while the directory changes can show a
+/// record on two pages), each reported as a source problem: a user listed twice with the same
+/// record is kept once; with different records both are set apart (`unreadable`: the account
+/// is left as it is) since which one is true cannot be told. A group id listed twice keeps its
+/// first listing.
+pub(crate) fn set_apart_duplicates(snapshot: &mut SourceSnapshot) {
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // Index of each duplicate's first record, and whether a listing differed from it.
+    let mut twice: BTreeMap<usize, bool> = BTreeMap::new();
+    let mut drop = vec![false; snapshot.users.len()];
+    for (i, u) in snapshot.users.iter().enumerate() {
+        match first.get(u.id.as_str()) {
+            Some(&f) => {
+                drop[i] = true;
+                *twice.entry(f).or_default() |= snapshot.users[f] != *u;
+            }
+            None => {
+                first.insert(u.id.as_str(), i);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let mut set_apart = Vec::new();
+    for (&f, &differ) in &twice {
+        let u = &snapshot.users[f];
+        let message = if differ {
+            drop[f] = true;
+            set_apart.push(u.id.clone());
+            "Duo listed this user id more than once with different records; all are set apart and the account is left as it is until Duo lists it once".to_owned()
+        } else {
+            "Duo listed this user more than once (the same record); it is read once".to_owned()
+        };
+        warn!(
+            user_id = u.id.as_str(),
+            username = u.username.as_str(),
+            differ,
+            "A Duo user id was listed more than once."
+        );
+        problems.push(SourceProblem {
+            object: ObjectKind::User,
+            source_id: u.id.as_str().to_owned(),
+            name: u.username.clone(),
+            message,
+        });
+    }
+    if !twice.is_empty() {
+        let mut i = 0;
+        snapshot.users.retain(|_| {
+            i += 1;
+            !drop[i - 1]
+        });
+        snapshot.unreadable.extend(set_apart);
+    }
+    let mut groups: std::collections::HashMap<&str, &DirectoryGroup> =
+        std::collections::HashMap::new();
+    let mut reported: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut keep = vec![true; snapshot.groups.len()];
+    for (i, g) in snapshot.groups.iter().enumerate() {
+        match groups.get(g.id.as_str()) {
+            Some(kept) => {
+                keep[i] = false;
+                if reported.insert(g.id.as_str()) {
+                    warn!(
+                        group_id = g.id.as_str(),
+                        "A Duo group id was listed more than once."
+                    );
+                    problems.push(SourceProblem {
+                        object: ObjectKind::Group,
+                        source_id: g.id.as_str().to_owned(),
+                        name: kept.name.clone(),
+                        message: format!(
+                            "Duo listed this group id more than once (as {:?} and {:?}); the first listing is used",
+                            kept.name, g.name
+                        ),
+                    });
+                }
+            }
+            None => {
+                groups.insert(g.id.as_str(), g);
+            }
+        }
+    }
+    if !reported.is_empty() {
+        let mut i = 0;
+        snapshot.groups.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    }
+    snapshot.problems.extend(problems);
+}
+
+/// The application's user access: the groups allowed, or everyone when it names none.
+pub(crate) fn sso_access(integration: &DuoIntegration) -> SsoAccess {
+    let groups: Vec<SourceGroupId> = integration
+        .groups_allowed
+        .iter()
+        .filter_map(|g| match g {
+            serde_json::Value::String(s) => Some(SourceGroupId::from(s.as_str())),
+            other => other
+                .get("group_id")
+                .and_then(|v| v.as_str())
+                .map(SourceGroupId::from),
+        })
+        .collect();
+    if groups.is_empty() {
+        SsoAccess::AllUsers
+    } else {
+        SsoAccess::Groups(groups)
+    }
+}
+
 impl Source for DuoSource {
     type Error = DirectoryError;
 
@@ -593,43 +771,14 @@ impl Source for DuoSource {
         let limit = self.config.page_size.clamp(1, 300);
         let mut bad = 0usize;
         self.pages::<DuoUserRow>("/admin/v1/users", limit, "reading users", |rows| {
-            snapshot.users.reserve(rows.len());
-            for row in rows {
-                match map_user(row) {
-                    Ok(u) => snapshot.users.push(u),
-                    Err((id, problem, username)) => {
-                        bad += 1;
-                        warn!(user_id = id.as_deref().unwrap_or("?"), problem = %problem, "A Duo user is unreadable; its account is left as it is.");
-                        match id {
-                            Some(id) => snapshot.unreadable.push(SourceUserId::from(id)),
-                            // No id: which account is theirs cannot be told; the planner
-                            // deactivates no account while there are any.
-                            None => snapshot.unidentified.push(match username {
-                                Some(u) => format!("a Duo user without user_id (username {u:?})"),
-                                None => "a Duo user without user_id or username".to_owned(),
-                            }),
-                        }
-                    }
-                }
-            }
+            bad += take_users(rows, &mut snapshot);
         })
         .await?;
         self.pages::<DuoGroupRow>("/admin/v1/groups", 100, "reading groups", |rows| {
-            for row in rows {
-                match (nonempty(row.group_id), nonempty(row.name)) {
-                    (Some(id), Some(name)) => snapshot.groups.push(DirectoryGroup {
-                        id: SourceGroupId::from(id),
-                        name,
-                        description: nonempty(row.desc),
-                    }),
-                    (id, _) => warn!(
-                        group_id = id.as_deref().unwrap_or("?"),
-                        "A Duo group without an id or name is left out."
-                    ),
-                }
-            }
+            take_groups(rows, &mut snapshot);
         })
         .await?;
+        set_apart_duplicates(&mut snapshot);
         if let Some(ikey) = &self.config.sso_integration_key {
             let (integration, _): (DuoIntegration, Metadata) = self
                 .get(
@@ -638,22 +787,7 @@ impl Source for DuoSource {
                     "reading the application's user access",
                 )
                 .await?;
-            let groups: Vec<SourceGroupId> = integration
-                .groups_allowed
-                .iter()
-                .filter_map(|g| match g {
-                    serde_json::Value::String(s) => Some(SourceGroupId::from(s.as_str())),
-                    other => other
-                        .get("group_id")
-                        .and_then(|v| v.as_str())
-                        .map(SourceGroupId::from),
-                })
-                .collect();
-            snapshot.sso_access = Some(if groups.is_empty() {
-                SsoAccess::AllUsers
-            } else {
-                SsoAccess::Groups(groups)
-            });
+            snapshot.sso_access = Some(sso_access(&integration));
         }
         if snapshot.users.is_empty() && snapshot.unreadable.is_empty() && !self.config.allow_empty {
             return Err(DirectoryError::Empty);
@@ -665,5 +799,73 @@ impl Source for DuoSource {
             "Duo directory read."
         );
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn page(rows: serde_json::Value) -> Vec<DuoUserRow> {
+        serde_json::from_value(rows).unwrap()
+    }
+
+    fn row(id: &str, username: &str, email: &str) -> serde_json::Value {
+        serde_json::json!({"user_id": id, "username": username, "email": email,
+                           "status": "active", "groups": [{"group_id": "DG1"}]})
+    }
+
+    #[test]
+    fn users_and_groups_listed_twice_across_pages_are_reported_per_object() {
+        let mut snapshot = SourceSnapshot::default();
+        // Page 1, then page 2 repeating DU2 unchanged and DU3 with another email.
+        take_users(
+            page(serde_json::json!([
+                row("DU1", "ada", "ada@example.com"),
+                row("DU2", "bob", "bob@example.com"),
+                row("DU3", "cy", "cy@example.com")
+            ])),
+            &mut snapshot,
+        );
+        take_users(
+            page(serde_json::json!([
+                row("DU2", "bob", "bob@example.com"),
+                row("DU3", "cy", "cy@other.example")
+            ])),
+            &mut snapshot,
+        );
+        let groups: Vec<DuoGroupRow> = serde_json::from_value(serde_json::json!([
+            {"group_id": "DG1", "name": "Sales"},
+            {"group_id": "DG1", "name": "Sales (renamed)"}
+        ]))
+        .unwrap();
+        take_groups(groups, &mut snapshot);
+        set_apart_duplicates(&mut snapshot);
+
+        let ids: Vec<&str> = snapshot.users.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["DU1", "DU2"], "DU2 read once, DU3 set apart");
+        assert_eq!(snapshot.unreadable, [SourceUserId::from("DU3")]);
+        assert_eq!(snapshot.groups.len(), 1);
+        assert_eq!(
+            snapshot.groups[0].name, "Sales",
+            "the first listing is used"
+        );
+        let reported: Vec<(ObjectKind, &str, &str)> = snapshot
+            .problems
+            .iter()
+            .map(|p| (p.object, p.source_id.as_str(), p.name.as_str()))
+            .collect();
+        assert_eq!(
+            reported,
+            [
+                (ObjectKind::User, "DU2", "bob"),
+                (ObjectKind::User, "DU3", "cy"),
+                (ObjectKind::Group, "DG1", "Sales"),
+            ]
+        );
+        assert!(snapshot.problems[0].message.contains("read once"));
+        assert!(snapshot.problems[1].message.contains("set apart"));
+        assert!(snapshot.problems[2].message.contains("Sales (renamed)"));
     }
 }

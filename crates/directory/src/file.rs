@@ -19,8 +19,11 @@
 
 use crate::error::DirectoryError;
 use scimsync_core::SourceUserId;
+use scimsync_core::plan::ObjectKind;
 use scimsync_core::ports::Source;
-use scimsync_core::source::{DirectoryGroup, DirectoryUser, SourceSnapshot, SsoAccess};
+use scimsync_core::source::{
+    DirectoryGroup, DirectoryUser, SourceProblem, SourceSnapshot, SsoAccess,
+};
 use serde::Deserialize;
 use std::path::PathBuf;
 use tracing::warn;
@@ -106,6 +109,14 @@ impl FileSource {
                 );
                 warn!(%problem, "Duplicate user id.");
                 problems.push(problem);
+                snapshot.problems.push(SourceProblem {
+                    object: ObjectKind::User,
+                    name: username_of(&value),
+                    message: format!(
+                        "users[{i}] has the id of users[{first}]; both are set apart and the account is left as it is"
+                    ),
+                    source_id: id.clone(),
+                });
                 duplicated.insert(id);
                 continue;
             }
@@ -120,6 +131,14 @@ impl FileSource {
                             );
                             warn!(%problem, "Duplicate email.");
                             problems.push(problem);
+                            snapshot.problems.push(SourceProblem {
+                                object: ObjectKind::User,
+                                source_id: id.clone(),
+                                name: u.username.clone(),
+                                message: format!(
+                                    "email {email:?} is also that of users[{j}] ({other})"
+                                ),
+                            });
                         } else {
                             emails.insert(key, (i, id.clone()));
                         }
@@ -144,6 +163,15 @@ impl FileSource {
         }
         Ok((snapshot, problems))
     }
+}
+
+/// A record's username, when it has one as text.
+fn username_of(value: &serde_json::Value) -> String {
+    value
+        .get("username")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl Source for FileSource {
@@ -227,5 +255,16 @@ mod tests {
             "{all}"
         );
         assert_eq!(problems.len(), 4, "{all}");
+        // The same duplicates travel with the snapshot, one per object, for the plan's notes.
+        let per_object: Vec<(&str, &str)> = snapshot
+            .problems
+            .iter()
+            .map(|p| (p.source_id.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(per_object.len(), 2, "{per_object:?}");
+        assert_eq!(per_object[0].0, "DU2");
+        assert!(per_object[0].1.contains("users[4] has the id of users[3]"));
+        assert_eq!(per_object[1].0, "DU3");
+        assert!(per_object[1].1.contains("also that of users[0] (DU1)"));
     }
 }

@@ -15,6 +15,8 @@
 mod duo;
 mod error;
 mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod signing;
 
 pub use duo::{CheckReport, DuoConfig, DuoEndpoint, DuoSource};

@@ -29,7 +29,8 @@ use scimsync_core::source::SourceSnapshot;
 use scimsync_core::target::{TargetSnapshot, TargetUser};
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -350,7 +351,7 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
         loop {
             while pending.len() < ctx.max_concurrency {
                 match next.next() {
-                    Some(op) => pending.push(ctx.apply_one(op, &state, &basis)),
+                    Some(op) => pending.push(ctx.apply_counted(op, &state, &basis)),
                     None => break,
                 }
             }
@@ -403,6 +404,12 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
     }
     st.counts.facts = st.ledger.facts().clone();
     Ok(st.counts)
+}
+
+tokio::task_local! {
+    /// The write requests the target received for the operation being applied, not yet
+    /// carried by an entry.
+    static OP_WRITES: Arc<AtomicU32>;
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -495,6 +502,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             target_id,
             name: name.to_owned(),
             detail,
+            attempts: 0,
         }
     }
 
@@ -507,6 +515,20 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         {
             all.extend(self.why.aliases(sid).iter().cloned());
         }
+        // The writes the operation sent since its previous entry are this entry's.
+        let sent = OP_WRITES
+            .try_with(|w| w.swap(0, AtomicOrdering::Relaxed))
+            .unwrap_or(0);
+        let counted;
+        let entry = if sent == entry.attempts {
+            entry
+        } else {
+            counted = ActivityEntry {
+                attempts: sent,
+                ..entry.clone()
+            };
+            &counted
+        };
         self.store
             .record_about(entry, &all)
             .await
@@ -666,6 +688,24 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             .ledger
             .group(&g.source_id)
             .map(|l| l.target_id.clone())
+    }
+
+    /// [`Self::apply_one`], counting the write requests the target receives for it: each
+    /// entry it records carries those sent since its previous one (`attempts`).
+    async fn apply_counted(
+        &self,
+        op: &Operation,
+        state: &Mutex<State>,
+        basis: &Basis<'_>,
+    ) -> Result<(), BoxError> {
+        let writes = Arc::new(AtomicU32::new(0));
+        OP_WRITES
+            .scope(
+                writes.clone(),
+                self.target
+                    .count_writes(writes, self.apply_one(op, state, basis)),
+            )
+            .await
     }
 
     async fn apply_one(

@@ -829,6 +829,7 @@ async fn record_run_event<St: Store>(
         target_id: None,
         name: connection.to_owned(),
         detail: detail.to_owned(),
+        attempts: 0,
     };
     if let Err(e) = store.record(&entry).await {
         warn!(error = %e, "Recording a run event failed.");

@@ -245,6 +245,7 @@ fn directory() -> SourceSnapshot {
         sso_access: None,
         unreadable: Vec::new(),
         unidentified: Vec::new(),
+        problems: Vec::new(),
     }
 }
 

@@ -450,6 +450,7 @@ impl Case {
             sso_access: None,
             unreadable: Vec::new(),
             unidentified: Vec::new(),
+            problems: Vec::new(),
         }
     }
 
@@ -753,6 +754,7 @@ fn one_adopted_user() -> (SourceSnapshot, TargetSnapshot) {
         sso_access: None,
         unreadable: Vec::new(),
         unidentified: Vec::new(),
+        problems: Vec::new(),
     };
     let case = Case {
         users: vec![Generated {
@@ -872,6 +874,7 @@ async fn a_member_refused_in_a_batch_of_eight_leaves_the_seven_others_added() {
         sso_access: None,
         unreadable: Vec::new(),
         unidentified: Vec::new(),
+        problems: Vec::new(),
     };
     let refusals = Refusals {
         members: BTreeSet::from([email(5)]),

@@ -591,70 +591,19 @@ impl ScimClient {
             let counted = self.count.load(Ordering::Relaxed) != COUNT_REFUSED;
             let page = self.page(path, filter, start, page_size, what).await?;
             let counted = counted && self.count.load(Ordering::Relaxed) == COUNT_WORKS;
-            let invalid = |message: String| ScimError::InvalidResponse {
-                what: format!("{what} (from {start})"),
-                message,
-            };
-            if !page.is_object() {
-                return Err(invalid(format!(
-                    "a list answer must be a JSON object, not {}",
-                    kind_of(&page)
-                )));
-            }
-            let total = match page.get("totalResults") {
-                None | Some(Value::Null) => None,
-                Some(t) => Some(
-                    t.as_u64()
-                        .or_else(|| t.as_str().and_then(|s| s.trim().parse().ok()))
-                        .ok_or_else(|| invalid(format!("totalResults is {t}, not a number")))?
-                        as usize,
-                ),
-            };
-            let resources = match page.get("Resources") {
-                Some(Value::Array(a)) => a.clone(),
-                None | Some(Value::Null) if total.is_none_or(|t| t < start) => Vec::new(),
-                None | Some(Value::Null) => {
-                    return Err(invalid(format!(
-                        "Resources is missing although totalResults is {}",
-                        total.unwrap_or_default()
-                    )));
-                }
-                Some(other) => {
-                    return Err(invalid(format!(
-                        "Resources is {}, not a list",
-                        kind_of(other)
-                    )));
-                }
-            };
-            let got = resources.len();
-            let mut fresh = 0usize;
-            for r in resources {
-                match r.get("id").and_then(Value::as_str) {
-                    Some(id) if !seen.insert(id.to_owned()) => {}
-                    _ => {
-                        fresh += 1;
-                        out.push(r);
-                    }
-                }
-            }
-            if got > 0 && fresh == 0 {
-                warn!(
-                    what,
-                    start, "The target answered a page of resources already seen; paging stops."
-                );
-                return Ok(out);
-            }
-            start += got;
-            // A short page ends paging only without totalResults: servers may serve fewer
-            // than `count` while more remain (RFC 7644 §3.4.2.4).
-            let short = counted && got < page_size as usize;
-            let done = got == 0
-                || match total {
-                    Some(t) => start > t,
-                    None => short || filter.is_some(),
-                };
-            if done {
-                return Ok(out);
+            match take_page(
+                &page,
+                &mut Paging {
+                    start: &mut start,
+                    seen: &mut seen,
+                    out: &mut out,
+                },
+                counted.then_some(page_size),
+                filter.is_some(),
+                what,
+            )? {
+                PageEnd::More => {}
+                PageEnd::Done => return Ok(out),
             }
         }
         Err(ScimError::InvalidResponse {
@@ -1011,6 +960,99 @@ impl ScimClient {
     }
 }
 
+/// Where paging through a list endpoint stands.
+pub(crate) struct Paging<'a> {
+    /// The `startIndex` of the next page.
+    pub start: &'a mut usize,
+    /// Ids of the resources kept so far.
+    pub seen: &'a mut HashSet<String>,
+    /// The resources kept so far.
+    pub out: &'a mut Vec<Value>,
+}
+
+/// Whether paging goes on after a page.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PageEnd {
+    More,
+    Done,
+}
+
+/// Takes one list answer (`page`) into `paging`: its new resources kept, `start` advanced.
+/// `counted` is the page size asked for when the target takes `count`; `filtered` says a
+/// filter was sent (such answers are one page). A page that is not a list answer is an error.
+pub(crate) fn take_page(
+    page: &Value,
+    paging: &mut Paging<'_>,
+    counted: Option<u32>,
+    filtered: bool,
+    what: &str,
+) -> Result<PageEnd, ScimError> {
+    let start = *paging.start;
+    let invalid = |message: String| ScimError::InvalidResponse {
+        what: format!("{what} (from {start})"),
+        message,
+    };
+    if !page.is_object() {
+        return Err(invalid(format!(
+            "a list answer must be a JSON object, not {}",
+            kind_of(page)
+        )));
+    }
+    let total = match page.get("totalResults") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(
+            t.as_u64()
+                .or_else(|| t.as_str().and_then(|s| s.trim().parse().ok()))
+                .ok_or_else(|| invalid(format!("totalResults is {t}, not a number")))?
+                as usize,
+        ),
+    };
+    let resources = match page.get("Resources") {
+        Some(Value::Array(a)) => a.as_slice(),
+        None | Some(Value::Null) if total.is_none_or(|t| t < start) => &[],
+        None | Some(Value::Null) => {
+            return Err(invalid(format!(
+                "Resources is missing although totalResults is {}",
+                total.unwrap_or_default()
+            )));
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "Resources is {}, not a list",
+                kind_of(other)
+            )));
+        }
+    };
+    let got = resources.len();
+    let mut fresh = 0usize;
+    for r in resources {
+        match r.get("id").and_then(Value::as_str) {
+            Some(id) if !paging.seen.insert(id.to_owned()) => {}
+            _ => {
+                fresh += 1;
+                paging.out.push(r.clone());
+            }
+        }
+    }
+    if got > 0 && fresh == 0 {
+        warn!(
+            what,
+            start, "The target answered a page of resources already seen; paging stops."
+        );
+        return Ok(PageEnd::Done);
+    }
+    *paging.start = start.saturating_add(got);
+    // A short page ends paging only without totalResults: servers may serve fewer
+    // than `count` while more remain (RFC 7644 §3.4.2.4).
+    let short = counted.is_some_and(|size| got < size as usize);
+    let done = got == 0
+        || match total {
+            Some(t) => *paging.start > t,
+            None => short || filtered,
+        };
+    Ok(if done { PageEnd::Done } else { PageEnd::More })
+}
+
 /// What kind of JSON value `v` is, for messages.
 fn kind_of(v: &Value) -> &'static str {
     match v {
@@ -1063,6 +1105,17 @@ impl Target for ScimClient {
 
     fn use_capabilities(&self, caps: &TargetCapabilities) {
         ScimClient::use_capabilities(self, caps);
+    }
+
+    fn count_writes<F>(
+        &self,
+        writes: std::sync::Arc<std::sync::atomic::AtomicU32>,
+        work: F,
+    ) -> impl std::future::Future<Output = F::Output> + Send
+    where
+        F: std::future::Future + Send,
+    {
+        crate::transport::counting_writes(writes, work)
     }
 
     async fn create_user(&self, user: &UserAttributes) -> Result<TargetUser, ScimError> {

@@ -44,6 +44,8 @@ mod config;
 pub mod constants;
 mod discovery;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod put;
 mod resources;
 mod token;

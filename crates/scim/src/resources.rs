@@ -577,7 +577,12 @@ impl AttrPath {
     /// Parses a path; the error is a message for the operator.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+        // `get`: the fifth byte may be inside a character (`urné…`), which is no URN.
+        let (urn, rest) = if text.len() > 4
+            && text
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+        {
             let (urn, rest) = text.rsplit_once(':').unwrap_or((text, ""));
             if urn.eq_ignore_ascii_case(USER_SCHEMA) {
                 (None, rest)
@@ -690,6 +695,18 @@ pub fn quote(value: &str) -> String {
 mod tests {
     use super::*;
     use scimsync_core::plan::{EnterpriseChanges, EntitlementChange};
+
+    #[test]
+    fn a_path_with_a_character_across_its_fourth_byte_is_refused_not_a_panic() {
+        // Found by the fuzz bench (config target): `text[..4]` cut `é` in two.
+        for text in ["urné😀x", "uré:x", "😀😀"] {
+            let err = AttrPath::parse(text).expect_err("not a path");
+            assert!(
+                err.contains("is not a SCIM attribute path"),
+                "{text}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn filter_literals_escape_quotes_and_backslashes() {

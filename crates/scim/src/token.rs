@@ -3,7 +3,7 @@
 
 use crate::config::{Auth, ClientAuthMethod, Dialect};
 use crate::error::{ScimError, TokenFailure};
-use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicErrorResponseType, BasicTokenResponse};
 use oauth2::{
     AuthType, ClientId, ClientSecret, RequestTokenError, StandardErrorResponse, TokenResponse,
     TokenUrl,
@@ -189,53 +189,59 @@ impl TokenSource {
             .exchange_client_credentials()
             .request_async(&send)
             .await;
-        match result {
-            Ok(resp) => {
-                self.fetched.fetch_add(1, Ordering::Relaxed);
-                info!(generation, "Access token fetched.");
-                Ok(Token {
-                    value: Arc::new(SecretString::from(resp.access_token().secret().to_owned())),
-                    generation,
-                    obtained: Instant::now(),
-                })
-            }
-            Err(RequestTokenError::ServerResponse(err)) => Err(classify(&err, self.dialect)),
-            Err(RequestTokenError::Request(HttpError {
-                message,
-                fatal: true,
-                ..
-            })) => Err(ScimError::TokenTransport { message }),
-            // Passing conditions: retryable like the same failures of SCIM calls.
-            Err(RequestTokenError::Request(HttpError {
-                message,
-                status: Some(429),
-                retry_after,
-                ..
-            })) => {
-                let _ = message;
-                Err(ScimError::RateLimited { retry_after })
-            }
-            Err(RequestTokenError::Request(HttpError {
-                message,
-                status: Some(status),
-                retry_after,
-                ..
-            })) => Err(ScimError::Server {
-                status,
-                detail: message,
-                retry_after,
-            }),
-            Err(RequestTokenError::Request(HttpError { message, .. })) => {
-                Err(ScimError::Transport {
-                    what: "the token request".into(),
-                    message,
-                })
-            }
-            Err(RequestTokenError::Parse(e, _)) => Err(ScimError::TokenTransport {
-                message: format!("the token response is not OAuth2 JSON: {e}"),
-            }),
-            Err(RequestTokenError::Other(m)) => Err(ScimError::TokenTransport { message: m }),
+        let value = outcome(result, self.dialect)?;
+        self.fetched.fetch_add(1, Ordering::Relaxed);
+        info!(generation, "Access token fetched.");
+        Ok(Token {
+            value: Arc::new(value),
+            generation,
+            obtained: Instant::now(),
+        })
+    }
+}
+
+/// What the token endpoint's answer (as the `oauth2` crate read it) means: the access token,
+/// or the error, classified.
+pub(crate) fn outcome(
+    result: Result<BasicTokenResponse, RequestTokenError<HttpError, BasicErrorResponse>>,
+    dialect: Dialect,
+) -> Result<SecretString, ScimError> {
+    match result {
+        Ok(resp) => Ok(SecretString::from(resp.access_token().secret().to_owned())),
+        Err(RequestTokenError::ServerResponse(err)) => Err(classify(&err, dialect)),
+        Err(RequestTokenError::Request(HttpError {
+            message,
+            fatal: true,
+            ..
+        })) => Err(ScimError::TokenTransport { message }),
+        // Passing conditions: retryable like the same failures of SCIM calls.
+        Err(RequestTokenError::Request(HttpError {
+            message,
+            status: Some(429),
+            retry_after,
+            ..
+        })) => {
+            let _ = message;
+            Err(ScimError::RateLimited { retry_after })
         }
+        Err(RequestTokenError::Request(HttpError {
+            message,
+            status: Some(status),
+            retry_after,
+            ..
+        })) => Err(ScimError::Server {
+            status,
+            detail: message,
+            retry_after,
+        }),
+        Err(RequestTokenError::Request(HttpError { message, .. })) => Err(ScimError::Transport {
+            what: "the token request".into(),
+            message,
+        }),
+        Err(RequestTokenError::Parse(e, _)) => Err(ScimError::TokenTransport {
+            message: format!("the token response is not OAuth2 JSON: {e}"),
+        }),
+        Err(RequestTokenError::Other(m)) => Err(ScimError::TokenTransport { message: m }),
     }
 }
 

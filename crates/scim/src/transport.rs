@@ -19,6 +19,20 @@ use tracing::field::Empty;
 use tracing::{Instrument as _, Span, debug, info_span, warn};
 use url::Url;
 
+tokio::task_local! {
+    /// The write requests sent for the operation being applied ([`counting_writes`]).
+    static WRITES: std::sync::Arc<std::sync::atomic::AtomicU32>;
+}
+
+/// Runs `work`, adding every write request it sends (POST, PATCH, PUT, DELETE; each attempt)
+/// to `writes`.
+pub(crate) async fn counting_writes<F: std::future::Future>(
+    writes: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    work: F,
+) -> F::Output {
+    WRITES.scope(writes, work).await
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientStats {
@@ -332,6 +346,10 @@ impl Transport {
                 Failure::Error(ScimError::Config("the client is shutting down".into()))
             })?;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if method != Method::GET {
+            // The operation's count of writes sent, when the engine asked for one.
+            let _ = WRITES.try_with(|w| w.fetch_add(1, Ordering::Relaxed));
+        }
         *self
             .by_method
             .lock()
@@ -402,21 +420,7 @@ impl Transport {
                 },
             })
         })?;
-        let text = String::from_utf8_lossy(&bytes);
-        let json: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            match serde_json::from_str(&text) {
-                Ok(v) => v,
-                Err(e) if status.is_success() => {
-                    return Err(Failure::Error(ScimError::InvalidResponse {
-                        what: what.to_owned(),
-                        message: format!("the body is not JSON: {e}"),
-                    }));
-                }
-                Err(_) => Value::String(summarise_text(&text)),
-            }
-        };
+        let json = decode_body(status, &bytes, what).map_err(Failure::Error)?;
         if status.is_success() {
             let etag = headers
                 .get(header::ETAG)
@@ -428,8 +432,7 @@ impl Transport {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let (code, detail) = error_detail(&json);
-        let detail = one_line(&detail, DETAIL_MAX);
+        let (code, detail) = error_summary(&json);
         Err(match status {
             StatusCode::UNAUTHORIZED => Failure::Unauthorized { detail, sent_at },
             StatusCode::FORBIDDEN if code.as_deref() == Some("REQUEST_LIMIT_EXCEEDED") => {
@@ -534,6 +537,33 @@ pub(crate) fn redirect_host(from: &Url, location: &str) -> String {
         Ok(u) => u.host_str().unwrap_or("?").to_owned(),
         Err(_) => "an unreadable Location".to_owned(),
     }
+}
+
+/// An answer's body as JSON: empty is `null`; a success that is not JSON is an error, and a
+/// failure's text that is not JSON is kept summarised ([`summarise_text`]) as a JSON string.
+pub(crate) fn decode_body(
+    status: StatusCode,
+    bytes: &[u8],
+    what: &str,
+) -> Result<Value, ScimError> {
+    let text = String::from_utf8_lossy(bytes);
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    match serde_json::from_str(&text) {
+        Ok(v) => Ok(v),
+        Err(e) if status.is_success() => Err(ScimError::InvalidResponse {
+            what: what.to_owned(),
+            message: format!("the body is not JSON: {e}"),
+        }),
+        Err(_) => Ok(Value::String(summarise_text(&text))),
+    }
+}
+
+/// The code and the one-line detail (at most [`DETAIL_MAX`] characters) of an error answer.
+pub(crate) fn error_summary(body: &Value) -> (Option<String>, String) {
+    let (code, detail) = error_detail(body);
+    (code, one_line(&detail, DETAIL_MAX))
 }
 
 /// `(code, detail)` from a SCIM error body: Salesforce's `"CODE:message;"` detail (numeric

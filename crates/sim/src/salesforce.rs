@@ -330,7 +330,15 @@ pub struct LoggedRequest {
     pub method: String,
     /// The path below the host, with the query.
     pub path: String,
+    /// The object a SCIM request concerns: the resource id in its path, or for a creation the
+    /// `userName` / `displayName` of its body.
+    pub object: Option<String>,
+    /// The status answered (a dropped request shows the status of the headers it never
+    /// completed).
     pub status: u16,
+    /// A write (POST, PATCH, PUT, DELETE) the emulator applied: it reached the resources
+    /// (no fault, authorized) and was answered 2xx.
+    pub applied: bool,
     /// The request body (never a token: tokens travel in headers, secrets only to the token
     /// endpoint, whose body is not logged).
     pub body: String,
@@ -471,6 +479,17 @@ impl Inspector {
             .iter()
             .filter(|r| r.method == method && r.path.starts_with(path_prefix))
             .count()
+    }
+    /// The write requests (POST, PATCH, PUT, DELETE) the SCIM API received, in order, each
+    /// with the object it concerns, the status answered and whether it was applied.
+    pub fn write_log(&self) -> Vec<LoggedRequest> {
+        self.0
+            .lock()
+            .log
+            .iter()
+            .filter(|r| r.path.starts_with("/services/scim/") && r.method != "GET")
+            .cloned()
+            .collect()
     }
     /// Write requests (POST, PATCH, PUT, DELETE) to the SCIM API.
     pub fn writes(&self) -> usize {

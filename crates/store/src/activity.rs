@@ -9,7 +9,7 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use std::collections::HashMap;
 
 const ACTIVITY_COLUMNS: &str =
-    "id, run_id, connection, at, op, outcome, object, source_id, target_id, name, detail";
+    "id, run_id, connection, at, op, outcome, object, source_id, target_id, name, detail, attempts";
 
 /// Most characters of an activity entry's name that are stored.
 pub const MAX_NAME_CHARS: usize = 512;
@@ -65,8 +65,8 @@ impl SqlStore {
         let detail = capped(&entry.detail, MAX_DETAIL_CHARS);
         let subjects = folded_subjects(entry, subjects);
         const SQL: &str = "INSERT INTO activity \
-                           (run_id, connection, at, op, outcome, object, source_id, target_id, name, name_folded, detail) \
-                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+                           (run_id, connection, at, op, outcome, object, source_id, target_id, name, name_folded, detail, attempts) \
+                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
         let result: Result<i64, sqlx::Error> = with_pool!(&self.backend, |pool| {
             async {
                 let insert = sqlx::query_scalar(SQL)
@@ -80,7 +80,8 @@ impl SqlStore {
                     .bind(entry.target_id.as_deref())
                     .bind(name.as_ref())
                     .bind(fold_name(&name))
-                    .bind(detail.as_ref());
+                    .bind(detail.as_ref())
+                    .bind(i64::from(entry.attempts));
                 if subjects.is_empty() {
                     return insert.fetch_one(pool).await;
                 }

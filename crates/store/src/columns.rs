@@ -219,6 +219,7 @@ row_struct!(
         target_id: Option<String>,
         name: String,
         detail: String,
+        attempts: i64,
     }
 );
 
@@ -243,6 +244,7 @@ impl ActivityRow {
             target_id: self.target_id,
             name: self.name,
             detail: self.detail,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
         })
     }
 }

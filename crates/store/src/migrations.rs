@@ -35,6 +35,11 @@ const SQLITE: &[Embedded] = &[
         "activity_subjects",
         include_str!("../../../migrations/sqlite/0004_activity_subjects.sql"),
     ),
+    (
+        5,
+        "activity_attempts",
+        include_str!("../../../migrations/sqlite/0005_activity_attempts.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -57,6 +62,11 @@ const POSTGRES: &[Embedded] = &[
         4,
         "activity_subjects",
         include_str!("../../../migrations/postgres/0004_activity_subjects.sql"),
+    ),
+    (
+        5,
+        "activity_attempts",
+        include_str!("../../../migrations/postgres/0005_activity_attempts.sql"),
     ),
 ];
 

@@ -235,6 +235,7 @@ fn entry(
         target_id: None,
         name: name.to_owned(),
         detail: format!("{op} {name}"),
+        attempts: 0,
     }
 }
 
@@ -466,6 +467,8 @@ async fn activity_filters_each_and_combined(h: &Harness) {
     let alice = ActivityEntry {
         source_id: Some("DUALICE".into()),
         target_id: Some("005ALICE".into()),
+        // Two write requests reached the target (a retry): kept as recorded.
+        attempts: 2,
         ..entry(
             r1,
             "salesforce",

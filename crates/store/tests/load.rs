@@ -141,6 +141,7 @@ where
                 target_id: Some(format!("005REC{i}")),
                 name: format!("rec{i}@example.com"),
                 detail: "created".into(),
+                attempts: 0,
             })
             .await
             .unwrap();
@@ -167,6 +168,7 @@ where
                             target_id: None,
                             name: format!("w{w}@example.com"),
                             detail: "title".into(),
+                            attempts: 0,
                         })
                         .await
                         .unwrap();

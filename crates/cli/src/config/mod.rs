@@ -180,8 +180,19 @@ pub fn parse(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
+    parse_with(text, path, env, &|p| std::fs::read_to_string(p))
+}
+
+/// [`parse`], reading `*_file` secrets with `read` (the fuzz harness reads no files).
+#[doc(hidden)]
+pub fn parse_with(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    read_file: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Settings, ConfigError> {
     let (raw, unknown) = read(text, path)?;
-    let mut v = Validator::new(env, base_dir(path), unknown);
+    let mut v = Validator::new(env, read_file, base_dir(path), unknown);
     let mut settings = v.file(raw, path);
     if v.problems.is_empty() {
         settings.inline_secrets = v.inline_secrets;

@@ -16,6 +16,8 @@ use url::Url;
 pub(super) struct Validator<'e> {
     pub problems: Vec<Problem>,
     pub env: &'e dyn Fn(&str) -> Option<String>,
+    /// Reads a `*_file` secret.
+    pub read: &'e dyn Fn(&Path) -> std::io::Result<String>,
     pub base_dir: PathBuf,
     pub inline_secrets: Vec<String>,
     pub secret_files: Vec<(String, PathBuf)>,
@@ -26,12 +28,14 @@ pub(super) struct Validator<'e> {
 impl<'e> Validator<'e> {
     pub fn new(
         env: &'e dyn Fn(&str) -> Option<String>,
+        read: &'e dyn Fn(&Path) -> std::io::Result<String>,
         base_dir: PathBuf,
         unknown: Vec<String>,
     ) -> Self {
         Validator {
             problems: Vec::new(),
             env,
+            read,
             base_dir,
             inline_secrets: Vec::new(),
             secret_files: Vec::new(),
@@ -254,7 +258,7 @@ impl<'e> Validator<'e> {
         }
         if let Some(file) = file {
             let full = self.relative(file);
-            return match std::fs::read_to_string(&full) {
+            return match (self.read)(&full) {
                 Ok(v) if !v.trim().is_empty() => {
                     self.secret_files
                         .push((format!("{at}.{key}_file"), full.clone()));

@@ -31,6 +31,7 @@ fn directory(n: usize) -> SourceSnapshot {
         sso_access: None,
         unreadable: Vec::new(),
         unidentified: Vec::new(),
+        problems: Vec::new(),
     }
 }
 

@@ -57,6 +57,7 @@ fn directory() -> impl Strategy<Value = SourceSnapshot> {
             sso_access: None,
             unreadable: Vec::new(),
             unidentified: Vec::new(),
+            problems: Vec::new(),
         })
 }
 

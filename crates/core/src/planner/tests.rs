@@ -54,6 +54,7 @@ fn source(
         sso_access: None,
         unreadable: Vec::new(),
         unidentified: Vec::new(),
+        problems: Vec::new(),
     }
 }
 
@@ -1258,4 +1259,48 @@ fn a_record_without_a_usable_id_deactivates_nobody() {
     // Once the record reads again without it, DU2 leaves as usual.
     let p = plan_of(&source(users(&["DU1"]), g), &target, &links, &policy);
     assert!(kinds(&p).contains(&"deactivate_user"), "{:?}", kinds(&p));
+}
+
+#[test]
+fn a_membership_of_a_group_the_directory_lacks_and_reader_problems_are_noted_per_object() {
+    let policy = salesforce_policy();
+    let g = vec![group("DG1", "Sales")];
+    let mut s = source(
+        vec![
+            in_groups(user("DU1", "du1@example.com"), &["DG1", "DG404"]),
+            in_groups(user("DU2", "du2@example.com"), &["DG1"]),
+        ],
+        g,
+    );
+    s.problems.push(crate::source::SourceProblem {
+        object: ObjectKind::Group,
+        source_id: "DG1".into(),
+        name: "Sales".into(),
+        message: "Duo listed this group id more than once".into(),
+    });
+    let p = plan_of(&s, &empty_target(), &Links::default(), &policy);
+    let noted: Vec<(NoteKind, ObjectKind, &str, &str)> = p
+        .notes
+        .iter()
+        .map(|n| (n.kind, n.object, n.source_id.as_str(), n.name.as_str()))
+        .collect();
+    assert_eq!(
+        noted,
+        [
+            (NoteKind::SourceProblem, ObjectKind::Group, "DG1", "Sales"),
+            (NoteKind::UnknownGroup, ObjectKind::User, "DU1", "du1"),
+        ]
+    );
+    assert!(
+        p.notes[1].message.contains("DG404"),
+        "{}",
+        p.notes[1].message
+    );
+    // The rest of the user's memberships and the user's account are planned as usual.
+    assert_eq!(
+        kinds(&p).iter().filter(|k| **k == "create_user").count(),
+        2,
+        "{:?}",
+        kinds(&p)
+    );
 }

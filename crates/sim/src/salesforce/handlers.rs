@@ -57,7 +57,9 @@ pub async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
         st.log.push(LoggedRequest {
             method: "POST".into(),
             path: "/services/oauth2/token".into(),
+            object: None,
             status,
+            applied: false,
             body: String::new(),
             at: shared.started.elapsed(),
         });
@@ -124,7 +126,9 @@ pub async fn login_domain_token(State(shared): State<Arc<Shared>>) -> Response {
     shared.lock().log.push(LoggedRequest {
         method: "POST".into(),
         path: "/_login/services/oauth2/token".into(),
+        object: None,
         status: 400,
+        applied: false,
         body: String::new(),
         at: shared.started.elapsed(),
     });
@@ -255,6 +259,9 @@ pub async fn scim(
         .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
     let mut st = shared.lock();
     let mode = st.mode;
+    // Whether the request reached the resources (no fault, authorized): only then can it
+    // change anything.
+    let mut handled = false;
     let response = match faults(&shared, &mut st) {
         Fault::Respond(r) => r,
         Fault::None => {
@@ -262,6 +269,7 @@ pub async fn scim(
             match authorize(&st, &headers) {
                 Err(r) => *r,
                 Ok(()) => {
+                    handled = true;
                     let base = format!(
                         "http://{}/services/scim/v2",
                         headers
@@ -307,14 +315,32 @@ pub async fn scim(
     {
         response.headers_mut().insert("sforce-limit-info", v);
     }
+    let status = response.status().as_u16();
     st.log.push(LoggedRequest {
         method: method.to_string(),
+        object: logged_object(&path, &body),
         path: full_path,
-        status: response.status().as_u16(),
+        status,
+        applied: handled && method != Method::GET && (200..300).contains(&status),
         body: String::from_utf8_lossy(&body).into_owned(),
         at: shared.started.elapsed(),
     });
     response
+}
+
+/// The object a request concerns: the id in its path (`Users/{id}`, `Groups/{id}`), else the
+/// `userName` or `displayName` its body names (a creation).
+fn logged_object(path: &str, body: &[u8]) -> Option<String> {
+    let mut parts = path.trim_matches('/').split('/');
+    let _collection = parts.next();
+    if let Some(id) = parts.next().filter(|id| !id.is_empty()) {
+        return Some(id.to_owned());
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.get("userName")
+        .or_else(|| v.get("displayName"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn authorize(st: &SimState, headers: &HeaderMap) -> Result<(), Box<Response>> {
