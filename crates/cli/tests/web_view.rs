@@ -5,7 +5,8 @@
 //! Needs `chromedriver` on the PATH (Debian: `chromium` and `chromium-driver`) or its path in
 //! `CHROMEDRIVER`. Without it the test says so and passes, unless `CI` is set, where it fails.
 //! Screenshots go to `target/tmp/web-view/`; with `SCIMSYNC_WEB_SCREENSHOT_DOCS=1` the
-//! connections page is also written to `docs/web-view.png` (the README's picture).
+//! connections page is also written to `docs/web-view.png` and one person's history to
+//! `docs/web-view-why.png` (the README's pictures).
 #![allow(clippy::unwrap_used)]
 
 use base64::Engine as _;
@@ -686,6 +687,10 @@ async fn the_web_view_in_a_browser_filters_history_and_approves_held_deactivatio
         "catalogue names, not ids: {history}"
     );
     b.screenshot(&shots.join("user-why.png")).await;
+    if std::env::var_os("SCIMSYNC_WEB_SCREENSHOT_DOCS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/web-view-why.png");
+        std::fs::copy(shots.join("user-why.png"), docs).unwrap();
+    }
 
     // Paging back through the log, five entries a page.
     b.goto(&format!("{base}/ui/activity?limit=5")).await;
