@@ -947,28 +947,6 @@ impl ActivityParams {
     }
 }
 
-/// Operation kinds and run events, suggested in the `op` filter.
-const OPS: [&str; 18] = [
-    "create_user",
-    "adopt_user",
-    "update_user",
-    "reactivate_user",
-    "deactivate_user",
-    "create_group",
-    "adopt_group",
-    "rename_group",
-    "add_members",
-    "remove_members",
-    "refuse",
-    "reject",
-    "note",
-    "guard",
-    "approve",
-    "discover",
-    "read_source",
-    "read_target",
-];
-
 async fn activity_page(State(web): State<Web>, Query(p): Query<ActivityParams>) -> Response {
     activity_view(&web, p, None).await
 }
@@ -1165,7 +1143,7 @@ fn filters_form(out: &mut String, web: &Web, p: &ActivityParams, path: &str, per
         "<label>Operation<input name=\"op\" list=\"ops\" size=\"16\" value=\"{}\"></label><datalist id=\"ops\">",
         v(&p.op)
     );
-    for op in OPS {
+    for op in scimsync_core::activity::OPS {
         let _ = write!(out, "<option value=\"{op}\">");
     }
     out.push_str(
