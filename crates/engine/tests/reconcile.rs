@@ -51,6 +51,8 @@ struct FakeTarget {
     cancel_after: Mutex<Option<(usize, CancellationToken)>>,
     /// Reads never end (a target that pages forever, say).
     hang_read: std::sync::atomic::AtomicBool,
+    /// Told when a read has begun.
+    read_started: tokio::sync::Notify,
 }
 
 impl FakeTarget {
@@ -130,6 +132,7 @@ impl Target for FakeTarget {
     }
     fn use_capabilities(&self, _capabilities: &TargetCapabilities) {}
     async fn read(&self, _scope: ReadScope) -> Result<TargetSnapshot, FakeError> {
+        self.read_started.notify_one();
         if self.hang_read.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -813,27 +816,26 @@ async fn a_stop_ends_a_run_still_reading_the_target_and_says_why() {
     conn.target.hang_read.store(true, Ordering::SeqCst);
     let cancel = CancellationToken::new();
     let reason = scimsync_engine::StopReason::default();
-    let (c, r) = (cancel.clone(), reason.clone());
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        r.set("the lease of connection sf was taken by elsewhere:1".into());
-        c.cancel();
-    });
-    let report = tokio::time::timeout(
+    // The lease is lost once the target read has begun (not after a fixed delay, which a
+    // loaded machine can spend still discovering the target).
+    let stop = async {
+        conn.target.read_started.notified().await;
+        reason.set("the lease of connection sf was taken by elsewhere:1".into());
+        cancel.cancel();
+    };
+    let opts = RunOptions {
+        cancel: cancel.clone(),
+        stop_reason: reason.clone(),
+        ..RunOptions::default()
+    };
+    let run = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        reconcile_once(
-            &conn,
-            &store,
-            &RunOptions {
-                cancel,
-                stop_reason: reason,
-                ..RunOptions::default()
-            },
-        ),
-    )
-    .await
-    .expect("the run ends though the target read does not")
-    .unwrap();
+        reconcile_once(&conn, &store, &opts),
+    );
+    let (report, ()) = tokio::join!(run, stop);
+    let report = report
+        .expect("the run ends though the target read does not")
+        .unwrap();
     assert_eq!(report.status, RunStatus::Interrupted);
     let message = report.message.unwrap();
     assert!(
