@@ -589,8 +589,11 @@ struct MetadataShape {
     next_offset: Option<usize>,
 }
 
+/// A large directory pages through in ceil(100000 / 300) pages, every user once. How fast is
+/// measured by `cargo bench -p scimsync-directory --bench read`, not here: a timed assertion
+/// fails on a loaded machine.
 #[tokio::test]
-async fn a_hundred_thousand_users_read_fast() {
+async fn a_hundred_thousand_users_read_in_334_pages() {
     let started = Instant::now();
     let data = generate(100_000, 2_000, 11);
     let generated = started.elapsed();
@@ -635,7 +638,6 @@ async fn a_hundred_thousand_users_read_fast() {
         bytes / 1_000_000
     );
     assert_eq!((rows, pages), (100_000, 334));
-    assert!(read < Duration::from_secs(60), "reading took {read:?}");
 }
 
 #[tokio::test]
