@@ -152,7 +152,21 @@ impl World {
             .await
             .unwrap()
     }
+    /// Ends the story: every kind of entry the engine logged is one `activity --op` and the web
+    /// view's filter know (`activity::OPS`), so an operator can filter by it.
     async fn finish(self) {
+        let logged = self
+            .store
+            .query_activity(&ActivityQuery::default())
+            .await
+            .unwrap();
+        for entry in &logged {
+            assert!(
+                scimsync_core::activity::OPS.contains(&entry.op.as_str()),
+                "{:?} is logged but not in activity::OPS",
+                entry.op
+            );
+        }
         let _ = self.store.close_and_drop_schema().await;
     }
 }
