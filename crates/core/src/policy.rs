@@ -296,6 +296,16 @@ impl Problem {
         }
     }
 
+    /// Problems as an indented list, one `  - path: message` line each (configuration and
+    /// policy errors alike).
+    pub fn list(problems: &[Problem]) -> String {
+        problems
+            .iter()
+            .map(|p| format!("  - {p}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// The same problem with `prefix.` put before its path.
     pub fn under(mut self, prefix: &str) -> Self {
         self.path = if self.path.is_empty() {

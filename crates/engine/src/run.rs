@@ -183,6 +183,28 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// A run that applied nothing (stopped, guarded or dry): every count zero, no plan.
+    fn unapplied(run_id: RunId, connection: &str, status: RunStatus) -> Self {
+        Self {
+            run_id,
+            connection: connection.to_owned(),
+            status,
+            plan: Plan::default(),
+            applied: 0,
+            failed: 0,
+            rejected: 0,
+            known_rejected: 0,
+            skipped: 0,
+            refused: 0,
+            held: 0,
+            guard: None,
+            trace: None,
+            source_users: 0,
+            message: None,
+            labels: Labels::default(),
+        }
+    }
+
     /// 0 all applied (rejections already logged by an earlier run aside); 1 some operations
     /// failed, or something was rejected for the first time (or for a new reason); 2 the
     /// connection failed mid-run; 3 the guard stopped the run.
@@ -215,7 +237,7 @@ pub enum EngineError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("the policy of connection {connection} cannot be applied to this directory and target:\n{}", list(.problems))]
+    #[error("the policy of connection {connection} cannot be applied to this directory and target:\n{}", Problem::list(.problems))]
     Policy {
         connection: String,
         problems: Vec<Problem>,
@@ -230,14 +252,6 @@ pub enum EngineError {
         "user {user:?} is not in the source directory of connection {connection} (looked up by username, email and id)"
     )]
     UnknownUser { connection: String, user: String },
-}
-
-fn list(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  - {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn store_err<E: std::error::Error + Send + Sync + 'static>(
@@ -441,7 +455,7 @@ where
         match planner::plan_explained(&source, &target, &links, &conn.policy, now(), &explain) {
             Ok(p) => p,
             Err(problems) => {
-                let message = format!("the policy cannot be applied: {}", list(&problems));
+                let message = format!("the policy cannot be applied: {}", Problem::list(&problems));
                 let _ = store.finish_run(run_id, &fail(message)).await;
                 return Err(EngineError::Policy {
                     connection: name.to_owned(),
@@ -498,22 +512,14 @@ where
             .await
             .map_err(store_err(name))?;
         return Ok(RunReport {
-            run_id,
-            connection: name.to_owned(),
-            status: RunStatus::DryRun,
-            applied: 0,
-            failed: 0,
             rejected: plan.rejected.len() as u64,
-            known_rejected: 0,
-            skipped: 0,
-            refused: 0,
             held: plan.summary.held as u64,
             guard: trip,
             trace,
             source_users,
-            message: None,
             plan,
             labels,
+            ..RunReport::unapplied(run_id, name, RunStatus::DryRun)
         });
     }
 
@@ -705,22 +711,8 @@ async fn stopped_before_apply<St: Store>(
         .await
         .map_err(store_err(name))?;
     Ok(RunReport {
-        run_id,
-        connection: name.to_owned(),
-        status,
-        plan: Plan::default(),
-        applied: 0,
-        failed: 0,
-        rejected: 0,
-        known_rejected: 0,
-        skipped: 0,
-        refused: 0,
-        held: 0,
-        guard: None,
-        trace: None,
-        source_users: 0,
         message: Some(message),
-        labels: Labels::default(),
+        ..RunReport::unapplied(run_id, name, status)
     })
 }
 
@@ -874,21 +866,12 @@ async fn refuse_changed_plan<St: Store>(
         .await
         .map_err(store_err(name))?;
     Ok(RunReport {
-        run_id,
-        connection: name.to_owned(),
-        status: RunStatus::Guarded,
-        applied: 0,
-        failed: 0,
-        rejected: 0,
-        skipped: 0,
-        known_rejected: 0,
-        refused: 0,
         held: plan.summary.held as u64,
         guard: trip,
-        trace: None,
         source_users,
         message: Some(message),
         plan,
         labels,
+        ..RunReport::unapplied(run_id, name, RunStatus::Guarded)
     })
 }

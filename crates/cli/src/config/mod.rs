@@ -45,19 +45,11 @@ pub enum ConfigError {
     },
     #[error("configuration file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
-    #[error("configuration file {path} has {} problem(s):\n{}", problems.len(), list(problems))]
+    #[error("configuration file {path} has {} problem(s):\n{}", problems.len(), Problem::list(problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<Problem>,
     },
-}
-
-fn list(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  - {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The whole, validated configuration.
