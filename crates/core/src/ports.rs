@@ -48,6 +48,70 @@ pub struct ReadScope {
     pub catalogue: bool,
 }
 
+/// Which target objects a targeted read asks for (an incremental run reads only the objects
+/// whose desired state changed, and looks for adoption candidates by filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookup {
+    /// Users by target id.
+    pub user_ids: Vec<TargetUserId>,
+    /// Users by userName, compared case-insensitively (adoption candidates).
+    pub user_names: Vec<String>,
+    /// Users by externalId (adoption candidates).
+    pub external_ids: Vec<String>,
+    /// Groups, with their members, by target id.
+    pub group_ids: Vec<TargetGroupId>,
+    /// Groups by displayName (adoption candidates).
+    pub group_names: Vec<String>,
+}
+
+impl Lookup {
+    /// Nothing is asked for.
+    pub fn is_empty(&self) -> bool {
+        self.user_ids.is_empty()
+            && self.user_names.is_empty()
+            && self.external_ids.is_empty()
+            && self.group_ids.is_empty()
+            && self.group_names.is_empty()
+    }
+
+    /// Whether groups are asked for.
+    pub fn wants_groups(&self) -> bool {
+        !self.group_ids.is_empty() || !self.group_names.is_empty()
+    }
+
+    /// Keeps, of a whole read, what this lookup asks for (no catalogue, no capabilities).
+    pub fn keep(&self, all: TargetSnapshot) -> TargetSnapshot {
+        use std::collections::HashSet;
+        let ids: HashSet<&str> = self.user_ids.iter().map(|i| i.as_str()).collect();
+        let names: HashSet<String> = self.user_names.iter().map(|n| n.to_lowercase()).collect();
+        let external: HashSet<&str> = self.external_ids.iter().map(String::as_str).collect();
+        let group_ids: HashSet<&str> = self.group_ids.iter().map(|i| i.as_str()).collect();
+        let group_names: HashSet<&str> = self.group_names.iter().map(String::as_str).collect();
+        TargetSnapshot {
+            users: all
+                .users
+                .into_iter()
+                .filter(|u| {
+                    ids.contains(u.id.as_str())
+                        || names.contains(&u.user_name.to_lowercase())
+                        || u.external_id
+                            .as_deref()
+                            .is_some_and(|e| external.contains(e))
+                })
+                .collect(),
+            groups: all
+                .groups
+                .into_iter()
+                .filter(|g| {
+                    group_ids.contains(g.id.as_str())
+                        || group_names.contains(g.display_name.as_str())
+                })
+                .collect(),
+            ..TargetSnapshot::default()
+        }
+    }
+}
+
 /// The target's API use as its adapter has seen it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ApiUsage {
@@ -80,6 +144,24 @@ pub trait Target: Send + Sync {
         &self,
         scope: ReadScope,
     ) -> impl Future<Output = Result<TargetSnapshot, Self::Error>> + Send;
+
+    /// Reads the objects `lookup` names; an object not found is absent from the answer (no
+    /// catalogue, no capabilities). The default reads everything and keeps what was asked:
+    /// correct, not cheap; adapters read by id or by filter.
+    fn read_some(
+        &self,
+        lookup: &Lookup,
+    ) -> impl Future<Output = Result<TargetSnapshot, Self::Error>> + Send {
+        async move {
+            let all = self
+                .read(ReadScope {
+                    groups: lookup.wants_groups(),
+                    catalogue: false,
+                })
+                .await?;
+            Ok(lookup.keep(all))
+        }
+    }
 
     fn create_user(
         &self,
