@@ -7,7 +7,8 @@
 //! long enough that the lease may have expired, the run's cancellation token is cancelled with
 //! the reason: the run starts no new operation and ends `interrupted`, saying why.
 
-use crate::run::{StopReason, now};
+use crate::clock::now;
+use crate::run::StopReason;
 use scimsync_core::Timestamp;
 use scimsync_core::ports::{LeaseHolder, Store};
 use std::sync::Arc;

@@ -13,6 +13,7 @@
 
 mod apply;
 mod budget;
+pub mod clock;
 mod guard;
 pub mod lease;
 pub mod metrics;
@@ -24,7 +25,8 @@ pub use guard::GuardTrip;
 pub use metrics::{Concern, FinishedRun, Metrics};
 pub use run::{
     Connection, DISCOVERY_MAX_AGE_MS, EngineError, Progress, RetryRefused, RunOptions, RunReport,
-    StopReason, chain, now, reconcile_once,
+    StopReason, chain, reconcile_once,
 };
+pub use clock::now;
 pub use scheduler::{Job, Scheduler, SchedulerError};
 pub use trace::TraceStep;

@@ -4,7 +4,6 @@ use crate::apply::{Applied, ApplyContext, Why, apply_plan};
 use crate::budget::Budget;
 use crate::guard::{self, GuardInput, GuardTrip};
 use crate::trace::{self, TraceStep};
-use scimsync_core::Timestamp;
 use scimsync_core::activity::{ActivityEntry, Outcome, RunId, RunStatus, Trigger};
 use scimsync_core::links::Ledger;
 use scimsync_core::plan::{Explain, Plan};
@@ -17,14 +16,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
-/// The current time as a core [`Timestamp`].
-pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_millis(ms)
-}
+pub(crate) use crate::clock::now;
 
 /// A named pairing of a source and a target under a policy.
 #[derive(Debug)]

@@ -11,7 +11,8 @@
 
 use crate::lease::{self, DEFAULT_LEASE_TTL};
 use crate::metrics::{FinishedRun, Metrics};
-use crate::run::{EngineError, RunReport, StopReason, now};
+use crate::clock::now;
+use crate::run::{EngineError, RunReport, StopReason};
 use futures::future::BoxFuture;
 use scimsync_core::Timestamp;
 use scimsync_core::activity::Trigger;
@@ -340,7 +341,7 @@ impl<St: Store + 'static> Scheduler<St> {
                 });
             }
         };
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         self.metrics.run_started(name, seconds(now()));
         let result = match plan {
             Some(plan) => {
