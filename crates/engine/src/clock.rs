@@ -87,7 +87,11 @@ mod tests {
         let guard = follow_tokio_time(start);
         assert_eq!(now(), start);
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert_eq!(now(), start.plus_millis(3_600_000), "an hour of paused time");
+        assert_eq!(
+            now(),
+            start.plus_millis(3_600_000),
+            "an hour of paused time"
+        );
         {
             let inner = follow_tokio_time(Timestamp::from_millis(0));
             tokio::time::sleep(Duration::from_millis(5)).await;

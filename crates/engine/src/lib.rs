@@ -21,12 +21,12 @@ mod run;
 pub mod scheduler;
 mod trace;
 
+pub use clock::now;
 pub use guard::GuardTrip;
 pub use metrics::{Concern, FinishedRun, Metrics};
 pub use run::{
     Connection, DISCOVERY_MAX_AGE_MS, EngineError, Progress, RetryRefused, RunOptions, RunReport,
     StopReason, chain, reconcile_once,
 };
-pub use clock::now;
 pub use scheduler::{Job, Scheduler, SchedulerError};
 pub use trace::TraceStep;

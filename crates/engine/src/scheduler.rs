@@ -9,9 +9,9 @@
 //! (`*/15 * * * *` = every 15 minutes), or six with seconds first as tokio-cron-scheduler reads
 //! them (`0 */15 * * * *`). A five-field expression runs at second 0 ([`cron_expression`]).
 
+use crate::clock::now;
 use crate::lease::{self, DEFAULT_LEASE_TTL};
 use crate::metrics::{FinishedRun, Metrics};
-use crate::clock::now;
 use crate::run::{EngineError, RunReport, StopReason};
 use futures::future::BoxFuture;
 use scimsync_core::Timestamp;

@@ -13,9 +13,7 @@
 
 use futures::future::BoxFuture;
 use scimsync_core::Timestamp;
-use scimsync_core::activity::{
-    ActivityEntry, ActivityQuery, RunId, RunRecord, RunStatus, Trigger,
-};
+use scimsync_core::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord, RunStatus, Trigger};
 use scimsync_core::links::{GroupLink, HeldRefusal, Links, TargetFacts, UserLink};
 use scimsync_core::plan::{ObjectKind, Plan};
 use scimsync_core::ports::{LeaseHolder, NewRun, RunEnd, Store};
@@ -205,7 +203,11 @@ impl Store for MemoryStore {
 
     async fn release_lease(&self, connection: &str, holder: &str) -> Result<(), MemoryError> {
         let mut kept = self.kept.lock().unwrap();
-        if kept.leases.get(connection).is_some_and(|l| l.holder == holder) {
+        if kept
+            .leases
+            .get(connection)
+            .is_some_and(|l| l.holder == holder)
+        {
             kept.leases.remove(connection);
         }
         Ok(())
@@ -448,7 +450,8 @@ async fn a_run_that_loses_its_lease_is_cancelled_and_says_why() {
     );
     let stopped = started.elapsed();
     assert!(
-        stopped >= DEFAULT_LEASE_TTL / 3 && stopped < DEFAULT_LEASE_TTL / 3 + Duration::from_secs(1),
+        stopped >= DEFAULT_LEASE_TTL / 3
+            && stopped < DEFAULT_LEASE_TTL / 3 + Duration::from_secs(1),
         "stopped at the first renewal (every third of the lease's time to live), not after the run's 10 minutes: {stopped:?}"
     );
     let reason = job.reason.lock().unwrap().clone();
