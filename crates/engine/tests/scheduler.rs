@@ -539,3 +539,39 @@ async fn runs_left_running_by_a_dead_holder_are_marked_abandoned_by_the_next_hol
     assert_eq!(run.finished_at, Some(START), "when the lease was taken");
     assert!(run.message.unwrap().contains("abandoned"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_stops_the_run_in_flight_waits_for_it_and_starts_no_other() {
+    let _clock = paused_clock();
+    let store = Arc::new(MemoryStore::default());
+    let job = SlowJob::lasting(Duration::from_secs(600));
+    let s = scheduler(&store, "daemon-a", &job);
+    let started = Instant::now();
+    s.trigger("sf", false).unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(job.runs(), 1);
+    s.shutdown().await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(30),
+        "the run stopped when told, not after its 10 minutes"
+    );
+    assert_eq!(
+        job.reason.lock().unwrap().clone(),
+        None,
+        "a shutdown is no lost lease"
+    );
+    assert_eq!(
+        store.lease_holder("sf").await.unwrap(),
+        None,
+        "released on the way out"
+    );
+    assert!(
+        s.run_now("sf", Trigger::Api, false)
+            .await
+            .unwrap()
+            .is_none(),
+        "no run starts after a shutdown"
+    );
+    assert_eq!(job.runs(), 1);
+}
