@@ -51,7 +51,7 @@ mod resources;
 mod token;
 mod transport;
 
-pub use client::{CheckStep, ScimClient};
+pub use client::{CheckStep, MAX_CLAUSES, MAX_FILTER_BYTES, ScimClient, TargetedReads};
 pub use config::{Auth, ClientAuthMethod, Dialect, FederationIdPlacement, MAX_PAGES, ScimConfig};
 pub use error::{ScimError, TokenFailure};
 pub use resources::quote;

@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::plan::{EntitlementChange, UserAttributes, UserChanges};
-use scimsync_core::ports::{Classify, Disposition, ReadScope, Target};
-use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig};
+use scimsync_core::ports::{Classify, Disposition, Lookup, ReadScope, Target};
+use scimsync_core::{TargetGroupId, TargetUserId};
+use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig, TargetedReads};
 use scimsync_sim::salesforce::{
     BurstKind, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SalesforceConfig, SalesforceSim,
 };
@@ -389,4 +390,185 @@ async fn the_generic_dialect_speaks_rfc_7644() {
             .members
             .is_empty()
     );
+}
+
+/// An org with 300 seeded users (`u000@example.com`…, externalId `DU000`…) and two groups of
+/// ten members each; returns the user ids and the group ids.
+async fn seeded(sim: &SalesforceSim, c: &ScimClient) -> (Vec<String>, Vec<String>) {
+    let ids: Vec<String> = (0..300)
+        .map(|i| {
+            sim.seed_user(scimsync_sim::salesforce::SimUser {
+                user_name: format!("u{i:03}@example.com"),
+                external_id: Some(format!("DU{i:03}")),
+                family_name: Some("Lovelace".into()),
+                email: format!("u{i:03}@example.com"),
+                active: true,
+                ..Default::default()
+            })
+        })
+        .collect();
+    let mut groups = Vec::new();
+    for (g, name) in ["Sales", "Support"].into_iter().enumerate() {
+        let gid = sim.seed_group(name);
+        let members: Vec<TargetUserId> = ids[g * 10..g * 10 + 10]
+            .iter()
+            .map(|i| TargetUserId::from(i.clone()))
+            .collect();
+        c.add_members(&TargetGroupId::from(gid.clone()), &members)
+            .await
+            .unwrap();
+        groups.push(gid);
+    }
+    (ids, groups)
+}
+
+/// 120 ids (two of them absent), three userNames in another case (one absent), two
+/// externalIds (one differing only in case: absent), one group by id and one by name (the
+/// other name differing in case: absent).
+fn lookup(ids: &[String], groups: &[String]) -> Lookup {
+    let mut user_ids: Vec<TargetUserId> = ids[..118]
+        .iter()
+        .map(|i| TargetUserId::from(i.clone()))
+        .collect();
+    user_ids.push(TargetUserId::from("005000000000999AAA".to_owned()));
+    user_ids.push(TargetUserId::from("005000000000998AAA".to_owned()));
+    Lookup {
+        user_ids,
+        user_names: vec![
+            "U200@Example.COM".into(),
+            "u201@example.com".into(),
+            "nobody@example.com".into(),
+        ],
+        external_ids: vec!["DU250".into(), "du251".into()],
+        group_ids: vec![TargetGroupId::from(groups[0].clone())],
+        group_names: vec!["Support".into(), "sales".into()],
+    }
+}
+
+/// What a lookup answered: userNames sorted, groups by name with their member count.
+fn answered(
+    snapshot: &scimsync_core::target::TargetSnapshot,
+) -> (Vec<String>, Vec<(String, usize)>) {
+    let mut users: Vec<String> = snapshot.users.iter().map(|u| u.user_name.clone()).collect();
+    users.sort();
+    let mut groups: Vec<(String, usize)> = snapshot
+        .groups
+        .iter()
+        .map(|g| (g.display_name.clone(), g.members.len()))
+        .collect();
+    groups.sort();
+    (users, groups)
+}
+
+fn expected() -> (Vec<String>, Vec<(String, usize)>) {
+    let mut users: Vec<String> = (0..118)
+        .chain([200, 201, 250])
+        .map(|i| format!("u{i:03}@example.com"))
+        .collect();
+    users.sort();
+    (users, vec![("Sales".into(), 10), ("Support".into(), 10)])
+}
+
+#[tokio::test]
+async fn read_some_asks_by_filters_joined_by_or_in_batches() {
+    let sim = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let c = client(&sim, Dialect::Salesforce);
+    c.discover().await.unwrap();
+    let (ids, groups) = seeded(&sim, &c).await;
+    let before = sim.inspect().request_log().len();
+    let requests = c.api_usage().requests;
+    let got = c.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&got), expected());
+    let sales = got
+        .groups
+        .iter()
+        .find(|g| g.display_name == "Sales")
+        .unwrap();
+    assert_eq!(sales.members[0].as_str(), ids[0]);
+    let log: Vec<_> = sim.inspect().request_log().split_off(before);
+    let users: Vec<_> = log
+        .iter()
+        .filter(|r| r.path.starts_with("/services/scim/v2/Users?"))
+        .collect();
+    // 120 ids in three filters of at most 50 clauses, one for the names, one for externalIds.
+    assert_eq!(users.len(), 5, "{users:#?}");
+    assert!(
+        users
+            .iter()
+            .all(|r| r.status == 200 && (r.path.contains("+or+") || r.path.contains("%20or%20"))),
+        "{users:#?}"
+    );
+    let groups_asked = log
+        .iter()
+        .filter(|r| r.path.starts_with("/services/scim/v2/Groups?"))
+        .count();
+    assert_eq!(groups_asked, 2, "one filter by id, one by displayName");
+    assert_eq!(log.len(), 7, "{log:#?}");
+    assert_eq!(
+        c.api_usage().requests - requests,
+        7,
+        "counted like every request"
+    );
+    assert_eq!(c.targeted_reads(), TargetedReads::Or);
+    assert!(got.capabilities.is_none() && got.catalogue.profiles.is_empty());
+    // Nothing asked, nothing sent.
+    let none = c.read_some(&Lookup::default()).await.unwrap();
+    assert!(none.users.is_empty() && none.groups.is_empty());
+    assert_eq!(sim.inspect().request_log().len(), before + 7);
+}
+
+#[tokio::test]
+async fn read_some_steps_down_to_single_clauses_when_or_is_refused_and_remembers() {
+    let sim = SalesforceSim::start(SalesforceConfig::strict())
+        .await
+        .unwrap();
+    let c = client(&sim, Dialect::Salesforce);
+    c.discover().await.unwrap();
+    let (ids, groups) = seeded(&sim, &c).await;
+    let before = sim.inspect().request_log().len();
+    let got = c.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&got), expected());
+    assert_eq!(c.targeted_reads(), TargetedReads::Single);
+    let log: Vec<_> = sim.inspect().request_log().split_off(before);
+    let refused: Vec<_> = log.iter().filter(|r| r.status == 400).collect();
+    assert_eq!(refused.len(), 1, "`or` is tried once: {refused:#?}");
+    // Then a GET per id, one filter per userName and externalId, a GET for the group by id
+    // and one filter per displayName.
+    assert_eq!(log.len(), 1 + 120 + 3 + 2 + 1 + 2, "{}", log.len());
+    // The client keeps the lower mode: no `or` again.
+    let before = sim.inspect().request_log().len();
+    let again = c.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&again), expected());
+    let log: Vec<_> = sim.inspect().request_log().split_off(before);
+    assert!(log.iter().all(|r| r.status != 400), "{log:#?}");
+    assert_eq!(
+        log.iter().filter(|r| r.status == 404).count(),
+        2,
+        "the two absent ids"
+    );
+    assert_eq!(log.len(), 120 + 3 + 2 + 1 + 2);
+    // A client told what an earlier one learned starts there.
+    let other = client(&sim, Dialect::Salesforce);
+    other.follow_targeted_reads(TargetedReads::Single);
+    other.follow_targeted_reads(TargetedReads::Or);
+    assert_eq!(
+        other.targeted_reads(),
+        TargetedReads::Single,
+        "never back up"
+    );
+}
+
+#[tokio::test]
+async fn read_some_in_the_generic_dialect_finds_the_same_objects() {
+    let sim = SalesforceSim::start(SalesforceConfig::generic())
+        .await
+        .unwrap();
+    let c = client(&sim, Dialect::Generic);
+    c.discover().await.unwrap();
+    let (ids, groups) = seeded(&sim, &c).await;
+    let got = c.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&got), expected());
+    assert_eq!(c.targeted_reads(), TargetedReads::Or);
 }
