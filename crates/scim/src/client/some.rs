@@ -12,13 +12,18 @@
 //!    refuses or ignores filters, or declares none).
 //!
 //! Nothing the target answers is trusted: every resource must match a key asked for (id and
-//! externalId exactly, userName case-insensitively, displayName exactly). A resource that
-//! matches no key asked even loosely (ignoring case) shows that the target ignored the filter
-//! (Canaille 0.3.6 answers every user to any filter): the client steps down one mode, starts
-//! the read again, and keeps the lower mode for the rest of its life
-//! ([`ScimClient::targeted_reads`], which the engine may keep and give back with
-//! [`ScimClient::follow_targeted_reads`]). A refusal of the filter (400, 422, 501) steps down
-//! the same way. A resource that matches loosely but not exactly is left out.
+//! externalId exactly, userName case-insensitively, displayName exactly); a resource that
+//! matches loosely (ignoring case) but not exactly is left out. Where the target shows it
+//! cannot be asked so, the client changes mode, starts the read again and keeps the new mode
+//! for the rest of its life ([`ScimClient::targeted_reads`], which the engine may keep and give
+//! back with [`ScimClient::follow_targeted_reads`]):
+//!
+//! - a resource that matches no key asked even loosely shows that the target ignores filters
+//!   (Canaille 0.3.6 answers every user to any filter): `ById`, after one page;
+//! - a refusal of the filter (400, 422, 501): one mode down;
+//! - an id an `or` filter left out is read by id (ids are rarely absent: users are not
+//!   deleted); when it exists, the target evaluated only part of the filter: `Single` (the
+//!   read keeps what the GET found).
 
 use super::{PageEnd, Paging, ScimClient, kind_of, resource_path, take_page};
 use crate::config::Dialect;
@@ -96,6 +101,9 @@ impl TargetedReads {
     }
 }
 
+/// Why the client steps down when a filter joined by `or` left out an id that exists.
+const PART_OF_OR: &str = "the target left out of a filter joined by or an object that exists";
+
 /// How group members are listed by a generic target, as learned.
 pub(super) const MEMBERS_UNKNOWN: u8 = 0;
 pub(super) const MEMBERS_BY_ID: u8 = 1;
@@ -103,8 +111,11 @@ pub(super) const MEMBERS_BY_VALUE: u8 = 2;
 
 /// A read that could not be done in the mode tried.
 enum Step {
-    /// The target refused or ignored the filter: step down and start again.
+    /// The target refused the filter: one mode down, and start again.
     Lower(String),
+    /// The target ignored the filter (answered what was not asked): no filters from now on
+    /// ([`TargetedReads::ById`]), and start again.
+    Ignored(String),
     Failed(ScimError),
 }
 
@@ -216,8 +227,7 @@ impl ScimClient {
         self.targeted.fetch_max(mode.code(), Ordering::Relaxed);
     }
 
-    fn step_down(&self, from: TargetedReads, why: &str) {
-        let to = from.lower();
+    fn step_down(&self, from: TargetedReads, to: TargetedReads, why: &str) {
         if self
             .targeted
             .compare_exchange(from.code(), to.code(), Ordering::Relaxed, Ordering::Relaxed)
@@ -277,7 +287,8 @@ impl ScimClient {
                         .filter(|u| seen.insert(u.id.to_string()))
                         .collect());
                 }
-                Err(Step::Lower(why)) => self.step_down(mode, &why),
+                Err(Step::Lower(why)) => self.step_down(mode, mode.lower(), &why),
+                Err(Step::Ignored(why)) => self.step_down(mode, TargetedReads::ById, &why),
                 Err(Step::Failed(e)) => return Err(e),
             }
         }
@@ -312,6 +323,13 @@ impl ScimClient {
                     for (filter, asked) in or_filters(key.attribute(), values, clauses) {
                         found.extend(self.filtered_users(key, &filter, &asked).await?);
                     }
+                    if key == UserKey::Id && mode == TargetedReads::Or {
+                        let recovered = self.absent_users(values, &found).await?;
+                        if !recovered.is_empty() {
+                            self.step_down(mode, TargetedReads::Single, PART_OF_OR);
+                            found.extend(recovered);
+                        }
+                    }
                 }
             }
             TargetedReads::ById => {
@@ -329,6 +347,23 @@ impl ScimClient {
             }
         }
         Ok(found)
+    }
+
+    /// Of `ids`, those an `or` filter did not answer (`found`), read by id: an id is rarely
+    /// absent (users are not deleted), and a target that evaluates only part of a filter
+    /// joined by `or` must not make present users look absent.
+    async fn absent_users(
+        &self,
+        ids: &[String],
+        found: &[TargetUser],
+    ) -> Result<Vec<TargetUser>, ScimError> {
+        let have: HashSet<&str> = found.iter().map(|u| u.id.as_str()).collect();
+        let absent: Vec<String> = ids
+            .iter()
+            .filter(|i| !have.contains(i.as_str()))
+            .cloned()
+            .collect();
+        self.users_by_id(&absent).await
     }
 
     /// `GET /Users/{id}` for each id; a 404 is an absent user.
@@ -457,7 +492,7 @@ impl ScimClient {
                 if asked.iter().any(|a| key.exact(&user, a)) {
                     users.push(user);
                 } else if !asked.iter().any(|a| key.loose(&user, a)) {
-                    return Err(Step::Lower(format!(
+                    return Err(Step::Ignored(format!(
                         "the target answered a user not asked for to a filter on {}",
                         key.attribute()
                     )));
@@ -488,7 +523,8 @@ impl ScimClient {
                         .filter(|g| seen.insert(g.id.to_string()))
                         .collect());
                 }
-                Err(Step::Lower(why)) => self.step_down(mode, &why),
+                Err(Step::Lower(why)) => self.step_down(mode, mode.lower(), &why),
+                Err(Step::Ignored(why)) => self.step_down(mode, TargetedReads::ById, &why),
                 Err(Step::Failed(e)) => return Err(e),
             }
         }
@@ -506,6 +542,18 @@ impl ScimClient {
                 let clauses = MAX_CLAUSES.min(self.follow().page_size.max(1) as usize);
                 for (filter, asked) in or_filters("id", ids, clauses) {
                     found.extend(self.filtered_groups(false, &filter, &asked).await?);
+                }
+                let have: HashSet<&str> =
+                    found.iter().map(|g: &TargetGroup| g.id.as_str()).collect();
+                let absent: Vec<String> = ids
+                    .iter()
+                    .filter(|i| !have.contains(i.as_str()))
+                    .cloned()
+                    .collect();
+                let recovered = self.groups_by_id(&absent).await?;
+                if !recovered.is_empty() {
+                    self.step_down(mode, TargetedReads::Single, PART_OF_OR);
+                    found.extend(recovered);
                 }
                 for (filter, asked) in or_filters("displayName", names, clauses) {
                     found.extend(self.filtered_groups(true, &filter, &asked).await?);
@@ -600,7 +648,7 @@ impl ScimClient {
                     .iter()
                     .any(|a| a.to_lowercase() == value.to_lowercase())
                 {
-                    return Err(Step::Lower(format!(
+                    return Err(Step::Ignored(format!(
                         "the target answered a group not asked for to a filter on {attribute}"
                     )));
                 }
