@@ -691,16 +691,16 @@ async fn scim2_server_read_some_filters_by_or() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canaille_read_some_reads_by_id_where_filters_are_ignored() {
+async fn canaille_read_some_lists_where_filters_are_ignored() {
     let Some(server) = start_canaille().await else {
         return;
     };
     let (c, used) = read_some_exactly(&server, false).await;
-    // Canaille declares no filter support (and ignores filters): no filter is sent; each id
-    // is read by id, and userNames, externalIds, group names and member values by listing.
+    // Canaille declares no filter support (and ignores filters): no filter is sent. The
+    // userNames and externalIds need a listing of the users, which answers for the ids too; one
+    // of the groups answers the group id and names; the members' userNames (130 to 132 were
+    // not read) take one more listing. The first list request, with `count`, fails (Canaille's
+    // 500) and goes again without it: 4 requests when measured, instead of 122 GETs by id.
+    assert!(used <= 5, "{used}");
     assert_eq!(c.targeted_reads(), TargetedReads::ById);
-    // 122 GETs by id and one by group id; one listing of the users (the userName, the
-    // externalIds and the members' userNames, with a GET of one member's value first), one of
-    // the groups: 128 when measured.
-    assert!((124..=130).contains(&used), "{used}");
 }

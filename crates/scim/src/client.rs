@@ -49,6 +49,9 @@ pub struct ScimClient {
     member_batch_size: usize,
     /// The most pages one listing reads ([`ScimConfig::max_pages`]).
     max_pages: usize,
+    /// How many requests of one targeted read are in flight at once
+    /// ([`ScimConfig::max_concurrency`]; the transport caps them all the same).
+    concurrency: usize,
     /// Where the Federation ID goes, as configured.
     placement: FederationIdPlacement,
     /// ETags seen, by resource path (generic targets that advertise ETags).
@@ -157,6 +160,7 @@ impl ScimClient {
         let page_size = config.page_size.clamp(1, 1000);
         let member_batch_size = config.member_batch_size.max(1);
         let max_pages = config.max_pages.max(1);
+        let concurrency = config.max_concurrency.max(1);
         let placement = config.federation_id.clone();
         let config_dialect = config.dialect;
         let federation = match &placement {
@@ -173,6 +177,7 @@ impl ScimClient {
             page_size,
             member_batch_size,
             max_pages,
+            concurrency,
             placement,
             etags: Mutex::new(HashMap::new()),
             follow: RwLock::new(Follow {

@@ -532,7 +532,18 @@ async fn read_some_steps_down_to_single_clauses_when_or_is_refused_and_remembers
     let sim = SalesforceSim::start(SalesforceConfig::strict())
         .await
         .unwrap();
-    let c = client(&sim, Dialect::Salesforce);
+    // Pages of 2: listing the 300 users would take 150 requests, more than one per key.
+    let c = ScimClient::new(ScimConfig {
+        page_size: 2,
+        ..config(
+            &sim,
+            &sim.token_url(),
+            DEMO_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+            Dialect::Salesforce,
+        )
+    })
+    .unwrap();
     c.discover().await.unwrap();
     let (ids, groups) = seeded(&sim, &c).await;
     let before = sim.inspect().request_log().len();
@@ -542,9 +553,9 @@ async fn read_some_steps_down_to_single_clauses_when_or_is_refused_and_remembers
     let log: Vec<_> = sim.inspect().request_log().split_off(before);
     let refused: Vec<_> = log.iter().filter(|r| r.status == 400).collect();
     assert_eq!(refused.len(), 1, "`or` is tried once: {refused:#?}");
-    // Then a GET per id, one filter per userName and externalId, a GET for the group by id
-    // and one filter per displayName.
-    assert_eq!(log.len(), 1 + 120 + 3 + 2 + 1 + 2, "{}", log.len());
+    // Then one request for totalResults (is a listing cheaper? no), a GET per id, one filter
+    // per userName and externalId, a GET for the group by id and one filter per displayName.
+    assert_eq!(log.len(), 1 + 1 + 120 + 3 + 2 + 1 + 2, "{}", log.len());
     // The client keeps the lower mode: no `or` again.
     let before = sim.inspect().request_log().len();
     let again = c.read_some(&lookup(&ids, &groups)).await.unwrap();
@@ -556,8 +567,9 @@ async fn read_some_steps_down_to_single_clauses_when_or_is_refused_and_remembers
         2,
         "the two absent ids"
     );
-    assert_eq!(log.len(), 120 + 3 + 2 + 1 + 2);
-    // A client told what an earlier one learned starts there.
+    assert_eq!(log.len(), 1 + 120 + 3 + 2 + 1 + 2);
+    // A client told what an earlier one learned starts there, and with pages of 200 the
+    // listing (2 pages) is cheaper than 125 requests of one key each.
     let other = client(&sim, Dialect::Salesforce);
     other.follow_targeted_reads(TargetedReads::Single);
     other.follow_targeted_reads(TargetedReads::Or);
@@ -566,6 +578,17 @@ async fn read_some_steps_down_to_single_clauses_when_or_is_refused_and_remembers
         TargetedReads::Single,
         "never back up"
     );
+    let before = sim.inspect().request_log().len();
+    let listed = other.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&listed), expected());
+    let log: Vec<_> = sim.inspect().request_log().split_off(before);
+    let users: Vec<&str> = log
+        .iter()
+        .filter(|r| r.path.contains("/Users"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(users.len(), 1 + 2, "{users:#?}");
+    assert!(users.iter().all(|p| !p.contains("filter=")), "{users:#?}");
 }
 
 #[tokio::test]

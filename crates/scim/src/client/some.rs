@@ -11,6 +11,12 @@
 //!    externalIds and displayNames, one listing of the collection matched here (the target
 //!    refuses or ignores filters, or declares none).
 //!
+//! Without `or`, a read of more than [`MAX_CLAUSES`] keys first asks for the collection's
+//! `totalResults` and lists it whole when that takes fewer requests than one per key; without
+//! filters, userNames and externalIds need the listing anyway, and it answers for the ids too.
+//! Requests of one kind go several at a time (the configured concurrency), after the first
+//! filter of each kind alone (a target that refuses or ignores it costs one request).
+//!
 //! Nothing the target answers is trusted: every resource must match a key asked for (id and
 //! externalId exactly, userName case-insensitively, displayName exactly); a resource that
 //! matches loosely (ignoring case) but not exactly is left out. Where the target shows it
@@ -29,6 +35,7 @@ use super::{PageEnd, Paging, ScimClient, kind_of, resource_path, take_page};
 use crate::config::Dialect;
 use crate::error::ScimError;
 use crate::resources::{group_from_json, quote};
+use futures::stream::{self, StreamExt as _};
 use reqwest::Method;
 use scimsync_core::TargetUserId;
 use scimsync_core::ports::Lookup;
@@ -301,52 +308,100 @@ impl ScimClient {
         names: &[String],
         external: &[String],
     ) -> Result<Vec<TargetUser>, Step> {
+        // One request per key (no `or`): a listing is cheaper when it takes fewer pages, and
+        // without filters one is needed anyway for userNames and externalIds.
+        let singles = match mode {
+            TargetedReads::Or => 0,
+            TargetedReads::Single => ids.len() + names.len() + external.len(),
+            TargetedReads::ById => ids.len(),
+        };
+        let must_list = mode == TargetedReads::ById && (!names.is_empty() || !external.is_empty());
+        if must_list || self.listing_is_cheaper("Users", singles).await? {
+            let names: HashSet<String> = names.iter().map(|n| n.to_lowercase()).collect();
+            let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let external: HashSet<&str> = external.iter().map(String::as_str).collect();
+            return Ok(self
+                .list_users()
+                .await?
+                .into_iter()
+                .filter(|u| {
+                    ids.contains(u.id.as_str())
+                        || names.contains(&u.user_name.to_lowercase())
+                        || u.external_id
+                            .as_deref()
+                            .is_some_and(|e| external.contains(e))
+                })
+                .collect());
+        }
         let keys = [
             (UserKey::Id, ids),
             (UserKey::UserName, names),
             (UserKey::ExternalId, external),
         ];
         let mut found = Vec::new();
-        match mode {
-            TargetedReads::Or | TargetedReads::Single => {
-                let clauses = if mode == TargetedReads::Or {
-                    MAX_CLAUSES.min(self.follow().page_size.max(1) as usize)
-                } else {
-                    1
-                };
-                for (key, values) in keys {
-                    if mode == TargetedReads::Single && key == UserKey::Id {
-                        // One clause a request: a GET by id costs the same and needs no filter.
-                        found.extend(self.users_by_id(values).await?);
-                        continue;
-                    }
-                    for (filter, asked) in or_filters(key.attribute(), values, clauses) {
-                        found.extend(self.filtered_users(key, &filter, &asked).await?);
-                    }
-                    if key == UserKey::Id && mode == TargetedReads::Or {
-                        let recovered = self.absent_users(values, &found).await?;
-                        if !recovered.is_empty() {
-                            self.step_down(mode, TargetedReads::Single, PART_OF_OR);
-                            found.extend(recovered);
-                        }
-                    }
-                }
+        if mode == TargetedReads::ById {
+            found.extend(self.users_by_id(ids).await?);
+            return Ok(found);
+        }
+        let clauses = if mode == TargetedReads::Or {
+            MAX_CLAUSES.min(self.follow().page_size.max(1) as usize)
+        } else {
+            1
+        };
+        for (key, values) in keys {
+            if mode == TargetedReads::Single && key == UserKey::Id {
+                // One clause a request: a GET by id costs the same and needs no filter.
+                found.extend(self.users_by_id(values).await?);
+                continue;
             }
-            TargetedReads::ById => {
-                found.extend(self.users_by_id(ids).await?);
-                if !names.is_empty() || !external.is_empty() {
-                    let names: HashSet<String> = names.iter().map(|n| n.to_lowercase()).collect();
-                    let external: HashSet<&str> = external.iter().map(String::as_str).collect();
-                    found.extend(self.list_users().await?.into_iter().filter(|u| {
-                        names.contains(&u.user_name.to_lowercase())
-                            || u.external_id
-                                .as_deref()
-                                .is_some_and(|e| external.contains(e))
-                    }));
+            let mut batches = or_filters(key.attribute(), values, clauses).into_iter();
+            // The first filter alone: a target that refuses or ignores it costs one request,
+            // not one for each filter in flight.
+            if let Some((filter, asked)) = batches.next() {
+                found.extend(self.filtered_users(key, &filter, &asked).await?);
+            }
+            let rest: Vec<Result<Vec<TargetUser>, Step>> =
+                stream::iter(batches)
+                    .map(|(filter, asked)| async move {
+                        self.filtered_users(key, &filter, &asked).await
+                    })
+                    .buffered(self.concurrency)
+                    .collect()
+                    .await;
+            for users in rest {
+                found.extend(users?);
+            }
+            if key == UserKey::Id && mode == TargetedReads::Or {
+                let recovered = self.absent_users(values, &found).await?;
+                if !recovered.is_empty() {
+                    self.step_down(mode, TargetedReads::Single, PART_OF_OR);
+                    found.extend(recovered);
                 }
             }
         }
         Ok(found)
+    }
+
+    /// Whether listing `collection` whole takes fewer requests than `singles` requests of one
+    /// object each. Asked (one request for one resource, to read `totalResults`) only when
+    /// `singles` is over [`MAX_CLAUSES`].
+    async fn listing_is_cheaper(
+        &self,
+        collection: &str,
+        singles: usize,
+    ) -> Result<bool, ScimError> {
+        if singles <= MAX_CLAUSES {
+            return Ok(false);
+        }
+        let page = self
+            .page(collection, None, 1, 1, &format!("counting {collection}"))
+            .await?;
+        let Some(total) = page.get("totalResults").and_then(Value::as_u64) else {
+            return Ok(false);
+        };
+        let page_size = u64::from(self.follow().page_size.max(1));
+        let pages = total.div_ceil(page_size).max(1);
+        Ok(pages < singles as u64)
     }
 
     /// Of `ids`, those an `or` filter did not answer (`found`), read by id: an id is rarely
@@ -366,39 +421,48 @@ impl ScimClient {
         self.users_by_id(&absent).await
     }
 
-    /// `GET /Users/{id}` for each id; a 404 is an absent user.
+    /// `GET /Users/{id}` for each id, several at a time; a 404 is an absent user.
     async fn users_by_id(&self, ids: &[String]) -> Result<Vec<TargetUser>, ScimError> {
-        let federation = self.federation();
+        let answers: Vec<Result<Option<TargetUser>, ScimError>> = stream::iter(ids.iter().cloned())
+            .map(|id| async move { self.user_by_id(&id).await })
+            .buffered(self.concurrency)
+            .collect()
+            .await;
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let what = format!("reading user {id}");
-            let body = match self
-                .call(Method::GET, &resource_path("Users", id)?, None, &what)
-                .await
-            {
-                Ok(answer) => answer.body,
-                Err(ScimError::Refused { status: 404, .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            let user = self
-                .read_user(&body, federation.as_ref())
-                .map_err(|message| ScimError::InvalidResponse {
-                    what: what.clone(),
-                    message,
-                })?;
-            if user.id.as_str() != id {
-                if user.user_name.eq_ignore_ascii_case(id) {
-                    // Found by userName (Canaille takes one in the path): no user has this id.
-                    continue;
-                }
-                return Err(ScimError::InvalidResponse {
-                    what,
-                    message: format!("the target answered user {} instead", user.id),
-                });
-            }
-            out.push(user);
+        for answer in answers {
+            out.extend(answer?);
         }
         Ok(out)
+    }
+
+    /// `GET /Users/{id}`: the user, or `None` on a 404 (or when the target answers a user
+    /// whose userName is the id asked, as Canaille does: no user has that id).
+    async fn user_by_id(&self, id: &str) -> Result<Option<TargetUser>, ScimError> {
+        let what = format!("reading user {id}");
+        let body = match self
+            .call(Method::GET, &resource_path("Users", id)?, None, &what)
+            .await
+        {
+            Ok(answer) => answer.body,
+            Err(ScimError::Refused { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let user = self
+            .read_user(&body, self.federation().as_ref())
+            .map_err(|message| ScimError::InvalidResponse {
+                what: what.clone(),
+                message,
+            })?;
+        if user.id.as_str() == id {
+            Ok(Some(user))
+        } else if user.user_name.eq_ignore_ascii_case(id) {
+            Ok(None)
+        } else {
+            Err(ScimError::InvalidResponse {
+                what,
+                message: format!("the target answered user {} instead", user.id),
+            })
+        }
     }
 
     /// Every resource of `collection` matching `filter`, page by page; each page is handed to
@@ -565,54 +629,64 @@ impl ScimClient {
                     found.extend(self.filtered_groups(true, &filter, &asked).await?);
                 }
             }
-            TargetedReads::ById => {
+            TargetedReads::ById if names.is_empty() => {
                 found.extend(self.groups_by_id(ids).await?);
-                if !names.is_empty() {
-                    let names: HashSet<&str> = names.iter().map(String::as_str).collect();
-                    found.extend(
-                        self.list_groups()
-                            .await?
-                            .into_iter()
-                            .filter(|g| names.contains(g.display_name.as_str())),
-                    );
-                }
+            }
+            TargetedReads::ById => {
+                // Names need the listing: it answers for the ids too.
+                let names: HashSet<&str> = names.iter().map(String::as_str).collect();
+                let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                found.extend(self.list_groups().await?.into_iter().filter(|g| {
+                    ids.contains(g.id.as_str()) || names.contains(g.display_name.as_str())
+                }));
             }
         }
         Ok(found)
     }
 
-    /// `GET /Groups/{id}` for each id, with its members; a 404 is an absent group.
+    /// `GET /Groups/{id}` for each id, with its members, several at a time; a 404 is an
+    /// absent group.
     async fn groups_by_id(&self, ids: &[String]) -> Result<Vec<TargetGroup>, ScimError> {
+        let answers: Vec<Result<Option<TargetGroup>, ScimError>> =
+            stream::iter(ids.iter().cloned())
+                .map(|id| async move { self.group_by_id(&id).await })
+                .buffered(self.concurrency)
+                .collect()
+                .await;
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let what = format!("reading group {id}");
-            let body = match self
-                .call(Method::GET, &resource_path("Groups", id)?, None, &what)
-                .await
-            {
-                Ok(answer) => answer.body,
-                Err(ScimError::Refused { status: 404, .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            if !body.is_object() {
-                return Err(ScimError::InvalidResponse {
-                    what,
-                    message: format!("the group read is {}, not an object", kind_of(&body)),
-                });
-            }
-            let group = group_from_json(&body).map_err(|message| ScimError::InvalidResponse {
-                what: what.clone(),
-                message,
-            })?;
-            if group.id.as_str() != id {
-                return Err(ScimError::InvalidResponse {
-                    what,
-                    message: format!("the target answered group {} instead", group.id),
-                });
-            }
-            out.push(group);
+        for answer in answers {
+            out.extend(answer?);
         }
         Ok(out)
+    }
+
+    async fn group_by_id(&self, id: &str) -> Result<Option<TargetGroup>, ScimError> {
+        let what = format!("reading group {id}");
+        let body = match self
+            .call(Method::GET, &resource_path("Groups", id)?, None, &what)
+            .await
+        {
+            Ok(answer) => answer.body,
+            Err(ScimError::Refused { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !body.is_object() {
+            return Err(ScimError::InvalidResponse {
+                what,
+                message: format!("the group read is {}, not an object", kind_of(&body)),
+            });
+        }
+        let group = group_from_json(&body).map_err(|message| ScimError::InvalidResponse {
+            what: what.clone(),
+            message,
+        })?;
+        if group.id.as_str() != id {
+            return Err(ScimError::InvalidResponse {
+                what,
+                message: format!("the target answered group {} instead", group.id),
+            });
+        }
+        Ok(Some(group))
     }
 
     /// The groups a filter on id or displayName (`by_name`) answers, checked against `asked`.
