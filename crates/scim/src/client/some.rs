@@ -187,7 +187,11 @@ pub(crate) fn or_filters(
     values: &[String],
     max_clauses: usize,
 ) -> Vec<(String, Vec<String>)> {
-    let encoded = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).count();
+    let encoded = |text: &str| {
+        url::form_urlencoded::byte_serialize(text.as_bytes())
+            .map(str::len)
+            .sum::<usize>()
+    };
     let joint = encoded(" or ");
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     let mut filter = String::new();
@@ -856,7 +860,9 @@ mod tests {
         let filters = or_filters("userName", &long, 50);
         assert!(filters.len() > 1);
         for (f, _) in &filters {
-            let bytes = url::form_urlencoded::byte_serialize(f.as_bytes()).count();
+            let bytes: usize = url::form_urlencoded::byte_serialize(f.as_bytes())
+                .map(str::len)
+                .sum();
             assert!(bytes <= MAX_FILTER_BYTES, "{bytes}");
         }
         let odd = vec![r#"a"b\c"#.to_owned()];
