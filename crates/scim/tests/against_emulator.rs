@@ -603,3 +603,50 @@ async fn read_some_in_the_generic_dialect_finds_the_same_objects() {
     assert_eq!(answered(&got), expected());
     assert_eq!(c.targeted_reads(), TargetedReads::Or);
 }
+
+/// The bench's churn: 1,000 users among 100,000 cost ceil(1000 / 50) = 20 requests.
+#[tokio::test]
+async fn read_some_of_a_thousand_users_among_a_hundred_thousand_takes_twenty_requests() {
+    let sim = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..100_000)
+        .map(|i| {
+            sim.seed_user(scimsync_sim::salesforce::SimUser {
+                user_name: format!("u{i:06}@example.com"),
+                family_name: Some("Lovelace".into()),
+                email: format!("u{i:06}@example.com"),
+                active: true,
+                ..Default::default()
+            })
+        })
+        .collect();
+    let c = client(&sim, Dialect::Salesforce);
+    c.discover().await.unwrap();
+    let asked: Vec<TargetUserId> = ids
+        .iter()
+        .step_by(100)
+        .map(|i| TargetUserId::from(i.clone()))
+        .collect();
+    assert_eq!(asked.len(), 1_000);
+    let before = c.api_usage().requests;
+    let started = Instant::now();
+    let got = c
+        .read_some(&Lookup {
+            user_ids: asked.clone(),
+            ..Lookup::default()
+        })
+        .await
+        .unwrap();
+    let used = c.api_usage().requests - before;
+    eprintln!(
+        "read_some: 1,000 of 100,000 users in {used} requests, {:?}",
+        started.elapsed()
+    );
+    let mut got: Vec<TargetUserId> = got.users.into_iter().map(|u| u.id).collect();
+    got.sort();
+    let mut want = asked;
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(used, 20);
+}
