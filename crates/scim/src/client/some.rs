@@ -258,12 +258,12 @@ impl ScimClient {
         let ids = distinct(lookup.user_ids.iter().map(|i| i.to_string()), false);
         let names = distinct(lookup.user_names.iter().cloned(), true);
         let external = distinct(lookup.external_ids.iter().cloned(), false);
-        let mut users = self.users_by(&ids, &names, &external).await?;
+        let users = self.users_by(&ids, &names, &external).await?;
         let group_ids = distinct(lookup.group_ids.iter().map(|i| i.to_string()), false);
         let group_names = distinct(lookup.group_names.iter().cloned(), false);
         let mut groups = self.groups_by(&group_ids, &group_names).await?;
         if !groups.is_empty() && self.transport.dialect == Dialect::Generic {
-            self.members_to_ids(&mut users, &mut groups).await?;
+            self.members_to_ids(&users, &mut groups).await?;
         }
         info!(
             users = users.len(),
@@ -745,7 +745,7 @@ impl ScimClient {
     /// more is asked (now or later).
     async fn members_to_ids(
         &self,
-        users: &mut [TargetUser],
+        users: &[TargetUser],
         groups: &mut [TargetGroup],
     ) -> Result<(), ScimError> {
         let known_ids: HashSet<String> = users.iter().map(|u| u.id.to_string()).collect();
