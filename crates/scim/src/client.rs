@@ -12,7 +12,7 @@ use crate::resources::{
 use crate::transport::{Answer, ClientStats, Transport};
 use reqwest::Method;
 use scimsync_core::plan::{UserAttributes, UserChanges};
-use scimsync_core::ports::{ApiUsage, ReadScope, Target};
+use scimsync_core::ports::{ApiUsage, Lookup, ReadScope, Target};
 use scimsync_core::target::{
     Catalogue, TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser,
 };
@@ -22,6 +22,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, RwLock};
 use tracing::{debug, info, warn};
+
+mod some;
+
+pub use some::{MAX_CLAUSES, MAX_FILTER_BYTES, TargetedReads};
 
 /// Whether list requests carry `count`: not yet known, accepted, or refused (then paging goes
 /// by `startIndex` alone).
@@ -45,6 +49,9 @@ pub struct ScimClient {
     member_batch_size: usize,
     /// The most pages one listing reads ([`ScimConfig::max_pages`]).
     max_pages: usize,
+    /// How many requests of one targeted read are in flight at once
+    /// ([`ScimConfig::max_concurrency`]; the transport caps them all the same).
+    concurrency: usize,
     /// Where the Federation ID goes, as configured.
     placement: FederationIdPlacement,
     /// ETags seen, by resource path (generic targets that advertise ETags).
@@ -56,6 +63,11 @@ pub struct ScimClient {
     /// Group member values as the target lists them, by user id, where they are not the id
     /// (servers that list members by userName): what a member removal filters on.
     member_values: Mutex<HashMap<String, String>>,
+    /// How targeted reads ask the target ([`TargetedReads`], as its code): only ever lowered.
+    targeted: AtomicU8,
+    /// How a generic target lists group members: by id, by another value (userName), or not
+    /// yet known (`some::MEMBERS_*`).
+    members_listed: AtomicU8,
 }
 
 /// How the client behaves towards the target, from the configuration and, once known, the
@@ -148,6 +160,7 @@ impl ScimClient {
         let page_size = config.page_size.clamp(1, 1000);
         let member_batch_size = config.member_batch_size.max(1);
         let max_pages = config.max_pages.max(1);
+        let concurrency = config.max_concurrency.max(1);
         let placement = config.federation_id.clone();
         let config_dialect = config.dialect;
         let federation = match &placement {
@@ -164,6 +177,7 @@ impl ScimClient {
             page_size,
             member_batch_size,
             max_pages,
+            concurrency,
             placement,
             etags: Mutex::new(HashMap::new()),
             follow: RwLock::new(Follow {
@@ -185,6 +199,8 @@ impl ScimClient {
                 COUNT_UNKNOWN
             }),
             member_values: Mutex::new(HashMap::new()),
+            targeted: AtomicU8::new(0),
+            members_listed: AtomicU8::new(some::MEMBERS_UNKNOWN),
         })
     }
 
@@ -1101,6 +1117,10 @@ impl Target for ScimClient {
 
     async fn discover(&self) -> Result<TargetCapabilities, ScimError> {
         ScimClient::discover(self).await
+    }
+
+    async fn read_some(&self, lookup: &Lookup) -> Result<TargetSnapshot, ScimError> {
+        ScimClient::read_some(self, lookup).await
     }
 
     fn use_capabilities(&self, caps: &TargetCapabilities) {

@@ -26,6 +26,11 @@
 //!   for a cached record): the Federation ID where declared ([`FederationIdPlacement`]),
 //!   `If-Match` only when ETags are declared, pages within `maxResults`, lookups by listing
 //!   when filters are unsupported, `/Entitlements` and `/Roles` only when they exist.
+//! - **Targeted reads** ([`ScimClient::read_some`], `client/some.rs`): the users and groups an
+//!   incremental run names, by filters joined by `or` in batches ([`MAX_CLAUSES`],
+//!   [`MAX_FILTER_BYTES`]), every answer checked against the keys asked; one clause a request,
+//!   or no filters at all (by id, and by listing), once the target shows it cannot be asked so
+//!   ([`TargetedReads`], kept for the client's life).
 //! - **Errors** ([`ScimError`]) say whether to retry and what to do.
 //!
 //! Wire decisions where Salesforce's documentation is silent (see
@@ -51,7 +56,7 @@ mod resources;
 mod token;
 mod transport;
 
-pub use client::{CheckStep, ScimClient};
+pub use client::{CheckStep, MAX_CLAUSES, MAX_FILTER_BYTES, ScimClient, TargetedReads};
 pub use config::{Auth, ClientAuthMethod, Dialect, FederationIdPlacement, MAX_PAGES, ScimConfig};
 pub use error::{ScimError, TokenFailure};
 pub use resources::quote;

@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::plan::{EntitlementChange, UserAttributes, UserChanges};
-use scimsync_core::ports::{Classify, Disposition, ReadScope, Target};
-use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig};
+use scimsync_core::ports::{Classify, Disposition, Lookup, ReadScope, Target};
+use scimsync_core::{TargetGroupId, TargetUserId};
+use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig, TargetedReads};
 use scimsync_sim::salesforce::{
     BurstKind, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SalesforceConfig, SalesforceSim,
 };
@@ -389,4 +390,263 @@ async fn the_generic_dialect_speaks_rfc_7644() {
             .members
             .is_empty()
     );
+}
+
+/// An org with 300 seeded users (`u000@example.com`…, externalId `DU000`…) and two groups of
+/// ten members each; returns the user ids and the group ids.
+async fn seeded(sim: &SalesforceSim, c: &ScimClient) -> (Vec<String>, Vec<String>) {
+    let ids: Vec<String> = (0..300)
+        .map(|i| {
+            sim.seed_user(scimsync_sim::salesforce::SimUser {
+                user_name: format!("u{i:03}@example.com"),
+                external_id: Some(format!("DU{i:03}")),
+                family_name: Some("Lovelace".into()),
+                email: format!("u{i:03}@example.com"),
+                active: true,
+                ..Default::default()
+            })
+        })
+        .collect();
+    let mut groups = Vec::new();
+    for (g, name) in ["Sales", "Support"].into_iter().enumerate() {
+        let gid = sim.seed_group(name);
+        let members: Vec<TargetUserId> = ids[g * 10..g * 10 + 10]
+            .iter()
+            .map(|i| TargetUserId::from(i.clone()))
+            .collect();
+        c.add_members(&TargetGroupId::from(gid.clone()), &members)
+            .await
+            .unwrap();
+        groups.push(gid);
+    }
+    (ids, groups)
+}
+
+/// 120 ids (two of them absent), three userNames in another case (one absent), two
+/// externalIds (one differing only in case: absent), one group by id and one by name (the
+/// other name differing in case: absent).
+fn lookup(ids: &[String], groups: &[String]) -> Lookup {
+    let mut user_ids: Vec<TargetUserId> = ids[..118]
+        .iter()
+        .map(|i| TargetUserId::from(i.clone()))
+        .collect();
+    user_ids.push(TargetUserId::from("005000000000999AAA".to_owned()));
+    user_ids.push(TargetUserId::from("005000000000998AAA".to_owned()));
+    Lookup {
+        user_ids,
+        user_names: vec![
+            "U200@Example.COM".into(),
+            "u201@example.com".into(),
+            "nobody@example.com".into(),
+        ],
+        external_ids: vec!["DU250".into(), "du251".into()],
+        group_ids: vec![TargetGroupId::from(groups[0].clone())],
+        group_names: vec!["Support".into(), "sales".into()],
+    }
+}
+
+/// What a lookup answered: userNames sorted, groups by name with their member count.
+fn answered(
+    snapshot: &scimsync_core::target::TargetSnapshot,
+) -> (Vec<String>, Vec<(String, usize)>) {
+    let mut users: Vec<String> = snapshot.users.iter().map(|u| u.user_name.clone()).collect();
+    users.sort();
+    let mut groups: Vec<(String, usize)> = snapshot
+        .groups
+        .iter()
+        .map(|g| (g.display_name.clone(), g.members.len()))
+        .collect();
+    groups.sort();
+    (users, groups)
+}
+
+fn expected() -> (Vec<String>, Vec<(String, usize)>) {
+    let mut users: Vec<String> = (0..118)
+        .chain([200, 201, 250])
+        .map(|i| format!("u{i:03}@example.com"))
+        .collect();
+    users.sort();
+    (users, vec![("Sales".into(), 10), ("Support".into(), 10)])
+}
+
+#[tokio::test]
+async fn read_some_asks_by_filters_joined_by_or_in_batches() {
+    let sim = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let c = client(&sim, Dialect::Salesforce);
+    c.discover().await.unwrap();
+    let (ids, groups) = seeded(&sim, &c).await;
+    let before = sim.inspect().request_log().len();
+    let requests = c.api_usage().requests;
+    let got = c.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&got), expected());
+    let sales = got
+        .groups
+        .iter()
+        .find(|g| g.display_name == "Sales")
+        .unwrap();
+    assert_eq!(sales.members[0].as_str(), ids[0]);
+    let log: Vec<_> = sim.inspect().request_log().split_off(before);
+    let users: Vec<_> = log
+        .iter()
+        .filter(|r| r.path.starts_with("/services/scim/v2/Users?"))
+        .collect();
+    // 120 ids in three filters of at most 50 clauses, one for the names, one for externalIds.
+    assert_eq!(users.len(), 5, "{users:#?}");
+    assert!(
+        users
+            .iter()
+            .all(|r| r.status == 200 && (r.path.contains("+or+") || r.path.contains("%20or%20"))),
+        "{users:#?}"
+    );
+    let groups_asked = log
+        .iter()
+        .filter(|r| r.path.starts_with("/services/scim/v2/Groups?"))
+        .count();
+    assert_eq!(groups_asked, 2, "one filter by id, one by displayName");
+    // The two ids the filters did not answer are read by id (404), in case the target
+    // evaluated only part of a filter.
+    let by_id: Vec<_> = log
+        .iter()
+        .filter(|r| r.path.starts_with("/services/scim/v2/Users/"))
+        .collect();
+    assert_eq!(by_id.len(), 2, "{by_id:#?}");
+    assert!(by_id.iter().all(|r| r.status == 404));
+    assert_eq!(log.len(), 9, "{log:#?}");
+    assert_eq!(
+        c.api_usage().requests - requests,
+        9,
+        "counted like every request"
+    );
+    assert_eq!(c.targeted_reads(), TargetedReads::Or);
+    assert!(got.capabilities.is_none() && got.catalogue.profiles.is_empty());
+    // Nothing asked, nothing sent.
+    let none = c.read_some(&Lookup::default()).await.unwrap();
+    assert!(none.users.is_empty() && none.groups.is_empty());
+    assert_eq!(sim.inspect().request_log().len(), before + 9);
+}
+
+#[tokio::test]
+async fn read_some_steps_down_to_single_clauses_when_or_is_refused_and_remembers() {
+    let sim = SalesforceSim::start(SalesforceConfig::strict())
+        .await
+        .unwrap();
+    // Pages of 2: listing the 300 users would take 150 requests, more than one per key.
+    let c = ScimClient::new(ScimConfig {
+        page_size: 2,
+        ..config(
+            &sim,
+            &sim.token_url(),
+            DEMO_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+            Dialect::Salesforce,
+        )
+    })
+    .unwrap();
+    c.discover().await.unwrap();
+    let (ids, groups) = seeded(&sim, &c).await;
+    let before = sim.inspect().request_log().len();
+    let got = c.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&got), expected());
+    assert_eq!(c.targeted_reads(), TargetedReads::Single);
+    let log: Vec<_> = sim.inspect().request_log().split_off(before);
+    let refused: Vec<_> = log.iter().filter(|r| r.status == 400).collect();
+    assert_eq!(refused.len(), 1, "`or` is tried once: {refused:#?}");
+    // Then one request for totalResults (is a listing cheaper? no), a GET per id, one filter
+    // per userName and externalId, a GET for the group by id and one filter per displayName.
+    assert_eq!(log.len(), 1 + 1 + 120 + 3 + 2 + 1 + 2, "{}", log.len());
+    // The client keeps the lower mode: no `or` again.
+    let before = sim.inspect().request_log().len();
+    let again = c.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&again), expected());
+    let log: Vec<_> = sim.inspect().request_log().split_off(before);
+    assert!(log.iter().all(|r| r.status != 400), "{log:#?}");
+    assert_eq!(
+        log.iter().filter(|r| r.status == 404).count(),
+        2,
+        "the two absent ids"
+    );
+    assert_eq!(log.len(), 1 + 120 + 3 + 2 + 1 + 2);
+    // A client told what an earlier one learned starts there, and with pages of 200 the
+    // listing (2 pages) is cheaper than 125 requests of one key each.
+    let other = client(&sim, Dialect::Salesforce);
+    other.follow_targeted_reads(TargetedReads::Single);
+    other.follow_targeted_reads(TargetedReads::Or);
+    assert_eq!(
+        other.targeted_reads(),
+        TargetedReads::Single,
+        "never back up"
+    );
+    let before = sim.inspect().request_log().len();
+    let listed = other.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&listed), expected());
+    let log: Vec<_> = sim.inspect().request_log().split_off(before);
+    let users: Vec<&str> = log
+        .iter()
+        .filter(|r| r.path.contains("/Users"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(users.len(), 1 + 2, "{users:#?}");
+    assert!(users.iter().all(|p| !p.contains("filter=")), "{users:#?}");
+}
+
+#[tokio::test]
+async fn read_some_in_the_generic_dialect_finds_the_same_objects() {
+    let sim = SalesforceSim::start(SalesforceConfig::generic())
+        .await
+        .unwrap();
+    let c = client(&sim, Dialect::Generic);
+    c.discover().await.unwrap();
+    let (ids, groups) = seeded(&sim, &c).await;
+    let got = c.read_some(&lookup(&ids, &groups)).await.unwrap();
+    assert_eq!(answered(&got), expected());
+    assert_eq!(c.targeted_reads(), TargetedReads::Or);
+}
+
+/// The bench's churn: 1,000 users among 100,000 cost ceil(1000 / 50) = 20 requests.
+#[tokio::test]
+async fn read_some_of_a_thousand_users_among_a_hundred_thousand_takes_twenty_requests() {
+    let sim = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..100_000)
+        .map(|i| {
+            sim.seed_user(scimsync_sim::salesforce::SimUser {
+                user_name: format!("u{i:06}@example.com"),
+                family_name: Some("Lovelace".into()),
+                email: format!("u{i:06}@example.com"),
+                active: true,
+                ..Default::default()
+            })
+        })
+        .collect();
+    let c = client(&sim, Dialect::Salesforce);
+    c.discover().await.unwrap();
+    let asked: Vec<TargetUserId> = ids
+        .iter()
+        .step_by(100)
+        .map(|i| TargetUserId::from(i.clone()))
+        .collect();
+    assert_eq!(asked.len(), 1_000);
+    let before = c.api_usage().requests;
+    let started = Instant::now();
+    let got = c
+        .read_some(&Lookup {
+            user_ids: asked.clone(),
+            ..Lookup::default()
+        })
+        .await
+        .unwrap();
+    let used = c.api_usage().requests - before;
+    eprintln!(
+        "read_some: 1,000 of 100,000 users in {used} requests, {:?}",
+        started.elapsed()
+    );
+    let mut got: Vec<TargetUserId> = got.users.into_iter().map(|u| u.id).collect();
+    got.sort();
+    let mut want = asked;
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(used, 20);
 }

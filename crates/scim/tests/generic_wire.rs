@@ -1,14 +1,16 @@
 //! Generic targets on the wire, checked with wiremock on loopback: updates by PUT of the whole
 //! resource where PATCH is not supported, every rule that ends paging (and the page cap), an
 //! HTML 500 summarised to one line in the error the engine records, and the removal of a
-//! group's last members on a server that cannot hold an empty group.
+//! group's last members on a server that cannot hold an empty group; targeted reads
+//! (`read_some`): filters joined by `or` in batches, escaped, paged, and the fallbacks for
+//! servers that refuse `or`, ignore filters or evaluate part of one.
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::plan::UserChanges;
-use scimsync_core::ports::{Classify, Disposition, ReadScope, Target};
+use scimsync_core::ports::{Classify, Disposition, Lookup, ReadScope, Target};
 use scimsync_core::target::TargetCapabilities;
 use scimsync_core::{TargetGroupId, TargetUserId};
-use scimsync_scim::{Auth, Dialect, ScimClient, ScimConfig, ScimError};
+use scimsync_scim::{Auth, Dialect, ScimClient, ScimConfig, ScimError, TargetedReads};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -614,4 +616,323 @@ async fn removing_the_last_member_where_a_group_cannot_be_empty_is_a_refusal() {
         .filter(|r| r.method.as_str() == "PATCH")
         .count();
     assert_eq!(patches, 1 + 1 + 3, "one try, then the usual three");
+}
+
+// ---- targeted reads (read_some) ----
+
+/// The values of a filter `attr eq "v1" or attr eq "v2" …` (any attribute), unescaped.
+fn filter_values(filter: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = filter;
+    while let Some(at) = rest.find(" eq \"") {
+        let attr = rest[..at].rsplit(' ').next().unwrap().to_owned();
+        let mut value = String::new();
+        let mut chars = rest[at + 5..].char_indices();
+        let mut end = 0;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => value.push(chars.next().unwrap().1),
+                '"' => {
+                    end = at + 5 + i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.push((attr, value));
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// A server holding users `u0`…`u{n-1}` (userName `u{i}@example.com`, externalId `E{i}`)
+/// that answers filters as asked, `per_page` at a time with `totalResults`; `GET /Users/{id}`
+/// answers the user or 404. With `ignore`, every filter is answered with everyone; with
+/// `refuse_or`, a filter joined by `or` gets a 400 `invalidFilter`; with `first_only`, only
+/// the first clause of a filter is evaluated.
+#[derive(Clone, Default)]
+struct Directory {
+    n: usize,
+    per_page: usize,
+    ignore: bool,
+    refuse_or: bool,
+    first_only: bool,
+}
+
+impl Directory {
+    fn user(&self, i: usize) -> Value {
+        json!({"schemas": [USER_SCHEMA], "id": format!("u{i}"), "userName": format!("u{i}@example.com"),
+               "externalId": format!("E{i}"), "active": true})
+    }
+}
+
+impl Respond for Directory {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let segments: Vec<&str> = req.url.path().trim_matches('/').split('/').collect();
+        if let ["v2", "Users", id] = segments[..] {
+            return match id.strip_prefix('u').and_then(|i| i.parse::<usize>().ok()) {
+                Some(i) if i < self.n => ResponseTemplate::new(200).set_body_json(self.user(i)),
+                _ => ResponseTemplate::new(404)
+                    .set_body_json(json!({"status": "404", "detail": "no such user"})),
+            };
+        }
+        let q = |k: &str| {
+            req.url
+                .query_pairs()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.into_owned())
+        };
+        let filter = q("filter");
+        if self.refuse_or && filter.as_deref().is_some_and(|f| f.contains(" or ")) {
+            return ResponseTemplate::new(400).set_body_json(
+                json!({"status": "400", "scimType": "invalidFilter", "detail": "or is not supported"}),
+            );
+        }
+        let all: Vec<usize> = (0..self.n).collect();
+        let matching: Vec<usize> = match filter {
+            Some(f) if !self.ignore => {
+                let mut clauses = filter_values(&f);
+                if self.first_only {
+                    clauses.truncate(1);
+                }
+                all.into_iter()
+                    .filter(|i| {
+                        let u = self.user(*i);
+                        clauses.iter().any(|(attr, v)| match attr.as_str() {
+                            "userName" => u["userName"].as_str().unwrap().eq_ignore_ascii_case(v),
+                            a => u[a].as_str() == Some(v.as_str()),
+                        })
+                    })
+                    .collect()
+            }
+            _ => all,
+        };
+        let start: usize = q("startIndex").and_then(|s| s.parse().ok()).unwrap_or(1);
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(start - 1)
+            .take(self.per_page)
+            .map(|i| self.user(*i))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": matching.len(), "startIndex": start, "itemsPerPage": page.len(),
+            "Resources": page,
+        }))
+    }
+}
+
+async fn directory(d: Directory) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(d)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn user_ids(ids: impl IntoIterator<Item = String>) -> Vec<TargetUserId> {
+    ids.into_iter().map(TargetUserId::from).collect()
+}
+
+fn sorted_ids(snapshot: &scimsync_core::target::TargetSnapshot) -> Vec<String> {
+    let mut ids: Vec<String> = snapshot.users.iter().map(|u| u.id.to_string()).collect();
+    ids.sort();
+    ids
+}
+
+/// The filters the server received, in order.
+async fn filters(server: &MockServer) -> Vec<String> {
+    requests(server)
+        .await
+        .iter()
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "filter")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn read_some_joins_clauses_by_or_in_batches_escaped_and_pages_each_answer() {
+    let server = directory(Directory {
+        n: 200,
+        per_page: 30,
+        ..Directory::default()
+    })
+    .await;
+    let c = client(&server);
+    let mut ids: Vec<String> = (0..120).map(|i| format!("u{i}")).collect();
+    ids.push("u5".into()); // asked twice, sent once
+    let lookup = Lookup {
+        user_ids: user_ids(ids),
+        user_names: vec![r#"a"b\c@example.com"#.into(), "U150@EXAMPLE.COM".into()],
+        external_ids: vec!["E160".into(), "e161".into()],
+        ..Lookup::default()
+    };
+    let got = c.read_some(&lookup).await.unwrap();
+    let mut want: Vec<String> = (0..120)
+        .chain([150, 160])
+        .map(|i| format!("u{i}"))
+        .collect();
+    want.sort();
+    assert_eq!(sorted_ids(&got), want);
+    let sent = filters(&server).await;
+    // Three batches of ids (50, 50, 20), each answer paged by 30 with totalResults: 2 + 2 + 1
+    // pages; one filter for the names, one for the externalIds.
+    let by_id: Vec<&String> = sent.iter().filter(|f| f.starts_with("id eq ")).collect();
+    assert_eq!(by_id.len(), 5, "{by_id:#?}");
+    let distinct: std::collections::BTreeSet<&&String> = by_id.iter().collect();
+    assert_eq!(distinct.len(), 3);
+    assert_eq!(
+        by_id[0].matches(" or ").count(),
+        49,
+        "50 clauses in the first filter"
+    );
+    assert!(by_id[0].starts_with(r#"id eq "u0" or id eq "u1" or id eq "u2""#));
+    assert!(sent.contains(
+        &r#"userName eq "a\"b\\c@example.com" or userName eq "U150@EXAMPLE.COM""#.to_owned()
+    ));
+    assert!(sent.contains(&r#"externalId eq "E160" or externalId eq "e161""#.to_owned()));
+    assert_eq!(sent.len(), 7, "{sent:#?}");
+    assert_eq!(
+        requests(&server).await.len(),
+        7,
+        "no id was absent: no GET by id"
+    );
+    assert_eq!(c.targeted_reads(), TargetedReads::Or);
+}
+
+#[tokio::test]
+async fn read_some_on_a_server_that_ignores_filters_lists_once_then_reads_by_id() {
+    let server = directory(Directory {
+        n: 40,
+        per_page: 10,
+        ignore: true,
+        ..Directory::default()
+    })
+    .await;
+    let c = client(&server);
+    let lookup = Lookup {
+        user_ids: user_ids(["u1".to_owned(), "u2".into(), "u99".into()]),
+        user_names: vec!["U30@example.com".into()],
+        ..Lookup::default()
+    };
+    let got = c.read_some(&lookup).await.unwrap();
+    assert_eq!(sorted_ids(&got), ["u1", "u2", "u30"]);
+    assert_eq!(c.targeted_reads(), TargetedReads::ById);
+    let reqs = requests(&server).await;
+    let paths: Vec<String> = reqs
+        .iter()
+        .map(|r| {
+            let f = r.url.query_pairs().any(|(k, _)| k == "filter");
+            format!("{}{}", r.url.path(), if f { "?filter" } else { "" })
+        })
+        .collect();
+    // One page of the ignored filter (not the 4 pages of everyone), then the listing (4
+    // pages), which the userName needs and which answers for the ids too.
+    assert_eq!(
+        paths,
+        [
+            "/v2/Users?filter",
+            "/v2/Users",
+            "/v2/Users",
+            "/v2/Users",
+            "/v2/Users",
+        ],
+    );
+    // Remembered: the next read sends no filter.
+    let before = requests(&server).await.len();
+    let again = c
+        .read_some(&Lookup {
+            user_ids: user_ids(["u3".to_owned()]),
+            ..Lookup::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&again), ["u3"]);
+    assert_eq!(requests(&server).await.len(), before + 1);
+}
+
+#[tokio::test]
+async fn read_some_on_a_server_refusing_or_sends_one_clause_a_request() {
+    let server = directory(Directory {
+        n: 10,
+        per_page: 10,
+        refuse_or: true,
+        ..Directory::default()
+    })
+    .await;
+    let c = client(&server);
+    let lookup = Lookup {
+        user_ids: user_ids(["u1".to_owned(), "u2".into()]),
+        user_names: vec!["u3@example.com".into(), "u4@example.com".into()],
+        ..Lookup::default()
+    };
+    let got = c.read_some(&lookup).await.unwrap();
+    assert_eq!(sorted_ids(&got), ["u1", "u2", "u3", "u4"]);
+    assert_eq!(c.targeted_reads(), TargetedReads::Single);
+    // The first filter goes with `count` and, refused, once more without it (a generic
+    // server's first 400 to a list request may be about `count`); then one clause a request.
+    assert_eq!(
+        filters(&server).await,
+        [
+            r#"id eq "u1" or id eq "u2""#,
+            r#"id eq "u1" or id eq "u2""#,
+            r#"userName eq "u3@example.com""#,
+            r#"userName eq "u4@example.com""#
+        ]
+    );
+    assert_eq!(requests(&server).await.len(), 2 + 2 + 2, "the ids by GET");
+    // Remembered: the next read sends no `or`.
+    let before = requests(&server).await.len();
+    c.read_some(&lookup).await.unwrap();
+    assert_eq!(requests(&server).await.len(), before + 4);
+}
+
+#[tokio::test]
+async fn read_some_on_a_server_that_evaluates_part_of_an_or_misses_nobody() {
+    let server = directory(Directory {
+        n: 10,
+        per_page: 10,
+        first_only: true,
+        ..Directory::default()
+    })
+    .await;
+    let c = client(&server);
+    let lookup = Lookup {
+        user_ids: user_ids(["u1".to_owned(), "u2".into(), "u3".into(), "u77".into()]),
+        ..Lookup::default()
+    };
+    let got = c.read_some(&lookup).await.unwrap();
+    assert_eq!(sorted_ids(&got), ["u1", "u2", "u3"], "u2 and u3 read by id");
+    assert_eq!(c.targeted_reads(), TargetedReads::Single);
+}
+
+#[tokio::test]
+async fn read_some_without_filters_declared_sends_none() {
+    let server = directory(Directory {
+        n: 5,
+        per_page: 10,
+        ..Directory::default()
+    })
+    .await;
+    let c = client(&server);
+    c.use_capabilities(&TargetCapabilities {
+        filter: false,
+        ..TargetCapabilities::default()
+    });
+    let got = c
+        .read_some(&Lookup {
+            user_ids: user_ids(["u1".to_owned()]),
+            external_ids: vec!["E4".into(), "e3".into()],
+            ..Lookup::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sorted_ids(&got), ["u1", "u4"], "externalIds exactly");
+    assert!(filters(&server).await.is_empty());
+    assert_eq!(c.targeted_reads(), TargetedReads::ById);
 }

@@ -1,10 +1,12 @@
 //! The client against hostile or failing servers (wiremock on loopback): redirects to other
-//! hosts, oversized answers, a `Retry-After` of days, and tokens that expire during a backoff.
+//! hosts, oversized answers, a `Retry-After` of days, tokens that expire during a backoff, and
+//! bad answers to targeted reads.
 #![allow(clippy::unwrap_used)]
 
-use scimsync_core::TargetUserId;
 use scimsync_core::plan::UserAttributes;
+use scimsync_core::ports::Lookup;
 use scimsync_core::ports::Target as _;
+use scimsync_core::{TargetGroupId, TargetUserId};
 use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig, ScimError};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -322,4 +324,136 @@ async fn ids_are_percent_encoded_in_paths() {
             "/scim/v2/Users/a%20b"
         ]
     );
+}
+
+/// A client against a server whose `GET /scim/v2/Users` (any query) answers `list` and whose
+/// `GET /scim/v2/Users/u1` and `/Groups/g1` answer `one_user` and `one_group`.
+async fn answering(list: Value, one_user: Value, one_group: Value) -> (MockServer, ScimClient) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("t")))
+        .mount(&server)
+        .await;
+    for (p, body) in [
+        ("/scim/v2/Users", list.clone()),
+        ("/scim/v2/Groups", list),
+        ("/scim/v2/Users/u1", one_user),
+        ("/scim/v2/Groups/g1", one_group),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(p))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    let client = ScimClient::new(config(&server, &server)).unwrap();
+    (server, client)
+}
+
+fn listing(resources: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+           "totalResults": 1, "Resources": resources})
+}
+
+#[tokio::test]
+async fn bad_answers_to_targeted_reads_are_errors_naming_the_object_and_field() {
+    let by_id = |ids: &[&str]| Lookup {
+        user_ids: ids.iter().map(|i| TargetUserId::new(*i)).collect(),
+        ..Lookup::default()
+    };
+    let mut wrong_active = user("u1");
+    wrong_active["active"] = json!(7);
+    let cases: Vec<(Value, Value, Value, Lookup, &[&str])> = vec![
+        // The filtered answer: not a list answer, Resources of the wrong type, a user
+        // without an id, an attribute of the wrong type, a totalResults that is no number.
+        (
+            json!([1, 2]),
+            user("u1"),
+            json!({}),
+            by_id(&["u1"]),
+            &["reading users by id", "must be a JSON object, not a list"],
+        ),
+        (
+            json!({"totalResults": 1, "Resources": "u1"}),
+            user("u1"),
+            json!({}),
+            by_id(&["u1"]),
+            &["Resources is a string, not a list"],
+        ),
+        (
+            listing(json!([{"userName": "a@example.com"}])),
+            user("u1"),
+            json!({}),
+            by_id(&["u1"]),
+            &["Resources[0]", "id is missing"],
+        ),
+        (
+            listing(json!([wrong_active])),
+            user("u1"),
+            json!({}),
+            by_id(&["u1"]),
+            &["Resources[0]", "user u1: active is 7, not a boolean"],
+        ),
+        (
+            json!({"totalResults": "many", "Resources": []}),
+            user("u1"),
+            json!({}),
+            by_id(&["u1"]),
+            &["totalResults is \"many\", not a number"],
+        ),
+        // An id the filter did not answer, read by id: another user, or no user at all.
+        (
+            listing(json!([])),
+            user("u2"),
+            json!({}),
+            by_id(&["u1"]),
+            &["reading user u1", "answered user u2 instead"],
+        ),
+        (
+            listing(json!([])),
+            json!("u1"),
+            json!({}),
+            by_id(&["u1"]),
+            &["reading user u1", "id is missing"],
+        ),
+        // Groups: a member list of the wrong shape is read as no members, but a group
+        // without a displayName, or something that is not a group, is an error.
+        (
+            listing(json!([{"id": "g1"}])),
+            user("u1"),
+            json!({}),
+            Lookup {
+                group_ids: vec![TargetGroupId::new("g1")],
+                ..Lookup::default()
+            },
+            &[
+                "reading groups by id",
+                "Resources[0]",
+                "group g1: displayName is missing",
+            ],
+        ),
+        (
+            listing(json!([])),
+            user("u1"),
+            json!([{"id": "g1"}]),
+            Lookup {
+                group_ids: vec![TargetGroupId::new("g1")],
+                ..Lookup::default()
+            },
+            &["reading group g1", "not an object"],
+        ),
+    ];
+    for (i, (list, one_user, one_group, lookup, words)) in cases.into_iter().enumerate() {
+        let (_server, client) = answering(list, one_user, one_group).await;
+        let err = client.read_some(&lookup).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, ScimError::InvalidResponse { .. }),
+            "case {i}: {err:?}"
+        );
+        for w in words {
+            assert!(text.contains(w), "case {i}: {w:?} not in {text}");
+        }
+    }
 }

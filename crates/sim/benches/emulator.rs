@@ -5,7 +5,8 @@
 //! keep-alive connection (one thread runs both client and emulator), creates that many users
 //! one by one the way an initial sync does (`POST /Users` with a profile, an email and an
 //! externalId: each create passes the userName and nickName uniqueness checks). It then times,
-//! against the full org, `userName eq` and `externalId eq` filters, the last page of
+//! against the full org, `userName eq` and `externalId eq` filters, 50 `id eq` clauses joined
+//! by `or` (a targeted read's filter), the last page of
 //! `GET /Users`, renames (userName and nickName changes) and group member adds.
 //!
 //! Times are wall-clock, and for the creates also the CPU time of the one thread
@@ -176,6 +177,26 @@ async fn measure(n: usize) -> (Vec<(&'static str, f64)>, f64) {
     }
     let filter_external_id = t.elapsed();
 
+    // 50 ids joined by `or`, as a targeted read asks (answered from the index of ids).
+    let t = Instant::now();
+    for k in 0..PROBES / 4 {
+        let filter: Vec<String> = (0..50)
+            .map(|j| format!("id eq \"{}\"", ids[probe(k * 50 + j)]))
+            .collect();
+        let encoded: String =
+            url::form_urlencoded::byte_serialize(filter.join(" or ").as_bytes()).collect();
+        let body = org
+            .call(
+                reqwest::Method::GET,
+                &format!("/Users?filter={encoded}"),
+                None,
+                200,
+            )
+            .await;
+        assert!(body["totalResults"].as_u64().unwrap() >= 1);
+    }
+    let filter_or_50_ids = t.elapsed();
+
     let page = 50;
     let t = Instant::now();
     for _ in 0..PROBES / 4 {
@@ -237,6 +258,7 @@ async fn measure(n: usize) -> (Vec<(&'static str, f64)>, f64) {
         ("create_last_window_us", micros(window, WINDOW.min(n))),
         ("filter_user_name_us", micros(filter_user_name, PROBES)),
         ("filter_external_id_us", micros(filter_external_id, PROBES)),
+        ("filter_or_50_ids_us", micros(filter_or_50_ids, PROBES / 4)),
         ("last_page_50_us", micros(last_page, PROBES / 4)),
         ("rename_us", micros(rename, PROBES)),
         ("member_add_us", micros(member_add, PROBES)),

@@ -25,7 +25,8 @@
 //!   new address sends another verification email); preferredLanguage, locale, timezone and
 //!   emailEncodingKey are returned with defaults and refused on write (400); one phone per
 //!   request, a `work` phone replaces the work phone and a `mobile` one stays; pages of at most
-//!   200; filters `eq` on userName (case-insensitive), externalId and id.
+//!   200; filters `eq` on userName (case-insensitive), externalId and id, several clauses
+//!   joined by `or` (a reading), answered from indexes.
 //! - **Groups**: ids `00G…`; created unless refused by a knob (405, as real orgs may: the
 //!   reference lists Groups as Read/Update only); displayName ≤ 40; member PATCH in Salesforce's
 //!   shape `{"op":"add","path":"members","value":{"members":[{"value":"005…"}]}}` (remove alike,
@@ -48,7 +49,8 @@
 //!   [`Knobs::set_reading`]): whether the Federation ID extension exists, whether
 //!   `/Entitlements` tells licences and which profiles allow groups, whether a refused member
 //!   PATCH names the member, whether a last name is required, a cap on members per PATCH,
-//!   usernames held in other orgs, and whether `/Entitlements` and `/Roles` exist at all.
+//!   usernames held in other orgs, whether `/Entitlements` and `/Roles` exist at all, and
+//!   whether filters take clauses joined by `or`.
 //! - **Discovery**: `/Schemas` and `/ResourceTypes` (RFC 7643 §7 and §6) describe what this
 //!   instance accepts, following its mode and reading.
 //! - **Inspection** ([`Inspector`]): the request log, counts by method and path, verification
@@ -222,6 +224,13 @@ pub struct Reading {
     /// as a plain RFC 7644 server would, and `/ResourceTypes` does not list them; entitlements
     /// on users still work.
     pub catalogue_endpoints: bool,
+    /// `GET /Users` and `GET /Groups` take filters of `eq` clauses joined by `or` (default
+    /// true): `id eq "005…" or id eq "005…"`, `userName eq … or …`, answered from the indexes.
+    /// Salesforce's reference says only that `and` does not take precedence over `or` in a
+    /// clause, so which attributes and operators it filters on, and whether `or` works, are
+    /// unconfirmed. When false, a filter with `or` → 400 `INVALID_QUERY_FILTER_OPERATOR`
+    /// (`scimType` `invalidFilter`), and only single `eq` clauses are answered.
+    pub filter_or: bool,
 }
 
 impl Default for Reading {
@@ -235,6 +244,7 @@ impl Default for Reading {
             max_members_per_patch: None,
             taken_usernames: BTreeSet::new(),
             catalogue_endpoints: true,
+            filter_or: true,
         }
     }
 }
@@ -242,7 +252,8 @@ impl Default for Reading {
 impl Reading {
     /// Every other reading at once: no Federation ID extension, no licence or group rule in
     /// `/Entitlements`, refusals that name no member, a required last name, at most 50 members
-    /// changed per PATCH, no `/Entitlements` or `/Roles`. `taken_usernames` stays empty.
+    /// changed per PATCH, no `/Entitlements` or `/Roles`, no `or` in filters. `taken_usernames`
+    /// stays empty.
     pub fn strict() -> Self {
         Self {
             federation_extension: false,
@@ -252,6 +263,7 @@ impl Reading {
             max_members_per_patch: Some(50),
             taken_usernames: BTreeSet::new(),
             catalogue_endpoints: false,
+            filter_or: false,
         }
     }
 

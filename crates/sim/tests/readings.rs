@@ -617,3 +617,104 @@ async fn schemas_and_resource_types_follow_the_reading() {
         json!([{"schema": ENTERPRISE, "required": false}])
     );
 }
+
+/// `GET {path}?filter=…` (the filter percent-encoded) and the userNames or displayNames of
+/// the answer, in order, with its totalResults.
+async fn filtered(o: &Org, path: &str, filter: &str, extra: &str) -> (StatusCode, Value) {
+    let encoded: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+    o.get(&format!("{path}?filter={encoded}{extra}")).await
+}
+
+fn names(list: &Value, key: &str) -> Vec<String> {
+    list["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn filters_with_or_answered_or_refused() {
+    // Default: clauses joined by `or` (any case), over id, userName (ignoring case) and
+    // externalId (exactly), answered in id order, each user once, paged by count.
+    let o = org(SalesforceConfig::demo()).await;
+    let ada = o.user("ada@example.com").await;
+    let (s, _) = o
+        .create(
+            "grace@example.com",
+            json!({"externalId": r#"G"race\1"#, "nickName": "grace"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let alan = o.user("alan@example.com").await;
+    let filter = format!(
+        r#"id eq "{alan}" OR userName eq "ADA@example.com" or externalId eq "G\"race\\1" or id eq "{ada}" or id eq "005000000000999AAA""#
+    );
+    let (s, list) = filtered(&o, "/Users", &filter, "").await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list["totalResults"], 3, "{list}");
+    assert_eq!(
+        names(&list, "userName"),
+        ["ada@example.com", "grace@example.com", "alan@example.com"]
+    );
+    let (s, page) = filtered(&o, "/Users", &filter, "&startIndex=2&count=1").await;
+    assert_eq!(s, 200);
+    assert_eq!(page["totalResults"], 3);
+    assert_eq!(names(&page, "userName"), ["grace@example.com"]);
+    // An externalId is matched exactly.
+    let (_, none) = filtered(&o, "/Users", r#"externalId eq "g\"race\\1""#, "").await;
+    assert_eq!(none["totalResults"], 0, "{none}");
+    // Groups by id and displayName.
+    let sales = o.group("Sales").await;
+    o.group("Support").await;
+    let (s, groups) = filtered(
+        &o,
+        "/Groups",
+        &format!(r#"displayName eq "support" or id eq "{sales}""#),
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{groups}");
+    assert_eq!(names(&groups, "displayName"), ["Sales", "Support"]);
+    // What the emulator does not filter on is refused, not ignored.
+    for (path, bad) in [
+        ("/Users", r#"displayName eq "x""#),
+        ("/Groups", r#"userName eq "x""#),
+        ("/Users", r#"id eq "a" and id eq "b""#),
+        ("/Users", r#"id eq "a" or"#),
+        ("/Users", r#"id eq "a" orid eq "b""#),
+        ("/Users", r#"id eq "a"#),
+    ] {
+        let (s, e) = filtered(&o, path, bad, "").await;
+        assert_eq!(s, 400, "{bad}: {e}");
+        assert!(
+            detail(&e).starts_with("INVALID_QUERY_FILTER_OPERATOR"),
+            "{e}"
+        );
+    }
+
+    // The other reading: one clause only; `or` is refused in Salesforce's error envelope.
+    let o = org_reading(|r| r.filter_or = false).await;
+    let ada = o.user("ada@example.com").await;
+    let (s, one) = filtered(&o, "/Users", &format!(r#"id eq "{ada}""#), "").await;
+    assert_eq!(s, 200);
+    assert_eq!(names(&one, "userName"), ["ada@example.com"]);
+    let (s, e) = filtered(
+        &o,
+        "/Users",
+        &format!(r#"id eq "{ada}" or userName eq "x@example.com""#),
+        "",
+    )
+    .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        detail(&e).starts_with("INVALID_QUERY_FILTER_OPERATOR:"),
+        "{e}"
+    );
+    assert!(detail(&e).contains("or is not supported"), "{e}");
+    assert_eq!(e["status"], 400, "{e}");
+    let (s, _) = filtered(&o, "/Groups", r#"id eq "a" or id eq "b""#, "").await;
+    assert_eq!(s, 400);
+    assert!(!Reading::strict().filter_or);
+}

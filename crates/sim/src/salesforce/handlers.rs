@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 fn json_response(status: u16, body: &Value) -> Response {
@@ -434,7 +435,10 @@ fn route(
             }
         }
         ("GET", ["Users"]) => {
-            let filter = match q("filter").map(parse_filter).transpose() {
+            let filter = match q("filter")
+                .map(|f| parse_filter(f, USER_FILTERS, st.reading.filter_or))
+                .transpose()
+            {
                 Ok(f) => f,
                 Err(e) => return error(mode, &e),
             };
@@ -446,16 +450,25 @@ fn route(
             // In id order, from the indexes: no request scans the users.
             let (total, page): (usize, Vec<&super::SimUser>) = match &filter {
                 None => (st.user_count(), st.users_page(start - 1, count).collect()),
-                Some((attr, value)) => {
-                    let users: Vec<&super::SimUser> = match attr.as_str() {
-                        "username" => st.users_named(value).collect(),
-                        "externalid" => st.users_with_external_id(value).collect(),
-                        _ => st.user(value).into_iter().collect(),
-                    };
-                    let total = users.len();
+                Some(clauses) => {
+                    let mut ids: BTreeSet<&str> = BTreeSet::new();
+                    for (attr, value) in clauses {
+                        match attr.as_str() {
+                            "username" => ids.extend(st.users_named(value).map(|u| u.id.as_str())),
+                            "externalid" => {
+                                ids.extend(st.users_with_external_id(value).map(|u| u.id.as_str()))
+                            }
+                            _ => ids.extend(st.user(value).map(|u| u.id.as_str())),
+                        }
+                    }
+                    let total = ids.len();
                     (
                         total,
-                        users.into_iter().skip(start - 1).take(count).collect(),
+                        ids.into_iter()
+                            .skip(start - 1)
+                            .take(count)
+                            .filter_map(|id| st.user(id))
+                            .collect(),
                     )
                 }
             };
@@ -523,7 +536,10 @@ fn route(
             }
         }
         ("GET", ["Groups"]) => {
-            let filter = match q("filter").map(parse_filter).transpose() {
+            let filter = match q("filter")
+                .map(|f| parse_filter(f, GROUP_FILTERS, st.reading.filter_or))
+                .transpose()
+            {
                 Ok(f) => f,
                 Err(e) => return error(mode, &e),
             };
@@ -534,16 +550,23 @@ fn route(
                 };
             let (total, page): (usize, Vec<&super::SimGroup>) = match &filter {
                 None => (st.group_count(), st.groups_page(start - 1, count).collect()),
-                Some((attr, value)) => {
-                    let groups: Vec<&super::SimGroup> = if attr == "displayname" {
-                        st.groups_named(value).collect()
-                    } else {
-                        st.group(value).into_iter().collect()
-                    };
-                    let total = groups.len();
+                Some(clauses) => {
+                    let mut ids: BTreeSet<&str> = BTreeSet::new();
+                    for (attr, value) in clauses {
+                        if attr == "displayname" {
+                            ids.extend(st.groups_named(value).map(|g| g.id.as_str()));
+                        } else {
+                            ids.extend(st.group(value).map(|g| g.id.as_str()));
+                        }
+                    }
+                    let total = ids.len();
                     (
                         total,
-                        groups.into_iter().skip(start - 1).take(count).collect(),
+                        ids.into_iter()
+                            .skip(start - 1)
+                            .take(count)
+                            .filter_map(|id| st.group(id))
+                            .collect(),
                     )
                 }
             };
@@ -717,48 +740,82 @@ fn paging(
     Ok((start, count))
 }
 
-/// Parses `attr eq "value"` (attr: userName, externalId, id, displayName), with `\"` and `\\`
-/// escapes in the value. Anything else is refused.
-pub(crate) fn parse_filter(text: &str) -> Result<(String, String), SimError> {
+/// The attributes `GET /Users` filters on (lower-cased).
+const USER_FILTERS: &[&str] = &["username", "externalid", "id"];
+/// The attributes `GET /Groups` filters on (lower-cased).
+const GROUP_FILTERS: &[&str] = &["id", "displayname"];
+
+/// Parses `attr eq "value"` clauses joined by `or` (attr one of `allowed`, compared ignoring
+/// case; `eq` and `or` in any case), with `\"` and `\\` escapes in the values. Returns each
+/// clause's attribute (lower-cased) and value. Anything else is refused (400 `invalidFilter`),
+/// and so is `or` when the reading refuses it (`or_allowed`).
+pub(crate) fn parse_filter(
+    text: &str,
+    allowed: &[&str],
+    or_allowed: bool,
+) -> Result<Vec<(String, String)>, SimError> {
     let bad = || {
         SimError::new(
             400,
             "INVALID_QUERY_FILTER_OPERATOR",
-            format!("unsupported filter {text:?}: use userName, externalId or id with eq and a quoted value"),
+            format!(
+                "unsupported filter {text:?}: use {} with eq and a quoted value{}",
+                allowed.join(", "),
+                if or_allowed {
+                    ", clauses joined by or"
+                } else {
+                    " (one clause: or is not supported)"
+                }
+            ),
         )
         .scim("invalidFilter")
     };
-    let text = text.trim();
-    let (attr, rest) = text.split_once(char::is_whitespace).ok_or_else(bad)?;
-    let rest = rest.trim_start();
-    let rest = rest
-        .strip_prefix("eq")
-        .or_else(|| rest.strip_prefix("EQ"))
-        .or_else(|| rest.strip_prefix("Eq"))
-        .ok_or_else(bad)?
-        .trim_start();
-    let inner = rest.strip_prefix('"').ok_or_else(bad)?;
-    let mut value = String::new();
-    let mut chars = inner.chars();
-    let mut closed = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => value.push(chars.next().ok_or_else(bad)?),
-            '"' => {
-                closed = true;
-                break;
+    let mut clauses = Vec::new();
+    let mut rest = text.trim();
+    loop {
+        let (attr, after) = rest.split_once(char::is_whitespace).ok_or_else(bad)?;
+        let after = after.trim_start();
+        let after = after
+            .get(..2)
+            .filter(|op| op.eq_ignore_ascii_case("eq"))
+            .map(|_| &after[2..])
+            .ok_or_else(bad)?;
+        let inner = after.trim_start().strip_prefix('"').ok_or_else(bad)?;
+        let mut value = String::new();
+        let mut chars = inner.char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => value.push(chars.next().ok_or_else(bad)?.1),
+                '"' => {
+                    end = Some(i + 1);
+                    break;
+                }
+                c => value.push(c),
             }
-            c => value.push(c),
         }
+        let end = end.ok_or_else(bad)?;
+        let attr = attr.to_ascii_lowercase();
+        if !allowed.contains(&attr.as_str()) {
+            return Err(bad());
+        }
+        clauses.push((attr, value));
+        let tail = inner[end..].trim_start();
+        if tail.is_empty() {
+            break;
+        }
+        let next = tail
+            .get(..2)
+            .filter(|op| op.eq_ignore_ascii_case("or"))
+            .map(|_| &tail[2..])
+            .filter(|t| t.starts_with(char::is_whitespace))
+            .ok_or_else(bad)?;
+        if !or_allowed {
+            return Err(bad());
+        }
+        rest = next.trim_start();
     }
-    if !closed || !chars.as_str().trim().is_empty() {
-        return Err(bad());
-    }
-    let attr = attr.to_ascii_lowercase();
-    if !["username", "externalid", "id", "displayname"].contains(&attr.as_str()) {
-        return Err(bad());
-    }
-    Ok((attr, value))
+    Ok(clauses)
 }
 
 fn with_etag(mode: SimMode, mut r: Response, version: u64) -> Response {
