@@ -1,9 +1,14 @@
 //! The one retry policy of every adapter (the SCIM transport and its token requests, the Duo
 //! reader): exponential backoff with jitter (backon's), a bounded number of tries, and a
 //! server's `Retry-After` honoured up to the longest wait, never beyond. Waiting is the
-//! adapters' (they give backon tokio's sleep), so this stays free of any runtime.
+//! adapters' (they give backon tokio's sleep through [`Waits::sleeper`]), so this stays free
+//! of any runtime; tests give them [`Waits::recording`] instead, which records each wait asked
+//! and returns at once.
 
 use backon::ExponentialBuilder;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use backon::Retryable;
@@ -51,6 +56,77 @@ impl RetryPolicy {
     }
 }
 
+/// Where an adapter's retry waits go: the runtime's sleep (the default, production), or a
+/// recorder for tests that notes each wait asked, returns at once and moves a virtual clock
+/// on by it, so that a test asserts the waits instead of timing them on the wall clock.
+#[derive(Debug, Clone, Default)]
+pub struct Waits(Option<Arc<Mutex<Recorded>>>);
+
+#[derive(Debug, Default)]
+struct Recorded {
+    asked: Vec<Duration>,
+    /// Virtual time passed: the waits asked plus what the test let pass ([`Waits::pass`]).
+    passed: Duration,
+}
+
+/// The future of one retry wait.
+pub type Pause = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Waits {
+    /// Waits that are recorded and skipped, not slept.
+    pub fn recording() -> Self {
+        Self(Some(Arc::default()))
+    }
+
+    /// Whether waits are recorded (and skipped) rather than slept.
+    pub fn is_recording(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The waits asked so far, in order (none when they are slept).
+    pub fn asked(&self) -> Vec<Duration> {
+        self.with(|r| r.asked.clone()).unwrap_or_default()
+    }
+
+    /// The virtual time passed: every wait skipped plus [`Waits::pass`]; zero when waits are
+    /// slept (they pass on the clock itself). Add it to a clock's reading to read the virtual
+    /// clock.
+    pub fn skipped(&self) -> Duration {
+        self.with(|r| r.passed).unwrap_or_default()
+    }
+
+    /// Moves the virtual clock on by `d` without a wait asked (a test's "later").
+    pub fn pass(&self, d: Duration) {
+        self.with(|r| r.passed = r.passed.saturating_add(d));
+    }
+
+    /// The sleeper for backon's `Retryable::sleep`: `real` (the runtime's sleep), or, when
+    /// recording, a note of the wait and an at-once return.
+    pub fn sleeper<F>(&self, real: fn(Duration) -> F) -> impl Fn(Duration) -> Pause + 'static
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let waits = self.clone();
+        move |d| match &waits.0 {
+            None => Box::pin(real(d)),
+            Some(_) => {
+                waits.with(|r| {
+                    r.asked.push(d);
+                    r.passed = r.passed.saturating_add(d);
+                });
+                Box::pin(std::future::ready(()))
+            }
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> Option<T> {
+        let recorded = self.0.as_ref()?;
+        Some(f(&mut recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +168,34 @@ mod tests {
         assert_eq!(POLICY.wait(None, None), None, "tries used up");
         assert!(POLICY.too_long(Some(Duration::from_secs(60))));
         assert!(!POLICY.too_long(None));
+    }
+
+    #[test]
+    fn recorded_waits_are_noted_skipped_and_move_the_virtual_clock() {
+        let waits = Waits::recording();
+        // A real sleep here would never end: a recorded wait is not slept.
+        let sleep = waits.sleeper(|_| std::future::pending::<()>());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for d in [Duration::from_secs(2), Duration::from_millis(300)] {
+            assert!(
+                sleep(d).as_mut().poll(&mut cx).is_ready(),
+                "returns at once"
+            );
+        }
+        waits.pass(Duration::from_secs(1));
+        assert_eq!(
+            waits.asked(),
+            [Duration::from_secs(2), Duration::from_millis(300)]
+        );
+        assert_eq!(waits.skipped(), Duration::from_millis(3_300));
+        let real = Waits::default();
+        assert!(!real.is_recording());
+        real.pass(Duration::from_secs(1));
+        assert_eq!(
+            real.skipped(),
+            Duration::ZERO,
+            "slept waits pass on the clock"
+        );
+        assert!(real.asked().is_empty());
     }
 }

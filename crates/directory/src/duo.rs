@@ -5,7 +5,7 @@ use crate::error::DirectoryError;
 use crate::signing::{SigVersion, authorization, canonicalize, rfc2822, sign};
 use scimsync_core::plan::ObjectKind;
 use scimsync_core::ports::Source;
-use scimsync_core::retry::{RetryPolicy, Retryable as _};
+use scimsync_core::retry::{RetryPolicy, Retryable as _, Waits};
 use scimsync_core::source::{
     DirectoryGroup, DirectoryStatus, DirectoryUser, Phone, PhoneKind, SourceProblem,
     SourceSnapshot, SsoAccess,
@@ -109,6 +109,8 @@ pub struct DuoSource {
     /// What is signed as the host: the host, with the port when it is not the scheme's default.
     host: String,
     http: reqwest::Client,
+    /// Where the retry waits go (tokio's sleep; a recorder in tests).
+    waits: Waits,
 }
 
 impl std::fmt::Debug for DuoSource {
@@ -230,7 +232,15 @@ impl DuoSource {
             base,
             host,
             http,
+            waits: Waits::default(),
         })
+    }
+
+    /// The reader with its retry waits sent to `waits` (tests: [`Waits::recording`], so that
+    /// they assert the waits asked instead of waiting for them).
+    pub fn with_waits(mut self, waits: Waits) -> Self {
+        self.waits = waits;
+        self
     }
 
     /// One signed GET with retries on 429, 5xx and transport errors.
@@ -250,7 +260,7 @@ impl DuoSource {
         let mut attempt = 0u32;
         (|| self.get_once(path, params, what))
             .retry(policy.backoff())
-            .sleep(tokio::time::sleep)
+            .sleep(self.waits.sleeper(tokio::time::sleep))
             .when(DirectoryError::is_retryable)
             .adjust(|_, own| policy.wait(own, None))
             .notify(|err, wait| {

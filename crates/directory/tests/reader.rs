@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::ports::{Classify as _, Disposition, Source as _};
+use scimsync_core::retry::Waits;
 use scimsync_core::source::{DirectoryStatus, PhoneKind};
 use scimsync_directory::{DirectoryError, DuoConfig, DuoEndpoint, DuoSource, SigVersion};
 use scimsync_sim::duo::{DuoSim, DuoSimConfig};
@@ -24,6 +25,33 @@ fn reader(sim: &DuoSim, secret: &str, version: SigVersion) -> DuoSource {
         )
     })
     .unwrap()
+}
+
+/// A reader with Duo's own backoff (1 s doubling up to 32 s, 7 attempts) whose waits are
+/// recorded in `waits` and not slept.
+fn recorded(sim: &DuoSim, waits: &Waits) -> DuoSource {
+    DuoSource::new(DuoConfig::new(
+        DuoEndpoint::BaseUrl(url::Url::parse(&sim.base_url()).unwrap()),
+        sim.integration_key().to_owned(),
+        SecretString::from(sim.secret_key().to_owned()),
+    ))
+    .unwrap()
+    .with_waits(waits.clone())
+}
+
+/// Asserts the n-th wait lies between half and all of `wholes[n]` seconds (the backoff's
+/// jitter).
+fn assert_backoff(waits: &[Duration], wholes: &[u64]) {
+    assert_eq!(waits.len(), wholes.len(), "{waits:?}");
+    for (n, (wait, whole)) in waits.iter().zip(wholes).enumerate() {
+        let whole = Duration::from_secs(*whole);
+        assert!(
+            (whole / 2..=whole).contains(wait),
+            "wait {}: {wait:?} not within {:?}..={whole:?} ({waits:?})",
+            n + 1,
+            whole / 2
+        );
+    }
 }
 
 #[tokio::test]
@@ -101,25 +129,18 @@ async fn follows_next_offset_through_short_pages() {
 async fn absorbs_429_bursts_and_a_server_error() {
     let duo = sim(generator::sample()).await;
     duo.knobs().rate_limit_next(3);
-    let snapshot = reader(&duo, duo.secret_key(), SigVersion::V5)
-        .read()
-        .await
-        .unwrap();
+    let waits = Waits::recording();
+    let snapshot = recorded(&duo, &waits).read().await.unwrap();
     assert_eq!(snapshot.users.len(), 25);
     let limited = duo.request_log().iter().filter(|r| r.status == 429).count();
     assert_eq!(limited, 3);
+    assert_backoff(&waits.asked(), &[1, 2, 4]);
     duo.clear_request_log();
     duo.knobs().short_pages(10);
     duo.knobs().fail_next(1, 503);
-    assert_eq!(
-        reader(&duo, duo.secret_key(), SigVersion::V5)
-            .read()
-            .await
-            .unwrap()
-            .users
-            .len(),
-        25
-    );
+    let waits = Waits::recording();
+    assert_eq!(recorded(&duo, &waits).read().await.unwrap().users.len(), 25);
+    assert_backoff(&waits.asked(), &[1]);
     let users: Vec<_> = duo
         .request_log()
         .into_iter()
@@ -139,9 +160,9 @@ async fn absorbs_429_bursts_and_a_server_error() {
 async fn a_429_that_outlasts_the_attempts_carries_duos_code_and_is_retryable() {
     let duo = sim(generator::sample()).await;
     duo.knobs().rate_limit_next(100);
+    let waits = Waits::recording();
     let err = DuoSource::new(DuoConfig {
         max_attempts: 3,
-        backoff_base: Duration::from_millis(1),
         ..DuoConfig::new(
             DuoEndpoint::BaseUrl(url::Url::parse(&duo.base_url()).unwrap()),
             duo.integration_key().to_owned(),
@@ -149,6 +170,7 @@ async fn a_429_that_outlasts_the_attempts_carries_duos_code_and_is_retryable() {
         )
     })
     .unwrap()
+    .with_waits(waits.clone())
     .read()
     .await
     .unwrap_err();
@@ -165,6 +187,7 @@ async fn a_429_that_outlasts_the_attempts_carries_duos_code_and_is_retryable() {
     );
     assert!(matches!(err.disposition(), Disposition::Retryable { .. }));
     assert_eq!(duo.count("/admin/v1/users"), 3);
+    assert_backoff(&waits.asked(), &[1, 2]);
 }
 
 #[tokio::test]
@@ -219,10 +242,8 @@ async fn check_with_a_wrong_secret_key_names_the_keys_in_one_request() {
 async fn gives_up_after_the_attempts_and_says_what_failed() {
     let duo = sim(generator::sample()).await;
     duo.knobs().fail_next(50, 500);
-    let err = reader(&duo, duo.secret_key(), SigVersion::V5)
-        .read()
-        .await
-        .unwrap_err();
+    let waits = Waits::recording();
+    let err = recorded(&duo, &waits).read().await.unwrap_err();
     assert!(err.is_retryable());
     assert!(err.to_string().contains("500"), "{err}");
     assert_eq!(
@@ -230,6 +251,8 @@ async fn gives_up_after_the_attempts_and_says_what_failed() {
         7,
         "Duo's client makes 7 attempts"
     );
+    // Duo's client's waits: 1 s doubling up to 32 s, each with jitter.
+    assert_backoff(&waits.asked(), &[1, 2, 4, 8, 16, 32]);
 }
 
 #[tokio::test]

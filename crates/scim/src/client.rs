@@ -13,6 +13,7 @@ use crate::transport::{Answer, ClientStats, Transport};
 use reqwest::Method;
 use scimsync_core::plan::{UserAttributes, UserChanges};
 use scimsync_core::ports::{ApiUsage, Lookup, ReadScope, Target};
+use scimsync_core::retry::Waits;
 use scimsync_core::target::{
     Catalogue, TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser,
 };
@@ -202,6 +203,15 @@ impl ScimClient {
             targeted: AtomicU8::new(0),
             members_listed: AtomicU8::new(some::MEMBERS_UNKNOWN),
         })
+    }
+
+    /// The client with its retry waits (of SCIM and token requests) sent to `waits` (tests:
+    /// [`Waits::recording`], so that they assert the waits asked instead of waiting for them;
+    /// a token's age then counts the waits skipped too).
+    pub fn with_waits(mut self, waits: Waits) -> Self {
+        self.transport.tokens.waits = waits.clone();
+        self.transport.waits = waits;
+        self
     }
 
     fn follow(&self) -> Follow {

@@ -34,6 +34,8 @@ pub(crate) struct TokenSource {
     http: reqwest::Client,
     current: Mutex<Option<Token>>,
     pub fetched: AtomicU64,
+    /// The retry waits, whose virtual time a token's age counts when they are recorded.
+    pub waits: scimsync_core::retry::Waits,
 }
 
 /// A failed token request before OAuth2 parsing: a transport failure (no status) or an answer
@@ -67,6 +69,7 @@ impl TokenSource {
             http,
             current: Mutex::new(None),
             fetched: AtomicU64::new(0),
+            waits: scimsync_core::retry::Waits::default(),
         }
     }
 
@@ -101,7 +104,7 @@ impl TokenSource {
                 return Ok(Token {
                     value: Arc::new(token.clone()),
                     generation,
-                    obtained: Instant::now(),
+                    obtained: Instant::now() + self.waits.skipped(),
                 });
             }
             Auth::ClientCredentials {
@@ -195,7 +198,7 @@ impl TokenSource {
         Ok(Token {
             value: Arc::new(value),
             generation,
-            obtained: Instant::now(),
+            obtained: Instant::now() + self.waits.skipped(),
         })
     }
 }

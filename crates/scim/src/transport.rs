@@ -7,7 +7,7 @@ use crate::error::ScimError;
 use crate::token::{Token, TokenSource, http_failure};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode, header};
-use scimsync_core::retry::{RetryPolicy, Retryable as _};
+use scimsync_core::retry::{RetryPolicy, Retryable as _, Waits};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::num::NonZeroU32;
@@ -56,6 +56,8 @@ pub(crate) struct Transport {
     timeout: Duration,
     /// The retry policy (core's, one for every adapter).
     retry: RetryPolicy,
+    /// Where the retry waits go (tokio's sleep; a recorder in tests).
+    pub waits: Waits,
     max_body_bytes: usize,
     requests: AtomicU64,
     by_method: Mutex<std::collections::BTreeMap<String, u64>>,
@@ -130,6 +132,7 @@ impl Transport {
                 base: config.backoff_base,
                 max: config.backoff_max,
             },
+            waits: Waits::default(),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
@@ -262,7 +265,7 @@ impl Transport {
             }
         })
         .retry(policy.backoff())
-        .sleep(tokio::time::sleep)
+        .sleep(self.waits.sleeper(tokio::time::sleep))
         .when(|tried| matches!(tried, Tried::Failed(e) if e.is_retryable()))
         .adjust(|tried, own| {
             let err = tried.error();
@@ -312,7 +315,7 @@ impl Transport {
             }
         })
         .retry(self.retry.backoff())
-        .sleep(tokio::time::sleep)
+        .sleep(self.waits.sleeper(tokio::time::sleep))
         .when(ScimError::is_retryable)
         .adjust(|err, own| {
             if self.too_long(err, what) {
@@ -370,7 +373,7 @@ impl Transport {
         if let Some(tag) = if_match {
             req = req.header(header::IF_MATCH, tag);
         }
-        let sent_at = tokio::time::Instant::now();
+        let sent_at = tokio::time::Instant::now() + self.waits.skipped();
         let resp = req.send().await.map_err(|e| {
             Failure::Error(ScimError::Transport {
                 what: what.to_owned(),

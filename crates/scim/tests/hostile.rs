@@ -1,11 +1,14 @@
 //! The client against hostile or failing servers (wiremock on loopback): redirects to other
 //! hosts, oversized answers, a `Retry-After` of days, tokens that expire during a backoff, and
-//! bad answers to targeted reads.
+//! bad answers to targeted reads. Retry waits are recorded, not slept ([`Waits::recording`]);
+//! the servers whose tokens expire read the same virtual clock (the wall clock plus the waits
+//! skipped), as does the client when it judges a refused token's age.
 #![allow(clippy::unwrap_used)]
 
 use scimsync_core::plan::UserAttributes;
 use scimsync_core::ports::Lookup;
 use scimsync_core::ports::Target as _;
+use scimsync_core::retry::Waits;
 use scimsync_core::{TargetGroupId, TargetUserId};
 use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig, ScimError};
 use secrecy::SecretString;
@@ -161,25 +164,34 @@ async fn a_retry_after_of_days_is_not_waited_for() {
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "999999"))
         .mount(&server)
         .await;
-    let client = ScimClient::new(config(&server, &server)).unwrap();
-    let started = Instant::now();
+    let waits = Waits::recording();
+    let client = ScimClient::new(config(&server, &server))
+        .unwrap()
+        .with_waits(waits.clone());
     let err = client.get_user(&TargetUserId::new("u1")).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_eq!(waits.asked(), [], "not waited for, not retried");
+    assert_eq!(client.stats().retries, 0);
     assert!(matches!(err, ScimError::RateLimited { .. }), "{err}");
     assert!(err.to_string().contains("Retry-After 999999s"), "{err}");
 }
 
-/// Issues `tok-0`, `tok-1`, … and remembers when.
-struct Issuer(Mutex<Vec<Instant>>);
+/// The virtual clock the client's recorded waits move on: the wall clock plus the waits skipped.
+#[derive(Clone)]
+struct Clock(Waits);
+
+impl Clock {
+    fn now(&self) -> Instant {
+        Instant::now() + self.0.skipped()
+    }
+}
+
+/// Issues `tok-0`, `tok-1`, … and remembers when (on the virtual clock).
+struct Issuer(Mutex<Vec<Instant>>, Clock);
 
 impl Respond for Issuer {
     fn respond(&self, _: &Request) -> ResponseTemplate {
         let mut issued = self.0.lock().unwrap();
-        issued.push(Instant::now());
+        issued.push(self.1.now());
         ResponseTemplate::new(200).set_body_json(token_body(&format!("tok-{}", issued.len() - 1)))
     }
 }
@@ -207,7 +219,8 @@ impl Respond for Expiring {
             .parse()
             .unwrap_or(usize::MAX);
         let issued = self.issued.0.lock().unwrap().get(which).copied();
-        if issued.is_none_or(|at| at.elapsed() > self.lifetime) {
+        let now = self.issued.1.now();
+        if issued.is_none_or(|at| now.duration_since(at) > self.lifetime) {
             return ResponseTemplate::new(401).set_body_json(json!({"detail": "expired"}));
         }
         if (self.fail)(n) {
@@ -217,9 +230,14 @@ impl Respond for Expiring {
     }
 }
 
-async fn expiring(lifetime: Duration, pause: u64, fail: fn(usize) -> bool) -> MockServer {
+async fn expiring(
+    lifetime: Duration,
+    pause: u64,
+    fail: fn(usize) -> bool,
+    waits: &Waits,
+) -> MockServer {
     let server = MockServer::start().await;
-    let issuer = std::sync::Arc::new(Issuer(Mutex::new(Vec::new())));
+    let issuer = std::sync::Arc::new(Issuer(Mutex::new(Vec::new()), Clock(waits.clone())));
     Mock::given(method("POST"))
         .and(path("/oauth2/token"))
         .respond_with(ArcIssuer(std::sync::Arc::clone(&issuer)))
@@ -252,27 +270,38 @@ async fn a_token_that_expired_during_a_backoff_is_replaced_not_taken_for_a_permi
     // Tokens live 2.5 s. The first token is used, then expires; its replacement meets a 503
     // with Retry-After: 3 and has expired by the retry. That 401 is an expiry: a third token
     // is fetched and the read succeeds.
-    let server = expiring(Duration::from_millis(2_500), 3, |n| n == 2).await;
-    let client = ScimClient::new(config(&server, &server)).unwrap();
+    let waits = Waits::recording();
+    let server = expiring(Duration::from_millis(2_500), 3, |n| n == 2, &waits).await;
+    let client = ScimClient::new(config(&server, &server))
+        .unwrap()
+        .with_waits(waits.clone());
     client.get_user(&TargetUserId::new("u1")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    waits.pass(Duration::from_millis(2_600));
     let user = client.get_user(&TargetUserId::new("u1")).await;
     assert!(user.is_ok(), "{:?}", user.err().map(|e| e.to_string()));
     assert_eq!(client.stats().tokens_fetched, 3);
+    assert_eq!(
+        waits.asked(),
+        [Duration::from_secs(3)],
+        "the 503's Retry-After"
+    );
 }
 
 #[tokio::test]
 async fn tokens_that_expire_faster_than_requests_can_use_them_are_named_with_their_lifetime() {
     // Tokens live 2.1 s and every request meets a 503 with Retry-After: 3 first.
-    let server = expiring(Duration::from_millis(2_100), 3, |n| n % 2 == 0).await;
+    let waits = Waits::recording();
+    let server = expiring(Duration::from_millis(2_100), 3, |n| n % 2 == 0, &waits).await;
     let client = ScimClient::new(ScimConfig {
         max_attempts: 10,
         ..config(&server, &server)
     })
-    .unwrap();
-    let started = Instant::now();
+    .unwrap()
+    .with_waits(waits.clone());
     let err = client.get_user(&TargetUserId::new("u1")).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(20));
+    // A 503 before each of the four tokens' 401s: four waits of its Retry-After, and the
+    // fourth try ends the request with six tries unused.
+    assert_eq!(waits.asked(), [Duration::from_secs(3); 4]);
     let text = err.to_string();
     assert!(
         matches!(err, ScimError::TokensExpireTooFast { refreshes: 3, .. }),

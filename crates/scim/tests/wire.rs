@@ -8,12 +8,13 @@
 use scimsync_core::TargetUserId;
 use scimsync_core::plan::UserChanges;
 use scimsync_core::ports::{Classify, Disposition, ReadScope, Target};
+use scimsync_core::retry::Waits;
 use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig, ScimError};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -62,6 +63,25 @@ fn credentials(server: &MockServer) -> Auth {
 
 fn client(server: &MockServer, dialect: Dialect) -> ScimClient {
     ScimClient::new(config(server, dialect, credentials(server))).unwrap()
+}
+
+/// A client whose retry waits are recorded in `waits` and not slept.
+fn recorded(server: &MockServer, dialect: Dialect, waits: &Waits) -> ScimClient {
+    client(server, dialect).with_waits(waits.clone())
+}
+
+/// Asserts `waits` are the policy's backoff of `base` (5 ms in these tests): each the n-th
+/// between half and all of base·2ⁿ⁻¹.
+fn assert_backoff(waits: &[Duration], base: Duration) {
+    for (n, wait) in waits.iter().enumerate() {
+        let whole = base * 2u32.pow(n as u32);
+        assert!(
+            (whole / 2..=whole).contains(wait),
+            "wait {}: {wait:?} not within {:?}..={whole:?} ({waits:?})",
+            n + 1,
+            whole / 2
+        );
+    }
 }
 
 async fn requests(server: &MockServer, m: &str, p: &str) -> Vec<Request> {
@@ -224,7 +244,7 @@ async fn retry_after_on_429_is_honoured() {
     with_token(&server).await;
     Mock::given(method("GET"))
         .and(path("/scim/v2/Users/U1"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "2"))
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -233,13 +253,13 @@ async fn retry_after_on_429_is_honoured() {
         .respond_with(ResponseTemplate::new(200).set_body_json(user("U1")))
         .mount(&server)
         .await;
-    let c = client(&server, Dialect::Generic);
-    let started = Instant::now();
+    let waits = Waits::recording();
+    let c = recorded(&server, Dialect::Generic, &waits);
     c.get_user(&TargetUserId::from("U1")).await.unwrap();
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        started.elapsed()
+    assert_eq!(
+        waits.asked(),
+        [Duration::from_secs(2)],
+        "the server's wait, not the 5 ms backoff"
     );
     assert_eq!(c.stats().rate_limited, 1);
     assert_eq!(c.stats().retries, 1);
@@ -444,11 +464,15 @@ async fn the_token_endpoints_passing_failures_are_retried() {
         .respond_with(ResponseTemplate::new(200).set_body_json(user("U1")))
         .mount(&server)
         .await;
-    let c = client(&server, Dialect::Salesforce);
+    let waits = Waits::recording();
+    let c = recorded(&server, Dialect::Salesforce, &waits);
     c.get_user(&TargetUserId::from("U1")).await.unwrap();
     assert_eq!(requests(&server, "POST", "/oauth2/token").await.len(), 3);
     assert_eq!(c.stats().tokens_fetched, 1);
     assert_eq!(c.stats().retries, 2);
+    // The backoff's own waits: a `Retry-After: 0` does not make the retry immediate.
+    assert_eq!(waits.asked().len(), 2, "{:?}", waits.asked());
+    assert_backoff(&waits.asked(), Duration::from_millis(5));
 
     // An endpoint that is down for good ends in a retryable error, not a fatal one.
     let down = MockServer::start().await;
@@ -456,7 +480,8 @@ async fn the_token_endpoints_passing_failures_are_retried() {
         .respond_with(ResponseTemplate::new(503))
         .mount(&down)
         .await;
-    let err = client(&down, Dialect::Salesforce)
+    let waits = Waits::recording();
+    let err = recorded(&down, Dialect::Salesforce, &waits)
         .read(ReadScope {
             groups: false,
             catalogue: true,
@@ -468,6 +493,8 @@ async fn the_token_endpoints_passing_failures_are_retried() {
         "{err:?}"
     );
     assert_eq!(requests(&down, "POST", "/oauth2/token").await.len(), 3);
+    assert_eq!(waits.asked().len(), 2, "three tries, two waits");
+    assert_backoff(&waits.asked(), Duration::from_millis(5));
     // Unreachable: a transport failure, also retryable.
     let gone = format!("http://127.0.0.1:{}", {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
