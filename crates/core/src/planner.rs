@@ -751,19 +751,27 @@ impl<'a> Planner<'a> {
                 _ => by_id(),
             }
         });
+        // Each user's link, looked up in sorted order in one batch.
+        let mut user_links: Vec<u32> = Vec::with_capacity(order.len());
+        link_index.get_all(
+            order
+                .iter()
+                .map(|&(_, src)| source.users[src as usize].id.as_str()),
+            &mut user_links,
+        );
+        drop(link_index);
         let mut previous: Option<&str> = None;
         let mut claimed: IdSet<&str> = IdSet::default();
         let mut wanted_names: IdMap<Cow<'_, str>, &str> = IdMap::default();
 
         // Pass 1: scope, validation, matching.
-        for (_, src) in order {
+        for ((_, src), n) in order.into_iter().zip(user_links) {
             let user = &source.users[src as usize];
             if previous.replace(user.id.as_str()) == Some(user.id.as_str()) {
                 continue; // a duplicate id in the source: the first one counts
             }
             let mapped = self.evaluate(user);
             let wanted = self.in_scope_at(src as usize) && user.status.is_enabled();
-            let n = link_index.get(user.id.as_str());
             let link = (n != NONE).then(|| {
                 seen_link[n as usize] = true;
                 &links.users[n as usize]
@@ -839,6 +847,7 @@ impl<'a> Planner<'a> {
             self.users.push(state);
         }
 
+        drop((by_user_name, by_external_id, claimed, wanted_names));
         self.settle_blocked(&accounts);
 
         // Managers: source id → target id, for users whose account exists now.

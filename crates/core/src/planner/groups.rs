@@ -167,6 +167,9 @@ impl<'a> Planner<'a> {
             }
         }
         let (starts, entries) = self.desired_members(&state_of, states.len(), owners);
+        // The interned memberships are not read again (explanations read the source's).
+        self.user_groups = Vec::new();
+        self.user_groups_at = Vec::new();
         // Groups are independent: large directories spread them over a few threads. The
         // result is the same, in the same order, whatever the number of threads.
         let threads = self.threads_for_users();

@@ -282,7 +282,12 @@ impl<'a> Dense<'a> {
     /// the position of its id's first occurrence.
     pub(crate) fn build(ids: impl ExactSizeIterator<Item = &'a str>) -> (Self, Vec<u32>) {
         let n = ids.len();
-        let size = n.saturating_mul(2).next_power_of_two().max(16);
+        // At most two thirds full (at least one third).
+        let size = n
+            .saturating_add(n / 2)
+            .saturating_add(1)
+            .next_power_of_two()
+            .max(16);
         let mut index = Self {
             slots: vec![Slot::default(); size],
             mask: size - 1,
