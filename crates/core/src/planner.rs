@@ -55,7 +55,7 @@ use crate::refusals::{
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
-use index::{IdIndex, IdMap, IdSet, InlineId, SmallIndex, map_with_capacity};
+use index::{Dense, IdMap, IdSet, InlineId, NONE, SmallIndex, map_with_capacity};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
@@ -142,6 +142,8 @@ enum Account<'a> {
 #[derive(Debug)]
 struct UserState<'a> {
     user: &'a DirectoryUser,
+    /// The user's position in the source's users (where its interned groups are).
+    src: u32,
     /// The mapped userName (kept rather than the whole mapping, to keep the state small).
     user_name: Option<&'a str>,
     wanted: bool,
@@ -193,13 +195,61 @@ impl<'a> UserState<'a> {
     }
 }
 
-/// Who owns a target account, for membership removals.
-#[derive(Debug, Clone, Copy)]
-enum Owner<'a> {
-    User(usize),
-    /// Linked to a source user who is no longer in the directory.
-    Orphan(&'a UserLink, &'a TargetUser),
+/// The target's accounts interned to dense positions (in `target.users`, the first account of
+/// each id), with the link to each.
+struct Accounts<'a> {
+    users: &'a [TargetUser],
+    index: Dense<'a>,
+    /// Position → the position of the first account with the same id.
+    first: Vec<u32>,
+    /// (First) position → the first link to that account (its index in `links.users`).
+    link_of: Vec<u32>,
+    links: &'a [UserLink],
 }
+
+impl std::fmt::Debug for Accounts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Accounts<'a> {
+    /// The position of the account `t` (one of the target's users), the first of its id.
+    fn position(&self, t: &TargetUser) -> u32 {
+        let size = std::mem::size_of::<TargetUser>().max(1);
+        let offset =
+            (std::ptr::from_ref(t) as usize).wrapping_sub(self.users.as_ptr() as usize) / size;
+        match self.users.get(offset) {
+            Some(u) if std::ptr::eq(u, t) => self.first[offset],
+            _ => self.index.get(t.id.as_str()),
+        }
+    }
+
+    /// The link to the account `t`, if any (the first one).
+    fn link(&self, t: &TargetUser) -> Option<&'a UserLink> {
+        let p = self.position(t);
+        let n = *self.link_of.get(p as usize)?;
+        self.links.get(n as usize)
+    }
+}
+
+/// Who owns each account, for membership removals: by position, a user (index in `users`),
+/// an orphan (`ORPHAN` | index in `orphans`: linked to a source user no longer in the
+/// directory) or [`NONE`].
+#[derive(Debug)]
+struct Owners<'a> {
+    of: Vec<u32>,
+    orphans: Vec<&'a UserLink>,
+    /// Each user's account position, or [`NONE`].
+    account: Vec<u32>,
+    /// Accounts more than one user has (links that disagree): compared user by user.
+    shared: index::Bits,
+}
+
+/// The tag of an orphan in [`Owners::of`], and of a user index in a group's desired entries.
+const ORPHAN: u32 = 1 << 31;
 
 #[derive(Debug)]
 struct GroupState<'a> {
@@ -223,6 +273,16 @@ struct Planner<'a> {
     permission_sets: IdSet<&'a str>,
     /// Group id → priority of the rule naming it, and the rule.
     rule_of_group: IdMap<&'a str, (u32, &'a ResolvedRule)>,
+    /// Group ids interned: the source's groups, then the scope's and the rules' others.
+    group_ids: SmallIndex<'a>,
+    /// By interned group: among the source's groups, in scope, its rule.
+    group_known: Vec<bool>,
+    group_scoped: Vec<bool>,
+    group_rule: Vec<Option<(u32, &'a ResolvedRule)>>,
+    /// Each source user's groups interned (or [`NONE`]), by source position:
+    /// `user_groups[user_groups_at[n]..user_groups_at[n + 1]]`.
+    user_groups: Vec<u32>,
+    user_groups_at: Vec<u32>,
     users: Vec<UserState<'a>>,
     groups_created: Vec<Operation>,
     users_created: Vec<Operation>,
@@ -262,7 +322,13 @@ impl std::fmt::Debug for Planner<'_> {
 }
 
 fn lower(s: &str) -> Cow<'_, str> {
-    if s.chars().any(char::is_uppercase) {
+    if s.is_ascii() {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    } else if s.chars().any(char::is_uppercase) {
         Cow::Owned(s.to_lowercase())
     } else {
         Cow::Borrowed(s)
@@ -316,6 +382,12 @@ impl<'a> Planner<'a> {
             profiles: cat.profiles.iter().map(|p| (p.id.as_str(), p)).collect(),
             permission_sets: cat.permission_sets.iter().map(|p| p.id.as_str()).collect(),
             rule_of_group,
+            group_ids: SmallIndex::with_capacity(0),
+            group_known: Vec::new(),
+            group_scoped: Vec::new(),
+            group_rule: Vec::new(),
+            user_groups: Vec::new(),
+            user_groups_at: Vec::new(),
             users: Vec::with_capacity(source.users.len()),
             groups_created: Vec::new(),
             users_created: Vec::new(),
@@ -438,10 +510,10 @@ impl<'a> Planner<'a> {
                 p.message.clone(),
             );
         }
-        let known: IdSet<&str> = source.groups.iter().map(|g| g.id.as_str()).collect();
-        for user in &source.users {
-            for group in &user.groups {
-                if !known.contains(group.as_str()) {
+        for (n, user) in source.users.iter().enumerate() {
+            for (k, group) in user.groups.iter().enumerate() {
+                let gi = self.groups_at(n).get(k).copied().unwrap_or(NONE);
+                if gi == NONE || !self.group_known[gi as usize] {
                     self.note(
                         NoteKind::UnknownGroup,
                         ObjectKind::User,
@@ -461,6 +533,99 @@ impl<'a> Planner<'a> {
             None => true,
             Some(groups) => user.groups.iter().any(|g| groups.contains(g.as_str())),
         }
+    }
+
+    /// Interns the group ids (the source's, then the scope's and the rules' others) and each
+    /// source user's groups: one lookup per membership, after which scope, rules and
+    /// memberships are read from arrays.
+    fn intern_groups(&mut self) {
+        let source = self.source;
+        let gov = self.gov;
+        let scope_ids: Vec<&'a str> = self.scope.iter().flatten().copied().collect();
+        let rule_ids = gov
+            .group_rules
+            .iter()
+            .flat_map(|r| r.groups.iter().map(SourceGroupId::as_str));
+        let mut ids = SmallIndex::with_capacity(source.groups.len());
+        let mut count = 0u32;
+        for id in source
+            .groups
+            .iter()
+            .map(|g| g.id.as_str())
+            .chain(scope_ids.iter().copied())
+            .chain(rule_ids)
+        {
+            if ids.get(id).is_none() {
+                ids.insert_first(id, count);
+                count += 1;
+            }
+        }
+        let n = count as usize;
+        let mut known = vec![false; n];
+        for g in &source.groups {
+            if let Some(gi) = ids.get(g.id.as_str()) {
+                known[gi as usize] = true;
+            }
+        }
+        let mut scoped = vec![false; n];
+        for id in &scope_ids {
+            if let Some(gi) = ids.get(id) {
+                scoped[gi as usize] = true;
+            }
+        }
+        let mut rule = vec![None; n];
+        for r in &gov.group_rules {
+            for g in &r.groups {
+                if let Some(gi) = ids.get(g.as_str()) {
+                    rule[gi as usize].get_or_insert((r.priority, &r.rule));
+                }
+            }
+        }
+        let total: usize = source.users.iter().map(|u| u.groups.len()).sum();
+        let mut flat = Vec::with_capacity(total);
+        let mut at = Vec::with_capacity(source.users.len() + 1);
+        at.push(0);
+        for u in &source.users {
+            membership::touch(u.groups.iter().map(SourceGroupId::as_str));
+            flat.extend(u.groups.iter().map(|g| ids.get(g.as_str()).unwrap_or(NONE)));
+            at.push(u32::try_from(flat.len()).unwrap_or(u32::MAX));
+        }
+        self.group_ids = ids;
+        self.group_known = known;
+        self.group_scoped = scoped;
+        self.group_rule = rule;
+        self.user_groups = flat;
+        self.user_groups_at = at;
+    }
+
+    /// The interned groups of the source user at position `n`.
+    fn groups_at(&self, n: usize) -> &[u32] {
+        match (self.user_groups_at.get(n), self.user_groups_at.get(n + 1)) {
+            (Some(&a), Some(&b)) => self.user_groups.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// [`Self::in_scope`] from the interned groups.
+    fn in_scope_at(&self, n: usize) -> bool {
+        self.scope.is_none()
+            || self
+                .groups_at(n)
+                .iter()
+                .any(|&gi| gi != NONE && self.group_scoped[gi as usize])
+    }
+
+    /// [`Self::rule_for`] from the interned groups.
+    fn rule_for_at(&self, n: usize, user: &'a DirectoryUser) -> Option<RuleChoice<'a>> {
+        let matches = user
+            .groups
+            .iter()
+            .zip(self.groups_at(n))
+            .filter_map(|(g, &gi)| {
+                let (priority, rule) = (*self.group_rule.get(gi as usize)?)?;
+                Some((priority, g.as_str(), rule))
+            });
+        choose(matches, self.gov.baseline.as_ref())
     }
 
     fn rule_for(&self, user: &'a DirectoryUser) -> Option<RuleChoice<'a>> {
@@ -502,92 +667,122 @@ impl<'a> Planner<'a> {
             );
         }
 
+        self.intern_groups();
         self.note_source_data();
 
-        // The target's indexes on one thread while the links' are built on this one (on large
-        // directories): each map is built in the same order either way.
-        let by_target = || {
-            let mut target_by_id: IdIndex<'_, &TargetUser> =
-                IdIndex::with_capacity(target.users.len());
+        // The target's accounts interned to positions, and the links to them; the userName
+        // index on a second thread for large directories (each built in the same order
+        // either way).
+        let by_name = || {
             let mut by_user_name: IdMap<Cow<'_, str>, &TargetUser> =
                 map_with_capacity(target.users.len());
             for u in &target.users {
-                target_by_id.insert_first(u.id.as_str(), u);
                 by_user_name.entry(lower(&u.user_name)).or_insert(u);
             }
-            (target_by_id, by_user_name)
+            by_user_name
         };
-        // Source id → position in `links.users`; `seen_link` marks links whose source user is
-        // in the directory, the others are orphans.
-        let by_link = || {
-            let mut link_by_source: IdIndex<'_, usize> = IdIndex::with_capacity(links.users.len());
-            let mut linked_targets: IdIndex<'_, &UserLink> =
-                IdIndex::with_capacity(links.users.len());
-            for (n, link) in links.users.iter().enumerate() {
-                link_by_source.insert_first(link.source_id.as_str(), n);
-                linked_targets.insert_first(link.target_id.as_str(), link);
-            }
-            let mut by_external_id: IdMap<&str, &TargetUser> = IdMap::default();
-            let mut managed_active_users = 0;
-            for u in &target.users {
-                if linked_targets.get(u.id.as_str()).is_some() {
-                    managed_active_users += usize::from(u.active);
-                } else if let Some(ext) = u.external_id.as_deref() {
-                    by_external_id.entry(ext).or_insert(u);
+        let interned = || {
+            let (index, first) = Dense::build(target.users.iter().map(|u| u.id.as_str()));
+            // Source id → position in `links.users` (the first link of each source user);
+            // `seen_link` marks links whose source user is in the directory, the others are
+            // orphans.
+            let (link_index, link_first) =
+                Dense::build(links.users.iter().map(|l| l.source_id.as_str()));
+            let mut link_targets = Vec::with_capacity(links.users.len());
+            index.get_all(
+                links.users.iter().map(|l| l.target_id.as_str()),
+                &mut link_targets,
+            );
+            let mut link_of = vec![NONE; target.users.len()];
+            for (n, &p) in link_targets.iter().enumerate() {
+                if p != NONE && link_of[p as usize] == NONE {
+                    link_of[p as usize] = n as u32;
                 }
             }
-            (
-                link_by_source,
-                linked_targets,
-                by_external_id,
-                managed_active_users,
-            )
+            let accounts = Accounts {
+                users: &target.users,
+                index,
+                first,
+                link_of,
+                links: &links.users,
+            };
+            (accounts, link_index, link_first, link_targets)
         };
-        let (
-            (target_by_id, by_user_name),
-            (link_by_source, linked_targets, by_external_id, managed),
-        ) = if self.threads_for_users() > 1 {
-            std::thread::scope(|scope| {
-                let handle = scope.spawn(by_target);
-                let links = by_link();
-                let target = handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (target, links)
-            })
-        } else {
-            (by_target(), by_link())
-        };
-        self.summary.managed_active_users += managed;
+        let (by_user_name, (accounts, link_index, link_first, link_targets)) =
+            if self.threads_for_users() > 1 {
+                std::thread::scope(|scope| {
+                    let handle = scope.spawn(by_name);
+                    let interned = interned();
+                    let by_user_name = handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (by_user_name, interned)
+                })
+            } else {
+                (by_name(), interned())
+            };
+        let mut by_external_id: IdMap<&str, &TargetUser> = IdMap::default();
+        for (u, &p) in target.users.iter().zip(&accounts.first) {
+            if accounts.link_of[p as usize] != NONE {
+                self.summary.managed_active_users += usize::from(u.active);
+            } else if let Some(ext) = u.external_id.as_deref() {
+                by_external_id.entry(ext).or_insert(u);
+            }
+        }
         let mut seen_link: Vec<bool> = vec![false; links.users.len()];
         // Sorted by id through inline keys, so comparisons do not chase each id's string.
-        let mut order: Vec<(Option<InlineId>, &DirectoryUser)> = source
+        let mut order: Vec<(Option<InlineId>, u32)> = source
             .users
             .iter()
-            .map(|u| (InlineId::new(u.id.as_str()), u))
+            .enumerate()
+            .map(|(n, u)| (InlineId::new(u.id.as_str()), n as u32))
             .collect();
-        order.sort_unstable_by(|(ka, a), (kb, b)| match (ka, kb) {
-            (Some(ka), Some(kb)) => ka.cmp_bytes(kb).then_with(|| a.id.cmp(&b.id)),
-            _ => a.id.cmp(&b.id),
+        let users_of = &source.users;
+        order.sort_unstable_by(|(ka, a), (kb, b)| {
+            // Equal ids (duplicates in the source) in source order: the first one counts.
+            let by_id = || {
+                users_of[*a as usize]
+                    .id
+                    .cmp(&users_of[*b as usize].id)
+                    .then(a.cmp(b))
+            };
+            match (ka, kb) {
+                (Some(ka), Some(kb)) => ka.cmp_bytes(kb).then_with(by_id),
+                _ => by_id(),
+            }
         });
+        // Each user's link, looked up in sorted order in one batch.
+        let mut user_links: Vec<u32> = Vec::with_capacity(order.len());
+        link_index.get_all(
+            order
+                .iter()
+                .map(|&(_, src)| source.users[src as usize].id.as_str()),
+            &mut user_links,
+        );
+        drop(link_index);
         let mut previous: Option<&str> = None;
         let mut claimed: IdSet<&str> = IdSet::default();
         let mut wanted_names: IdMap<Cow<'_, str>, &str> = IdMap::default();
 
         // Pass 1: scope, validation, matching.
-        for (_, user) in order {
+        for ((_, src), n) in order.into_iter().zip(user_links) {
+            let user = &source.users[src as usize];
             if previous.replace(user.id.as_str()) == Some(user.id.as_str()) {
                 continue; // a duplicate id in the source: the first one counts
             }
             let mapped = self.evaluate(user);
-            let wanted = self.in_scope(user) && user.status.is_enabled();
-            let link = link_by_source.get(user.id.as_str()).map(|&n| {
-                seen_link[n] = true;
-                &links.users[n]
+            let wanted = self.in_scope_at(src as usize) && user.status.is_enabled();
+            let link = (n != NONE).then(|| {
+                seen_link[n as usize] = true;
+                &links.users[n as usize]
             });
-            let linked = link.and_then(|l| target_by_id.get(l.target_id.as_str()).map(|t| (*t, l)));
+            let linked = link.and_then(|l| {
+                let p = link_targets[n as usize];
+                target.users.get(p as usize).map(|t| (t, l))
+            });
             let mut state = UserState {
                 user,
+                src,
                 user_name: mapped.user_name,
                 wanted,
                 rejected: false,
@@ -623,7 +818,7 @@ impl<'a> Planner<'a> {
                             &key,
                             &by_external_id,
                             &by_user_name,
-                            &linked_targets,
+                            &accounts,
                             &mut claimed,
                         );
                         if matches!(state.account, Account::Nothing) {
@@ -652,7 +847,8 @@ impl<'a> Planner<'a> {
             self.users.push(state);
         }
 
-        self.settle_blocked(&linked_targets);
+        drop((by_user_name, by_external_id, claimed, wanted_names));
+        self.settle_blocked(&accounts);
 
         // Managers: source id → target id, for users whose account exists now.
         let manager_ids: IdMap<&str, Option<&str>> = if self.policy.mapping.manager.is_some() {
@@ -679,7 +875,7 @@ impl<'a> Planner<'a> {
             .enumerate()
             .filter(|(n, l)| {
                 !seen_link[*n]
-                    && link_by_source.get(l.source_id.as_str()) == Some(n)
+                    && link_first[*n] as usize == *n
                     && !unreadable.contains(l.source_id.as_str())
             })
             .map(|(_, l)| l)
@@ -705,8 +901,9 @@ impl<'a> Planner<'a> {
                 }
             );
             for link in std::mem::take(&mut orphans) {
-                let name = target_by_id
-                    .get(link.target_id.as_str())
+                let name = target
+                    .users
+                    .get(accounts.index.get(link.target_id.as_str()) as usize)
                     .map(|t| t.user_name.clone())
                     .unwrap_or_default();
                 self.note(
@@ -718,15 +915,31 @@ impl<'a> Planner<'a> {
                 );
             }
         }
-        let mut owners: IdIndex<'_, Owner<'_>> = IdIndex::with_capacity(self.users.len());
+        // Who owns each account: the first user whose account it is, else the orphan link.
+        let mut owners = Owners {
+            of: vec![NONE; target.users.len()],
+            orphans: Vec::new(),
+            account: Vec::with_capacity(self.users.len()),
+            shared: index::Bits::new(target.users.len()),
+        };
         for (i, s) in self.users.iter().enumerate() {
-            if let Some(t) = s.target() {
-                owners.insert_first(t.id.as_str(), Owner::User(i));
+            let p = s.target().map_or(NONE, |t| accounts.position(t));
+            owners.account.push(p);
+            if p != NONE {
+                if owners.of[p as usize] == NONE {
+                    owners.of[p as usize] = i as u32;
+                } else {
+                    owners.shared.set(p);
+                }
             }
         }
-        for link in &orphans {
-            if let Some(t) = target_by_id.get(link.target_id.as_str()) {
-                owners.insert_first(t.id.as_str(), Owner::Orphan(link, t));
+        owners.orphans = orphans;
+        for (k, link) in owners.orphans.iter().enumerate() {
+            let p = accounts.index.get(link.target_id.as_str());
+            if let Some(t) = target.users.get(p as usize) {
+                if owners.of[p as usize] == NONE {
+                    owners.of[p as usize] = ORPHAN | k as u32;
+                }
                 if t.active {
                     self.deactivations.push(Operation::DeactivateUser {
                         source_id: link.source_id.clone(),
@@ -739,13 +952,13 @@ impl<'a> Planner<'a> {
         }
 
         if !self.policy.exclude_groups {
-            self.plan_groups(&owners);
+            self.plan_groups(&accounts, &owners);
         }
     }
 
     fn plan_user(&mut self, i: usize, manager_ids: &IdMap<&str, Option<&str>>) {
         let state = &self.users[i];
-        let user = state.user;
+        let (user, src) = (state.user, state.src as usize);
         let (wanted, rejected, account) = (state.wanted, state.rejected, state.account);
         if !wanted {
             if let Account::Linked(t, _) = account
@@ -769,7 +982,7 @@ impl<'a> Planner<'a> {
             return;
         }
         let mapped = self.evaluate(user);
-        let rule = self.rule_for(user).map(|c| c.rule);
+        let rule = self.rule_for_at(src, user).map(|c| c.rule);
         let manager = self.manager_of(&mapped, manager_ids);
         let member_profile: Option<&str>;
         match account {

@@ -1,6 +1,6 @@
 //! Groups: linked, adopted by name or created, renamed; then their memberships.
 
-use super::membership::{member_changes, orphan_ref, touch};
+use super::membership::{member_changes, orphan_ref};
 use super::*;
 use crate::refusals::{group_create_fingerprint, rename_fingerprint};
 
@@ -45,7 +45,7 @@ impl<'a> Planner<'a> {
         self.scope.as_ref().is_none_or(|s| s.contains(id))
     }
 
-    pub(super) fn plan_groups(&mut self, owners: &IdIndex<'a, Owner<'a>>) {
+    pub(super) fn plan_groups(&mut self, accounts: &Accounts<'a>, owners: &Owners<'a>) {
         let source = self.source;
         let target = self.target;
         let links = self.links;
@@ -158,74 +158,36 @@ impl<'a> Planner<'a> {
             });
         }
 
-        // Desired members per provisioned group, as user indexes.
-        let mut group_index = SmallIndex::with_capacity(states.len());
+        // Each provisioned group's desired members, as entries in one flat list (a counting
+        // sort of the users' interned groups, users in order: each group's entries ascending).
+        let mut state_of = vec![NONE; self.group_known.len()];
         for (i, s) in states.iter().enumerate() {
-            group_index.insert_first(s.source.id.as_str(), i as u32);
-        }
-        // Groups are independent, and so are users: large directories spread both over a few
-        // threads. The result is the same, in the same order, whatever the number of threads.
-        let threads = self.threads_for_users();
-        // Desired members per provisioned group (user indexes, ascending), and each user's
-        // account id inline: a group's desired members go into a small table that stays in
-        // cache while the group's current members are checked against it; only members not
-        // found there (removals, strangers, long ids) take the big owners table.
-        let users = &self.users;
-        let groups = states.len();
-        // Each group's desired members as the runs the threads found (in user order: the
-        // runs end to end are ascending), moved rather than copied into one list.
-        let mut keys: Vec<Option<InlineId>> = vec![None; users.len()];
-        let desired: Vec<Vec<Vec<u32>>> = if threads <= 1 {
-            let lists = desired_members(users, 0, &mut keys, &group_index, groups);
-            lists.into_iter().map(|l| vec![l]).collect()
-        } else {
-            let per = users.len().div_ceil(threads).max(1);
-            let parts: Vec<Vec<Vec<u32>>> = std::thread::scope(|scope| {
-                let group_index = &group_index;
-                let handles: Vec<_> = users
-                    .chunks(per)
-                    .zip(keys.chunks_mut(per))
-                    .enumerate()
-                    .map(|(n, (part, keys))| {
-                        scope.spawn(move || {
-                            desired_members(part, n * per, keys, group_index, groups)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
-            });
-            let mut desired: Vec<Vec<Vec<u32>>> = (0..groups)
-                .map(|_| Vec::with_capacity(parts.len()))
-                .collect();
-            for lists in parts {
-                for (runs, list) in desired.iter_mut().zip(lists) {
-                    runs.push(list);
-                }
+            if let Some(gi) = self.group_ids.get(s.source.id.as_str()) {
+                state_of[gi as usize] = i as u32;
             }
-            desired
-        };
+        }
+        let (starts, entries) = self.desired_members(&state_of, states.len(), owners);
+        // The interned memberships are not read again (explanations read the source's).
+        self.user_groups = Vec::new();
+        self.user_groups_at = Vec::new();
+        // Groups are independent: large directories spread them over a few threads. The
+        // result is the same, in the same order, whatever the number of threads.
+        let threads = self.threads_for_users();
+        let users = &self.users;
         let chunk = states.len().div_ceil(threads).max(1);
+        let desired = |g: usize| &entries[starts[g] as usize..starts[g + 1] as usize];
         let changes: Vec<(Vec<UserRef>, Vec<UserRef>)> = if threads <= 1 {
-            member_changes(&states, desired, users, &keys, owners)
+            member_changes(&states, 0, &desired, users, accounts, owners)
         } else {
-            let mut lists = desired.into_iter();
-            let parts: Vec<Vec<Vec<Vec<u32>>>> = states
-                .chunks(chunk)
-                .map(|c| lists.by_ref().take(c.len()).collect())
-                .collect();
             std::thread::scope(|scope| {
                 let handles: Vec<_> = states
                     .chunks(chunk)
-                    .zip(parts)
-                    .map(|(part, lists)| {
-                        let keys = &keys;
-                        scope.spawn(move || member_changes(part, lists, users, keys, owners))
+                    .enumerate()
+                    .map(|(n, part)| {
+                        let desired = &desired;
+                        scope.spawn(move || {
+                            member_changes(part, n * chunk, desired, users, accounts, owners)
+                        })
                     })
                     .collect();
                 handles
@@ -259,10 +221,15 @@ impl<'a> Planner<'a> {
         }
 
         // Linked groups no longer provisioned: take the owned members out.
+        let provisioned = |id: &str| {
+            self.group_ids
+                .get(id)
+                .is_some_and(|gi| state_of[gi as usize] != NONE)
+        };
         let mut stale: Vec<(&SourceGroupId, &TargetGroup)> = links
             .groups
             .iter()
-            .filter(|l| group_index.get(l.source_id.as_str()).is_none())
+            .filter(|l| !provisioned(l.source_id.as_str()))
             .filter(|l| {
                 !self
                     .rejected
@@ -278,15 +245,15 @@ impl<'a> Planner<'a> {
             .collect();
         stale.sort_by(|a, b| a.0.cmp(b.0));
         stale.dedup_by(|a, b| a.1.id == b.1.id);
+        let mut positions = Vec::new();
         for (sid, t) in stale {
-            let remove: Vec<UserRef> = t
-                .members
+            positions.clear();
+            accounts
+                .index
+                .get_all(t.members.iter().map(|m| m.as_str()), &mut positions);
+            let remove: Vec<UserRef> = positions
                 .iter()
-                .filter_map(|m| match owners.get(m.as_str()) {
-                    Some(Owner::User(ui)) => Some(self.users[*ui].user_ref()),
-                    Some(Owner::Orphan(link, t)) => Some(orphan_ref(link, t)),
-                    None => None,
-                })
+                .filter_map(|&p| owner_ref(p, &self.users, accounts, owners))
                 .collect();
             let group = GroupRef {
                 source_id: sid.clone(),
@@ -296,34 +263,71 @@ impl<'a> Planner<'a> {
             self.push_batches(&group, remove, Vec::new(), batch);
         }
     }
-}
 
-/// The desired members of each of `groups` groups among `users` (the users from index `first`
-/// on), ascending; sets `keys` to each member's account id inline.
-fn desired_members(
-    users: &[UserState<'_>],
-    first: usize,
-    keys: &mut [Option<InlineId>],
-    group_index: &SmallIndex<'_>,
-    groups: usize,
-) -> Vec<Vec<u32>> {
-    let mut desired: Vec<Vec<u32>> = vec![Vec::new(); groups];
-    for (n, (s, key)) in users.iter().zip(keys.iter_mut()).enumerate() {
-        if !s.member {
-            continue;
-        }
-        *key = s.target().and_then(|t| InlineId::new(t.id.as_str()));
-        let ui = (first + n) as u32;
-        touch(s.user.groups.iter().map(|g| g.as_str()));
-        for g in &s.user.groups {
-            if let Some(gi) = group_index.get(g.as_str()) {
-                // Users in order: each list ascending, a group named twice pushed once.
-                let list = &mut desired[gi as usize];
-                if list.last() != Some(&ui) {
-                    list.push(ui);
+    /// The desired members of the groups of `states` (by interned group, `state_of`), as
+    /// `(starts, entries)`: group `g`'s are `entries[starts[g]..starts[g + 1]]`, in user order.
+    /// An entry is the position of the member's account, or `ORPHAN | user index` for a user
+    /// without an account or with an account another user has too.
+    fn desired_members(
+        &self,
+        state_of: &[u32],
+        groups: usize,
+        owners: &Owners<'_>,
+    ) -> (Vec<u32>, Vec<u32>) {
+        // Each user's groups once each (a group named twice counts once).
+        let mut last = vec![NONE; groups];
+        let mut starts = vec![0u32; groups + 1];
+        let each = |last: &mut Vec<u32>, f: &mut dyn FnMut(usize, u32)| {
+            for (ui, s) in self.users.iter().enumerate() {
+                if !s.member {
+                    continue;
+                }
+                let ui = ui as u32;
+                for &gi in self.groups_at(s.src as usize) {
+                    let Some(&g) = state_of.get(gi as usize) else {
+                        continue;
+                    };
+                    if g != NONE && last[g as usize] != ui {
+                        last[g as usize] = ui;
+                        f(g as usize, ui);
+                    }
                 }
             }
+        };
+        each(&mut last, &mut |g, _| starts[g + 1] += 1);
+        for g in 0..groups {
+            starts[g + 1] += starts[g];
         }
+        let mut fill: Vec<u32> = starts[..groups].to_vec();
+        let mut entries = vec![0u32; starts[groups] as usize];
+        last.fill(NONE);
+        each(&mut last, &mut |g, ui| {
+            let p = owners.account[ui as usize];
+            entries[fill[g] as usize] = if p != NONE && !owners.shared.has(p) {
+                p
+            } else {
+                ORPHAN | ui
+            };
+            fill[g] += 1;
+        });
+        (starts, entries)
     }
-    desired
+}
+
+/// The user reference of the owner of the account at position `p`, if the engine owns it.
+pub(super) fn owner_ref(
+    p: u32,
+    users: &[UserState<'_>],
+    accounts: &Accounts<'_>,
+    owners: &Owners<'_>,
+) -> Option<UserRef> {
+    let owner = *owners.of.get(p as usize)?;
+    if owner == NONE {
+        None
+    } else if owner & ORPHAN != 0 {
+        let link = owners.orphans.get((owner & !ORPHAN) as usize)?;
+        Some(orphan_ref(link, accounts.users.get(p as usize)?))
+    } else {
+        users.get(owner as usize).map(UserState::user_ref)
+    }
 }

@@ -1,4 +1,5 @@
-//! Hash maps keyed by borrowed ids, with a fast non-cryptographic hasher.
+//! Ids interned to dense integers ([`Dense`], [`SmallIndex`]), sets of them as bitmaps ([`Bits`]),
+//! and hash maps keyed by borrowed ids with a fast non-cryptographic hasher.
 //!
 //! The planner builds several maps of a million entries per run, keyed by ids that come from the
 //! source directory and the target (not from arbitrary clients), so it trades SipHash's
@@ -75,7 +76,7 @@ impl Hasher for IdHasher {
     }
 }
 
-/// Ids of at most this many bytes are stored inline in an [`IdIndex`].
+/// Ids of at most this many bytes are stored inline (in a [`Dense`] or [`SmallIndex`]).
 const INLINE: usize = 23;
 
 /// An id stored inline, so comparing keys during a lookup reads the table alone rather than
@@ -145,44 +146,9 @@ impl std::hash::Hash for InlineId {
     }
 }
 
-/// A map from ids to values for the hot lookups: short ids inline, longer ones by reference.
-#[derive(Debug)]
-pub(crate) struct IdIndex<'a, V> {
-    inline: IdMap<InlineId, V>,
-    long: IdMap<&'a str, V>,
-}
-
 impl std::fmt::Debug for InlineId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&String::from_utf8_lossy(&self.bytes()))
-    }
-}
-
-impl<'a, V> IdIndex<'a, V> {
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        Self {
-            inline: map_with_capacity(n),
-            long: IdMap::default(),
-        }
-    }
-
-    /// Inserts unless `id` is already there (the first one wins).
-    pub(crate) fn insert_first(&mut self, id: &'a str, value: V) {
-        match InlineId::new(id) {
-            Some(k) => {
-                self.inline.entry(k).or_insert(value);
-            }
-            None => {
-                self.long.entry(id).or_insert(value);
-            }
-        }
-    }
-
-    pub(crate) fn get(&self, id: &str) -> Option<&V> {
-        match InlineId::new(id) {
-            Some(k) => self.inline.get(&k),
-            None => self.long.get(id),
-        }
     }
 }
 
@@ -275,22 +241,175 @@ impl<'a> SmallIndex<'a> {
     }
 }
 
+/// No position: an id not in a [`Dense`] index, a user without an account.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// Ids interned to dense positions: each id of a list maps to the position of its first
+/// occurrence, so the planner's later work is on integers and arrays rather than strings and
+/// maps. Open addressing over slots that hold short ids inline (a lookup reads one slot,
+/// mostly one cache line); longer ids in an ordinary map. [`Dense::get_all`] looks ids up in
+/// batches whose slots are read together first: a table of a million ids does not fit in
+/// cache, and independent reads overlap where one-at-a-time lookups would wait for each miss.
+pub(crate) struct Dense<'a> {
+    slots: Vec<Slot>,
+    mask: usize,
+    long: IdMap<&'a str, u32>,
+}
+
+impl std::fmt::Debug for Dense<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dense")
+            .field("slots", &self.slots.len())
+            .field("long", &self.long.len())
+            .finish()
+    }
+}
+
+/// One slot of a [`Dense`] index: an inline id and its position; `len` is 0 when empty, else
+/// the id's length plus one.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    words: [u64; 3],
+    len: u32,
+    value: u32,
+}
+
+/// Ids looked up together by [`Dense::get_all`].
+const BATCH: usize = 16;
+
+impl<'a> Dense<'a> {
+    /// The index of `ids` (position → first position of the same id), and for each position
+    /// the position of its id's first occurrence.
+    pub(crate) fn build(ids: impl ExactSizeIterator<Item = &'a str>) -> (Self, Vec<u32>) {
+        let n = ids.len();
+        // At most two thirds full (at least one third).
+        let size = n
+            .saturating_add(n / 2)
+            .saturating_add(1)
+            .next_power_of_two()
+            .max(16);
+        let mut index = Self {
+            slots: vec![Slot::default(); size],
+            mask: size - 1,
+            long: IdMap::default(),
+        };
+        let mut first = Vec::with_capacity(n);
+        for (position, id) in ids.enumerate() {
+            let position = position as u32;
+            let value = match InlineId::new(id) {
+                None => *index.long.entry(id).or_insert(position),
+                Some(k) => {
+                    let mut i = index.slot_of(&k);
+                    loop {
+                        let slot = &mut index.slots[i];
+                        if slot.len == 0 {
+                            *slot = Slot {
+                                words: k.words,
+                                len: u32::from(k.len) + 1,
+                                value: position,
+                            };
+                            break position;
+                        }
+                        if slot.len == u32::from(k.len) + 1 && slot.words == k.words {
+                            break slot.value;
+                        }
+                        i = (i + 1) & index.mask;
+                    }
+                }
+            };
+            first.push(value);
+        }
+        (index, first)
+    }
+
+    fn slot_of(&self, k: &InlineId) -> usize {
+        let mut h =
+            k.words[0] ^ k.words[1].rotate_left(21) ^ k.words[2].rotate_left(42) ^ u64::from(k.len);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        (h as usize) & self.mask
+    }
+
+    fn probe(&self, mut i: usize, k: &InlineId) -> u32 {
+        loop {
+            let slot = &self.slots[i];
+            if slot.len == 0 {
+                return NONE;
+            }
+            if slot.len == u32::from(k.len) + 1 && slot.words == k.words {
+                return slot.value;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The first position of `id`, or [`NONE`].
+    pub(crate) fn get(&self, id: &str) -> u32 {
+        match InlineId::new(id) {
+            Some(k) => self.probe(self.slot_of(&k), &k),
+            None => self.long.get(id).copied().unwrap_or(NONE),
+        }
+    }
+
+    /// Appends the first position of each of `ids` (or [`NONE`]) to `out`, in order.
+    pub(crate) fn get_all<'s>(&self, ids: impl Iterator<Item = &'s str>, out: &mut Vec<u32>) {
+        let mut keys: [Option<InlineId>; BATCH] = [None; BATCH];
+        let mut at = [0usize; BATCH];
+        let mut long: [&str; BATCH] = [""; BATCH];
+        let mut ids = ids.peekable();
+        while ids.peek().is_some() {
+            // First the slots of a batch, read independently so their misses overlap ...
+            let mut count = 0;
+            let mut acc = 0u32;
+            for id in ids.by_ref().take(BATCH) {
+                keys[count] = InlineId::new(id);
+                if let Some(k) = &keys[count] {
+                    at[count] = self.slot_of(k);
+                    acc ^= self.slots[at[count]].len;
+                } else {
+                    long[count] = id;
+                }
+                count += 1;
+            }
+            std::hint::black_box(acc);
+            // ... then the lookups, on slots now in cache.
+            for j in 0..count {
+                out.push(match &keys[j] {
+                    Some(k) => self.probe(at[j], k),
+                    None => self.long.get(long[j]).copied().unwrap_or(NONE),
+                });
+            }
+        }
+    }
+}
+
+/// A set of dense positions, one bit each: a million positions take 128 KiB, which stays in
+/// the processor's cache while a group's members are compared.
+#[derive(Debug, Clone)]
+pub(crate) struct Bits(Vec<u64>);
+
+impl Bits {
+    pub(crate) fn new(n: usize) -> Self {
+        Self(vec![0; n.div_ceil(64)])
+    }
+
+    pub(crate) fn set(&mut self, i: u32) {
+        self.0[i as usize / 64] |= 1 << (i % 64);
+    }
+
+    pub(crate) fn clear(&mut self, i: u32) {
+        self.0[i as usize / 64] &= !(1 << (i % 64));
+    }
+
+    pub(crate) fn has(&self, i: u32) -> bool {
+        self.0[i as usize / 64] & (1 << (i % 64)) != 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_index_finds_short_and_long_ids() {
-        let long = "x".repeat(40);
-        let mut index: IdIndex<'_, u32> = IdIndex::with_capacity(2);
-        index.insert_first("005000000000000001", 1);
-        index.insert_first("005000000000000001", 9);
-        index.insert_first(&long, 2);
-        assert_eq!(index.get("005000000000000001"), Some(&1));
-        assert_eq!(index.get(&long), Some(&2));
-        assert_eq!(index.get("005000000000000002"), None);
-        assert_eq!(index.get(""), None);
-    }
 
     #[test]
     fn inline_ids_order_and_compare_like_their_strings() {
@@ -359,5 +478,50 @@ mod tests {
         assert_eq!(m.len(), 4);
         assert_eq!(m.get("DU000000000000000002"), Some(&1));
         assert_eq!(m.get("DU000000000000000003"), None);
+    }
+
+    #[test]
+    fn a_dense_index_gives_first_positions_short_and_long() {
+        let long = "z".repeat(40);
+        let ids: Vec<String> = (0..5000)
+            .map(|i| format!("005{:015}", i % 4000))
+            .chain([long.clone(), long.clone(), String::new()])
+            .collect();
+        let (index, first) = Dense::build(ids.iter().map(String::as_str));
+        for (n, id) in ids.iter().enumerate() {
+            let expected = ids.iter().position(|x| x == id).expect("there") as u32;
+            assert_eq!(first[n], expected, "{id}");
+            assert_eq!(index.get(id), expected, "{id}");
+        }
+        assert_eq!(index.get("005000000000004000"), NONE);
+        assert_eq!(index.get(&"z".repeat(41)), NONE);
+        let mut out = Vec::new();
+        let asked = [
+            "005000000000000007",
+            "nobody",
+            long.as_str(),
+            "",
+            "005000000000003999",
+        ];
+        index.get_all(asked.iter().copied().cycle().take(37), &mut out);
+        let expected: Vec<u32> = asked
+            .iter()
+            .map(|id| index.get(id))
+            .cycle()
+            .take(37)
+            .collect();
+        assert_eq!(out, expected);
+        assert_eq!(&out[..5], &[7, NONE, 5000, 5002, 3999]);
+    }
+
+    #[test]
+    fn bits_hold_what_was_set() {
+        let mut bits = Bits::new(130);
+        for i in [0, 63, 64, 129] {
+            bits.set(i);
+        }
+        assert!(bits.has(63) && bits.has(64) && bits.has(129) && !bits.has(1));
+        bits.clear(64);
+        assert!(!bits.has(64) && bits.has(63));
     }
 }

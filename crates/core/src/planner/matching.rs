@@ -6,7 +6,7 @@ use super::*;
 impl<'a> Planner<'a> {
     /// Users whose userName is held by another source user's account: created after the
     /// updates when that account is renamed away in this plan, else rejected as a conflict.
-    pub(super) fn settle_blocked(&mut self, linked_targets: &IdIndex<'a, &'a UserLink>) {
+    pub(super) fn settle_blocked(&mut self, accounts: &Accounts<'a>) {
         let blocked: Vec<usize> = (0..self.users.len())
             .filter(|&i| {
                 matches!(self.users[i].account, Account::Blocked(..))
@@ -35,9 +35,7 @@ impl<'a> Planner<'a> {
             let Rename::Blocked(holder) = self.users[i].rename else {
                 continue;
             };
-            let owner = linked_targets
-                .get(holder.id.as_str())
-                .map(|l| l.source_id.as_str());
+            let owner = accounts.link(holder).map(|l| l.source_id.as_str());
             self.users[i].rename = if owner.is_some_and(|o| renamed_away(&self.users, o, holder)) {
                 Rename::Late
             } else {
@@ -87,7 +85,7 @@ impl<'a> Planner<'a> {
         key: &str,
         by_external_id: &IdMap<&'a str, &'a TargetUser>,
         by_user_name: &IdMap<Cow<'a, str>, &'a TargetUser>,
-        linked_targets: &IdIndex<'a, &'a UserLink>,
+        accounts: &Accounts<'a>,
         claimed: &mut IdSet<&'a str>,
     ) -> Account<'a> {
         if let Some(t) = by_external_id.get(user.id.as_str())
@@ -99,7 +97,7 @@ impl<'a> Planner<'a> {
             return Account::Create;
         };
         let sid = user.id.as_str();
-        if let Some(owner) = linked_targets.get(t.id.as_str()) {
+        if let Some(owner) = accounts.link(t) {
             return Account::Blocked(t, owner);
         }
         if let Some(ext) = t.external_id.as_deref().filter(|e| *e != sid) {

@@ -1,6 +1,7 @@
 //! Memberships by set difference over the users the engine owns, in batches of the size the target
 //! accepts, without the ones it refused.
 
+use super::index::Bits;
 use super::*;
 
 impl<'a> Planner<'a> {
@@ -60,66 +61,94 @@ pub(super) const MAX_THREADS: usize = 4;
 /// From this many source users on, group memberships are compared on several threads.
 pub(super) const PARALLEL_FROM_USERS: usize = 50_000;
 
-/// The (removals, additions) of each group of `states`, whose desired members (user indexes,
-/// ascending and distinct, in runs laid end to end) are `desired`, in the same order.
+/// The (removals, additions) of each group of `states` (the groups from `first` on), whose
+/// desired members are `desired(g)`: entries of [`Planner::desired_members`].
 ///
-/// A group's desired members go into a small table of their account ids that stays in cache
-/// while the group's current members are checked against it; only members not found there
-/// (removals, strangers, long ids) take the big owners table. The ids of a group's members are
-/// read in a first loop of independent loads ([`touch`]) so the processor fetches them together
-/// rather than one cache miss at a time.
-pub(super) fn member_changes<'a>(
+/// Both sides are compared as account positions: the group's current members are interned in
+/// batches ([`Dense::get_all`]), the desired accounts set in a bitmap of all positions (small
+/// enough to stay in cache), so a membership costs a bit test and no string is hashed twice.
+pub(super) fn member_changes<'a, 'd>(
     states: &[GroupState<'a>],
-    desired: Vec<Vec<Vec<u32>>>,
+    first: usize,
+    desired: &dyn Fn(usize) -> &'d [u32],
     users: &[UserState<'a>],
-    keys: &[Option<InlineId>],
-    owners: &IdIndex<'a, Owner<'a>>,
+    accounts: &Accounts<'a>,
+    owners: &Owners<'a>,
 ) -> Vec<(Vec<UserRef>, Vec<UserRef>)> {
-    let mut want_mark: Vec<u32> = vec![0; users.len()];
-    let mut have_mark: Vec<u32> = vec![0; users.len()];
-    let mut local: IdMap<InlineId, u32> = IdMap::default();
-    let mut member_keys: Vec<Option<InlineId>> = Vec::new();
+    let positions = accounts.users.len();
+    let mut want = Bits::new(positions);
+    let mut have = Bits::new(positions);
+    let mut current: Vec<u32> = Vec::new();
+    // For users compared one by one (no account, or one shared with another user): the last
+    // desired user of each shared account, who is the one its membership counts for.
+    let mut winner: IdMap<u32, u32> = IdMap::default();
     let mut out = Vec::with_capacity(states.len());
-    for (gi, (state, runs)) in states.iter().zip(desired).enumerate() {
-        let stamp = gi as u32 + 1;
-        let list = || runs.iter().flatten().copied();
-        debug_assert!(list().zip(list().skip(1)).all(|(a, b)| a < b));
-        for ui in list() {
-            want_mark[ui as usize] = stamp;
+    for (n, state) in states.iter().enumerate() {
+        let entries = desired(first + n);
+        winner.clear();
+        for &e in entries {
+            if e & ORPHAN == 0 {
+                want.set(e);
+            } else {
+                let ui = e & !ORPHAN;
+                let p = owners.account[ui as usize];
+                if p != NONE {
+                    want.set(p);
+                    winner.insert(p, ui);
+                }
+            }
         }
-        let mut remove: Vec<UserRef> = Vec::new();
+        current.clear();
         if let Some(t) = state.target {
             touch(t.members.iter().map(|m| m.as_str()));
-            member_keys.clear();
-            member_keys.extend(t.members.iter().map(|m| InlineId::new(m.as_str())));
-            local.clear();
-            local.reserve(runs.iter().map(Vec::len).sum());
-            for ui in list() {
-                if let Some(k) = keys[ui as usize] {
-                    local.insert(k, ui);
-                }
+            accounts
+                .index
+                .get_all(t.members.iter().map(|m| m.as_str()), &mut current);
+        }
+        let mut remove: Vec<UserRef> = Vec::new();
+        for &p in &current {
+            if p == NONE {
+                continue;
             }
-            for (m, k) in t.members.iter().zip(&member_keys) {
-                if let Some(&ui) = k.as_ref().and_then(|k| local.get(k)) {
-                    have_mark[ui as usize] = stamp;
-                    continue;
-                }
-                match owners.get(m.as_str()) {
-                    Some(Owner::User(ui)) => {
-                        have_mark[*ui] = stamp;
-                        if want_mark[*ui] != stamp {
-                            remove.push(users[*ui].user_ref());
-                        }
-                    }
-                    Some(Owner::Orphan(link, t)) => remove.push(orphan_ref(link, t)),
-                    None => {}
-                }
+            have.set(p);
+            if !want.has(p)
+                && let Some(r) = super::groups::owner_ref(p, users, accounts, owners)
+            {
+                remove.push(r);
             }
         }
-        let add: Vec<UserRef> = list()
-            .filter(|&ui| have_mark[ui as usize] != stamp)
-            .map(|ui| users[ui as usize].user_ref())
-            .collect();
+        let mut add: Vec<UserRef> = Vec::new();
+        for &e in entries {
+            let ui = if e & ORPHAN == 0 {
+                if have.has(e) {
+                    continue;
+                }
+                owners.of[e as usize]
+            } else {
+                let ui = e & !ORPHAN;
+                let p = owners.account[ui as usize];
+                if p != NONE && have.has(p) && winner.get(&p) == Some(&ui) {
+                    continue;
+                }
+                ui
+            };
+            add.push(users[ui as usize].user_ref());
+        }
+        for &e in entries {
+            let p = if e & ORPHAN == 0 {
+                e
+            } else {
+                owners.account[(e & !ORPHAN) as usize]
+            };
+            if p != NONE {
+                want.clear(p);
+            }
+        }
+        for &p in &current {
+            if p != NONE {
+                have.clear(p);
+            }
+        }
         out.push((remove, add));
     }
     out

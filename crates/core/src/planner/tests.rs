@@ -1304,3 +1304,66 @@ fn a_membership_of_a_group_the_directory_lacks_and_reader_problems_are_noted_per
         kinds(&p)
     );
 }
+
+#[test]
+fn memberships_compare_the_same_whatever_the_length_of_the_target_ids() {
+    // The same directory and target twice: with the target's own short ids, and with every
+    // account id lengthened past what the planner's indexes hold inline (a UUID-like id, as
+    // generic SCIM servers give). The plans must be the same, ids aside.
+    let mut policy = rules_policy();
+    policy.member_batch_size = 5;
+    let users: Vec<_> = (0..120)
+        .map(|i| {
+            let groups = [["DG1", "DG2"], ["DG2", "DG4"], ["DG4", "DG3"]][i % 3];
+            in_groups(
+                user(&format!("DU{i:03}"), &format!("u{i}@example.com")),
+                &groups,
+            )
+        })
+        .collect();
+    let s = source(users, rule_groups());
+    let (mut target, mut links) = (empty_target(), Links::default());
+    converge(&s, &mut target, &mut links, &policy);
+    // Changes: users moved between groups, some gone (orphans), some new; a stranger and a
+    // member missing on the target.
+    let mut s2 = s.clone();
+    for u in s2.users.iter_mut().step_by(7) {
+        u.groups.rotate_left(1);
+        u.groups[0] = "DG3".into();
+    }
+    s2.users.truncate(100);
+    s2.users
+        .push(in_groups(user("DU900", "new@example.com"), &["DG1", "DG4"]));
+    let mut stranger = target.users[0].clone();
+    stranger.id = "005stranger".into();
+    stranger.user_name = "stranger@example.com".into();
+    stranger.external_id = None;
+    target.users.push(stranger);
+    target.groups[0].members.push("005stranger".into());
+    target.groups[1].members.pop();
+    let short = plan_of(&s2, &target, &links, &policy);
+    assert!(short.summary.members_added > 0 && short.summary.members_removed > 0);
+
+    let ids: Vec<String> = target.users.iter().map(|u| u.id.to_string()).collect();
+    let long = |id: &str| format!("{id}-0000-4000-8000-000000000000");
+    let mut target_json = serde_json::to_string(&target).expect("JSON");
+    let mut links_json = serde_json::to_string(&links).expect("JSON");
+    for id in &ids {
+        let (from, to) = (format!("\"{id}\""), format!("\"{}\"", long(id)));
+        target_json = target_json.replace(&from, &to);
+        links_json = links_json.replace(&from, &to);
+    }
+    let long_target: TargetSnapshot = serde_json::from_str(&target_json).expect("target");
+    let long_links: Links = serde_json::from_str(&links_json).expect("links");
+    assert!(long_target.users.iter().all(|u| u.id.as_str().len() > 30));
+    let lengthened = plan_of(&s2, &long_target, &long_links, &policy);
+    let mut plan_json = serde_json::to_string(&lengthened).expect("JSON");
+    for id in &ids {
+        plan_json = plan_json.replace(&format!("\"{}\"", long(id)), &format!("\"{id}\""));
+    }
+    assert_eq!(
+        plan_json,
+        serde_json::to_string(&short).expect("JSON"),
+        "the plan with long ids differs"
+    );
+}
