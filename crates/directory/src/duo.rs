@@ -573,7 +573,7 @@ fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String, O
             .parse::<u32>()
             .unwrap_or(u32::MAX)
     });
-    let phones = row
+    let mut phones: Vec<Phone> = row
         .phones
         .into_iter()
         .filter_map(|p| {
@@ -590,6 +590,15 @@ fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String, O
             })
         })
         .collect();
+    // A snapshot holds every user: no room left over in its lists (collecting from a filter
+    // leaves room for four).
+    phones.shrink_to_fit();
+    let mut groups: Vec<SourceGroupId> = row
+        .groups
+        .into_iter()
+        .filter_map(|g| nonempty(g.group_id).map(SourceGroupId::from))
+        .collect();
+    groups.shrink_to_fit();
     let custom = row
         .custom_attributes
         .unwrap_or_default()
@@ -611,11 +620,7 @@ fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String, O
         phones,
         aliases: aliases.into_iter().map(|(_, v)| v).collect(),
         custom,
-        groups: row
-            .groups
-            .into_iter()
-            .filter_map(|g| nonempty(g.group_id).map(SourceGroupId::from))
-            .collect(),
+        groups,
     })
 }
 
@@ -789,6 +794,8 @@ impl Source for DuoSource {
         })
         .await?;
         set_apart_duplicates(&mut snapshot);
+        snapshot.users.shrink_to_fit();
+        snapshot.groups.shrink_to_fit();
         if let Some(ikey) = &self.config.sso_integration_key {
             let (integration, _): (DuoIntegration, Metadata) = self
                 .get(
@@ -824,6 +831,73 @@ mod tests {
     fn row(id: &str, username: &str, email: &str) -> serde_json::Value {
         serde_json::json!({"user_id": id, "username": username, "email": email,
                            "status": "active", "groups": [{"group_id": "DG1"}]})
+    }
+
+    #[test]
+    fn every_field_of_a_duo_user_is_read_and_its_lists_keep_no_spare_room() {
+        let rows = page(serde_json::json!([
+            {"user_id": "DU1", "username": " ada ", "email": "ada@example.com",
+             "firstname": "Ada", "lastname": "Lovelace", "realname": "Ada Lovelace",
+             "status": "bypass",
+             "phones": [{"number": "+1555", "type": "Mobile", "extension": "12"},
+                        {"number": "", "type": "landline"},
+                        {"number": "+1666", "type": "landline"}],
+             "aliases": {"alias2": "al", "alias1": "ada.l"}, "alias3": "a3",
+             "custom_attributes": {"team": "R&D", "level": 3, "none": null},
+             "groups": [{"group_id": "DG1"}, {"group_id": ""}, {"group_id": "DG2"}]},
+            {"user_id": "DU2", "username": "bob", "status": "not a status"},
+            {"username": "cy", "status": "active"}
+        ]));
+        let mut snapshot = SourceSnapshot::default();
+        assert_eq!(
+            take_users(rows, &mut snapshot),
+            2,
+            "two rows are unreadable"
+        );
+        let u = &snapshot.users[0];
+        assert_eq!(
+            (u.id.as_str(), u.username.as_str(), u.email.as_deref()),
+            ("DU1", "ada", Some("ada@example.com"))
+        );
+        assert_eq!(
+            (
+                u.first_name.as_deref(),
+                u.last_name.as_deref(),
+                u.display_name.as_deref()
+            ),
+            (Some("Ada"), Some("Lovelace"), Some("Ada Lovelace"))
+        );
+        assert_eq!(u.status, DirectoryStatus::Bypass);
+        assert_eq!(
+            u.phones,
+            [
+                Phone {
+                    number: "+1555".into(),
+                    kind: PhoneKind::Mobile,
+                    extension: Some("12".into())
+                },
+                Phone {
+                    number: "+1666".into(),
+                    kind: PhoneKind::Landline,
+                    extension: None
+                }
+            ]
+        );
+        assert_eq!(u.aliases, ["ada.l", "al", "a3"]);
+        assert_eq!(u.custom.get("team").map(String::as_str), Some("R&D"));
+        assert_eq!(u.custom.get("level").map(String::as_str), Some("3"));
+        assert!(!u.custom.contains_key("none"));
+        assert_eq!(
+            u.groups,
+            [SourceGroupId::from("DG1"), SourceGroupId::from("DG2")]
+        );
+        // The snapshot holds every user: its lists keep no room for more.
+        assert_eq!(u.phones.capacity(), 2);
+        assert_eq!(u.groups.capacity(), 2);
+        // Bad records are still set apart: by id when they have one, else by what is known.
+        assert_eq!(snapshot.unreadable, [SourceUserId::from("DU2")]);
+        assert_eq!(snapshot.unidentified.len(), 1);
+        assert!(snapshot.unidentified[0].contains("\"cy\""));
     }
 
     #[test]

@@ -26,9 +26,27 @@
 //! Every run reads the whole target (incremental runs are not built yet), so `churn` and
 //! `full` are one run seen two ways. The planner at 1,000,000 users is measured by
 //! `cargo bench -p scimsync-core --bench planner`, not here.
+//!
+//! `SCIMSYNC_BENCH_ONLY=noop` (a comma-separated list of `throttled`, `initial`, `noop`,
+//! `churn`) runs only those scenarios; `noop` and `churn` need the initial sync and run it
+//! (and print its figures) whether named or not.
+//!
+//! The no-op child also prints where its memory goes, phase by phase (`noop_phase_<phase>_*`,
+//! in phase order: `source` the Duo read, `links` loading the links, `target` discovery and
+//! the target read, `plan` the plan and what the engine builds to apply it, up to its first
+//! record or the run's end, `apply` the rest): `rss_kb` the resident memory at the phase's
+//! end and `peak_kb` the highest resident memory during the phase (`VmHWM`, reset at each
+//! phase's start through `/proc/self/clear_refs`), both above the resident memory before
+//! the run. The phases are told apart by wrapping the run's source and store.
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
+use scimsync_core::Timestamp;
+use scimsync_core::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord};
+use scimsync_core::links::{GroupLink, HeldRefusal, Links, TargetFacts, UserLink};
+use scimsync_core::plan::ObjectKind;
 use scimsync_core::policy::{Governance, Policy, RuleSpec};
+use scimsync_core::ports::{LeaseHolder, NewRun, RunEnd, Source, Store};
+use scimsync_core::source::SourceSnapshot;
 use scimsync_directory::{DuoConfig, DuoEndpoint, DuoSource};
 use scimsync_engine::{Connection, RunOptions, RunReport, reconcile_once};
 use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig};
@@ -39,6 +57,8 @@ use scimsync_sim::salesforce::{
 };
 use scimsync_store::SqlStore;
 use secrecy::SecretString;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SEED: u64 = 11;
@@ -238,7 +258,197 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The child: one run against the parent's emulators; prints its memory.
+/// The resident memory of the run's phases, each taken once, in the order they end.
+#[derive(Debug, Default)]
+struct Phases {
+    /// `VmRSS` before the run (kB).
+    base: u64,
+    /// (phase, `VmRSS` at its end, `VmHWM` during it), in kB.
+    ended: Mutex<Vec<(&'static str, u64, u64)>>,
+}
+
+impl Phases {
+    /// Starts measuring: the resident memory now is the base, the high-water mark is reset.
+    fn start() -> Self {
+        reset_hwm();
+        Self {
+            base: status_kb("VmRSS:"),
+            ended: Mutex::default(),
+        }
+    }
+
+    /// Ends `phase` (once; later calls are ignored) and starts the next one.
+    fn end(&self, phase: &'static str) {
+        let mut ended = self.ended.lock().unwrap();
+        if ended.iter().any(|(p, ..)| *p == phase) {
+            return;
+        }
+        ended.push((phase, status_kb("VmRSS:"), status_kb("VmHWM:")));
+        reset_hwm();
+    }
+
+    fn ended(&self, phase: &str) -> bool {
+        self.ended.lock().unwrap().iter().any(|(p, ..)| *p == phase)
+    }
+
+    /// `noop_phase_<phase>_rss_kb=… noop_phase_<phase>_peak_kb=…`, above the base.
+    fn line(&self) -> String {
+        self.ended
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, rss, hwm)| {
+                format!(
+                    "noop_phase_{p}_rss_kb={} noop_phase_{p}_peak_kb={}",
+                    rss.saturating_sub(self.base),
+                    hwm.saturating_sub(self.base)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Resets `VmHWM` to the current resident memory (Linux's `clear_refs`, value 5).
+fn reset_hwm() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The run's source, ending the `source` phase when its read returns.
+struct MarkedSource<S> {
+    inner: S,
+    phases: Arc<Phases>,
+}
+
+impl<S: Source> Source for MarkedSource<S> {
+    type Error = S::Error;
+
+    async fn read(&self) -> Result<SourceSnapshot, S::Error> {
+        let read = self.inner.read().await;
+        self.phases.end("source");
+        read
+    }
+}
+
+/// The run's store, ending phases as the engine reaches it: `links` when the links are
+/// loaded; `target` when the engine asks for the last run's source count (right after the
+/// target read); `plan` at the first record, save or the run's end after that; `apply` at the
+/// run's end.
+struct MarkedStore<'a> {
+    inner: &'a SqlStore,
+    phases: Arc<Phases>,
+}
+
+impl MarkedStore<'_> {
+    fn writing(&self) {
+        if self.phases.ended("target") {
+            self.phases.end("plan");
+        }
+    }
+}
+
+type StoreResult<T> = Result<T, scimsync_store::StoreError>;
+
+impl Store for MarkedStore<'_> {
+    type Error = scimsync_store::StoreError;
+
+    async fn start_run(&self, run: &NewRun) -> StoreResult<RunId> {
+        self.inner.start_run(run).await
+    }
+    async fn finish_run(&self, id: RunId, end: &RunEnd) -> StoreResult<()> {
+        self.writing();
+        self.phases.end("apply");
+        self.inner.finish_run(id, end).await
+    }
+    async fn list_runs(&self, connection: Option<&str>, limit: u32) -> StoreResult<Vec<RunRecord>> {
+        self.inner.list_runs(connection, limit).await
+    }
+    async fn last_source_count(&self, connection: &str) -> StoreResult<Option<u64>> {
+        self.phases.end("target");
+        self.inner.last_source_count(connection).await
+    }
+    async fn last_success(&self, connection: &str) -> StoreResult<Option<Timestamp>> {
+        self.inner.last_success(connection).await
+    }
+    async fn record(&self, entry: &ActivityEntry) -> StoreResult<i64> {
+        self.writing();
+        self.inner.record(entry).await
+    }
+    async fn record_about(&self, entry: &ActivityEntry, subjects: &[String]) -> StoreResult<i64> {
+        self.writing();
+        self.inner.record_about(entry, subjects).await
+    }
+    async fn query_activity(&self, query: &ActivityQuery) -> StoreResult<Vec<ActivityEntry>> {
+        self.inner.query_activity(query).await
+    }
+    async fn logged_rejections(&self, connection: &str) -> StoreResult<HashMap<String, String>> {
+        self.writing();
+        self.inner.logged_rejections(connection).await
+    }
+    async fn load_links(&self, connection: &str) -> StoreResult<Links> {
+        let links = self.inner.load_links(connection).await;
+        self.phases.end("links");
+        links
+    }
+    async fn save_refusal(&self, connection: &str, refusal: &HeldRefusal) -> StoreResult<()> {
+        self.writing();
+        self.inner.save_refusal(connection, refusal).await
+    }
+    async fn clear_refusal(
+        &self,
+        connection: &str,
+        object: ObjectKind,
+        source_id: &str,
+        attribute: &str,
+    ) -> StoreResult<()> {
+        self.inner
+            .clear_refusal(connection, object, source_id, attribute)
+            .await
+    }
+    async fn clear_refusals(&self, connection: &str, source_id: Option<&str>) -> StoreResult<u64> {
+        self.inner.clear_refusals(connection, source_id).await
+    }
+    async fn save_facts(&self, connection: &str, facts: &TargetFacts) -> StoreResult<()> {
+        self.writing();
+        self.inner.save_facts(connection, facts).await
+    }
+    async fn save_user_link(&self, connection: &str, link: &UserLink) -> StoreResult<()> {
+        self.writing();
+        self.inner.save_user_link(connection, link).await
+    }
+    async fn save_group_link(&self, connection: &str, link: &GroupLink) -> StoreResult<()> {
+        self.writing();
+        self.inner.save_group_link(connection, link).await
+    }
+    async fn acquire_lease(
+        &self,
+        connection: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        self.inner.acquire_lease(connection, holder, now, ttl).await
+    }
+    async fn release_lease(&self, connection: &str, holder: &str) -> StoreResult<()> {
+        self.inner.release_lease(connection, holder).await
+    }
+    async fn lease_holder(&self, connection: &str) -> StoreResult<Option<LeaseHolder>> {
+        self.inner.lease_holder(connection).await
+    }
+    async fn abandon_runs(
+        &self,
+        connection: &str,
+        before: Timestamp,
+        at: Timestamp,
+        message: &str,
+    ) -> StoreResult<u64> {
+        self.inner
+            .abandon_runs(connection, before, at, message)
+            .await
+    }
+}
+
+/// The child: one run against the parent's emulators; prints its memory, in all and by phase.
 fn child() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -250,12 +460,47 @@ fn child() {
         let store = SqlStore::connect(&endpoints.store).await.unwrap();
         let conn = endpoints.connection(10_000, conn_concurrency()).await;
         let before = status_kb("VmRSS:");
-        let report = run(&conn, &store).await;
-        let hwm = status_kb("VmHWM:");
+        let phases = Arc::new(Phases::start());
+        let conn = Connection {
+            name: conn.name,
+            source: MarkedSource {
+                inner: conn.source,
+                phases: phases.clone(),
+            },
+            target: conn.target,
+            policy: conn.policy,
+        };
+        let marked = MarkedStore {
+            inner: &store,
+            phases: phases.clone(),
+        };
+        let report = reconcile_once(
+            &conn,
+            &marked,
+            &RunOptions {
+                max_concurrency: conn_concurrency(),
+                approve_destructive: true,
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.failed, 0, "{:?}", report.message);
+        // The whole run's high-water mark: the highest of its phases'.
+        let hwm = phases
+            .ended
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, hwm)| *hwm)
+            .max()
+            .unwrap_or(0)
+            .max(status_kb("VmHWM:"));
         println!(
-            "child_rss_before_kb={before} child_hwm_kb={hwm} child_operations={} child_source_users={}",
+            "child_rss_before_kb={before} child_hwm_kb={hwm} child_operations={} child_source_users={} {}",
             report.plan.operations.len(),
-            report.source_users
+            report.source_users,
+            phases.line()
         );
     });
 }
@@ -269,6 +514,9 @@ fn main() {
     let users = env_usize("SCIMSYNC_BENCH_USERS", if quick { 2_000 } else { 100_000 });
     let groups = env_usize("SCIMSYNC_BENCH_GROUPS", if quick { 40 } else { 2_000 });
     let rps = env_usize("SCIMSYNC_BENCH_RPS", 250).max(1);
+    let only = std::env::var("SCIMSYNC_BENCH_ONLY").unwrap_or_default();
+    let wanted =
+        |scenario: &str| only.trim().is_empty() || only.split(',').any(|s| s.trim() == scenario);
     println!("users={users} groups={groups} rps={rps}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -278,7 +526,7 @@ fn main() {
         .unwrap();
 
     // initial, throttled: the emulator enforces R requests a second with 20 ms latency.
-    {
+    if wanted("throttled") {
         let w = World::start(users, groups);
         w.sf.knobs()
             .enforce_rps(Some(u32::try_from(rps).unwrap_or(u32::MAX)));
@@ -314,6 +562,9 @@ fn main() {
     }
 
     // initial (unthrottled), noop (child process), churn 1% = full.
+    if !(wanted("initial") || wanted("noop") || wanted("churn")) {
+        return;
+    }
     let w = World::start(users, groups);
     rt.block_on(async {
         let store = SqlStore::connect(&w.endpoints.store).await.unwrap();
@@ -335,7 +586,16 @@ fn main() {
         store.close().await;
     });
 
-    // noop, in a child process.
+    if wanted("noop") {
+        noop(&w, users);
+    }
+    if wanted("churn") {
+        churn(&rt, &w);
+    }
+}
+
+/// The no-op run, in a child process.
+fn noop(w: &World, users: usize) {
     let before = w.scim_log().len();
     let writes_before = w.sf.inspect().writes();
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
@@ -366,7 +626,15 @@ fn main() {
         hwm.saturating_sub(rss),
         (hwm.saturating_sub(rss) * 1024) as f64 / users as f64
     );
+    let phases: Vec<&str> = text
+        .split_whitespace()
+        .filter(|kv| kv.starts_with("noop_phase_"))
+        .collect();
+    println!("{}", phases.join(" "));
+}
 
+/// 1% of the users change in the directory; one run.
+fn churn(rt: &tokio::runtime::Runtime, w: &World) {
     // churn: 1% of the users change in the directory.
     let snapshot = w.duo.dataset().snapshot();
     let dataset = w.duo.dataset();
@@ -415,5 +683,4 @@ fn main() {
         );
         store.close().await;
     });
-    drop(w);
 }

@@ -48,7 +48,6 @@ pub(crate) struct ApplyContext<'a, T, St> {
     /// The target as read at the start of the run (current values for pending emails,
     /// profiles and fingerprints).
     pub snapshot: &'a TargetSnapshot,
-    pub links: Links,
     /// `Some(reason)`: destructive operations are held back (the guard tripped, unapproved).
     pub hold_destructive: Option<String>,
     pub max_concurrency: usize,
@@ -190,14 +189,27 @@ struct Basis<'a> {
     /// Target user id → the account as read.
     accounts: HashMap<&'a str, &'a TargetUser>,
     /// Source user id → the profile the account ends with under this plan (what a membership
-    /// refusal depends on), as the planner decided it.
+    /// refusal depends on), as the planner decided it: for the users the plan's membership
+    /// changes name (the only ones asked about).
     profiles: HashMap<&'a str, Option<&'a str>>,
 }
 
 impl<'a> Basis<'a> {
-    fn new(snapshot: &'a TargetSnapshot, links: &'a Links, plan: &'a Plan) -> Self {
+    /// `links` is read here only (the users' profiles are keyed by the plan's own ids), so
+    /// the ledger can take the links without a copy being kept.
+    fn new(snapshot: &'a TargetSnapshot, links: &Links, plan: &'a Plan) -> Self {
         let accounts: HashMap<&str, &TargetUser> =
             snapshot.users.iter().map(|u| (u.id.as_str(), u)).collect();
+        let members: HashSet<&'a str> = plan
+            .operations
+            .iter()
+            .flat_map(|op| match op {
+                Operation::AddMembers { members, .. }
+                | Operation::RemoveMembers { members, .. } => members.as_slice(),
+                _ => &[],
+            })
+            .filter_map(|m| m.source_id.as_ref().map(SourceUserId::as_str))
+            .collect();
         let mut profiles: HashMap<&str, Option<&str>> = HashMap::new();
         let mut current = |sid: &'a str, tid: &str| {
             let p = accounts
@@ -206,7 +218,9 @@ impl<'a> Basis<'a> {
             profiles.entry(sid).or_insert(p);
         };
         for l in &links.users {
-            current(l.source_id.as_str(), l.target_id.as_str());
+            if let Some(sid) = members.get(l.source_id.as_str()) {
+                current(sid, l.target_id.as_str());
+            }
         }
         for op in &plan.operations {
             if let Operation::AdoptUser {
@@ -257,13 +271,15 @@ impl<'a> Basis<'a> {
     }
 }
 
+/// Applies `plan`, the ledger starting from `links` (the links the plan was made with).
 pub(crate) async fn apply_plan<T: Target, St: Store>(
     ctx: &ApplyContext<'_, T, St>,
     plan: &Plan,
+    links: Links,
 ) -> Result<Applied, BoxError> {
-    let basis = Basis::new(ctx.snapshot, &ctx.links, plan);
+    let basis = Basis::new(ctx.snapshot, &links, plan);
     let state = Mutex::new(State {
-        ledger: Ledger::new(ctx.links.clone()),
+        ledger: Ledger::new(links),
         missing_users: HashSet::new(),
         missing_groups: HashSet::new(),
         kept_profiles: HashMap::new(),

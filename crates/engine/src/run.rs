@@ -542,7 +542,6 @@ where
         target: &conn.target,
         store,
         snapshot: &target,
-        links,
         hold_destructive: hold_destructive
             .then(|| trip.as_ref().map(|t| t.reason.clone()).unwrap_or_default()),
         max_concurrency: opts.max_concurrency.max(1),
@@ -564,7 +563,7 @@ where
         interrupted,
         over_budget,
         facts,
-    } = apply_plan(&ctx, &plan)
+    } = apply_plan(&ctx, &plan, links)
         .await
         .map_err(|e| EngineError::Store {
             connection: name.to_owned(),

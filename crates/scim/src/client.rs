@@ -599,37 +599,39 @@ impl ScimClient {
     }
 
     /// Every resource of a list endpoint, page by page (`startIndex`, and `count` when the
-    /// target takes it). Paging ends on `totalResults`, a short page, an empty page or a page
-    /// whose ids were all seen already (a server that ignores `startIndex`); resources seen
-    /// twice are kept once. A page that is not a list answer is an error, never an empty
-    /// target, and so is paging beyond [`ScimConfig::max_pages`].
-    async fn list_all(
+    /// target takes it), each handed to `each` as its page is read (the page is then dropped:
+    /// no raw JSON outlives its page). Paging ends on `totalResults`, a short page, an empty
+    /// page or a page whose ids were all seen already (a server that ignores `startIndex`);
+    /// resources seen twice are handed over once. A page that is not a list answer is an
+    /// error, never an empty target, and so is paging beyond [`ScimConfig::max_pages`].
+    async fn list_each(
         &self,
         path: &str,
         filter: Option<&str>,
         what: &str,
-    ) -> Result<Vec<Value>, ScimError> {
-        let mut out = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        mut each: impl FnMut(&Value),
+    ) -> Result<(), ScimError> {
+        let mut seen: HashSet<Box<str>> = HashSet::new();
         let mut start = 1usize;
         let page_size = self.follow().page_size;
         for _ in 0..self.max_pages {
             let counted = self.count.load(Ordering::Relaxed) != COUNT_REFUSED;
             let page = self.page(path, filter, start, page_size, what).await?;
             let counted = counted && self.count.load(Ordering::Relaxed) == COUNT_WORKS;
-            match take_page(
+            let end = take_page(
                 &page,
                 &mut Paging {
                     start: &mut start,
                     seen: &mut seen,
-                    out: &mut out,
+                    take: &mut each,
                 },
                 counted.then_some(page_size),
                 filter.is_some(),
                 what,
-            )? {
-                PageEnd::More => {}
-                PageEnd::Done => return Ok(out),
+            )?;
+            drop(page);
+            if end == PageEnd::Done {
+                return Ok(());
             }
         }
         Err(ScimError::InvalidResponse {
@@ -637,7 +639,7 @@ impl ScimClient {
             message: format!(
                 "paging did not end after {} pages ({} resources); the target's totalResults or startIndex handling is broken",
                 self.max_pages,
-                out.len()
+                seen.len()
             ),
         })
     }
@@ -655,34 +657,40 @@ impl ScimClient {
         Ok(u)
     }
 
-    /// Every user.
+    /// Every user, each read from its page as the page arrives.
     pub async fn list_users(&self) -> Result<Vec<TargetUser>, ScimError> {
-        let raw = self.list_all("Users", None, "listing users").await?;
         let federation = self.federation();
-        let mut users = Vec::with_capacity(raw.len());
-        for (i, v) in raw.iter().enumerate() {
+        let mut users = Vec::new();
+        let mut index = 0usize;
+        self.list_each("Users", None, "listing users", |v| {
             match self.read_user(v, federation.as_ref()) {
                 Ok(u) => users.push(u),
                 Err(e) => {
-                    warn!(index = i, error = %e, "A user from the target is unreadable; left out of this run.")
+                    warn!(index, error = %e, "A user from the target is unreadable; left out of this run.");
                 }
             }
-        }
+            index += 1;
+        })
+        .await?;
+        users.shrink_to_fit();
         Ok(users)
     }
 
-    /// Every group with its members.
+    /// Every group with its members, each read from its page as the page arrives.
     pub async fn list_groups(&self) -> Result<Vec<TargetGroup>, ScimError> {
-        let raw = self.list_all("Groups", None, "listing groups").await?;
-        let mut groups = Vec::with_capacity(raw.len());
-        for (i, v) in raw.iter().enumerate() {
+        let mut groups = Vec::new();
+        let mut index = 0usize;
+        self.list_each("Groups", None, "listing groups", |v| {
             match group_from_json(v) {
                 Ok(g) => groups.push(g),
                 Err(e) => {
-                    warn!(index = i, error = %e, "A group from the target is unreadable; left out of this run.")
+                    warn!(index, error = %e, "A group from the target is unreadable; left out of this run.");
                 }
             }
-        }
+            index += 1;
+        })
+        .await?;
+        groups.shrink_to_fit();
         Ok(groups)
     }
 
@@ -693,20 +701,24 @@ impl ScimClient {
         let follow = self.follow();
         let mut catalogue = Catalogue::default();
         if follow.entitlements != Some(false) {
-            for v in self
-                .list_all("Entitlements", None, "listing entitlements")
-                .await?
-            {
-                match entitlement_from_json(&v) {
+            self.list_each("Entitlements", None, "listing entitlements", |v| {
+                match entitlement_from_json(v) {
                     Some(CatalogueItem::Profile(p)) => catalogue.profiles.push(p),
                     Some(CatalogueItem::PermissionSet(p)) => catalogue.permission_sets.push(p),
                     None => warn!("An entitlement without an id was left out."),
                 }
-            }
+            })
+            .await?;
         }
         if follow.roles != Some(false) {
-            catalogue.roles = match self.list_all("Roles", None, "listing roles").await {
-                Ok(raw) => raw.iter().filter_map(role_from_json).collect(),
+            let mut roles = Vec::new();
+            catalogue.roles = match self
+                .list_each("Roles", None, "listing roles", |v| {
+                    roles.extend(role_from_json(v));
+                })
+                .await
+            {
+                Ok(()) => roles,
                 Err(ScimError::Refused { status: 404, .. }) => {
                     warn!("The target answered 404 to /Roles: no roles are read.");
                     Vec::new()
@@ -739,25 +751,26 @@ impl ScimClient {
         value: &str,
     ) -> Result<Vec<TargetUser>, ScimError> {
         let filter = format!("{attribute} eq {}", quote(value));
-        let raw = self
-            .list_all(
-                "Users",
-                Some(&filter),
-                &format!("finding users by {attribute}"),
-            )
-            .await?;
         let federation = self.federation();
         // Never trust the filter: a server may ignore it (and answer everyone) or match
         // differently; keep only what matches here.
-        Ok(raw
-            .iter()
-            .filter_map(|v| self.read_user(v, federation.as_ref()).ok())
-            .filter(|u| match attribute {
-                "userName" => u.user_name.eq_ignore_ascii_case(value),
-                "externalId" => u.external_id.as_deref() == Some(value),
-                _ => true,
-            })
-            .collect())
+        let mut found = Vec::new();
+        self.list_each(
+            "Users",
+            Some(&filter),
+            &format!("finding users by {attribute}"),
+            |v| {
+                found.extend(self.read_user(v, federation.as_ref()).ok().filter(
+                    |u| match attribute {
+                        "userName" => u.user_name.eq_ignore_ascii_case(value),
+                        "externalId" => u.external_id.as_deref() == Some(value),
+                        _ => true,
+                    },
+                ));
+            },
+        )
+        .await?;
+        Ok(found)
     }
 
     /// Adds or removes members in batches of `member_batch_size`, one PATCH each (or one PUT of
@@ -964,6 +977,13 @@ impl ScimClient {
     /// list members so) are read as that user's id; the listed value is kept for removals.
     fn members_by_id(&self, users: &[TargetUser], groups: &mut [TargetGroup]) {
         let ids: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+        // Servers that list members by id (most) need no table of userNames.
+        if groups
+            .iter()
+            .all(|g| g.members.iter().all(|m| ids.contains(m.as_str())))
+        {
+            return;
+        }
         let by_name: HashMap<String, &TargetUserId> = users
             .iter()
             .map(|u| (u.user_name.to_lowercase(), &u.id))
@@ -990,10 +1010,10 @@ impl ScimClient {
 pub(crate) struct Paging<'a> {
     /// The `startIndex` of the next page.
     pub start: &'a mut usize,
-    /// Ids of the resources kept so far.
-    pub seen: &'a mut HashSet<String>,
-    /// The resources kept so far.
-    pub out: &'a mut Vec<Value>,
+    /// Ids of the resources taken so far.
+    pub seen: &'a mut HashSet<Box<str>>,
+    /// Takes each resource not seen before, as its page is read.
+    pub take: &'a mut dyn FnMut(&Value),
 }
 
 /// Whether paging goes on after a page.
@@ -1003,7 +1023,8 @@ pub(crate) enum PageEnd {
     Done,
 }
 
-/// Takes one list answer (`page`) into `paging`: its new resources kept, `start` advanced.
+/// Takes one list answer (`page`) into `paging`: its new resources handed to `take`, `start`
+/// advanced.
 /// `counted` is the page size asked for when the target takes `count`; `filtered` says a
 /// filter was sent (such answers are one page). A page that is not a list answer is an error.
 pub(crate) fn take_page(
@@ -1053,10 +1074,10 @@ pub(crate) fn take_page(
     let mut fresh = 0usize;
     for r in resources {
         match r.get("id").and_then(Value::as_str) {
-            Some(id) if !paging.seen.insert(id.to_owned()) => {}
+            Some(id) if !paging.seen.insert(Box::from(id)) => {}
             _ => {
                 fresh += 1;
-                paging.out.push(r.clone());
+                (paging.take)(r);
             }
         }
     }

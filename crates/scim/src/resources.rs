@@ -22,12 +22,17 @@ fn owned(v: &Value, key: &str) -> Option<String> {
     str_at(v, key).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
-/// The items of a multi-valued attribute that `item` can read (items without a value are left out).
+/// The items of a multi-valued attribute that `item` can read (items without a value are left
+/// out), in a list no longer than they need: a snapshot holds one per user and attribute, and
+/// collecting from a filter would leave room for four.
 fn list_of<T>(v: &Value, key: &str, item: impl Fn(&Value) -> Option<T>) -> Vec<T> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(&item).collect())
-        .unwrap_or_default()
+    let Some(a) = v.get(key).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(a.len());
+    out.extend(a.iter().filter_map(item));
+    out.shrink_to_fit();
+    out
 }
 
 /// A user from the target, with the Federation ID read at `federation` (none when `None`);
@@ -39,7 +44,7 @@ pub(crate) fn user_from_json(
     let id = owned(v, "id").ok_or("id is missing")?;
     let user_name =
         owned(v, "userName").ok_or_else(|| format!("user {id}: userName is missing"))?;
-    let name = v.get("name").cloned().unwrap_or(Value::Null);
+    let name = v.get("name").unwrap_or(&Value::Null);
     let emails = list_of(v, "emails", |e| {
         Some(EmailAddress {
             value: owned(e, "value")?,
@@ -66,7 +71,7 @@ pub(crate) fn user_from_json(
             display: owned(r, "display"),
         })
     });
-    let ent = v.get(ENTERPRISE_SCHEMA).cloned().unwrap_or(Value::Null);
+    let ent = v.get(ENTERPRISE_SCHEMA).unwrap_or(&Value::Null);
     let active = match v.get("active") {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
@@ -77,8 +82,8 @@ pub(crate) fn user_from_json(
         id: TargetUserId::from(id),
         user_name,
         external_id: owned(v, "externalId"),
-        given_name: owned(&name, "givenName"),
-        family_name: owned(&name, "familyName"),
+        given_name: owned(name, "givenName"),
+        family_name: owned(name, "familyName"),
         display_name: owned(v, "displayName"),
         nick_name: owned(v, "nickName"),
         title: owned(v, "title"),
@@ -88,11 +93,11 @@ pub(crate) fn user_from_json(
         entitlements,
         roles,
         enterprise: EnterpriseFields {
-            employee_number: owned(&ent, "employeeNumber"),
-            department: owned(&ent, "department"),
-            division: owned(&ent, "division"),
-            organization: owned(&ent, "organization"),
-            cost_center: owned(&ent, "costCenter"),
+            employee_number: owned(ent, "employeeNumber"),
+            department: owned(ent, "department"),
+            division: owned(ent, "division"),
+            organization: owned(ent, "organization"),
+            cost_center: owned(ent, "costCenter"),
             manager: ent.get("manager").and_then(|m| owned(m, "value")),
         },
         federation_id: federation.and_then(|p| p.read(v)),
@@ -103,16 +108,7 @@ pub(crate) fn group_from_json(v: &Value) -> Result<TargetGroup, String> {
     let id = owned(v, "id").ok_or("id is missing")?;
     let display_name =
         owned(v, "displayName").ok_or_else(|| format!("group {id}: displayName is missing"))?;
-    let members = v
-        .get("members")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| owned(m, "value"))
-                .map(TargetUserId::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let members = list_of(v, "members", |m| owned(m, "value").map(TargetUserId::from));
     Ok(TargetGroup {
         id: TargetGroupId::from(id),
         display_name,
@@ -706,6 +702,57 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_user_read_keeps_every_value_in_lists_without_spare_room() {
+        let v = json!({
+            "id": "005A", "userName": "ada@example.com", "externalId": "DU1",
+            "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "displayName": "Ada Lovelace", "nickName": "ada", "title": "Countess",
+            "active": "false",
+            "emails": [{"value": "ada@example.com", "type": "work", "primary": true},
+                       {"type": "home"}],
+            "phoneNumbers": [{"value": "+1555", "type": "work"}],
+            "entitlements": [{"value": "00e1", "type": "profile", "display": "Standard User"},
+                             {"value": "0PS1", "type": "permissionSet"}],
+            "roles": [{"value": "00E1", "display": "CEO"}],
+            ENTERPRISE_SCHEMA: {"department": "R&D", "manager": {"value": "005B"}}
+        });
+        let u = user_from_json(&v, None).unwrap();
+        assert_eq!(
+            (
+                u.id.as_str(),
+                u.user_name.as_str(),
+                u.external_id.as_deref()
+            ),
+            ("005A", "ada@example.com", Some("DU1"))
+        );
+        assert_eq!(
+            (u.given_name.as_deref(), u.family_name.as_deref()),
+            (Some("Ada"), Some("Lovelace"))
+        );
+        assert!(!u.active);
+        assert_eq!(u.emails.len(), 1, "an email without a value is left out");
+        assert_eq!(u.work_email(), Some("ada@example.com"));
+        assert_eq!(u.work_phone(), Some("+1555"));
+        assert_eq!(u.entitlements[0].display.as_deref(), Some("Standard User"));
+        assert_eq!(u.entitlements[1].kind.as_deref(), Some("permissionSet"));
+        assert_eq!(u.roles[0].value, "00E1");
+        assert_eq!(u.enterprise.department.as_deref(), Some("R&D"));
+        assert_eq!(u.enterprise.manager.as_deref(), Some("005B"));
+        // A snapshot holds one of each list per user: none keeps room for more.
+        assert_eq!(u.emails.capacity(), 1);
+        assert_eq!(u.phone_numbers.capacity(), 1);
+        assert_eq!(u.entitlements.capacity(), 2);
+        assert_eq!(u.roles.capacity(), 1);
+
+        let g = group_from_json(&json!({"id": "00G1", "displayName": "Sales",
+            "members": [{"value": "005A"}, {"display": "no value"}, {"value": "005B"}]}))
+        .unwrap();
+        let members: Vec<&str> = g.members.iter().map(TargetUserId::as_str).collect();
+        assert_eq!(members, ["005A", "005B"]);
+        assert_eq!(g.members.capacity(), 2);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::columns::{
     GroupLinkRow, RefusalRow, UserLinkJson, UserLinkRow, origin_text, parse_facts,
 };
 use crate::error::StoreError;
+use futures::TryStreamExt as _;
 use scimsync_core::links::{GroupLink, HeldRefusal, Links, UserLink};
 
 impl SqlStore {
@@ -25,38 +26,47 @@ impl SqlStore {
         const REFUSALS: &str = "SELECT object, source_id, attribute, fingerprint, value, reason, at \
                                 FROM refusals WHERE connection = $1";
         const FACTS: &str = "SELECT facts FROM target_facts WHERE connection = $1";
-        type Rows = (
-            Vec<UserLinkRow>,
-            Vec<GroupLinkRow>,
-            Vec<RefusalRow>,
-            Option<String>,
-        );
-        let rows: Result<Rows, sqlx::Error> = with_pool!(&self.backend, |pool| {
-            async {
-                let users = sqlx::query_as(USERS)
-                    .bind(connection)
-                    .fetch_all(pool)
-                    .await?;
-                let groups = sqlx::query_as(GROUPS)
-                    .bind(connection)
-                    .fetch_all(pool)
-                    .await?;
-                let refusals = sqlx::query_as(REFUSALS)
-                    .bind(connection)
-                    .fetch_all(pool)
-                    .await?;
-                let facts = sqlx::query_scalar(FACTS)
-                    .bind(connection)
-                    .fetch_optional(pool)
-                    .await?;
-                Ok((users, groups, refusals, facts))
-            }
-            .await
-        });
-        let (users, groups, refusals, facts) = rows.map_err(|source| StoreError::LoadLinks {
+        let load = |source| StoreError::LoadLinks {
             connection: connection.to_owned(),
             source,
-        })?;
+        };
+        // Links are taken row by row as the database streams them (a connection's links are
+        // one per user: no list of raw rows is held beside the links).
+        let loaded: Result<(Links, Vec<RefusalRow>, Option<String>), StoreError> =
+            with_pool!(&self.backend, |pool| {
+                async {
+                    let mut links = Links::default();
+                    let mut rows = sqlx::query_as::<_, UserLinkRow>(USERS)
+                        .bind(connection)
+                        .fetch(pool);
+                    while let Some(row) = rows.try_next().await.map_err(load)? {
+                        links.users.push(row.into_link(connection)?);
+                    }
+                    drop(rows);
+                    let mut rows = sqlx::query_as::<_, GroupLinkRow>(GROUPS)
+                        .bind(connection)
+                        .fetch(pool);
+                    while let Some(row) = rows.try_next().await.map_err(load)? {
+                        links.groups.push(row.into_link(connection)?);
+                    }
+                    drop(rows);
+                    let refusals = sqlx::query_as(REFUSALS)
+                        .bind(connection)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(load)?;
+                    let facts = sqlx::query_scalar(FACTS)
+                        .bind(connection)
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(load)?;
+                    Ok((links, refusals, facts))
+                }
+                .await
+            });
+        let (mut links, refusals, facts) = loaded?;
+        links.users.shrink_to_fit();
+        links.groups.shrink_to_fit();
         let mut refusals: Vec<HeldRefusal> = refusals
             .into_iter()
             .map(|row| row.into_refusal(connection))
@@ -64,21 +74,12 @@ impl SqlStore {
         refusals.sort_unstable_by(|a, b| {
             (a.object, &a.source_id, &a.attribute).cmp(&(b.object, &b.source_id, &b.attribute))
         });
-        Ok(Links {
-            users: users
-                .into_iter()
-                .map(|row| row.into_link(connection))
-                .collect::<Result<_, _>>()?,
-            groups: groups
-                .into_iter()
-                .map(|row| row.into_link(connection))
-                .collect::<Result<_, _>>()?,
-            refusals,
-            facts: facts
-                .map(|json| parse_facts(connection, &json))
-                .transpose()?
-                .unwrap_or_default(),
-        })
+        links.refusals = refusals;
+        links.facts = facts
+            .map(|json| parse_facts(connection, &json))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(links)
     }
 
     pub(crate) async fn upsert_user_link(
