@@ -479,7 +479,7 @@ impl ScimClient {
         mut check: impl FnMut(&[Value]) -> Result<(), Step>,
     ) -> Result<Vec<Value>, Step> {
         let mut out = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashSet<Box<str>> = HashSet::new();
         let mut start = 1usize;
         let page_size = self.follow().page_size;
         for _ in 0..self.max_pages {
@@ -506,12 +506,13 @@ impl ScimClient {
             };
             let counted = counted && self.count.load(Ordering::Relaxed) == super::COUNT_WORKS;
             let before = out.len();
+            let mut take = |resource: &Value| out.push(resource.clone());
             let end = take_page(
                 &page,
                 &mut Paging {
                     start: &mut start,
                     seen: &mut seen,
-                    out: &mut out,
+                    take: &mut take,
                 },
                 counted.then_some(page_size),
                 true,
