@@ -6,6 +6,8 @@
 //! (default 100000) and `SCIMSYNC_BENCH_GROUPS` (default 2000); `SCIMSYNC_BENCH_QUICK=1` is
 //! 2,000 users and 40 groups. The throttled initial sync runs at `SCIMSYNC_BENCH_RPS`
 //! (default 250) requests a second with 20 ms of latency on every answer.
+//! `SCIMSYNC_BENCH_ONLY=initial_throttled` (or `initial`; comma-separated) runs only those
+//! scenarios (`noop`, `churn` and `full` follow `initial` and need it).
 //!
 //! One `key=value` line per figure, grouped by scenario:
 //!
@@ -49,6 +51,13 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.trim().replace('_', "").parse().ok())
         .unwrap_or(default)
+}
+
+/// Whether `SCIMSYNC_BENCH_ONLY` (unset: every scenario) names `scenario`.
+fn wanted(scenario: &str) -> bool {
+    std::env::var("SCIMSYNC_BENCH_ONLY")
+        .ok()
+        .is_none_or(|only| only.split(',').any(|s| s.trim() == scenario))
 }
 
 fn policy() -> Policy {
@@ -278,7 +287,7 @@ fn main() {
         .unwrap();
 
     // initial, throttled: the emulator enforces R requests a second with 20 ms latency.
-    {
+    if wanted("initial_throttled") {
         let w = World::start(users, groups);
         w.sf.knobs()
             .enforce_rps(Some(u32::try_from(rps).unwrap_or(u32::MAX)));
@@ -314,6 +323,10 @@ fn main() {
     }
 
     // initial (unthrottled), noop (child process), churn 1% = full.
+    let later = ["noop", "churn", "full"].into_iter().any(wanted);
+    if !wanted("initial") && !later {
+        return;
+    }
     let w = World::start(users, groups);
     rt.block_on(async {
         let store = SqlStore::connect(&w.endpoints.store).await.unwrap();
@@ -335,6 +348,9 @@ fn main() {
         store.close().await;
     });
 
+    if !later {
+        return;
+    }
     // noop, in a child process.
     let before = w.scim_log().len();
     let writes_before = w.sf.inspect().writes();
