@@ -49,6 +49,7 @@ pub mod fuzzing;
 mod put;
 mod resources;
 mod token;
+mod pace;
 mod transport;
 
 pub use client::{CheckStep, ScimClient};
