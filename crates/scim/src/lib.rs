@@ -46,10 +46,10 @@ mod discovery;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod pace;
 mod put;
 mod resources;
 mod token;
-mod pace;
 mod transport;
 
 pub use client::{CheckStep, ScimClient};

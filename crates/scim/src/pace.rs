@@ -149,7 +149,10 @@ mod tests {
         assert!(!p.rejected(sent, at + Duration::from_millis(5)));
         assert!((p.rate_at(&p.lock(), at) - 80.0).abs() < 1e-9);
         let g = gaps(&p, at, 3);
-        assert!(g.iter().all(|g| *g > Duration::from_micros(12_400)), "{g:?}");
+        assert!(
+            g.iter().all(|g| *g > Duration::from_micros(12_400)),
+            "{g:?}"
+        );
         // A request sent after the cut and rejected cuts again.
         let sent = at + Duration::from_millis(100);
         assert!(p.rejected(sent, sent + Duration::from_millis(20)));

@@ -2,8 +2,8 @@
 
 use crate::SqlStore;
 use crate::backend::with_pool;
-use crate::commit::write_one;
 use crate::columns::{ActivityRow, fold_name};
+use crate::commit::write_one;
 use crate::error::StoreError;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery};
 use sqlx::{Database, Encode, QueryBuilder, Type};

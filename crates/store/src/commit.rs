@@ -26,7 +26,8 @@ use tokio::sync::oneshot;
 pub(crate) type Work = Box<
     dyn for<'c> FnOnce(
             &'c mut SqliteConnection,
-        ) -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + 'c>>
+        )
+            -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + 'c>>
         + Send,
 >;
 
@@ -35,7 +36,8 @@ pub(crate) fn work<F>(f: F) -> Work
 where
     F: for<'c> FnOnce(
             &'c mut SqliteConnection,
-        ) -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + 'c>>
+        )
+            -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + 'c>>
         + Send
         + 'static,
 {

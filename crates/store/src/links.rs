@@ -5,10 +5,10 @@
 
 use crate::SqlStore;
 use crate::backend::with_pool;
-use crate::commit::write_one;
 use crate::columns::{
     GroupLinkRow, RefusalRow, UserLinkJson, UserLinkRow, origin_text, parse_facts,
 };
+use crate::commit::write_one;
 use crate::error::StoreError;
 use scimsync_core::links::{GroupLink, HeldRefusal, Links, UserLink};
 
