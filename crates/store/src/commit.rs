@@ -179,7 +179,7 @@ impl GroupCommit {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
             for job in waiting.by_ref() {
                 let mut point = sqlx::Connection::begin(&mut *tx).await?;
-                let result = (job.work)(&mut *point).await;
+                let result = (job.work)(&mut point).await;
                 match &result {
                     Ok(_) => point.commit().await?,
                     Err(_) => point.rollback().await?,
