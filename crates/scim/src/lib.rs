@@ -51,6 +51,7 @@ mod discovery;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod pace;
 mod put;
 mod resources;
 mod token;

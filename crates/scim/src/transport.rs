@@ -4,13 +4,12 @@
 use crate::config::{Dialect, ScimConfig};
 use crate::constants::{SCIM_JSON, SFORCE_LIMIT_INFO};
 use crate::error::ScimError;
+use crate::pace::Pacer;
 use crate::token::{Token, TokenSource, http_failure};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode, header};
 use scimsync_core::retry::{RetryPolicy, Retryable as _, Waits};
 use secrecy::ExposeSecret;
 use serde_json::Value;
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -44,6 +43,9 @@ pub struct ClientStats {
     pub tokens_fetched: u64,
     /// The last `Sforce-Limit-Info` (used, limit).
     pub api_usage: Option<(u64, u64)>,
+    /// The pace requests leave at now, per second: the configured rate, or less for a while
+    /// after the target rejected requests for rate.
+    pub pace_per_s: u32,
 }
 
 pub(crate) struct Transport {
@@ -51,7 +53,8 @@ pub(crate) struct Transport {
     pub base: Url,
     pub dialect: Dialect,
     pub tokens: TokenSource,
-    limiter: DefaultDirectRateLimiter,
+    /// Spaces the requests evenly at the configured rate, slower after rejections for rate.
+    pacer: Pacer,
     permits: Semaphore,
     timeout: Duration,
     /// The retry policy (core's, one for every adapter).
@@ -117,14 +120,13 @@ impl Transport {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let rps = NonZeroU32::new(config.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             tokens: TokenSource::new(config.auth, config.dialect, token_http),
             max_body_bytes: config.max_body_bytes,
             http,
             base,
             dialect: config.dialect,
-            limiter: RateLimiter::direct(Quota::per_second(rps)),
+            pacer: Pacer::new(config.requests_per_second),
             permits: Semaphore::new(config.max_concurrency.max(1)),
             timeout: config.timeout,
             retry: RetryPolicy {
@@ -156,6 +158,7 @@ impl Transport {
                 .api_usage
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
+            pace_per_s: self.pacer.rate().round() as u32,
         }
     }
 
@@ -334,6 +337,18 @@ impl Transport {
         .await
     }
 
+    /// A request sent at `sent_at` was rejected for rate: counted, and the pace slowed.
+    fn rate_limited_at(&self, sent_at: tokio::time::Instant, what: &str) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        if self.pacer.rejected(sent_at, tokio::time::Instant::now()) {
+            warn!(
+                what,
+                pace_per_s = self.pacer.rate().round() as u32,
+                "The target rejected a request for rate: pacing requests slower for a while."
+            );
+        }
+    }
+
     async fn once(
         &self,
         method: &Method,
@@ -343,11 +358,13 @@ impl Transport {
         token: &secrecy::SecretString,
         what: &str,
     ) -> Result<Answer, Failure> {
-        self.limiter.until_ready().await;
+        // The permit first, then the pace: a request leaves at its slot, not some time after
+        // it (waiting for a permit), which would bunch requests up at the target.
         let _permit =
             self.permits.acquire().await.map_err(|_| {
                 Failure::Error(ScimError::Config("the client is shutting down".into()))
             })?;
+        self.pacer.ready().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         if method != Method::GET {
             // The operation's count of writes sent, when the engine asked for one.
@@ -439,7 +456,7 @@ impl Transport {
         Err(match status {
             StatusCode::UNAUTHORIZED => Failure::Unauthorized { detail, sent_at },
             StatusCode::FORBIDDEN if code.as_deref() == Some("REQUEST_LIMIT_EXCEEDED") => {
-                self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.rate_limited_at(sent_at, what);
                 Failure::Error(ScimError::RequestLimit {
                     detail,
                     retry_after,
@@ -450,7 +467,7 @@ impl Transport {
                 dialect: self.dialect,
             }),
             StatusCode::TOO_MANY_REQUESTS => {
-                self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.rate_limited_at(sent_at, what);
                 Failure::Error(ScimError::RateLimited { retry_after })
             }
             s if s.is_server_error() => {

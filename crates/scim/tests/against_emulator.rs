@@ -253,6 +253,32 @@ async fn a_refused_creation_carries_the_targets_reason_verbatim() {
 }
 
 #[tokio::test]
+async fn a_rate_rejection_slows_the_pace_and_it_climbs_back() {
+    let sim = SalesforceSim::start(SalesforceConfig::demo())
+        .await
+        .unwrap();
+    let c = client(&sim, Dialect::Salesforce);
+    assert_eq!(c.stats().pace_per_s, 500, "the configured rate");
+    sim.knobs()
+        .rate_limit_burst(1, 0, BurstKind::RequestLimitExceeded);
+    c.read(ReadScope {
+        groups: true,
+        catalogue: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(c.stats().rate_limited, 1);
+    let slowed = c.stats().pace_per_s;
+    assert!((400..=420).contains(&slowed), "cut to 80 %: {slowed}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let climbed = c.stats().pace_per_s;
+    assert!(
+        climbed >= slowed + 15 && climbed <= 500,
+        "climbs back 10 a second: {slowed} → {climbed}"
+    );
+}
+
+#[tokio::test]
 async fn a_429_burst_with_retry_after_is_absorbed() {
     let sim = SalesforceSim::start(SalesforceConfig::generic())
         .await

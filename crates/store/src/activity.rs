@@ -3,6 +3,7 @@
 use crate::SqlStore;
 use crate::backend::with_pool;
 use crate::columns::{ActivityRow, fold_name};
+use crate::commit::write_one;
 use crate::error::StoreError;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery};
 use sqlx::{Database, Encode, QueryBuilder, Type};
@@ -61,44 +62,43 @@ impl SqlStore {
         subjects: &[String],
     ) -> Result<i64, StoreError> {
         // Values come from the directory and the target: bounded before they are stored.
-        let name = capped(&entry.name, MAX_NAME_CHARS);
-        let detail = capped(&entry.detail, MAX_DETAIL_CHARS);
+        // Owned: on SQLite the statements run in the store's writer task (group commit).
+        let name = capped(&entry.name, MAX_NAME_CHARS).into_owned();
+        let detail = capped(&entry.detail, MAX_DETAIL_CHARS).into_owned();
         let subjects = folded_subjects(entry, subjects);
+        let e = entry.clone();
         const SQL: &str = "INSERT INTO activity \
                            (run_id, connection, at, op, outcome, object, source_id, target_id, name, name_folded, detail, attempts) \
                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
-        let result: Result<i64, sqlx::Error> = with_pool!(&self.backend, |pool| {
-            async {
-                let insert = sqlx::query_scalar(SQL)
-                    .bind(entry.run_id)
-                    .bind(&entry.connection)
-                    .bind(entry.at.millis())
-                    .bind(&entry.op)
-                    .bind(entry.outcome.as_str())
-                    .bind(&entry.object)
-                    .bind(entry.source_id.as_deref())
-                    .bind(entry.target_id.as_deref())
-                    .bind(name.as_ref())
-                    .bind(fold_name(&name))
-                    .bind(detail.as_ref())
-                    .bind(i64::from(entry.attempts));
-                if subjects.is_empty() {
-                    return insert.fetch_one(pool).await;
-                }
-                let mut tx = pool.begin().await?;
-                let id: i64 = insert.fetch_one(&mut *tx).await?;
-                for chunk in subjects.chunks(SUBJECTS_PER_INSERT) {
-                    let mut rows =
-                        QueryBuilder::new("INSERT INTO activity_subjects (activity_id, subject) ");
-                    rows.push_values(chunk, |mut row, subject| {
-                        row.push_bind(id).push_bind(subject.clone());
-                    });
-                    rows.build().execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(id)
+        let result: Result<i64, sqlx::Error> = write_one!(self, |conn| {
+            let insert = sqlx::query_scalar(SQL)
+                .bind(e.run_id)
+                .bind(e.connection.as_str())
+                .bind(e.at.millis())
+                .bind(e.op.as_str())
+                .bind(e.outcome.as_str())
+                .bind(e.object.as_str())
+                .bind(e.source_id.as_deref())
+                .bind(e.target_id.as_deref())
+                .bind(name.as_str())
+                .bind(fold_name(&name))
+                .bind(detail.as_str())
+                .bind(i64::from(e.attempts));
+            if subjects.is_empty() {
+                return insert.fetch_one(&mut *conn).await;
             }
-            .await
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let id: i64 = insert.fetch_one(&mut *tx).await?;
+            for chunk in subjects.chunks(SUBJECTS_PER_INSERT) {
+                let mut rows =
+                    QueryBuilder::new("INSERT INTO activity_subjects (activity_id, subject) ");
+                rows.push_values(chunk, |mut row, subject| {
+                    row.push_bind(id).push_bind(subject.clone());
+                });
+                rows.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(id)
         });
         result.map_err(|source| match &source {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {

@@ -43,6 +43,7 @@
 mod activity;
 mod backend;
 mod columns;
+mod commit;
 mod error;
 mod facts;
 mod leases;
@@ -92,6 +93,9 @@ pub struct SqlStore {
     shown: String,
     /// PostgreSQL: the schema named by the URL's `schema=`, if any.
     schema: Option<String>,
+    /// SQLite: the one writer that commits the writes of a run's operations together
+    /// ([`commit`]).
+    writer: Option<std::sync::Arc<commit::GroupCommit>>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -141,10 +145,15 @@ impl SqlStore {
             }
         }
         tracing::info!(store = %shown, dialect = dialect.name(), "Store opened.");
+        let writer = match &backend {
+            Backend::Sqlite(pool) => Some(commit::GroupCommit::new(pool.clone())),
+            Backend::Postgres(_) => None,
+        };
         Ok(Self {
             backend,
             shown,
             schema,
+            writer,
         })
     }
 

@@ -8,6 +8,7 @@ use crate::backend::with_pool;
 use crate::columns::{
     GroupLinkRow, RefusalRow, UserLinkJson, UserLinkRow, origin_text, parse_facts,
 };
+use crate::commit::write_one;
 use crate::error::StoreError;
 use futures::TryStreamExt as _;
 use scimsync_core::links::{GroupLink, HeldRefusal, Links, UserLink};
@@ -96,18 +97,20 @@ impl SqlStore {
                            assigned_permission_sets = excluded.assigned_permission_sets, \
                            pending_email = excluded.pending_email, refusals = '[]'";
         let json = UserLinkJson::encode(connection, link)?;
-        let result = with_pool!(&self.backend, |pool| {
+        let (conn_name, link_row) = (connection.to_owned(), link.clone());
+        let result = write_one!(self, |conn| {
             sqlx::query(SQL)
-                .bind(connection)
-                .bind(link.source_id.as_str())
-                .bind(link.target_id.as_str())
-                .bind(origin_text(link.origin))
+                .bind(conn_name.as_str())
+                .bind(link_row.source_id.as_str())
+                .bind(link_row.target_id.as_str())
+                .bind(origin_text(link_row.origin))
                 .bind(json.assigned_permission_sets)
                 .bind(json.pending_email)
-                .execute(pool)
+                .execute(&mut *conn)
                 .await
-                .map(drop)
-        });
+                .map(|_| 0)
+        })
+        .map(drop);
         self.link_saved(
             result,
             connection,
@@ -127,16 +130,18 @@ impl SqlStore {
                            VALUES ($1, $2, $3, $4) \
                            ON CONFLICT (connection, source_id) DO UPDATE SET \
                            target_id = excluded.target_id, origin = excluded.origin";
-        let result = with_pool!(&self.backend, |pool| {
+        let (conn_name, link_row) = (connection.to_owned(), link.clone());
+        let result = write_one!(self, |conn| {
             sqlx::query(SQL)
-                .bind(connection)
-                .bind(link.source_id.as_str())
-                .bind(link.target_id.as_str())
-                .bind(origin_text(link.origin))
-                .execute(pool)
+                .bind(conn_name.as_str())
+                .bind(link_row.source_id.as_str())
+                .bind(link_row.target_id.as_str())
+                .bind(origin_text(link_row.origin))
+                .execute(&mut *conn)
                 .await
-                .map(drop)
-        });
+                .map(|_| 0)
+        })
+        .map(drop);
         self.link_saved(
             result,
             connection,

@@ -171,6 +171,7 @@ stories!(
     activity_follow_after_id,
     activity_needs_a_started_run,
     concurrent_records_all_land,
+    concurrent_writes_that_fail_leave_the_others_saved,
     links_round_trip,
     link_upsert_replaces,
     link_target_id_is_unique_per_connection,
@@ -947,6 +948,107 @@ async fn concurrent_records_all_land(h: &Harness) {
     .into_iter()
     .collect();
     assert_eq!(stored, returned);
+}
+
+/// Writes made together (on SQLite one batch of the group commit): those that fail are undone
+/// alone, each with its own error; every other one is saved.
+async fn concurrent_writes_that_fail_leave_the_others_saved(h: &Harness) {
+    let run = h.store.start_run(&new_run("salesforce", T0)).await.unwrap();
+    h.store
+        .save_user_link("salesforce", &user_link("DUHOLDER", "005TAKEN"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..60u32)
+        .map(|i| {
+            let store = h.store.clone();
+            tokio::spawn(async move {
+                let name = format!("user{i}@example.com");
+                match i % 4 {
+                    // An entry, found also by a subject (two statements in one write).
+                    0 => store
+                        .record_about(
+                            &entry(run, "salesforce", T0, "create_user", Outcome::Ok, &name),
+                            &[format!("alias{i}")],
+                        )
+                        .await
+                        .map(Some),
+                    // An entry of a run that does not exist, with a subject: refused whole.
+                    1 => store
+                        .record_about(
+                            &entry(424_242, "salesforce", T0, "create_user", Outcome::Ok, &name),
+                            &[format!("alias{i}")],
+                        )
+                        .await
+                        .map(Some),
+                    // A link.
+                    2 => store
+                        .save_user_link(
+                            "salesforce",
+                            &user_link(&format!("DU{i}"), &format!("005U{i}")),
+                        )
+                        .await
+                        .map(|()| None),
+                    // A link to a target id another source user holds.
+                    _ => store
+                        .save_user_link("salesforce", &user_link(&format!("DU{i}"), "005TAKEN"))
+                        .await
+                        .map(|()| None),
+                }
+            })
+        })
+        .collect();
+    let mut recorded = BTreeSet::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        match i % 4 {
+            0 => {
+                recorded.insert(result.unwrap().unwrap());
+            }
+            1 => assert!(
+                matches!(
+                    &result,
+                    Err(StoreError::ActivityWithoutRun {
+                        run_id: 424_242,
+                        ..
+                    })
+                ),
+                "{i}: {result:?}"
+            ),
+            2 => assert_eq!(result.unwrap(), None, "{i}"),
+            _ => assert!(
+                matches!(&result, Err(StoreError::TargetAlreadyLinked { linked_to, .. }) if linked_to == "DUHOLDER"),
+                "{i}: {result:?}"
+            ),
+        }
+    }
+    assert_eq!(recorded.len(), 15);
+    let stored: BTreeSet<i64> = ids(&h.store, ActivityQuery::default())
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(stored, recorded, "the good entries, and only them");
+    for i in (0..60).step_by(4) {
+        let by_alias = ActivityQuery {
+            user: Some(format!("alias{i}")),
+            ..ActivityQuery::default()
+        };
+        assert_eq!(ids(&h.store, by_alias).await.len(), 1, "alias{i}");
+    }
+    let refused_alias = ActivityQuery {
+        user: Some("alias1".to_owned()),
+        ..ActivityQuery::default()
+    };
+    assert!(ids(&h.store, refused_alias).await.is_empty());
+    let links = h.store.load_links("salesforce").await.unwrap().users;
+    let mut sources: Vec<&str> = links.iter().map(|l| l.source_id.as_str()).collect();
+    sources.sort_unstable();
+    let mut expected: Vec<String> = (0..60)
+        .filter(|i| i % 4 == 2)
+        .map(|i| format!("DU{i}"))
+        .chain(["DUHOLDER".to_owned()])
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(sources, expected);
 }
 
 async fn links_round_trip(h: &Harness) {
