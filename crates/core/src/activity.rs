@@ -105,7 +105,8 @@ impl Outcome {
 
 /// Every operation kind the engine writes to the activity log: the operations of a plan
 /// ([`crate::plan::Operation::kind`]), the rejections, notes and refusals of a run, and its own
-/// events (`read_source`, `read_target`, `discover`, `approve`). `activity --op` accepts these
+/// events (`read_source`, `read_target`, `discover`, `approve`), and the drift a read found
+/// (`drift`: an object changed on the target behind the engine's back). `activity --op` accepts these
 /// (and any kind the log holds from another version).
 pub const OPS: &[&str] = &[
     "create_user",
@@ -125,6 +126,7 @@ pub const OPS: &[&str] = &[
     "read_target",
     "discover",
     "approve",
+    "drift",
 ];
 
 /// One line of the activity log.
