@@ -14,3 +14,7 @@ CREATE TABLE target_state (
     doubtful   BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (connection, kind, target_id)
 );
+
+-- How each run read the target: 'incremental', or 'full (why)'; NULL for runs that ended
+-- before reading it and for runs recorded before this version.
+ALTER TABLE runs ADD COLUMN read TEXT;

@@ -66,6 +66,10 @@ pub struct RunRecord {
     /// A one-line account of the run's end (the guard's reason, the error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How the target was read: `full (why)` or `incremental` (absent for runs that ended
+    /// before reading it, and for runs recorded before incremental runs existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
 }
 
 /// The outcome of one operation.

@@ -236,6 +236,8 @@ pub struct RunEnd {
     pub rejected: u64,
     pub skipped: u64,
     pub message: Option<String>,
+    /// How the target was read ([`crate::state::RunKind`]'s text), when it was.
+    pub read: Option<String>,
 }
 
 /// Who holds a connection's lease, since when and until when.

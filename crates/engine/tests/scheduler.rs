@@ -47,6 +47,8 @@ impl Job for SlowJob {
                 trace: None,
                 source_users: 0,
                 message: None,
+                read: None,
+                drifted: 0,
                 labels: Default::default(),
             })
         })

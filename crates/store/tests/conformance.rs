@@ -214,6 +214,7 @@ fn end(status: RunStatus, finished_at: Timestamp, source_users: Option<u64>) -> 
         rejected: 0,
         skipped: 0,
         message: None,
+        read: None,
     }
 }
 
@@ -322,6 +323,7 @@ async fn runs_lifecycle_order_and_durations(h: &Harness) {
                 rejected: 1,
                 skipped: 1,
                 message: Some("1 operation failed".to_owned()),
+                read: None,
             },
         )
         .await
@@ -1423,6 +1425,7 @@ async fn huge_values_are_capped_before_they_are_stored(h: &Harness) {
             run,
             &RunEnd {
                 message: Some("m".repeat(1_000_000)),
+                read: None,
                 ..end(RunStatus::Failed, T0, None)
             },
         )
