@@ -222,6 +222,7 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
             status(r),
+            r.run.read.clone().unwrap_or_else(|| "-".into()),
             r.run.started_at.to_string(),
             r.duration
                 .map(|d| format!("{:.1}s", d.as_secs_f64()))
@@ -239,6 +240,7 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
         "CONNECTION",
         "TRIGGER",
         "STATUS",
+        "READ",
         "STARTED",
         "DURATION",
         "PLANNED",
