@@ -15,17 +15,18 @@
 //!   `rate_rejections_after_1s` the rejections after the run's first second (goal 0).
 //! - `initial_*`: the same without throttling or latency: operations a second, and the
 //!   emulators' share of the process's CPU time (they run on threads of their own).
-//! - `noop_*`: the next run, nothing changed in the directory, in a child process (this binary
-//!   again) so its memory is its own: target requests, writes (goal 0), and the peak resident
-//!   memory the run added (`VmHWM` at the end − `VmRSS` before it) per source user.
+//! - `noop_*`: the next (incremental) run, nothing changed in the directory, in a child process
+//!   (this binary again) so its memory is its own: target requests (goal ≤ 10), writes (goal
+//!   0), and the peak resident memory the run added (`VmHWM` at the end − `VmRSS` before it)
+//!   per source user.
 //! - `churn_*`: 1% of the users changed in the directory (a third disabled, a third renamed,
-//!   a third moved to another group): target requests over the minimal requests (one per
-//!   planned operation).
-//! - `full_*`: the same run counted as a full read: pages read + changes written.
+//!   a third moved to another group), an incremental run: target requests over the minimal
+//!   requests (one per planned operation; goal ≤ 1.1).
+//! - `full_*`: another 1% changed, a full run (`RunOptions::full`): requests, pages read and
+//!   changes written (goal: requests = pages + changes).
 //!
-//! Every run reads the whole target (incremental runs are not built yet), so `churn` and
-//! `full` are one run seen two ways. The planner at 1,000,000 users is measured by
-//! `cargo bench -p scimsync-core --bench planner`, not here.
+//! The planner at 1,000,000 users is measured by `cargo bench -p scimsync-core --bench
+//! planner`, not here.
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
 use scimsync_core::policy::{Governance, Policy, RuleSpec};
@@ -186,12 +187,21 @@ impl World {
 }
 
 async fn run(conn: &Connection<DuoSource, ScimClient>, store: &SqlStore) -> RunReport {
+    run_with(conn, store, false).await
+}
+
+async fn run_with(
+    conn: &Connection<DuoSource, ScimClient>,
+    store: &SqlStore,
+    full: bool,
+) -> RunReport {
     let report = reconcile_once(
         conn,
         store,
         &RunOptions {
             max_concurrency: conn_concurrency(),
             approve_destructive: true,
+            full,
             ..RunOptions::default()
         },
     )
@@ -367,12 +377,62 @@ fn main() {
         (hwm.saturating_sub(rss) * 1024) as f64 / users as f64
     );
 
-    // churn: 1% of the users change in the directory.
+    // churn: 1% of the users change in the directory; an incremental run.
     let snapshot = w.duo.dataset().snapshot();
-    let dataset = w.duo.dataset();
     let step = 100usize;
+    churn(&w, &snapshot, 0, step);
+    rt.block_on(async {
+        let store = SqlStore::connect(&w.endpoints.store).await.unwrap();
+        let conn = w.endpoints.connection(10_000, conn_concurrency()).await;
+        let before = w.scim_log().len();
+        let started = Instant::now();
+        let report = run(&conn, &store).await;
+        let wall = started.elapsed();
+        let requests = w.scim_log().len() - before;
+        let minimal = report.plan.operations.len().max(1);
+        println!(
+            "churn_read={} churn_changed_users={} churn_operations={} churn_requests={requests} churn_requests_over_minimal={:.2} churn_wall_s={:.2}",
+            report.read.as_ref().map_or("-", |r| r.name()),
+            snapshot.users.len().div_ceil(step),
+            report.plan.operations.len(),
+            requests as f64 / minimal as f64,
+            wall.as_secs_f64()
+        );
+        store.close().await;
+    });
+
+    // full: another 1% changes; a full run reads every page and writes the changes.
+    churn(&w, &snapshot, step / 2, step);
+    rt.block_on(async {
+        let store = SqlStore::connect(&w.endpoints.store).await.unwrap();
+        let conn = w.endpoints.connection(10_000, conn_concurrency()).await;
+        let before = w.scim_log();
+        let started = Instant::now();
+        let report = run_with(&conn, &store, true).await;
+        let wall = started.elapsed();
+        let log = w.scim_log();
+        let new = &log[before.len()..];
+        let reads = new.iter().filter(|r| r.method == "GET").count();
+        let writes = new.len() - reads;
+        println!(
+            "full_operations={} full_requests={} full_pages={reads} full_changes={writes} full_requests_over_pages_plus_changes={:.2} full_drifted={} full_wall_s={:.2}",
+            report.plan.operations.len(),
+            new.len(),
+            new.len() as f64 / (reads + writes).max(1) as f64,
+            report.drifted,
+            wall.as_secs_f64()
+        );
+        store.close().await;
+    });
+    drop(w);
+}
+
+/// Changes every `step`-th user of `snapshot` from `offset` on: a third disabled, a third
+/// renamed, a third moved to another group.
+fn churn(w: &World, snapshot: &generator::DuoDataset, offset: usize, step: usize) {
+    let dataset = w.duo.dataset();
     let group_ids: Vec<String> = snapshot.groups.iter().map(|g| g.group_id.clone()).collect();
-    for (n, u) in snapshot.users.iter().step_by(step).enumerate() {
+    for (n, u) in snapshot.users.iter().skip(offset).step_by(step).enumerate() {
         match n % 3 {
             0 => {
                 let _ = dataset.disable_user(&u.user_id);
@@ -388,32 +448,4 @@ fn main() {
             }
         }
     }
-    rt.block_on(async {
-        let store = SqlStore::connect(&w.endpoints.store).await.unwrap();
-        let conn = w.endpoints.connection(10_000, conn_concurrency()).await;
-        let before = w.scim_log();
-        let started = Instant::now();
-        let report = run(&conn, &store).await;
-        let wall = started.elapsed();
-        let log = w.scim_log();
-        let new = &log[before.len()..];
-        let reads = new.iter().filter(|r| r.method == "GET").count();
-        let writes = new.len() - reads;
-        let minimal = report.plan.operations.len().max(1);
-        println!(
-            "churn_changed_users={} churn_operations={} churn_requests={} churn_requests_over_minimal={:.2} churn_wall_s={:.2}",
-            snapshot.users.len().div_ceil(step),
-            report.plan.operations.len(),
-            new.len(),
-            new.len() as f64 / minimal as f64,
-            wall.as_secs_f64()
-        );
-        println!(
-            "full_requests={} full_pages={reads} full_changes={writes} full_requests_over_pages_plus_changes={:.2}",
-            new.len(),
-            new.len() as f64 / (reads + writes).max(1) as f64
-        );
-        store.close().await;
-    });
-    drop(w);
 }

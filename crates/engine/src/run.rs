@@ -888,14 +888,20 @@ impl<S: Source, T: Target, St: Store> Reading<'_, S, T, St> {
         capabilities: Option<scimsync_core::target::TargetCapabilities>,
     ) -> Result<Read, EngineError> {
         let name = self.name();
-        let stored = self.store.load_state(name).await.map_err(store_err(name))?;
+        let mut stored = self.store.load_state(name).await.map_err(store_err(name))?;
         let catalogue = if self.governed {
-            links.facts.catalogue.as_ref()
+            links.facts.catalogue.clone().unwrap_or_default()
         } else {
-            None
+            Default::default()
         };
-        let mut believed = stored.believed(catalogue);
-        believed.capabilities = capabilities;
+        // The stored objects move into the believed snapshot (one copy of 100,000 users, not
+        // two); `stored` keeps which are doubtful.
+        let mut believed = TargetSnapshot {
+            users: std::mem::take(&mut stored.users),
+            groups: std::mem::take(&mut stored.groups),
+            catalogue,
+            capabilities,
+        };
         if !self.scope.groups {
             believed.groups.clear();
         }
@@ -937,16 +943,35 @@ impl<S: Source, T: Target, St: Store> Reading<'_, S, T, St> {
         let mut drifted = 0;
         let mut keep = (Vec::new(), Vec::new());
         if !self.opts.dry_run {
-            let drift = state::drift(&stored, &found, Some(&lookup), &believed.catalogue);
+            // The stored objects asked for by id, as they were believed.
+            let asked_users: HashSet<&str> = lookup.user_ids.iter().map(|i| i.as_str()).collect();
+            let asked_groups: HashSet<&str> = lookup.group_ids.iter().map(|i| i.as_str()).collect();
+            let asked = StoredState {
+                users: believed
+                    .users
+                    .iter()
+                    .filter(|u| asked_users.contains(u.id.as_str()))
+                    .cloned()
+                    .collect(),
+                groups: believed
+                    .groups
+                    .iter()
+                    .filter(|g| asked_groups.contains(g.id.as_str()))
+                    .cloned()
+                    .collect(),
+                doubtful_users: std::mem::take(&mut stored.doubtful_users),
+                doubtful_groups: std::mem::take(&mut stored.doubtful_groups),
+            };
+            let drift = state::drift(&asked, &found, Some(&lookup), &believed.catalogue);
             self.record_drift(links, &drift).await?;
             drifted = drift.len() as u64;
-            let users: HashSet<&str> = stored
+            let users: HashSet<&str> = believed
                 .users
                 .iter()
                 .map(|u| u.id.as_str())
                 .chain(links.users.iter().map(|l| l.target_id.as_str()))
                 .collect();
-            let groups: HashSet<&str> = stored
+            let groups: HashSet<&str> = believed
                 .groups
                 .iter()
                 .map(|g| g.id.as_str())

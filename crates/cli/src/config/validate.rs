@@ -352,7 +352,9 @@ fn full_every(text: &str) -> Result<std::time::Duration, String> {
     }
     let every = crate::parse_duration(text)?;
     if every < std::time::Duration::from_secs(60) {
-        return Err(format!("{text:?} is too short: use at least 1m (default 24h)"));
+        return Err(format!(
+            "{text:?} is too short: use at least 1m (default 24h)"
+        ));
     }
     Ok(every)
 }
