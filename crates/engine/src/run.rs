@@ -473,11 +473,11 @@ where
         }
         RunKind::Incremental => reading.incremental(&links, capabilities).await?,
     };
-    let Read::Planned {
+    let Some(Planned {
         target,
         mut plan,
         drifted,
-    } = read
+    }) = read
     else {
         return interrupted_before_apply(store, run_id, name, opts, "reading the target").await;
     };
@@ -678,18 +678,16 @@ where
     })
 }
 
-/// What reading the target came to.
-enum Read {
-    /// The target as the run believes it, the plan made against it, and how many objects
-    /// were found drifted.
-    Planned {
-        target: TargetSnapshot,
-        plan: Plan,
-        drifted: u64,
-    },
-    /// Stopped (shutdown, a lost lease) while reading.
-    Interrupted,
+/// What reading the target came to (`None` from a read: stopped by shutdown or a lost lease
+/// while reading): the target as the run believes it, the plan made against it, and how many
+/// objects were found drifted.
+struct Planned {
+    target: TargetSnapshot,
+    plan: Plan,
+    drifted: u64,
 }
+
+type Read = Option<Planned>;
 
 /// What reading the target and planning need of the run.
 struct Reading<'a, S, T, St> {
@@ -770,7 +768,7 @@ impl<S: Source, T: Target, St: Store> Reading<'_, S, T, St> {
             read = self.conn.target.read(self.scope) => Some(read),
         };
         let Some(read) = read else {
-            return Ok(Read::Interrupted);
+            return Ok(None);
         };
         let mut target = match read {
             Ok(t) => t,
@@ -784,11 +782,11 @@ impl<S: Source, T: Target, St: Store> Reading<'_, S, T, St> {
                 .await?
         };
         let plan = self.plan(&target, links).await?;
-        Ok(Read::Planned {
+        Ok(Some(Planned {
             target,
             plan,
             drifted,
-        })
+        }))
     }
 
     /// Logs the drift of the stored objects against a whole read, replaces the stored state
@@ -916,11 +914,11 @@ impl<S: Source, T: Target, St: Store> Reading<'_, S, T, St> {
             lookup.group_names.clear();
         }
         if lookup.is_empty() {
-            return Ok(Read::Planned {
+            return Ok(Some(Planned {
                 target: believed,
                 plan: first,
                 drifted: 0,
-            });
+            }));
         }
         info!(
             users = lookup.user_ids.len(),
@@ -934,7 +932,7 @@ impl<S: Source, T: Target, St: Store> Reading<'_, S, T, St> {
             read = self.conn.target.read_some(&lookup) => Some(read),
         };
         let Some(read) = read else {
-            return Ok(Read::Interrupted);
+            return Ok(None);
         };
         let found = match read {
             Ok(f) => f,
@@ -1004,11 +1002,11 @@ impl<S: Source, T: Target, St: Store> Reading<'_, S, T, St> {
                 .map_err(store_err(name))?;
         }
         let plan = self.plan(&believed, links).await?;
-        Ok(Read::Planned {
+        Ok(Some(Planned {
             target: believed,
             plan,
             drifted,
-        })
+        }))
     }
 }
 

@@ -2311,7 +2311,7 @@ async fn target_state_upsert_doubtful_forget_replace(h: &Harness) {
     s.save_state(
         "c",
         &[state_user("005A", "one"), state_user("005B", "one")],
-        &[group.clone()],
+        std::slice::from_ref(&group),
     )
     .await
     .unwrap();
@@ -2326,7 +2326,7 @@ async fn target_state_upsert_doubtful_forget_replace(h: &Harness) {
     s.mark_doubtful(
         "c",
         &[TargetUserId::from("005B"), TargetUserId::from("005Z")],
-        &[group.id.clone()],
+        std::slice::from_ref(&group.id),
     )
     .await
     .unwrap();
@@ -2351,9 +2351,13 @@ async fn target_state_upsert_doubtful_forget_replace(h: &Harness) {
         .unwrap();
     assert!(s.load_state("c").await.unwrap().doubtful_users.is_empty());
     // Forgotten: gone from the target.
-    s.forget_state("c", &[TargetUserId::from("005A")], &[group.id.clone()])
-        .await
-        .unwrap();
+    s.forget_state(
+        "c",
+        &[TargetUserId::from("005A")],
+        std::slice::from_ref(&group.id),
+    )
+    .await
+    .unwrap();
     let state = s.load_state("c").await.unwrap();
     assert_eq!(state.users, vec![state_user("005B", "read")]);
     assert!(state.groups.is_empty() && state.doubtful_groups.is_empty());
