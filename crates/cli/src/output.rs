@@ -222,7 +222,6 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
             status(r),
-            r.run.read.clone().unwrap_or_else(|| "-".into()),
             r.run.started_at.to_string(),
             r.duration
                 .map(|d| format!("{:.1}s", d.as_secs_f64()))
@@ -232,6 +231,7 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
             r.run.failed.to_string(),
             r.run.rejected.to_string(),
             r.run.skipped.to_string(),
+            r.run.read.clone().unwrap_or_else(|| "-".into()),
             r.run.message.clone().unwrap_or_default(),
         ]
     };
@@ -240,7 +240,6 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
         "CONNECTION",
         "TRIGGER",
         "STATUS",
-        "READ",
         "STARTED",
         "DURATION",
         "PLANNED",
@@ -248,6 +247,7 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
         "FAILED",
         "REJECTED",
         "SKIPPED",
+        "READ",
         "MESSAGE",
     ];
     match format {
