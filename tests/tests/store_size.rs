@@ -168,6 +168,7 @@ async fn store_size_after_a_thousand_no_op_runs() {
                     rejected: run.rejected,
                     skipped: run.skipped,
                     message: run.message.clone(),
+                    read: None,
                 },
             )
             .await

@@ -8,12 +8,13 @@ use scimsync_core::policy::{
     Governance, GroupRuleSpec, Policy, RuleSpec, Safety, Scope, SourceAttribute, TargetKind,
 };
 use scimsync_core::ports::Store as _;
+use scimsync_core::state::{FullReason, RunKind};
 use scimsync_directory::DuoSource;
 use scimsync_engine::{Connection, Progress, RunOptions, RunReport, reconcile_once};
 use scimsync_scim::{ScimClient, ScimConfig};
 use scimsync_sim::duo::{DuoSim, DuoSimConfig};
 use scimsync_sim::generator;
-use scimsync_sim::salesforce::{SalesforceConfig, SalesforceSim};
+use scimsync_sim::salesforce::{Reading, SalesforceConfig, SalesforceSim};
 use scimsync_store::SqlStore;
 use scimsync_tests::{Backend, duo_config, salesforce_scim_config, store};
 use std::sync::Arc;
@@ -541,6 +542,128 @@ async fn the_api_budget_stops_a_run_cleanly_and_the_next_one_waits(backend: Back
     w.finish().await;
 }
 
+async fn after_a_sync_a_normal_run_reads_no_user_pages_and_writes_nothing(backend: Backend) {
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    let first = w.run().await;
+    assert!(
+        first.read.as_ref().is_some_and(|r| r.is_full()),
+        "{:?}",
+        first.read
+    );
+    let (pages, writes) = (
+        w.sf.inspect().count("GET", "/services/scim/v2/Users"),
+        w.sf.inspect().writes(),
+    );
+    let normal = w.run().await;
+    assert_eq!(normal.read, Some(RunKind::Incremental));
+    assert!(normal.plan.is_empty(), "{:?}", normal.plan.operations);
+    assert_eq!(
+        w.sf.inspect().count("GET", "/services/scim/v2/Users"),
+        pages,
+        "no /Users page read"
+    );
+    assert_eq!(w.sf.inspect().writes(), writes, "nothing written");
+    w.finish().await;
+}
+
+/// On both readings of Salesforce: an administrator changes a user's title and profile in
+/// Salesforce itself. Normal runs do not see it; `reconcile --full` (and the run after
+/// `full_every` has passed) repairs it and lists it as drift, attribute by attribute.
+async fn drift_on_salesforce_is_unseen_by_normal_runs_and_repaired_by_a_full_one(backend: Backend) {
+    // The strict reading with its catalogue served (governance needs it), as the convergence
+    // suite plays it.
+    let strict = Reading {
+        catalogue_endpoints: true,
+        ..Reading::strict()
+    };
+    for reading in [Reading::default(), strict] {
+        let Some(w) = world(backend).await else {
+            return;
+        };
+        w.sf.knobs().set_reading(reading);
+        w.run().await;
+        let alice = w.sf_user("alice.anderson@example.com");
+        let admin = w.sf.catalogue_id("System Administrator").unwrap();
+        let plant = |title: &str| {
+            let admin = admin.clone();
+            let title = title.to_owned();
+            assert!(w.sf.knobs().edit_user(&alice.id, move |u| {
+                u.title = Some(title);
+                u.profile = Some(admin);
+            }));
+        };
+        plant("Intern");
+        let writes = w.sf.inspect().writes();
+        let normal = w.run().await;
+        assert!(normal.plan.is_empty(), "{:?}", normal.plan.operations);
+        assert_eq!(w.sf.inspect().writes(), writes);
+        assert_eq!(
+            w.sf_user("alice.anderson@example.com").title.as_deref(),
+            Some("Intern")
+        );
+
+        let full = w
+            .run_with(RunOptions {
+                full: true,
+                ..RunOptions::default()
+            })
+            .await;
+        assert_eq!(full.drifted, 1, "{full:?}");
+        let repaired = w.sf_user("alice.anderson@example.com");
+        assert_eq!(repaired.title, alice.title, "repaired");
+        assert_eq!(repaired.profile, alice.profile, "repaired");
+        let drift = w
+            .store
+            .query_activity(&ActivityQuery {
+                op: Some("drift".into()),
+                ..ActivityQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(drift.len(), 1);
+        let detail = &drift[0].detail;
+        let show = |v: &Option<String>| {
+            v.as_deref()
+                .map_or_else(|| "(none)".to_owned(), |v| format!("{v:?}"))
+        };
+        assert!(
+            detail.contains(&format!("title: {} → \"Intern\"", show(&alice.title)))
+                && detail.contains(&format!("profile: {} → {admin:?}", show(&alice.profile))),
+            "{detail}"
+        );
+
+        // Once full_every has passed, a scheduled run is full by itself.
+        plant("Temp");
+        let mut policy = policy();
+        policy.full_every = Duration::ZERO;
+        let w = World {
+            conn: Connection { policy, ..w.conn },
+            ..w
+        };
+        let due = w
+            .run_with(RunOptions {
+                trigger: Trigger::Schedule,
+                ..RunOptions::default()
+            })
+            .await;
+        assert!(
+            matches!(
+                due.read,
+                Some(RunKind::Full {
+                    reason: FullReason::Due { .. }
+                })
+            ),
+            "{:?}",
+            due.read
+        );
+        assert_eq!(due.drifted, 1);
+        assert_eq!(w.sf_user("alice.anderson@example.com").title, alice.title);
+        w.finish().await;
+    }
+}
+
 macro_rules! both_backends {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
@@ -571,4 +694,6 @@ both_backends!(
     the_guard_trips_and_is_then_approved,
     a_run_killed_halfway_resumes_without_duplicates_and_a_complete_log,
     the_api_budget_stops_a_run_cleanly_and_the_next_one_waits,
+    after_a_sync_a_normal_run_reads_no_user_pages_and_writes_nothing,
+    drift_on_salesforce_is_unseen_by_normal_runs_and_repaired_by_a_full_one,
 );

@@ -169,6 +169,12 @@ pub struct ReconcileArgs {
     /// schemas) instead of the ones discovered within the last day.
     #[arg(long)]
     pub rediscover: bool,
+    /// Read the whole target (a full reconcile): objects changed on the target behind
+    /// scimsync's back are found, repaired and listed as `drift` in the activity log. Normal
+    /// runs read only the objects whose desired state changed; a run is full anyway once the
+    /// connection's `full_every` (default 24h) has passed since the last full read.
+    #[arg(long)]
+    pub full: bool,
     /// When another run of the connection holds its lease, wait this long for it (`90s`,
     /// `10m`, `1h`) instead of exiting with code 4.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -715,6 +721,7 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<u8> {
                 user => RetryRefused::User(user.to_owned()),
             }),
             rediscover: args.rediscover,
+            full: args.full,
             // A plan shown as a table says which rule chose each user's entitlements.
             explain: args.dry_run && args.format == ReportFormat::Text,
         };
@@ -876,6 +883,15 @@ async fn wait_for_signal() {
 
 fn print_report(report: &RunReport, dry_run: bool) {
     println!("== {} (run {})", report.connection, report.run_id);
+    if let Some(read) = &report.read {
+        println!("  target read: {read}");
+    }
+    if report.drifted > 0 {
+        println!(
+            "  {} object(s) changed on the target since last read (drift; `scimsync activity --op drift` lists them)",
+            report.drifted
+        );
+    }
     if let Some(trace) = &report.trace {
         for step in trace {
             println!("  {:<7} {}", step.step, output::clean(&step.detail));

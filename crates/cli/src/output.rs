@@ -231,6 +231,7 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
             r.run.failed.to_string(),
             r.run.rejected.to_string(),
             r.run.skipped.to_string(),
+            r.run.read.clone().unwrap_or_else(|| "-".into()),
             r.run.message.clone().unwrap_or_default(),
         ]
     };
@@ -246,6 +247,7 @@ pub fn runs(runs: &[RunStats], format: Format) -> String {
         "FAILED",
         "REJECTED",
         "SKIPPED",
+        "READ",
         "MESSAGE",
     ];
     match format {

@@ -2016,6 +2016,7 @@ async fn store_with_old_history(s: &Setup) {
                 rejected: 0,
                 skipped: 0,
                 message: None,
+                read: None,
             },
         )
         .await

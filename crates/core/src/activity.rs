@@ -66,6 +66,10 @@ pub struct RunRecord {
     /// A one-line account of the run's end (the guard's reason, the error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How the target was read: `full (why)` or `incremental` (absent for runs that ended
+    /// before reading it, and for runs recorded before incremental runs existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
 }
 
 /// The outcome of one operation.
@@ -105,7 +109,8 @@ impl Outcome {
 
 /// Every operation kind the engine writes to the activity log: the operations of a plan
 /// ([`crate::plan::Operation::kind`]), the rejections, notes and refusals of a run, and its own
-/// events (`read_source`, `read_target`, `discover`, `approve`). `activity --op` accepts these
+/// events (`read_source`, `read_target`, `discover`, `approve`), and the drift a read found
+/// (`drift`: an object changed on the target behind the engine's back). `activity --op` accepts these
 /// (and any kind the log holds from another version).
 pub const OPS: &[&str] = &[
     "create_user",
@@ -125,6 +130,7 @@ pub const OPS: &[&str] = &[
     "read_target",
     "discover",
     "approve",
+    "drift",
 ];
 
 /// One line of the activity log.

@@ -11,6 +11,7 @@
 //! - the plan ([`plan`]), the planner that computes it ([`planner::plan`]) and its rendering
 //!   as a table or JSON ([`render`]);
 //! - with the `testing` feature, builders and an in-memory `apply` (module `testing`);
+//! - the stored state of linked target objects and the rules of incremental runs ([`state`]);
 //! - the ports ([`ports`]): the traits the adapters (source readers, SCIM client, store) implement.
 //!
 //! It must not do I/O, read the clock or pull in an async runtime: the planner is a pure
@@ -31,6 +32,7 @@ pub mod refusals;
 pub mod render;
 pub mod retry;
 pub mod source;
+pub mod state;
 pub mod target;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

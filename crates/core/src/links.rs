@@ -124,6 +124,18 @@ pub struct TargetFacts {
     /// The daily API allocation the target last reported (Salesforce's `Sforce-Limit-Info`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_allocation: Option<u64>,
+    /// When the whole target was last read (a full run): incremental runs believe the stored
+    /// state until the connection's `full_every` has passed since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full_read: Option<Timestamp>,
+    /// The [`crate::state::policy_fingerprint`] the last full read was made under: another
+    /// policy makes the next run full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_read_policy: Option<String>,
+    /// The catalogue (profiles, permission sets, roles) as the last full read found it, for
+    /// incremental runs, which do not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalogue: Option<crate::target::Catalogue>,
 }
 
 /// The calls made to the target in one hour.

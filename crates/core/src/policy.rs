@@ -263,6 +263,17 @@ pub struct Policy {
     /// The most calls to the target in a rolling 24 hours (`None`: no cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_budget: Option<crate::budget::ApiBudget>,
+    /// How often a run reads the whole target (a full run: drift found and repaired); runs
+    /// in between read only the objects whose desired state changed. Default: a day.
+    #[serde(default = "default_full_every")]
+    pub full_every: std::time::Duration,
+}
+
+/// [`Policy::full_every`] when not configured: a day.
+pub const DEFAULT_FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+fn default_full_every() -> std::time::Duration {
+    DEFAULT_FULL_EVERY
 }
 
 impl Default for Policy {
@@ -276,6 +287,7 @@ impl Default for Policy {
             safety: Safety::default(),
             member_batch_size: 100,
             api_budget: None,
+            full_every: DEFAULT_FULL_EVERY,
         }
     }
 }

@@ -236,6 +236,8 @@ pub struct RunEnd {
     pub rejected: u64,
     pub skipped: u64,
     pub message: Option<String>,
+    /// How the target was read ([`crate::state::RunKind`]'s text), when it was.
+    pub read: Option<String>,
 }
 
 /// Who holds a connection's lease, since when and until when.
@@ -347,6 +349,41 @@ pub trait Store: Send + Sync {
         &self,
         connection: &str,
         link: &GroupLink,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The stored state of the connection's linked target objects (the last known state of
+    /// each, and which are doubtful). Loaded row by row: 100,000 objects stay one pass.
+    fn load_state(
+        &self,
+        connection: &str,
+    ) -> impl Future<Output = Result<crate::state::StoredState, Self::Error>> + Send;
+    /// Inserts or replaces the stored state of these objects (no longer doubtful).
+    fn save_state(
+        &self,
+        connection: &str,
+        users: &[TargetUser],
+        groups: &[TargetGroup],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Forgets the stored state of these objects (gone from the target).
+    fn forget_state(
+        &self,
+        connection: &str,
+        users: &[TargetUserId],
+        groups: &[TargetGroupId],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Marks these stored objects doubtful (a write's outcome is unknown): the next run reads
+    /// them. Objects without a stored state are left alone.
+    fn mark_doubtful(
+        &self,
+        connection: &str,
+        users: &[TargetUserId],
+        groups: &[TargetGroupId],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Replaces the whole stored state of the connection in one transaction (a full read).
+    fn replace_state(
+        &self,
+        connection: &str,
+        state: &crate::state::StoredState,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Takes the lease of a connection for `holder` until `now + ttl`, if it is free, expired or

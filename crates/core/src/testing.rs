@@ -8,12 +8,12 @@
 
 use crate::ids::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
 use crate::links::{Ledger, Links, Origin};
-use crate::plan::{GroupRef, Operation, Plan, UserAttributes, UserChanges, UserRef};
+use crate::plan::{GroupRef, Operation, Plan, UserAttributes, UserRef};
 use crate::policy::{Governance, Policy, RuleSpec};
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser};
 use crate::target::{
-    Catalogue, CatalogueEntry, EmailAddress, Entitlement, PhoneNumber, Profile, RoleAssignment,
-    TargetGroup, TargetSnapshot, TargetUser,
+    Catalogue, CatalogueEntry, EmailAddress, PhoneNumber, Profile, RoleAssignment, TargetGroup,
+    TargetSnapshot, TargetUser,
 };
 use crate::time::Timestamp;
 
@@ -282,21 +282,7 @@ fn resolve_group(group: &GroupRef, links: &Ledger) -> Result<TargetGroupId, Stri
         .ok_or_else(|| format!("source group {} has no link yet", group.source_id))
 }
 
-fn entitlements(profile: Option<&str>, permission_sets: &[String]) -> Vec<Entitlement> {
-    profile
-        .map(|p| Entitlement {
-            value: p.to_owned(),
-            kind: Some("Profile".to_owned()),
-            display: None,
-        })
-        .into_iter()
-        .chain(permission_sets.iter().map(|p| Entitlement {
-            value: p.clone(),
-            kind: Some("PermissionSet".to_owned()),
-            display: None,
-        }))
-        .collect()
-}
+use crate::state::{apply_changes, entitlements};
 
 fn created_user(id: &TargetUserId, a: &UserAttributes) -> TargetUser {
     TargetUser {
@@ -334,72 +320,6 @@ fn created_user(id: &TargetUserId, a: &UserAttributes) -> TargetUser {
             .collect(),
         enterprise: a.enterprise.clone(),
         federation_id: a.federation_id.clone(),
-    }
-}
-
-fn apply_changes(u: &mut TargetUser, c: &UserChanges) {
-    fn set(slot: &mut Option<String>, change: &Option<Option<String>>) {
-        if let Some(v) = change {
-            slot.clone_from(v);
-        }
-    }
-    if let Some(name) = &c.user_name {
-        u.user_name = name.to_lowercase();
-    }
-    if let Some(ext) = &c.external_id {
-        u.external_id = Some(ext.clone());
-    }
-    set(&mut u.given_name, &c.given_name);
-    set(&mut u.family_name, &c.family_name);
-    set(&mut u.display_name, &c.display_name);
-    if let Some(nick) = &c.nick_name {
-        u.nick_name = Some(nick.clone());
-    }
-    set(&mut u.title, &c.title);
-    if let Some(email) = &c.email {
-        u.emails
-            .retain(|e| e.kind.as_deref() != Some("work") && !e.primary);
-        u.emails.insert(
-            0,
-            EmailAddress {
-                value: email.clone(),
-                kind: Some("work".to_owned()),
-                primary: true,
-            },
-        );
-    }
-    if let Some(phone) = &c.work_phone {
-        u.phone_numbers
-            .retain(|p| p.kind.as_deref() != Some("work"));
-        if let Some(p) = phone {
-            u.phone_numbers.push(PhoneNumber {
-                value: p.clone(),
-                kind: Some("work".to_owned()),
-            });
-        }
-    }
-    set(&mut u.federation_id, &c.federation_id);
-    let e = &c.enterprise;
-    set(&mut u.enterprise.employee_number, &e.employee_number);
-    set(&mut u.enterprise.department, &e.department);
-    set(&mut u.enterprise.division, &e.division);
-    set(&mut u.enterprise.organization, &e.organization);
-    set(&mut u.enterprise.cost_center, &e.cost_center);
-    set(&mut u.enterprise.manager, &e.manager);
-    if let Some(ent) = &c.entitlements {
-        u.entitlements = entitlements(Some(&ent.profile), &ent.permission_sets);
-    }
-    if let Some(role) = &c.role {
-        u.roles = role
-            .iter()
-            .map(|r| RoleAssignment {
-                value: r.clone(),
-                display: None,
-            })
-            .collect();
-    }
-    if let Some(active) = c.active {
-        u.active = active;
     }
 }
 

@@ -15,25 +15,27 @@
 //!   `rate_rejections_after_1s` the rejections after the run's first second (goal 0).
 //! - `initial_*`: the same without throttling or latency: operations a second, and the
 //!   emulators' share of the process's CPU time (they run on threads of their own).
-//! - `noop_*`: the next run, nothing changed in the directory, in a child process (this binary
-//!   again) so its memory is its own: target requests, writes (goal 0), and the peak resident
-//!   memory the run added (`VmHWM` at the end − `VmRSS` before it) per source user.
+//! - `noop_*`: the next (incremental) run, nothing changed in the directory, in a child process
+//!   (this binary again) so its memory is its own: target requests (goal ≤ 10), writes (goal
+//!   0), and the peak resident memory the run added (`VmHWM` at the end − `VmRSS` before it)
+//!   per source user.
 //! - `churn_*`: 1% of the users changed in the directory (a third disabled, a third renamed,
-//!   a third moved to another group): target requests over the minimal requests (one per
-//!   planned operation).
-//! - `full_*`: the same run counted as a full read: pages read + changes written.
+//!   a third moved to another group), an incremental run: target requests over the minimal
+//!   requests (one per planned operation; goal ≤ 1.1).
+//! - `full_*`: another 1% changed, a full run (`RunOptions::full`): requests, pages read and
+//!   changes written (goal: requests = pages + changes).
 //!
-//! Every run reads the whole target (incremental runs are not built yet), so `churn` and
-//! `full` are one run seen two ways. The planner at 1,000,000 users is measured by
-//! `cargo bench -p scimsync-core --bench planner`, not here.
+//! The planner at 1,000,000 users is measured by `cargo bench -p scimsync-core --bench
+//! planner`, not here.
 //!
 //! `SCIMSYNC_BENCH_ONLY=noop` (a comma-separated list of `throttled`, `initial`, `noop`,
-//! `churn`) runs only those scenarios; `noop` and `churn` need the initial sync and run it
-//! (and print its figures) whether named or not.
+//! `churn`, `full`) runs only those scenarios; `noop`, `churn` and `full` need the initial sync and
+//! run it (and print its figures) whether named or not.
 //!
 //! The no-op child also prints where its memory goes, phase by phase (`noop_phase_<phase>_*`,
 //! in phase order: `source` the Duo read, `links` loading the links, `target` discovery and
-//! the target read, `plan` the plan and what the engine builds to apply it, up to its first
+//! the target read or the stored state loaded (an incremental run also plans once and reads
+//! what that plan touches here), `plan` the plan and what the engine builds to apply it, up to its first
 //! record or the run's end, `apply` the rest): `rss_kb` the resident memory at the phase's
 //! end and `peak_kb` the highest resident memory during the phase (`VmHWM`, reset at each
 //! phase's start through `/proc/self/clear_refs`), both above the resident memory before
@@ -47,6 +49,9 @@ use scimsync_core::plan::ObjectKind;
 use scimsync_core::policy::{Governance, Policy, RuleSpec};
 use scimsync_core::ports::{LeaseHolder, NewRun, RunEnd, Source, Store};
 use scimsync_core::source::SourceSnapshot;
+use scimsync_core::state::StoredState;
+use scimsync_core::target::{TargetGroup, TargetUser};
+use scimsync_core::{TargetGroupId, TargetUserId};
 use scimsync_directory::{DuoConfig, DuoEndpoint, DuoSource};
 use scimsync_engine::{Connection, RunOptions, RunReport, reconcile_once};
 use scimsync_scim::{Auth, ClientAuthMethod, Dialect, ScimClient, ScimConfig};
@@ -206,12 +211,21 @@ impl World {
 }
 
 async fn run(conn: &Connection<DuoSource, ScimClient>, store: &SqlStore) -> RunReport {
+    run_with(conn, store, false).await
+}
+
+async fn run_with(
+    conn: &Connection<DuoSource, ScimClient>,
+    store: &SqlStore,
+    full: bool,
+) -> RunReport {
     let report = reconcile_once(
         conn,
         store,
         &RunOptions {
             max_concurrency: conn_concurrency(),
             approve_destructive: true,
+            full,
             ..RunOptions::default()
         },
     )
@@ -420,6 +434,39 @@ impl Store for MarkedStore<'_> {
         self.writing();
         self.inner.save_group_link(connection, link).await
     }
+    async fn load_state(&self, connection: &str) -> StoreResult<StoredState> {
+        self.inner.load_state(connection).await
+    }
+    async fn save_state(
+        &self,
+        connection: &str,
+        users: &[TargetUser],
+        groups: &[TargetGroup],
+    ) -> StoreResult<()> {
+        self.writing();
+        self.inner.save_state(connection, users, groups).await
+    }
+    async fn forget_state(
+        &self,
+        connection: &str,
+        users: &[TargetUserId],
+        groups: &[TargetGroupId],
+    ) -> StoreResult<()> {
+        self.writing();
+        self.inner.forget_state(connection, users, groups).await
+    }
+    async fn mark_doubtful(
+        &self,
+        connection: &str,
+        users: &[TargetUserId],
+        groups: &[TargetGroupId],
+    ) -> StoreResult<()> {
+        self.writing();
+        self.inner.mark_doubtful(connection, users, groups).await
+    }
+    async fn replace_state(&self, connection: &str, state: &StoredState) -> StoreResult<()> {
+        self.inner.replace_state(connection, state).await
+    }
     async fn acquire_lease(
         &self,
         connection: &str,
@@ -562,7 +609,10 @@ fn main() {
     }
 
     // initial (unthrottled), noop (child process), churn 1% = full.
-    if !(wanted("initial") || wanted("noop") || wanted("churn")) {
+    if !["initial", "noop", "churn", "full"]
+        .into_iter()
+        .any(&wanted)
+    {
         return;
     }
     let w = World::start(users, groups);
@@ -589,7 +639,7 @@ fn main() {
     if wanted("noop") {
         noop(&w, users);
     }
-    if wanted("churn") {
+    if wanted("churn") || wanted("full") {
         churn(&rt, &w);
     }
 }
@@ -633,14 +683,64 @@ fn noop(w: &World, users: usize) {
     println!("{}", phases.join(" "));
 }
 
-/// 1% of the users change in the directory; one run.
+/// 1% of the users change in the directory; an incremental run, then another 1% and a full
+/// run.
 fn churn(rt: &tokio::runtime::Runtime, w: &World) {
-    // churn: 1% of the users change in the directory.
+    // churn: 1% of the users change in the directory; an incremental run.
     let snapshot = w.duo.dataset().snapshot();
-    let dataset = w.duo.dataset();
     let step = 100usize;
+    change(w, &snapshot, 0, step);
+    rt.block_on(async {
+        let store = SqlStore::connect(&w.endpoints.store).await.unwrap();
+        let conn = w.endpoints.connection(10_000, conn_concurrency()).await;
+        let before = w.scim_log().len();
+        let started = Instant::now();
+        let report = run(&conn, &store).await;
+        let wall = started.elapsed();
+        let requests = w.scim_log().len() - before;
+        let minimal = report.plan.operations.len().max(1);
+        println!(
+            "churn_read={} churn_changed_users={} churn_operations={} churn_requests={requests} churn_requests_over_minimal={:.2} churn_wall_s={:.2}",
+            report.read.as_ref().map_or("-", |r| r.name()),
+            snapshot.users.len().div_ceil(step),
+            report.plan.operations.len(),
+            requests as f64 / minimal as f64,
+            wall.as_secs_f64()
+        );
+        store.close().await;
+    });
+
+    // full: another 1% changes; a full run reads every page and writes the changes.
+    change(w, &snapshot, step / 2, step);
+    rt.block_on(async {
+        let store = SqlStore::connect(&w.endpoints.store).await.unwrap();
+        let conn = w.endpoints.connection(10_000, conn_concurrency()).await;
+        let before = w.scim_log();
+        let started = Instant::now();
+        let report = run_with(&conn, &store, true).await;
+        let wall = started.elapsed();
+        let log = w.scim_log();
+        let new = &log[before.len()..];
+        let reads = new.iter().filter(|r| r.method == "GET").count();
+        let writes = new.len() - reads;
+        println!(
+            "full_operations={} full_requests={} full_pages={reads} full_changes={writes} full_requests_over_pages_plus_changes={:.2} full_drifted={} full_wall_s={:.2}",
+            report.plan.operations.len(),
+            new.len(),
+            new.len() as f64 / (reads + writes).max(1) as f64,
+            report.drifted,
+            wall.as_secs_f64()
+        );
+        store.close().await;
+    });
+}
+
+/// Changes every `step`-th user of `snapshot` from `offset` on: a third disabled, a third
+/// renamed, a third moved to another group.
+fn change(w: &World, snapshot: &generator::DuoDataset, offset: usize, step: usize) {
+    let dataset = w.duo.dataset();
     let group_ids: Vec<String> = snapshot.groups.iter().map(|g| g.group_id.clone()).collect();
-    for (n, u) in snapshot.users.iter().step_by(step).enumerate() {
+    for (n, u) in snapshot.users.iter().skip(offset).step_by(step).enumerate() {
         match n % 3 {
             0 => {
                 let _ = dataset.disable_user(&u.user_id);
@@ -656,31 +756,4 @@ fn churn(rt: &tokio::runtime::Runtime, w: &World) {
             }
         }
     }
-    rt.block_on(async {
-        let store = SqlStore::connect(&w.endpoints.store).await.unwrap();
-        let conn = w.endpoints.connection(10_000, conn_concurrency()).await;
-        let before = w.scim_log();
-        let started = Instant::now();
-        let report = run(&conn, &store).await;
-        let wall = started.elapsed();
-        let log = w.scim_log();
-        let new = &log[before.len()..];
-        let reads = new.iter().filter(|r| r.method == "GET").count();
-        let writes = new.len() - reads;
-        let minimal = report.plan.operations.len().max(1);
-        println!(
-            "churn_changed_users={} churn_operations={} churn_requests={} churn_requests_over_minimal={:.2} churn_wall_s={:.2}",
-            snapshot.users.len().div_ceil(step),
-            report.plan.operations.len(),
-            new.len(),
-            new.len() as f64 / minimal as f64,
-            wall.as_secs_f64()
-        );
-        println!(
-            "full_requests={} full_pages={reads} full_changes={writes} full_requests_over_pages_plus_changes={:.2}",
-            new.len(),
-            new.len() as f64 / (reads + writes).max(1) as f64
-        );
-        store.close().await;
-    });
 }

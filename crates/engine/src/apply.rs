@@ -26,7 +26,8 @@ use scimsync_core::refusals::{
 };
 use scimsync_core::render::Labels;
 use scimsync_core::source::SourceSnapshot;
-use scimsync_core::target::{TargetSnapshot, TargetUser};
+use scimsync_core::state;
+use scimsync_core::target::{TargetGroup, TargetSnapshot, TargetUser};
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
@@ -61,6 +62,9 @@ pub(crate) struct ApplyContext<'a, T, St> {
     pub why: &'a Why<'a>,
     /// The connection's API budget: once used up, no new operation starts.
     pub budget: &'a Budget,
+    /// Serializes writes of the stored state, so that the newest state of an object changed
+    /// by operations running side by side (member batches of one group) is the one stored.
+    pub state_writes: tokio::sync::Mutex<()>,
 }
 
 /// What the activity log says of the users beyond their operations: the planner's decision of
@@ -180,6 +184,10 @@ struct State {
     kept_profiles: HashMap<SourceUserId, Option<String>>,
     /// Per profile: members added in this run, and members refused alone.
     member_profiles: HashMap<String, (u32, u32)>,
+    /// The state of the objects this run changed, as the accepted writes left them (the
+    /// others are as the snapshot has them).
+    users_now: HashMap<TargetUserId, TargetUser>,
+    groups_now: HashMap<TargetGroupId, TargetGroup>,
     counts: Applied,
 }
 
@@ -188,6 +196,8 @@ struct Basis<'a> {
     catalogue_fp: String,
     /// Target user id → the account as read.
     accounts: HashMap<&'a str, &'a TargetUser>,
+    /// Target group id → the group as read.
+    groups: HashMap<&'a str, &'a TargetGroup>,
     /// Source user id → the profile the account ends with under this plan (what a membership
     /// refusal depends on), as the planner decided it: for the users the plan's membership
     /// changes name (the only ones asked about).
@@ -256,6 +266,7 @@ impl<'a> Basis<'a> {
         Self {
             catalogue_fp: catalogue_fingerprint(&snapshot.catalogue),
             accounts,
+            groups: snapshot.groups.iter().map(|g| (g.id.as_str(), g)).collect(),
             profiles,
         }
     }
@@ -284,6 +295,8 @@ pub(crate) async fn apply_plan<T: Target, St: Store>(
         missing_groups: HashSet::new(),
         kept_profiles: HashMap::new(),
         member_profiles: HashMap::new(),
+        users_now: HashMap::new(),
+        groups_now: HashMap::new(),
         counts: Applied::default(),
     });
     if let Some(p) = ctx.progress {
@@ -632,6 +645,75 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         Ok(())
     }
 
+    /// A user as this run last left it (else as read), if known.
+    fn user_now(
+        &self,
+        state: &Mutex<State>,
+        basis: &Basis<'_>,
+        id: &TargetUserId,
+    ) -> Option<TargetUser> {
+        let known = lock(state).users_now.get(id).cloned();
+        known.or_else(|| basis.accounts.get(id.as_str()).map(|u| (*u).clone()))
+    }
+
+    /// A group as this run last left it (else as read), if known.
+    fn group_now(
+        &self,
+        state: &Mutex<State>,
+        basis: &Basis<'_>,
+        id: &TargetGroupId,
+    ) -> Option<TargetGroup> {
+        let known = lock(state).groups_now.get(id).cloned();
+        known.or_else(|| basis.groups.get(id.as_str()).map(|g| (*g).clone()))
+    }
+
+    /// Stores what an accepted write left of a user (at once, like the links, so an
+    /// interrupted run resumes from the truth); `doubtful`: the target decides part of it
+    /// (an email change), read it next run.
+    async fn keep_user(
+        &self,
+        state: &Mutex<State>,
+        user: TargetUser,
+        doubtful: bool,
+    ) -> Result<(), BoxError> {
+        let _writing = self.state_writes.lock().await;
+        let id = user.id.clone();
+        lock(state).users_now.insert(id.clone(), user);
+        let now = lock(state).users_now.get(&id).cloned();
+        if let Some(user) = now {
+            Self::saved(self.store.save_state(self.connection, &[user], &[]).await).await?;
+        }
+        if doubtful {
+            Self::saved(self.store.mark_doubtful(self.connection, &[id], &[]).await).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores what an accepted write left of a group.
+    async fn keep_group(&self, state: &Mutex<State>, group: TargetGroup) -> Result<(), BoxError> {
+        let _writing = self.state_writes.lock().await;
+        lock(state)
+            .groups_now
+            .insert(group.id.clone(), group.clone());
+        Self::saved(self.store.save_state(self.connection, &[], &[group]).await).await
+    }
+
+    /// A write's outcome is unknown (failed, timed out, stopped): its object is read on the
+    /// next run.
+    async fn doubt(
+        &self,
+        users: &[TargetUserId],
+        groups: &[TargetGroupId],
+    ) -> Result<(), BoxError> {
+        let _writing = self.state_writes.lock().await;
+        Self::saved(
+            self.store
+                .mark_doubtful(self.connection, users, groups)
+                .await,
+        )
+        .await
+    }
+
     async fn save_facts(&self, state: &Mutex<State>) -> Result<(), BoxError> {
         let facts = lock(state).ledger.facts().clone();
         Self::saved(self.store.save_facts(self.connection, &facts).await).await
@@ -769,6 +851,9 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                     .after_adopt_user(source_id, target_id)
                     .clone();
                 Self::saved(self.store.save_user_link(self.connection, &link).await).await?;
+                if let Some(user) = self.user_now(state, basis, target_id) {
+                    self.keep_user(state, user, false).await?;
+                }
                 self.finish(state, self.describe(op), Called::Ok).await?;
             }
             Operation::UpdateUser {
@@ -792,12 +877,25 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                     ..Default::default()
                 };
                 let called = called(self.target.update_user(target_id, &changes).await);
+                match &called {
+                    Called::Ok => {
+                        if let Some(user) = self.user_now(state, basis, target_id) {
+                            self.keep_user(state, state::after_deactivate(&user), false)
+                                .await?;
+                        }
+                    }
+                    Called::Failed(_) | Called::Fatal(_) => {
+                        self.doubt(std::slice::from_ref(target_id), &[]).await?;
+                    }
+                    Called::Refused { .. } => {}
+                }
                 self.finish(state, self.describe(op), called).await?;
             }
             Operation::CreateGroup { source_id, name } => {
                 let entry = self.describe(op);
                 match self.target.create_group(name).await {
                     Ok(group) => {
+                        self.keep_group(state, group.clone()).await?;
                         let link = lock(state)
                             .ledger
                             .after_link_group(source_id, &group.id, Origin::Created)
@@ -853,6 +951,9 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                     .after_link_group(source_id, target_id, Origin::Adopted)
                     .clone();
                 Self::saved(self.store.save_group_link(self.connection, &link).await).await?;
+                if let Some(group) = self.group_now(state, basis, target_id) {
+                    self.keep_group(state, group).await?;
+                }
                 self.finish(state, self.describe(op), Called::Ok).await?;
             }
             Operation::RenameGroup {
@@ -878,6 +979,12 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                     if matches!(other, Called::Ok) {
                         self.accepted(state, ObjectKind::Group, source_id.as_str(), "displayName")
                             .await?;
+                        if let Some(group) = self.group_now(state, basis, target_id) {
+                            self.keep_group(state, state::after_rename(&group, to))
+                                .await?;
+                        }
+                    } else {
+                        self.doubt(&[], std::slice::from_ref(target_id)).await?;
                     }
                     self.finish(state, self.describe(op), other).await?;
                 }
@@ -911,6 +1018,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
             let result = self.target.create_user(&sending).await;
             let e = match result {
                 Ok(created) => {
+                    self.keep_user(state, created.clone(), false).await?;
                     let link = lock(state)
                         .ledger
                         .after_create_user(source_id, &created.id, &sending.permission_sets)
@@ -1029,6 +1137,15 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         let mut accepted = UserChanges::default();
         for w in &result.accepted {
             accepted.merge(w.changes.clone());
+        }
+        if !accepted.is_empty()
+            && let Some(user) = self.user_now(state, basis, target_id)
+        {
+            let (next, doubtful) = state::after_update(&user, &accepted);
+            self.keep_user(state, next, doubtful).await?;
+        }
+        if matches!(result.stopped, Some(Called::Failed(_) | Called::Fatal(_))) {
+            self.doubt(std::slice::from_ref(target_id), &[]).await?;
         }
         if !accepted.is_empty() {
             let previous = accepted.email.as_ref().and_then(|_| {
@@ -1211,6 +1328,20 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                     "The target accepts at most this many members per request; remembered."
                 );
             }
+        }
+        if !result.accepted.is_empty()
+            && let Some(now) = self.group_now(state, basis, &gid)
+        {
+            let ids: Vec<TargetUserId> = result
+                .accepted
+                .iter()
+                .map(|m| m.target_id.clone())
+                .collect();
+            self.keep_group(state, state::after_members(&now, &ids, add))
+                .await?;
+        }
+        if matches!(result.stopped, Some(Called::Failed(_) | Called::Fatal(_))) {
+            self.doubt(&[], std::slice::from_ref(&gid)).await?;
         }
         let attribute = member_attribute(group.source_id.as_str());
         for m in &result.accepted {

@@ -6,12 +6,19 @@ use crate::guard::{self, GuardInput, GuardTrip};
 use crate::trace::{self, TraceStep};
 use scimsync_core::activity::{ActivityEntry, Outcome, RunId, RunStatus, Trigger};
 use scimsync_core::links::Ledger;
+use scimsync_core::links::Links;
+use scimsync_core::plan::ObjectKind;
 use scimsync_core::plan::{Explain, Plan};
 use scimsync_core::planner;
 use scimsync_core::policy::{Policy, Problem};
 use scimsync_core::ports::{NewRun, ReadScope, RunEnd, Source, Store, Target};
+use scimsync_core::refusals::bounded;
 use scimsync_core::render::Labels;
+use scimsync_core::source::SourceSnapshot;
+use scimsync_core::state::{self, KindInput, RunKind, StoredState};
+use scimsync_core::target::TargetSnapshot;
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
@@ -97,6 +104,9 @@ pub struct RunOptions {
     pub explain: bool,
     /// Why `cancel` was cancelled, when it was not shutdown (a lost lease).
     pub stop_reason: StopReason,
+    /// Read the whole target (a full run: drift found, logged and repaired) even when the
+    /// stored state is fresh (`reconcile --full`).
+    pub full: bool,
 }
 
 /// Which held refusals to forget before a run.
@@ -121,6 +131,7 @@ impl std::fmt::Debug for RunOptions {
             .field("max_concurrency", &self.max_concurrency)
             .field("retry_refused", &self.retry_refused)
             .field("rediscover", &self.rediscover)
+            .field("full", &self.full)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +151,7 @@ impl Default for RunOptions {
             rediscover: false,
             explain: false,
             stop_reason: StopReason::default(),
+            full: false,
         }
     }
 }
@@ -169,6 +181,12 @@ pub struct RunReport {
     pub source_users: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How the target was read (full, and why; or incremental); `None` when the run ended
+    /// before reading it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<RunKind>,
+    /// Objects found changed on the target behind the engine's back (logged as `drift`).
+    pub drifted: u64,
     /// The names of the catalogue entries and groups the plan names by id, for tables.
     #[serde(skip)]
     pub labels: Labels,
@@ -193,6 +211,8 @@ impl RunReport {
             trace: None,
             source_users: 0,
             message: None,
+            read: None,
+            drifted: 0,
             labels: Labels::default(),
         }
     }
@@ -369,6 +389,7 @@ where
         return stopped_before_apply(store, run_id, name, RunStatus::OverBudget, message).await;
     }
     // Shutdown (or a lost lease) stops discovery and the target read at once too.
+    let cached_capabilities = links.facts.capabilities.clone();
     let discovered = tokio::select! {
         biased;
         () = opts.cancel.cancelled() => None,
@@ -378,42 +399,12 @@ where
         return interrupted_before_apply(store, run_id, name, opts, "discovering the target").await;
     };
     let capabilities = capabilities?;
+    let capabilities_changed = cached_capabilities.is_some() && cached_capabilities != capabilities;
     let governed =
         conn.policy.governance.baseline.is_some() || !conn.policy.governance.group_rules.is_empty();
     let scope = ReadScope {
         groups: !conn.policy.exclude_groups,
         catalogue: governed,
-    };
-    let read = tokio::select! {
-        biased;
-        () = opts.cancel.cancelled() => None,
-        read = conn.target.read(scope) => Some(read),
-    };
-    let Some(read) = read else {
-        return interrupted_before_apply(store, run_id, name, opts, "reading the target").await;
-    };
-    let target = match read {
-        Ok(mut t) => {
-            t.capabilities = capabilities;
-            t
-        }
-        Err(e) => {
-            let message = format!("reading the target failed: {}", chain(&e));
-            record_run_event(
-                store,
-                run_id,
-                name,
-                "read_target",
-                Outcome::Failed,
-                &message,
-            )
-            .await;
-            let _ = store.finish_run(run_id, &fail(message)).await;
-            return Err(EngineError::ReadTarget {
-                connection: name.to_owned(),
-                source: Box::new(e),
-            });
-        }
     };
     let last_source_users = store
         .last_source_count(name)
@@ -442,19 +433,47 @@ where
         // The activity log explains each change by its user's decision.
         None => Explain::Changed,
     };
+
+    // Full or incremental: read the whole target, or believe the stored state and read only
+    // what the plan touches.
+    let policy_fingerprint = state::policy_fingerprint(&conn.policy);
+    let kind = state::choose(KindInput {
+        asked: opts.full,
+        facts: &links.facts,
+        policy: &policy_fingerprint,
+        full_every_ms: i64::try_from(conn.policy.full_every.as_millis()).unwrap_or(i64::MAX),
+        capabilities_changed,
+        now: now(),
+    });
+    info!(read = %kind, "Reading the target.");
+    let reading = Reading {
+        conn,
+        store,
+        opts,
+        run_id,
+        source: &source,
+        explain: &explain,
+        only_user: only.map(|u| &u.id),
+        scope,
+        governed,
+    };
+    let read = match &kind {
+        RunKind::Full { .. } => {
+            reading
+                .full(&mut links, capabilities, &policy_fingerprint)
+                .await?
+        }
+        RunKind::Incremental => reading.incremental(&links, capabilities).await?,
+    };
+    let Some(Planned {
+        target,
+        mut plan,
+        drifted,
+    }) = read
+    else {
+        return interrupted_before_apply(store, run_id, name, opts, "reading the target").await;
+    };
     let labels = Labels::new(&target.catalogue, &source.groups);
-    let mut plan =
-        match planner::plan_explained(&source, &target, &links, &conn.policy, now(), &explain) {
-            Ok(p) => p,
-            Err(problems) => {
-                let message = format!("the policy cannot be applied: {}", Problem::list(&problems));
-                let _ = store.finish_run(run_id, &fail(message)).await;
-                return Err(EngineError::Policy {
-                    connection: name.to_owned(),
-                    problems,
-                });
-            }
-        };
     let mut trace = None;
     if let Some(user) = only {
         plan = trace::narrow(plan, &user.id);
@@ -499,6 +518,7 @@ where
                     rejected: plan.rejected.len() as u64,
                     skipped: 0,
                     message: trip.as_ref().map(|t| t.reason.clone()),
+                    read: Some(kind.to_string()),
                 },
             )
             .await
@@ -511,6 +531,7 @@ where
             source_users,
             plan,
             labels,
+            read: Some(kind),
             ..RunReport::unapplied(run_id, name, RunStatus::DryRun)
         });
     }
@@ -528,6 +549,7 @@ where
             trip,
             source_users,
             labels,
+            kind,
         )
         .await;
     }
@@ -551,6 +573,7 @@ where
         labels: &labels,
         why: &why,
         budget: &budget,
+        state_writes: tokio::sync::Mutex::new(()),
     };
     let Applied {
         applied,
@@ -614,6 +637,7 @@ where
                 rejected,
                 skipped,
                 message: message.clone(),
+                read: Some(kind.to_string()),
             },
         )
         .await
@@ -639,9 +663,346 @@ where
         trace,
         source_users,
         message,
+        read: Some(kind),
+        drifted,
         labels,
     })
 }
+
+/// What reading the target came to (`None` from a read: stopped by shutdown or a lost lease
+/// while reading): the target as the run believes it, the plan made against it, and how many
+/// objects were found drifted.
+struct Planned {
+    target: TargetSnapshot,
+    plan: Plan,
+    drifted: u64,
+}
+
+type Read = Option<Planned>;
+
+/// What reading the target and planning need of the run.
+struct Reading<'a, S, T, St> {
+    conn: &'a Connection<S, T>,
+    store: &'a St,
+    opts: &'a RunOptions,
+    run_id: RunId,
+    source: &'a SourceSnapshot,
+    explain: &'a Explain,
+    only_user: Option<&'a scimsync_core::SourceUserId>,
+    scope: ReadScope,
+    governed: bool,
+}
+
+impl<S: Source, T: Target, St: Store> Reading<'_, S, T, St> {
+    fn name(&self) -> &str {
+        &self.conn.name
+    }
+
+    /// The plan against `target`; a policy that cannot be applied fails the run.
+    async fn plan(&self, target: &TargetSnapshot, links: &Links) -> Result<Plan, EngineError> {
+        match planner::plan_explained(
+            self.source,
+            target,
+            links,
+            &self.conn.policy,
+            now(),
+            self.explain,
+        ) {
+            Ok(p) => Ok(p),
+            Err(problems) => {
+                let message = format!("the policy cannot be applied: {}", Problem::list(&problems));
+                let _ = self
+                    .store
+                    .finish_run(self.run_id, &failed_run(message))
+                    .await;
+                Err(EngineError::Policy {
+                    connection: self.name().to_owned(),
+                    problems,
+                })
+            }
+        }
+    }
+
+    /// A failed read of the target: logged, the run failed.
+    async fn read_failed<E: std::error::Error + Send + Sync + 'static>(&self, e: E) -> EngineError {
+        let message = format!("reading the target failed: {}", chain(&e));
+        record_run_event(
+            self.store,
+            self.run_id,
+            self.name(),
+            "read_target",
+            Outcome::Failed,
+            &message,
+        )
+        .await;
+        let _ = self
+            .store
+            .finish_run(self.run_id, &failed_run(message))
+            .await;
+        EngineError::ReadTarget {
+            connection: self.name().to_owned(),
+            source: Box::new(e),
+        }
+    }
+
+    /// A full run: the whole target read; the drift of the stored objects logged and the
+    /// stored state replaced by what was read (not on a dry run).
+    async fn full(
+        &self,
+        links: &mut Links,
+        capabilities: Option<scimsync_core::target::TargetCapabilities>,
+        policy_fingerprint: &str,
+    ) -> Result<Read, EngineError> {
+        let read = tokio::select! {
+            biased;
+            () = self.opts.cancel.cancelled() => None,
+            read = self.conn.target.read(self.scope) => Some(read),
+        };
+        let Some(read) = read else {
+            return Ok(None);
+        };
+        let mut target = match read {
+            Ok(t) => t,
+            Err(e) => return Err(self.read_failed(e).await),
+        };
+        target.capabilities = capabilities;
+        let drifted = if self.opts.dry_run {
+            0
+        } else {
+            self.keep_full_read(links, &target, policy_fingerprint)
+                .await?
+        };
+        let plan = self.plan(&target, links).await?;
+        Ok(Some(Planned {
+            target,
+            plan,
+            drifted,
+        }))
+    }
+
+    /// Logs the drift of the stored objects against a whole read, replaces the stored state
+    /// with the linked objects read, and records when and under which policy (with the
+    /// catalogue read). Returns how many objects drifted.
+    async fn keep_full_read(
+        &self,
+        links: &mut Links,
+        target: &TargetSnapshot,
+        policy_fingerprint: &str,
+    ) -> Result<u64, EngineError> {
+        let name = self.name();
+        let mut stored = self.store.load_state(name).await.map_err(store_err(name))?;
+        if !self.scope.groups {
+            stored.groups.clear();
+            stored.doubtful_groups.clear();
+        }
+        let drift = if links.facts.last_full_read.is_some() {
+            state::drift(&stored, target, None, &target.catalogue)
+        } else {
+            Vec::new()
+        };
+        self.record_drift(links, &drift).await?;
+        let users: HashSet<&str> = links.users.iter().map(|l| l.target_id.as_str()).collect();
+        let groups: HashSet<&str> = links.groups.iter().map(|l| l.target_id.as_str()).collect();
+        self.store
+            .replace_state(name, &StoredState::from_full_read(target, &users, &groups))
+            .await
+            .map_err(store_err(name))?;
+        links.facts.last_full_read = Some(now());
+        links.facts.full_read_policy = Some(policy_fingerprint.to_owned());
+        links.facts.catalogue = self.governed.then(|| target.catalogue.clone());
+        self.store
+            .save_facts(name, &links.facts)
+            .await
+            .map_err(store_err(name))?;
+        Ok(drift.len() as u64)
+    }
+
+    /// One `drift` entry per object: `attribute: stored → found`.
+    async fn record_drift(&self, links: &Links, drift: &[state::Drift]) -> Result<(), EngineError> {
+        if drift.is_empty() {
+            return Ok(());
+        }
+        let name = self.name();
+        let users: HashMap<&str, &str> = links
+            .users
+            .iter()
+            .map(|l| (l.target_id.as_str(), l.source_id.as_str()))
+            .collect();
+        let groups: HashMap<&str, &str> = links
+            .groups
+            .iter()
+            .map(|l| (l.target_id.as_str(), l.source_id.as_str()))
+            .collect();
+        for d in drift {
+            let linked = match d.object {
+                ObjectKind::Group => &groups,
+                _ => &users,
+            };
+            let entry = ActivityEntry {
+                id: 0,
+                run_id: self.run_id,
+                connection: name.to_owned(),
+                at: now(),
+                op: "drift".to_owned(),
+                outcome: Outcome::Skipped,
+                object: d.object.as_str().to_owned(),
+                source_id: linked.get(d.target_id.as_str()).map(|s| (*s).to_owned()),
+                target_id: Some(d.target_id.clone()),
+                name: d.name.clone(),
+                detail: bounded(
+                    &format!(
+                        "changed on the target since it was last read: {}",
+                        d.describe()
+                    ),
+                    MAX_DRIFT_DETAIL,
+                ),
+                attempts: 0,
+            };
+            self.store.record(&entry).await.map_err(store_err(name))?;
+        }
+        warn!(
+            objects = drift.len(),
+            "Drift: objects changed on the target since they were last read (see `scimsync activity --op drift`)."
+        );
+        Ok(())
+    }
+
+    /// An incremental run: the stored state believed, a first plan against it; the objects
+    /// it touches and the doubtful ones read (nothing when there are none), merged, the
+    /// drift of those read by id logged, their stored state refreshed, and the plan made
+    /// again against what was found.
+    async fn incremental(
+        &self,
+        links: &Links,
+        capabilities: Option<scimsync_core::target::TargetCapabilities>,
+    ) -> Result<Read, EngineError> {
+        let name = self.name();
+        let mut stored = self.store.load_state(name).await.map_err(store_err(name))?;
+        let catalogue = if self.governed {
+            links.facts.catalogue.clone().unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        // The stored objects move into the believed snapshot (one copy of 100,000 users, not
+        // two); `stored` keeps which are doubtful.
+        let mut believed = TargetSnapshot {
+            users: std::mem::take(&mut stored.users),
+            groups: std::mem::take(&mut stored.groups),
+            catalogue,
+            capabilities,
+        };
+        if !self.scope.groups {
+            believed.groups.clear();
+        }
+        let first = self.plan(&believed, links).await?;
+        let mut lookup = match self.only_user {
+            Some(id) => state::lookup(&trace::narrow(first.clone(), id)),
+            None => state::lookup(&first),
+        };
+        state::extend_lookup(&mut lookup, stored.doubtful_lookup());
+        if !self.scope.groups {
+            lookup.group_ids.clear();
+            lookup.group_names.clear();
+        }
+        if lookup.is_empty() {
+            return Ok(Some(Planned {
+                target: believed,
+                plan: first,
+                drifted: 0,
+            }));
+        }
+        info!(
+            users = lookup.user_ids.len(),
+            user_names = lookup.user_names.len(),
+            groups = lookup.group_ids.len() + lookup.group_names.len(),
+            "Reading the objects the plan touches."
+        );
+        let read = tokio::select! {
+            biased;
+            () = self.opts.cancel.cancelled() => None,
+            read = self.conn.target.read_some(&lookup) => Some(read),
+        };
+        let Some(read) = read else {
+            return Ok(None);
+        };
+        let found = match read {
+            Ok(f) => f,
+            Err(e) => return Err(self.read_failed(e).await),
+        };
+        let mut drifted = 0;
+        let mut keep = (Vec::new(), Vec::new());
+        if !self.opts.dry_run {
+            // The stored objects asked for by id, as they were believed.
+            let asked_users: HashSet<&str> = lookup.user_ids.iter().map(|i| i.as_str()).collect();
+            let asked_groups: HashSet<&str> = lookup.group_ids.iter().map(|i| i.as_str()).collect();
+            let asked = StoredState {
+                users: believed
+                    .users
+                    .iter()
+                    .filter(|u| asked_users.contains(u.id.as_str()))
+                    .cloned()
+                    .collect(),
+                groups: believed
+                    .groups
+                    .iter()
+                    .filter(|g| asked_groups.contains(g.id.as_str()))
+                    .cloned()
+                    .collect(),
+                doubtful_users: std::mem::take(&mut stored.doubtful_users),
+                doubtful_groups: std::mem::take(&mut stored.doubtful_groups),
+            };
+            let drift = state::drift(&asked, &found, Some(&lookup), &believed.catalogue);
+            self.record_drift(links, &drift).await?;
+            drifted = drift.len() as u64;
+            let users: HashSet<&str> = believed
+                .users
+                .iter()
+                .map(|u| u.id.as_str())
+                .chain(links.users.iter().map(|l| l.target_id.as_str()))
+                .collect();
+            let groups: HashSet<&str> = believed
+                .groups
+                .iter()
+                .map(|g| g.id.as_str())
+                .chain(links.groups.iter().map(|l| l.target_id.as_str()))
+                .collect();
+            keep = (
+                found
+                    .users
+                    .iter()
+                    .filter(|u| users.contains(u.id.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                found
+                    .groups
+                    .iter()
+                    .filter(|g| groups.contains(g.id.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let gone = state::merge(&mut believed, &lookup, found);
+        if !self.opts.dry_run {
+            self.store
+                .save_state(name, &keep.0, &keep.1)
+                .await
+                .map_err(store_err(name))?;
+            self.store
+                .forget_state(name, &gone.users, &gone.groups)
+                .await
+                .map_err(store_err(name))?;
+        }
+        let plan = self.plan(&believed, links).await?;
+        Ok(Some(Planned {
+            target: believed,
+            plan,
+            drifted,
+        }))
+    }
+}
+
+/// Most characters of a drift entry's detail (the store caps the whole).
+const MAX_DRIFT_DETAIL: usize = 3_000;
 
 /// Counts this run's calls to the target in the connection's facts (`facts`: as the run
 /// leaves them) and saves them, so the API budget of the next runs includes them.
@@ -777,6 +1138,7 @@ fn failed_run(message: String) -> RunEnd {
         rejected: 0,
         skipped: 0,
         message: Some(message),
+        read: None,
     }
 }
 
@@ -831,6 +1193,7 @@ async fn refuse_changed_plan<St: Store>(
     trip: Option<GuardTrip>,
     source_users: u64,
     labels: Labels,
+    kind: RunKind,
 ) -> Result<RunReport, EngineError> {
     let message = format!(
         "the approval was for plan {approved}, but the plan is now {}; nothing was applied \
@@ -852,6 +1215,7 @@ async fn refuse_changed_plan<St: Store>(
                 rejected: 0,
                 skipped: 0,
                 message: Some(message.clone()),
+                read: Some(kind.to_string()),
             },
         )
         .await
@@ -863,6 +1227,7 @@ async fn refuse_changed_plan<St: Store>(
         message: Some(message),
         plan,
         labels,
+        read: Some(kind),
         ..RunReport::unapplied(run_id, name, RunStatus::Guarded)
     })
 }

@@ -4,8 +4,9 @@
 use scimsync_core::activity::{ActivityQuery, Outcome, RunStatus};
 use scimsync_core::plan::{NoteKind, Operation, Plan, UserAttributes, UserChanges, UserRef};
 use scimsync_core::policy::{GroupRuleSpec, Policy, RuleSpec, Scope};
-use scimsync_core::ports::{Classify, Disposition, ReadScope, Source, Store, Target};
+use scimsync_core::ports::{Classify, Disposition, Lookup, ReadScope, Source, Store, Target};
 use scimsync_core::source::{DirectoryStatus, SourceSnapshot};
+use scimsync_core::state::{FullReason, RunKind};
 use scimsync_core::target::{TargetCapabilities, TargetGroup, TargetSnapshot, TargetUser};
 use scimsync_core::testing::{self, catalogue, group, in_groups, user};
 use scimsync_core::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
@@ -53,6 +54,10 @@ struct FakeTarget {
     hang_read: std::sync::atomic::AtomicBool,
     /// Told when a read has begun.
     read_started: tokio::sync::Notify,
+    /// Whole reads of the target.
+    full_reads: AtomicUsize,
+    /// What each targeted read asked for.
+    lookups: Mutex<Vec<Lookup>>,
 }
 
 impl FakeTarget {
@@ -132,11 +137,16 @@ impl Target for FakeTarget {
     }
     fn use_capabilities(&self, _capabilities: &TargetCapabilities) {}
     async fn read(&self, _scope: ReadScope) -> Result<TargetSnapshot, FakeError> {
+        self.full_reads.fetch_add(1, Ordering::SeqCst);
         self.read_started.notify_one();
         if self.hang_read.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
         Ok(self.state.lock().unwrap().clone())
+    }
+    async fn read_some(&self, lookup: &Lookup) -> Result<TargetSnapshot, FakeError> {
+        self.lookups.lock().unwrap().push(lookup.clone());
+        Ok(lookup.keep(self.state.lock().unwrap().clone()))
     }
     async fn create_user(&self, user: &UserAttributes) -> Result<TargetUser, FakeError> {
         self.write(
@@ -844,4 +854,295 @@ async fn a_stop_ends_a_run_still_reading_the_target_and_says_why() {
         "{message}"
     );
     assert_eq!(conn.target.calls.load(Ordering::SeqCst), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incremental and full runs
+
+/// A connection after its first (full) run, with its store.
+async fn synced() -> (
+    tempfile::TempDir,
+    SqlStore,
+    Connection<FakeSource, FakeTarget>,
+) {
+    let (d, store) = store().await;
+    let conn = connection(directory(), empty());
+    let first = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:?}");
+    assert_eq!(
+        first.read,
+        Some(RunKind::Full {
+            reason: FullReason::NoState
+        })
+    );
+    (d, store, conn)
+}
+
+fn full() -> RunOptions {
+    RunOptions {
+        full: true,
+        ..RunOptions::default()
+    }
+}
+
+async fn activity_of(store: &SqlStore, op: &str) -> Vec<scimsync_core::activity::ActivityEntry> {
+    store
+        .query_activity(&ActivityQuery {
+            op: Some(op.to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_normal_run_after_a_sync_reads_nothing_of_the_target_and_writes_nothing() {
+    let (_d, store, conn) = synced().await;
+    let (reads, calls) = (
+        conn.target.full_reads.load(Ordering::SeqCst),
+        conn.target.calls.load(Ordering::SeqCst),
+    );
+    let again = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.read, Some(RunKind::Incremental));
+    assert!(again.plan.is_empty(), "{:?}", again.plan.operations);
+    assert_eq!(conn.target.full_reads.load(Ordering::SeqCst), reads);
+    assert!(conn.target.lookups.lock().unwrap().is_empty());
+    assert_eq!(conn.target.calls.load(Ordering::SeqCst), calls);
+    let runs = store.list_runs(Some("sf"), 2).await.unwrap();
+    assert_eq!(runs[0].read.as_deref(), Some("incremental"));
+    assert_eq!(
+        runs[1].read.as_deref(),
+        Some("full (no full read recorded yet)")
+    );
+}
+
+#[tokio::test]
+async fn a_changed_source_user_is_read_alone_then_written_as_a_full_run_would() {
+    let (_d, store, conn) = synced().await;
+    conn.source.0.lock().unwrap().users[1].last_name = Some("Builder".into());
+    let bob = conn.target.user("bob@example.com").unwrap();
+    let dry = |full| RunOptions {
+        dry_run: true,
+        full,
+        ..RunOptions::default()
+    };
+    let whole = reconcile_once(&conn, &store, &dry(true)).await.unwrap();
+    let some = reconcile_once(&conn, &store, &dry(false)).await.unwrap();
+    assert_eq!(some.read, Some(RunKind::Incremental));
+    assert_eq!(some.plan.operations, whole.plan.operations);
+    assert_eq!(some.plan.operations.len(), 1, "{:?}", some.plan.operations);
+    assert_eq!(
+        conn.target.lookups.lock().unwrap().clone(),
+        vec![Lookup {
+            user_ids: vec![bob.id.clone()],
+            ..Lookup::default()
+        }]
+    );
+    let run = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.applied, 1);
+    assert_eq!(
+        conn.target
+            .user("bob@example.com")
+            .unwrap()
+            .family_name
+            .as_deref(),
+        Some("Builder")
+    );
+    // The stored state follows the write: the next run has nothing to read.
+    conn.target.lookups.lock().unwrap().clear();
+    let after = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(after.plan.is_empty());
+    assert!(conn.target.lookups.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn drift_is_unseen_by_a_normal_run_and_repaired_and_logged_by_a_full_one() {
+    let (_d, store, conn) = synced().await;
+    let ada = conn.target.user("ada@example.com").unwrap();
+    {
+        let mut t = conn.target.state.lock().unwrap();
+        let u = t.users.iter_mut().find(|u| u.id == ada.id).unwrap();
+        u.title = Some("Boss".into());
+        u.entitlements[0].value = testing::SYSTEM_ADMINISTRATOR.into();
+    }
+    let normal = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(normal.plan.is_empty());
+    assert_eq!(normal.drifted, 0);
+    assert!(activity_of(&store, "drift").await.is_empty());
+
+    let repaired = reconcile_once(&conn, &store, &full()).await.unwrap();
+    assert_eq!(
+        repaired.read,
+        Some(RunKind::Full {
+            reason: FullReason::Asked
+        })
+    );
+    assert_eq!(repaired.drifted, 1);
+    assert_eq!(repaired.applied, 1, "{:?}", repaired.plan.operations);
+    let ada_now = conn.target.user("ada@example.com").unwrap();
+    assert_eq!(ada_now.entitlements[0].value, testing::STANDARD_USER);
+    let drift = activity_of(&store, "drift").await;
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].target_id.as_deref(), Some(ada.id.as_str()));
+    assert_eq!(drift[0].source_id.as_deref(), Some("DU1"));
+    assert!(
+        drift[0].detail.contains(&format!(
+            "profile: \"{}\" → \"{}\"",
+            testing::STANDARD_USER,
+            testing::SYSTEM_ADMINISTRATOR
+        )) && drift[0].detail.contains("title: (none) → \"Boss\""),
+        "{}",
+        drift[0].detail
+    );
+    // Repaired and stored: the next full run finds nothing new.
+    let again = reconcile_once(&conn, &store, &full()).await.unwrap();
+    assert_eq!(again.drifted, 0);
+    assert!(again.plan.is_empty());
+}
+
+#[tokio::test]
+async fn a_run_becomes_full_when_full_every_has_passed_or_the_policy_changed() {
+    let (_d, store, mut conn) = synced().await;
+    conn.policy.full_every = std::time::Duration::ZERO;
+    let due = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            due.read,
+            Some(RunKind::Full {
+                reason: FullReason::Due { .. }
+            })
+        ),
+        "{:?}",
+        due.read
+    );
+    conn.policy.full_every = scimsync_core::policy::DEFAULT_FULL_EVERY;
+    let normal = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(normal.read, Some(RunKind::Incremental));
+    conn.policy.governance.authoritative_permission_sets = true;
+    let changed = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        changed.read,
+        Some(RunKind::Full {
+            reason: FullReason::PolicyChanged
+        })
+    );
+    // A dry run records nothing: the next run is still full for the same reason.
+    conn.policy.governance.authoritative_permission_sets = false;
+    let dry = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    for _ in 0..2 {
+        let r = reconcile_once(&conn, &store, &dry).await.unwrap();
+        assert_eq!(
+            r.read,
+            Some(RunKind::Full {
+                reason: FullReason::PolicyChanged
+            })
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_write_leaves_its_object_doubtful_and_the_next_run_reads_it() {
+    let (_d, store, conn) = synced().await;
+    conn.source.0.lock().unwrap().users[2].last_name = Some("Young".into());
+    let cy = conn.target.user("cy@example.com").unwrap();
+    *conn.target.broken.lock().unwrap() = Some(Disposition::Retryable { after: None });
+    let failed = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(failed.failed, 1);
+    let state = store.load_state("sf").await.unwrap();
+    assert!(state.doubtful_users.contains(&cy.id), "{state:?}");
+    // The write landed after all (the answer was lost): the next run reads cy, sees it done.
+    *conn.target.broken.lock().unwrap() = None;
+    conn.target
+        .state
+        .lock()
+        .unwrap()
+        .users
+        .iter_mut()
+        .find(|u| u.id == cy.id)
+        .unwrap()
+        .family_name = Some("Young".into());
+    conn.target.lookups.lock().unwrap().clear();
+    let next = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(next.plan.is_empty(), "{:?}", next.plan.operations);
+    let asked = conn.target.lookups.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].user_ids, vec![cy.id.clone()]);
+    // Read, so no longer in doubt (and not drift: its state was unknown).
+    assert!(
+        store
+            .load_state("sf")
+            .await
+            .unwrap()
+            .doubtful_users
+            .is_empty()
+    );
+    assert!(activity_of(&store, "drift").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_new_user_matching_an_unlinked_account_is_adopted_not_duplicated_incrementally() {
+    let (_d, store, conn) = synced().await;
+    conn.target
+        .state
+        .lock()
+        .unwrap()
+        .users
+        .push(testing::account("005HANDMADE", "eve@example.com"));
+    conn.source
+        .0
+        .lock()
+        .unwrap()
+        .users
+        .push(in_groups(user("DU5", "eve@example.com"), &["DG1"]));
+    let run = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.read, Some(RunKind::Incremental));
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    let kinds: Vec<&str> = run.plan.operations.iter().map(Operation::kind).collect();
+    assert!(kinds.contains(&"adopt_user"), "{kinds:?}");
+    assert!(!kinds.contains(&"create_user"), "{kinds:?}");
+    let asked = conn.target.lookups.lock().unwrap().clone();
+    assert_eq!(asked[0].user_names, vec!["eve@example.com".to_owned()]);
+    assert_eq!(asked[0].external_ids, vec!["DU5".to_owned()]);
+    let eves = conn
+        .target
+        .state
+        .lock()
+        .unwrap()
+        .users
+        .iter()
+        .filter(|u| u.user_name == "eve@example.com")
+        .count();
+    assert_eq!(eves, 1);
+    // Adopted and stored: the next run reads nothing.
+    conn.target.lookups.lock().unwrap().clear();
+    let next = reconcile_once(&conn, &store, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(next.plan.is_empty(), "{:?}", next.plan.operations);
+    assert!(conn.target.lookups.lock().unwrap().is_empty());
 }

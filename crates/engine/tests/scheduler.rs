@@ -17,6 +17,9 @@ use scimsync_core::activity::{ActivityEntry, ActivityQuery, RunId, RunRecord, Ru
 use scimsync_core::links::{GroupLink, HeldRefusal, Links, TargetFacts, UserLink};
 use scimsync_core::plan::{ObjectKind, Plan};
 use scimsync_core::ports::{LeaseHolder, NewRun, RunEnd, Store};
+use scimsync_core::state::StoredState;
+use scimsync_core::target::{TargetGroup, TargetUser};
+use scimsync_core::{TargetGroupId, TargetUserId};
 use scimsync_engine::clock::{self, FollowingTokioTime};
 use scimsync_engine::lease::DEFAULT_LEASE_TTL;
 use scimsync_engine::{
@@ -76,6 +79,7 @@ impl Store for MemoryStore {
             started_at: run.started_at,
             finished_at: None,
             source_users: None,
+            read: None,
             planned: 0,
             applied: 0,
             failed: 0,
@@ -163,6 +167,41 @@ impl Store for MemoryStore {
 
     async fn save_facts(&self, _: &str, _: &TargetFacts) -> Result<(), MemoryError> {
         Err(MemoryError::NotKept("target facts"))
+    }
+
+    async fn load_state(&self, _: &str) -> Result<StoredState, MemoryError> {
+        Err(MemoryError::NotKept("target state"))
+    }
+
+    async fn save_state(
+        &self,
+        _: &str,
+        _: &[TargetUser],
+        _: &[TargetGroup],
+    ) -> Result<(), MemoryError> {
+        Err(MemoryError::NotKept("target state"))
+    }
+
+    async fn forget_state(
+        &self,
+        _: &str,
+        _: &[TargetUserId],
+        _: &[TargetGroupId],
+    ) -> Result<(), MemoryError> {
+        Err(MemoryError::NotKept("target state"))
+    }
+
+    async fn mark_doubtful(
+        &self,
+        _: &str,
+        _: &[TargetUserId],
+        _: &[TargetGroupId],
+    ) -> Result<(), MemoryError> {
+        Err(MemoryError::NotKept("target state"))
+    }
+
+    async fn replace_state(&self, _: &str, _: &StoredState) -> Result<(), MemoryError> {
+        Err(MemoryError::NotKept("target state"))
     }
 
     async fn save_user_link(&self, _: &str, _: &UserLink) -> Result<(), MemoryError> {
@@ -261,6 +300,8 @@ fn report() -> RunReport {
         source_users: 0,
         message: None,
         labels: Default::default(),
+        read: None,
+        drifted: 0,
     }
 }
 

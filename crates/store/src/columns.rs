@@ -168,6 +168,7 @@ row_struct!(
         rejected: i64,
         skipped: i64,
         message: Option<String>,
+        read: Option<String>,
     }
 );
 
@@ -201,6 +202,7 @@ impl RunRow {
             rejected: count(T, "rejected", id, self.rejected)?,
             skipped: count(T, "skipped", id, self.skipped)?,
             message: self.message,
+            read: self.read,
         })
     }
 }
@@ -507,6 +509,7 @@ mod tests {
             rejected: 0,
             skipped: 0,
             message: None,
+            read: None,
         };
         let err = row
             .into_record()

@@ -130,6 +130,40 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    #[error("cannot load the stored state of the target objects of connection `{connection}`")]
+    LoadState {
+        connection: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("cannot save the stored state of the target objects of connection `{connection}`")]
+    SaveState {
+        connection: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error(
+        "the stored state of {kind} `{target_id}` (connection `{connection}`) is not valid JSON of a target {kind}"
+    )]
+    DecodeState {
+        connection: String,
+        kind: String,
+        target_id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("cannot encode the state of {kind} `{target_id}` (connection `{connection}`)")]
+    EncodeState {
+        connection: String,
+        kind: String,
+        target_id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
     #[error("cannot save the link of {object} `{source_id}` (connection `{connection}`)")]
     SaveLink {
         connection: String,
@@ -285,6 +319,8 @@ impl StoreError {
             | Self::RecordActivity { source, .. }
             | Self::QueryActivity { source }
             | Self::LoadLinks { source, .. }
+            | Self::LoadState { source, .. }
+            | Self::SaveState { source, .. }
             | Self::SaveLink { source, .. }
             | Self::ClearRefusals { source, .. }
             | Self::SaveFacts { source, .. }

@@ -53,6 +53,7 @@ mod migrations;
 mod refusals;
 mod retention;
 mod runs;
+mod state;
 
 pub use error::StoreError;
 pub use leases::Lease;
@@ -408,6 +409,48 @@ impl Store for SqlStore {
 
     async fn save_group_link(&self, connection: &str, link: &GroupLink) -> Result<(), StoreError> {
         self.upsert_group_link(connection, link).await
+    }
+
+    async fn load_state(
+        &self,
+        connection: &str,
+    ) -> Result<scimsync_core::state::StoredState, StoreError> {
+        self.select_state(connection).await
+    }
+
+    async fn save_state(
+        &self,
+        connection: &str,
+        users: &[scimsync_core::target::TargetUser],
+        groups: &[scimsync_core::target::TargetGroup],
+    ) -> Result<(), StoreError> {
+        self.upsert_state(connection, users, groups).await
+    }
+
+    async fn forget_state(
+        &self,
+        connection: &str,
+        users: &[scimsync_core::TargetUserId],
+        groups: &[scimsync_core::TargetGroupId],
+    ) -> Result<(), StoreError> {
+        self.change_state(connection, users, groups, false).await
+    }
+
+    async fn mark_doubtful(
+        &self,
+        connection: &str,
+        users: &[scimsync_core::TargetUserId],
+        groups: &[scimsync_core::TargetGroupId],
+    ) -> Result<(), StoreError> {
+        self.change_state(connection, users, groups, true).await
+    }
+
+    async fn replace_state(
+        &self,
+        connection: &str,
+        state: &scimsync_core::state::StoredState,
+    ) -> Result<(), StoreError> {
+        self.replace_all_state(connection, state).await
     }
 
     async fn acquire_lease(

@@ -40,6 +40,11 @@ const SQLITE: &[Embedded] = &[
         "activity_attempts",
         include_str!("../../../migrations/sqlite/0005_activity_attempts.sql"),
     ),
+    (
+        6,
+        "target_state",
+        include_str!("../../../migrations/sqlite/0006_target_state.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -67,6 +72,11 @@ const POSTGRES: &[Embedded] = &[
         5,
         "activity_attempts",
         include_str!("../../../migrations/postgres/0005_activity_attempts.sql"),
+    ),
+    (
+        6,
+        "target_state",
+        include_str!("../../../migrations/postgres/0006_target_state.sql"),
     ),
 ];
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 macro_rules! select_runs {
     () => {
         "SELECT id, connection, triggered_by, status, started_at, finished_at, source_users, \
-         planned, applied, failed, rejected, skipped, message FROM runs"
+         planned, applied, failed, rejected, skipped, message, read FROM runs"
     };
 }
 
@@ -80,7 +80,7 @@ impl SqlStore {
 
     pub(crate) async fn update_run(&self, id: RunId, end: &RunEnd) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE runs SET status = $2, finished_at = $3, source_users = $4, planned = $5, \
-                           applied = $6, failed = $7, rejected = $8, skipped = $9, message = $10 WHERE id = $1";
+                           applied = $6, failed = $7, rejected = $8, skipped = $9, message = $10, read = $11 WHERE id = $1";
         let result = with_pool!(&self.backend, |pool| {
             sqlx::query(SQL)
                 .bind(id)
@@ -97,6 +97,7 @@ impl SqlStore {
                         .as_deref()
                         .map(|m| crate::activity::capped(m, crate::activity::MAX_DETAIL_CHARS)),
                 )
+                .bind(end.read.as_deref())
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected())

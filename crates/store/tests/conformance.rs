@@ -188,6 +188,8 @@ stories!(
     last_success_and_logged_rejections,
     retention_prunes_old_rows_and_keeps_what_is_needed,
     counts_match_the_searches,
+    target_state_upsert_doubtful_forget_replace,
+    target_state_of_100k_users_loads_whole,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -213,6 +215,7 @@ fn end(status: RunStatus, finished_at: Timestamp, source_users: Option<u64>) -> 
         rejected: 0,
         skipped: 0,
         message: None,
+        read: None,
     }
 }
 
@@ -321,6 +324,7 @@ async fn runs_lifecycle_order_and_durations(h: &Harness) {
                 rejected: 1,
                 skipped: 1,
                 message: Some("1 operation failed".to_owned()),
+                read: None,
             },
         )
         .await
@@ -1461,6 +1465,15 @@ async fn facts_default_save_replace_per_connection(h: &Harness) {
             calls: 412,
         }],
         api_allocation: Some(15_000),
+        last_full_read: Some(T0),
+        full_read_policy: Some("0123456789abcdef".to_owned()),
+        catalogue: Some(scimsync_core::target::Catalogue {
+            roles: vec![scimsync_core::target::CatalogueEntry {
+                id: "00E1".to_owned(),
+                name: "CEO".to_owned(),
+            }],
+            ..Default::default()
+        }),
     };
     store.save_facts("salesforce", &facts).await.unwrap();
     assert_eq!(store.load_links("salesforce").await.unwrap().facts, facts);
@@ -1514,6 +1527,7 @@ async fn huge_values_are_capped_before_they_are_stored(h: &Harness) {
             run,
             &RunEnd {
                 message: Some("m".repeat(1_000_000)),
+                read: None,
                 ..end(RunStatus::Failed, T0, None)
             },
         )
@@ -2364,4 +2378,116 @@ async fn counts_match_the_searches(h: &Harness) {
     );
     assert!(store.has_activity_op("note").await.unwrap());
     assert!(!store.has_activity_op("frobnicate").await.unwrap());
+}
+
+fn state_user(id: &str, title: &str) -> scimsync_core::target::TargetUser {
+    scimsync_core::target::TargetUser {
+        id: TargetUserId::from(id),
+        user_name: format!("{id}@example.com"),
+        external_id: Some(format!("S{id}")),
+        given_name: None,
+        family_name: Some("Tester".to_owned()),
+        display_name: None,
+        nick_name: None,
+        title: Some(title.to_owned()),
+        emails: Vec::new(),
+        phone_numbers: Vec::new(),
+        active: true,
+        entitlements: Vec::new(),
+        roles: Vec::new(),
+        enterprise: Default::default(),
+        federation_id: None,
+    }
+}
+
+async fn target_state_upsert_doubtful_forget_replace(h: &Harness) {
+    use scimsync_core::state::StoredState;
+    use scimsync_core::target::TargetGroup;
+    let s = &h.store;
+    assert_eq!(s.load_state("c").await.unwrap(), StoredState::default());
+    let group = TargetGroup {
+        id: TargetGroupId::from("00G1"),
+        display_name: "Sales".to_owned(),
+        members: vec![TargetUserId::from("005A")],
+    };
+    s.save_state(
+        "c",
+        &[state_user("005A", "one"), state_user("005B", "one")],
+        std::slice::from_ref(&group),
+    )
+    .await
+    .unwrap();
+    // Another connection's objects stay apart.
+    s.save_state("other", &[state_user("005A", "theirs")], &[])
+        .await
+        .unwrap();
+    // An upsert replaces; marking doubtful flags only stored objects.
+    s.save_state("c", &[state_user("005A", "two")], &[])
+        .await
+        .unwrap();
+    s.mark_doubtful(
+        "c",
+        &[TargetUserId::from("005B"), TargetUserId::from("005Z")],
+        std::slice::from_ref(&group.id),
+    )
+    .await
+    .unwrap();
+    let state = s.load_state("c").await.unwrap();
+    assert_eq!(
+        state.users,
+        vec![state_user("005A", "two"), state_user("005B", "one")]
+    );
+    assert_eq!(state.groups, vec![group.clone()]);
+    assert_eq!(
+        state
+            .doubtful_users
+            .iter()
+            .map(|i| i.as_str())
+            .collect::<Vec<_>>(),
+        vec!["005B"]
+    );
+    assert!(state.doubtful_groups.contains(&group.id));
+    // Saving an object again clears its doubt.
+    s.save_state("c", &[state_user("005B", "read")], &[])
+        .await
+        .unwrap();
+    assert!(s.load_state("c").await.unwrap().doubtful_users.is_empty());
+    // Forgotten: gone from the target.
+    s.forget_state(
+        "c",
+        &[TargetUserId::from("005A")],
+        std::slice::from_ref(&group.id),
+    )
+    .await
+    .unwrap();
+    let state = s.load_state("c").await.unwrap();
+    assert_eq!(state.users, vec![state_user("005B", "read")]);
+    assert!(state.groups.is_empty() && state.doubtful_groups.is_empty());
+    // A full read replaces everything of the connection, in one go.
+    let mut full = StoredState {
+        users: vec![state_user("005C", "new")],
+        ..StoredState::default()
+    };
+    full.doubtful_users.insert(TargetUserId::from("005C"));
+    s.replace_state("c", &full).await.unwrap();
+    assert_eq!(s.load_state("c").await.unwrap(), full);
+    assert_eq!(
+        s.load_state("other").await.unwrap().users,
+        vec![state_user("005A", "theirs")]
+    );
+}
+
+async fn target_state_of_100k_users_loads_whole(h: &Harness) {
+    use scimsync_core::state::StoredState;
+    let users: Vec<_> = (0..100_000)
+        .map(|i| state_user(&format!("005{i:012}"), "Engineer"))
+        .collect();
+    let state = StoredState {
+        users,
+        ..StoredState::default()
+    };
+    h.store.replace_state("big", &state).await.unwrap();
+    let loaded = h.store.load_state("big").await.unwrap();
+    assert_eq!(loaded.users.len(), 100_000);
+    assert_eq!(loaded, state);
 }

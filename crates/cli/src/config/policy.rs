@@ -104,6 +104,7 @@ impl Validator<'_> {
             },
             member_batch_size: 100,
             api_budget: None,
+            full_every: scimsync_core::policy::DEFAULT_FULL_EVERY,
         };
         for p in policy.validate() {
             self.problems.push(p.under(at));

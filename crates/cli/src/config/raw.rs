@@ -40,6 +40,7 @@ pub(super) struct RawConnection {
     pub name: Option<String>,
     pub schedule: Option<String>,
     pub max_concurrency: Option<u64>,
+    pub full_every: Option<String>,
     pub source: Option<RawSource>,
     pub target: Option<RawTarget>,
     #[serde(default)]

@@ -455,3 +455,37 @@ fn a_run_may_be_called_stuck_after_a_configured_time() {
         "{err}"
     );
 }
+
+#[test]
+fn full_every_is_a_duration_of_a_minute_or_more_and_never_off() {
+    let vars = env(&[("DUO_SKEY", "a"), ("SF_SECRET", "b")]);
+    let with = |value: &str| {
+        GOOD.replace(
+            "schedule = \"0 */15 * * * *\"",
+            &format!("schedule = \"0 */15 * * * *\"\nfull_every = \"{value}\""),
+        )
+    };
+    let s = parse(GOOD, Path::new("c.toml"), &vars).unwrap();
+    assert_eq!(
+        s.connections[0].policy.full_every,
+        scimsync_core::policy::DEFAULT_FULL_EVERY
+    );
+    let s = parse(&with("7d"), Path::new("c.toml"), &vars).unwrap();
+    assert_eq!(
+        s.connections[0].policy.full_every,
+        std::time::Duration::from_secs(7 * 86_400)
+    );
+    for (bad, says) in [
+        ("off", "not accepted"),
+        ("30s", "too short"),
+        ("daily", "duration"),
+    ] {
+        let err = parse(&with(bad), Path::new("c.toml"), &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("connections[0].full_every") && err.contains(says),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -182,6 +182,12 @@ impl<'e> Validator<'e> {
                 .map_err(|message| self.problem(format!("{at}.target.api_budget"), message))
                 .ok()
         });
+        if let Some(text) = &c.full_every {
+            match full_every(text) {
+                Ok(every) => policy.full_every = every,
+                Err(message) => self.problem(format!("{at}.full_every"), message),
+            }
+        }
         let max_concurrency = self.range(
             &format!("{at}.max_concurrency"),
             c.max_concurrency,
@@ -334,4 +340,21 @@ fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         None => false,
     }
+}
+
+/// `full_every`: a duration of at least a minute ("off" is refused: drift must be repaired
+/// some time).
+fn full_every(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Err(
+            "\"off\" is not accepted: a full reconcile is how drift on the target is found and repaired; use a duration such as 24h or 7d".to_owned(),
+        );
+    }
+    let every = crate::parse_duration(text)?;
+    if every < std::time::Duration::from_secs(60) {
+        return Err(format!(
+            "{text:?} is too short: use at least 1m (default 24h)"
+        ));
+    }
+    Ok(every)
 }

@@ -77,6 +77,16 @@ impl Knobs {
     pub fn set_daily_api_limit(&self, limit: u64) {
         self.0.lock().api_limit = limit;
     }
+    /// An administrator changes a user in Salesforce's own setup, behind the provisioning's
+    /// back (drift): `change` edits it in place (not its id). Returns whether the user exists.
+    pub fn edit_user(&self, user_id: &str, change: impl FnOnce(&mut super::SimUser)) -> bool {
+        let mut st = self.0.lock();
+        st.update_user(user_id, |u| {
+            change(u);
+            u.version += 1;
+        })
+        .is_some()
+    }
     /// The owner of the new address of `user_id` clicks the verification link.
     pub fn verify_email(&self, user_id: &str) -> bool {
         self.0.lock().verify_email(user_id)
