@@ -810,12 +810,19 @@ impl ScimClient {
                 }
             }
         }
+        // Every value read as an id is remembered (also those answered by the users read
+        // alongside): a removal must name the member as the target lists it.
+        let mut listed = self
+            .member_values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for g in groups.iter_mut() {
             for m in &mut g.members {
                 if known_ids.contains(m.as_str()) {
                     continue;
                 }
                 if let Some(id) = by_value.get(&m.as_str().to_lowercase()) {
+                    listed.insert(id.clone(), m.to_string());
                     *m = TargetUserId::from(id.clone());
                 }
             }
