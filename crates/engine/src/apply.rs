@@ -698,6 +698,29 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         Self::saved(self.store.save_state(self.connection, &[], &[group]).await).await
     }
 
+    /// Stores a group's members after accepted additions or removals. The group as it stands
+    /// is read and written under the one state-writing lock: batches of one group run
+    /// concurrently, and each must build on the others' members, not on the group as it was
+    /// when it started.
+    async fn keep_members(
+        &self,
+        state: &Mutex<State>,
+        basis: &Basis<'_>,
+        id: &TargetGroupId,
+        members: &[TargetUserId],
+        add: bool,
+    ) -> Result<(), BoxError> {
+        let _writing = self.state_writes.lock().await;
+        let Some(now) = self.group_now(state, basis, id) else {
+            return Ok(());
+        };
+        let group = state::after_members(&now, members, add);
+        lock(state)
+            .groups_now
+            .insert(group.id.clone(), group.clone());
+        Self::saved(self.store.save_state(self.connection, &[], &[group]).await).await
+    }
+
     /// A write's outcome is unknown (failed, timed out, stopped): its object is read on the
     /// next run.
     async fn doubt(
@@ -1329,16 +1352,13 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 );
             }
         }
-        if !result.accepted.is_empty()
-            && let Some(now) = self.group_now(state, basis, &gid)
-        {
+        if !result.accepted.is_empty() {
             let ids: Vec<TargetUserId> = result
                 .accepted
                 .iter()
                 .map(|m| m.target_id.clone())
                 .collect();
-            self.keep_group(state, state::after_members(&now, &ids, add))
-                .await?;
+            self.keep_members(state, basis, &gid, &ids, add).await?;
         }
         if matches!(result.stopped, Some(Called::Failed(_) | Called::Fatal(_))) {
             self.doubt(&[], std::slice::from_ref(&gid)).await?;

@@ -920,6 +920,32 @@ async fn a_normal_run_after_a_sync_reads_nothing_of_the_target_and_writes_nothin
     );
 }
 
+/// Member batches of one group run at once; the stored group must hold every batch's members
+/// (each batch built on the others'), or the next normal run would add them all again.
+#[tokio::test]
+async fn member_batches_applied_together_all_reach_the_stored_group() {
+    let (_d, store) = store().await;
+    let mut conn = connection(directory(), empty());
+    conn.policy.member_batch_size = 1;
+    let many = RunOptions {
+        max_concurrency: 8,
+        ..RunOptions::default()
+    };
+    let first = reconcile_once(&conn, &store, &many).await.unwrap();
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:?}");
+    let batches = first
+        .plan
+        .operations
+        .iter()
+        .filter(|op| matches!(op, Operation::AddMembers { .. }))
+        .count();
+    assert!(batches > 1, "{:?}", first.plan.operations);
+    let again = reconcile_once(&conn, &store, &many).await.unwrap();
+    assert_eq!(again.read, Some(RunKind::Incremental));
+    assert!(again.plan.is_empty(), "{:?}", again.plan.operations);
+    assert!(conn.target.lookups.lock().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_changed_source_user_is_read_alone_then_written_as_a_full_run_would() {
     let (_d, store, conn) = synced().await;
