@@ -82,22 +82,18 @@ impl Lookup {
     /// Keeps, of a whole read, what this lookup asks for (no catalogue, no capabilities).
     pub fn keep(&self, all: TargetSnapshot) -> TargetSnapshot {
         use std::collections::HashSet;
-        let ids: HashSet<&str> = self.user_ids.iter().map(|i| i.as_str()).collect();
-        let names: HashSet<String> = self.user_names.iter().map(|n| n.to_lowercase()).collect();
-        let external: HashSet<&str> = self.external_ids.iter().map(String::as_str).collect();
+        let users = UserKeys::new(
+            self.user_ids.iter().map(|i| i.as_str()),
+            self.user_names.iter().map(String::as_str),
+            self.external_ids.iter().map(String::as_str),
+        );
         let group_ids: HashSet<&str> = self.group_ids.iter().map(|i| i.as_str()).collect();
         let group_names: HashSet<&str> = self.group_names.iter().map(String::as_str).collect();
         TargetSnapshot {
             users: all
                 .users
                 .into_iter()
-                .filter(|u| {
-                    ids.contains(u.id.as_str())
-                        || names.contains(&u.user_name.to_lowercase())
-                        || u.external_id
-                            .as_deref()
-                            .is_some_and(|e| external.contains(e))
-                })
+                .filter(|u| users.asks_for(u))
                 .collect(),
             groups: all
                 .groups
@@ -109,6 +105,40 @@ impl Lookup {
                 .collect(),
             ..TargetSnapshot::default()
         }
+    }
+}
+
+/// The user keys a read asks for, to tell the users an answer holds that were asked for: ids
+/// and externalIds exactly, userNames case-insensitively (the one rule of a targeted read and
+/// of the whole read a lookup falls back on).
+#[derive(Debug, Clone, Default)]
+pub struct UserKeys<'a> {
+    ids: std::collections::HashSet<&'a str>,
+    names: std::collections::HashSet<String>,
+    external: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> UserKeys<'a> {
+    pub fn new(
+        ids: impl IntoIterator<Item = &'a str>,
+        user_names: impl IntoIterator<Item = &'a str>,
+        external_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        Self {
+            ids: ids.into_iter().collect(),
+            names: user_names.into_iter().map(str::to_lowercase).collect(),
+            external: external_ids.into_iter().collect(),
+        }
+    }
+
+    /// Whether `user` is one of the users asked for.
+    pub fn asks_for(&self, user: &TargetUser) -> bool {
+        self.ids.contains(user.id.as_str())
+            || self.names.contains(&user.user_name.to_lowercase())
+            || user
+                .external_id
+                .as_deref()
+                .is_some_and(|e| self.external.contains(e))
     }
 }
 

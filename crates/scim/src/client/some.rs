@@ -38,7 +38,7 @@ use crate::resources::{group_from_json, quote};
 use futures::stream::{self, StreamExt as _};
 use reqwest::Method;
 use scimsync_core::TargetUserId;
-use scimsync_core::ports::Lookup;
+use scimsync_core::ports::{Lookup, UserKeys};
 use scimsync_core::target::{TargetGroup, TargetSnapshot, TargetUser};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -321,20 +321,16 @@ impl ScimClient {
         };
         let must_list = mode == TargetedReads::ById && (!names.is_empty() || !external.is_empty());
         if must_list || self.listing_is_cheaper("Users", singles).await? {
-            let names: HashSet<String> = names.iter().map(|n| n.to_lowercase()).collect();
-            let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
-            let external: HashSet<&str> = external.iter().map(String::as_str).collect();
+            let asked = UserKeys::new(
+                ids.iter().map(String::as_str),
+                names.iter().map(String::as_str),
+                external.iter().map(String::as_str),
+            );
             return Ok(self
                 .list_users()
                 .await?
                 .into_iter()
-                .filter(|u| {
-                    ids.contains(u.id.as_str())
-                        || names.contains(&u.user_name.to_lowercase())
-                        || u.external_id
-                            .as_deref()
-                            .is_some_and(|e| external.contains(e))
-                })
+                .filter(|u| asked.asks_for(u))
                 .collect());
         }
         let keys = [
