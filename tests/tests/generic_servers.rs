@@ -588,14 +588,14 @@ async fn seed_readers(c: &ScimClient, n: usize) -> (Vec<TargetUserId>, Vec<Targe
     for i in 0..n {
         let u = c
             .create_user(&UserAttributes {
-                user_name: format!("reader{i:03}@example.com"),
-                external_id: format!("RX{i:03}"),
+                user_name: format!("reader{i:03}@example.com").into(),
+                external_id: format!("RX{i:03}").into(),
                 given_name: Some("Read".into()),
-                family_name: Some(format!("Er{i}")),
-                display_name: Some(format!("Read Er{i}")),
+                family_name: Some(format!("Er{i}").into()),
+                display_name: Some(format!("Read Er{i}").into()),
                 nick_name: None,
                 title: None,
-                email: format!("reader{i:03}@example.com"),
+                email: format!("reader{i:03}@example.com").into(),
                 work_phone: None,
                 federation_id: None,
                 enterprise: Default::default(),
@@ -641,7 +641,7 @@ async fn read_some_exactly(server: &Server, external_ids: bool) -> (ScimClient, 
     let before = c.api_usage().requests;
     let got = c.read_some(&lookup).await.unwrap();
     let used = c.api_usage().requests - before;
-    let mut names: Vec<String> = got.users.iter().map(|u| u.user_name.clone()).collect();
+    let mut names: Vec<String> = got.users.iter().map(|u| u.user_name.to_string()).collect();
     names.sort();
     let mut want: Vec<String> = (0..120)
         .chain([125])
@@ -656,7 +656,7 @@ async fn read_some_exactly(server: &Server, external_ids: bool) -> (ScimClient, 
         .map(|g| {
             let mut m = g.members.clone();
             m.sort();
-            (g.display_name.clone(), m)
+            (g.display_name.to_string(), m)
         })
         .collect();
     found.sort();

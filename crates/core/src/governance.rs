@@ -6,6 +6,7 @@ use crate::ids::SourceGroupId;
 use crate::policy::{Governance, GroupSelector, Policy, Problem, RuleSpec, Scope, TargetKind};
 use crate::source::{DirectoryGroup, SourceSnapshot, SsoAccess};
 use crate::target::{Catalogue, CatalogueEntry, Profile};
+use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Policy {
@@ -125,11 +126,11 @@ fn check_rule(rule: &RuleSpec, path: &str, problems: &mut Vec<Problem>) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedRule {
     /// The profile id.
-    pub profile: String,
+    pub profile: CompactString,
     /// Permission set ids, sorted, without duplicates.
-    pub permission_sets: Vec<String>,
+    pub permission_sets: Vec<CompactString>,
     /// The role id, when the rule sets one.
-    pub role: Option<String>,
+    pub role: Option<CompactString>,
 }
 
 /// A group rule with resolved groups.
@@ -365,9 +366,12 @@ fn resolve_rule(
         .map(|e| e.id.clone())
     });
     (problems.len() == before).then(|| ResolvedRule {
-        profile: profile.map(|p| p.id.clone()).unwrap_or_default(),
-        permission_sets,
-        role,
+        profile: profile.map(|p| p.id.as_str().into()).unwrap_or_default(),
+        permission_sets: permission_sets
+            .into_iter()
+            .map(CompactString::from)
+            .collect(),
+        role: role.map(CompactString::from),
     })
 }
 

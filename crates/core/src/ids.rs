@@ -1,5 +1,9 @@
 //! Identifier newtypes, so a source id can never be passed where a target id is expected.
+//!
+//! Each holds a [`CompactString`]: Duo's and Salesforce's ids (20 and 18 characters) are kept
+//! inline, without an allocation of their own.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -8,10 +12,10 @@ macro_rules! id_type {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(pub String);
+        pub struct $name(pub CompactString);
 
         impl $name {
-            pub fn new(value: impl Into<String>) -> Self {
+            pub fn new(value: impl Into<CompactString>) -> Self {
                 Self(value.into())
             }
             pub fn as_str(&self) -> &str {
@@ -27,13 +31,19 @@ macro_rules! id_type {
 
         impl From<&str> for $name {
             fn from(value: &str) -> Self {
-                Self(value.to_owned())
+                Self(value.into())
+            }
+        }
+
+        impl From<CompactString> for $name {
+            fn from(value: CompactString) -> Self {
+                Self(value)
             }
         }
 
         impl From<String> for $name {
             fn from(value: String) -> Self {
-                Self(value)
+                Self(value.into())
             }
         }
     };

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activity;
+pub mod attributes;
 pub mod budget;
 pub mod governance;
 pub mod ids;
@@ -38,5 +39,7 @@ pub mod target;
 pub mod testing;
 pub mod time;
 
+pub use attributes::Attributes;
+pub use compact_str::{CompactString, ToCompactString, format_compact};
 pub use ids::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
 pub use time::Timestamp;

@@ -230,13 +230,13 @@ impl Ledger {
         &mut self,
         source_id: &SourceUserId,
         target_id: &TargetUserId,
-        permission_sets: &[String],
+        permission_sets: &[compact_str::CompactString],
     ) -> &UserLink {
         self.link_user(UserLink {
             source_id: source_id.clone(),
             target_id: target_id.clone(),
             origin: Origin::Created,
-            assigned_permission_sets: permission_sets.iter().cloned().collect(),
+            assigned_permission_sets: permission_sets.iter().map(|p| p.to_string()).collect(),
             pending_email: None,
         })
     }
@@ -292,14 +292,14 @@ impl Ledger {
         let link = self.users.get_mut(source_id)?;
         if let Some(e) = &changes.entitlements {
             link.assigned_permission_sets
-                .extend(e.added.iter().cloned());
+                .extend(e.added.iter().map(|p| p.to_string()));
             for p in &e.removed {
-                link.assigned_permission_sets.remove(p);
+                link.assigned_permission_sets.remove(p.as_str());
             }
         }
         if let Some(address) = &changes.email {
             link.pending_email = Some(PendingEmail {
-                address: address.clone(),
+                address: address.to_string(),
                 previous: previous_email,
                 requested_at: now,
             });

@@ -53,8 +53,8 @@ impl SourceAttribute {
             Self::Alias(n) => usize::from(*n)
                 .checked_sub(1)
                 .and_then(|i| user.aliases.get(i))
-                .map(String::as_str),
-            Self::Custom(name) => user.custom.get(name).map(String::as_str),
+                .map(|a| a.as_str()),
+            Self::Custom(name) => user.custom.get(name),
             Self::Phone => user.phones.first().map(|p| p.number.as_str()),
         };
         value.map(str::trim).filter(|v| !v.is_empty())
@@ -638,10 +638,10 @@ mod tests {
             rows.into_iter().enumerate()
         {
             let mut u = user();
-            u.first_name = first.map(str::to_owned);
-            u.last_name = last.map(str::to_owned);
-            u.display_name = full.map(str::to_owned);
-            u.username = username.to_owned();
+            u.first_name = first.map(str::to_owned).map(Into::into);
+            u.last_name = last.map(str::to_owned).map(Into::into);
+            u.display_name = full.map(str::to_owned).map(Into::into);
+            u.username = username.into();
             let m = Mapping {
                 name_split: rule,
                 ..Mapping::default()

@@ -5,6 +5,7 @@
 //! top-level fields: `operations` (each tagged by `op`), `rejected`, `notes`, `summary`.
 
 use crate::ids::{SourceGroupId, SourceUserId, TargetGroupId, TargetUserId};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// Serde helper for `Option<Option<T>>`: absent = no change, `null` = clear, value = set.
@@ -31,34 +32,34 @@ pub mod double_option {
 /// The full set of attributes of a user to create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserAttributes {
-    pub user_name: String,
-    pub external_id: String,
+    pub user_name: CompactString,
+    pub external_id: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub given_name: Option<String>,
+    pub given_name: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family_name: Option<String>,
+    pub family_name: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
+    pub display_name: Option<CompactString>,
     /// Not sent when unmapped or empty: the target derives or invents one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nick_name: Option<String>,
+    pub nick_name: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    pub title: Option<CompactString>,
     /// The work email.
-    pub email: String,
+    pub email: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub work_phone: Option<String>,
+    pub work_phone: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub federation_id: Option<String>,
+    pub federation_id: Option<CompactString>,
     #[serde(default, skip_serializing_if = "crate::plan::is_default")]
     pub enterprise: crate::target::EnterpriseFields,
     /// The profile id (exactly one, when governance applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
+    pub profile: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub permission_sets: Vec<String>,
+    pub permission_sets: Vec<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub role: Option<CompactString>,
 }
 
 impl UserAttributes {
@@ -113,7 +114,7 @@ impl UserAttributes {
     /// for a creation and an update).
     pub fn optional_writes(&self) -> Vec<(&'static str, UserChanges)> {
         let e = &self.enterprise;
-        let some = |v: &Option<String>| v.as_ref().map(|v| Some(v.clone()));
+        let some = |v: &Option<CompactString>| v.as_ref().map(|v| Some(v.clone()));
         let all = UserChanges {
             given_name: some(&self.given_name),
             display_name: some(&self.display_name),
@@ -147,17 +148,17 @@ pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntitlementChange {
     /// The profile the user ends with.
-    pub profile: String,
+    pub profile: CompactString,
     /// Whether the profile itself changes.
     pub profile_changed: bool,
     /// Every permission set the user ends with (kept, added and untouched ones).
-    pub permission_sets: Vec<String>,
+    pub permission_sets: Vec<CompactString>,
     /// Permission sets added by this change (the engine records them as its own).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub added: Vec<String>,
+    pub added: Vec<CompactString>,
     /// Permission sets removed by this change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub removed: Vec<String>,
+    pub removed: Vec<CompactString>,
 }
 
 /// Changed fields of the enterprise extension (absent: unchanged; `null`: clear).
@@ -168,37 +169,37 @@ pub struct EnterpriseChanges {
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub employee_number: Option<Option<String>>,
+    pub employee_number: Option<Option<CompactString>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub department: Option<Option<String>>,
+    pub department: Option<Option<CompactString>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub division: Option<Option<String>>,
+    pub division: Option<Option<CompactString>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub organization: Option<Option<String>>,
+    pub organization: Option<Option<CompactString>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub cost_center: Option<Option<String>>,
+    pub cost_center: Option<Option<CompactString>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub manager: Option<Option<String>>,
+    pub manager: Option<Option<CompactString>>,
 }
 
 /// Exactly the attributes of one user that change (absent: unchanged; `null`: clear).
@@ -206,51 +207,51 @@ pub struct EnterpriseChanges {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_name: Option<String>,
+    pub user_name: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
+    pub external_id: Option<CompactString>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub given_name: Option<Option<String>>,
+    pub given_name: Option<Option<CompactString>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub family_name: Option<Option<String>>,
+    pub family_name: Option<Option<CompactString>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub display_name: Option<Option<String>>,
+    pub display_name: Option<Option<CompactString>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nick_name: Option<String>,
+    pub nick_name: Option<CompactString>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub title: Option<Option<String>>,
+    pub title: Option<Option<CompactString>>,
     /// The new work email (the target may hold it pending verification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
+    pub email: Option<CompactString>,
     /// The one phone, type `work`; phones of other types on the account stay.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub work_phone: Option<Option<String>>,
+    pub work_phone: Option<Option<CompactString>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub federation_id: Option<Option<String>>,
+    pub federation_id: Option<Option<CompactString>>,
     #[serde(default, skip_serializing_if = "crate::plan::is_default")]
     pub enterprise: EnterpriseChanges,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,7 +261,7 @@ pub struct UserChanges {
         skip_serializing_if = "Option::is_none",
         with = "double_option"
     )]
-    pub role: Option<Option<String>>,
+    pub role: Option<Option<CompactString>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
 }
@@ -336,9 +337,9 @@ impl UserChanges {
 
     /// The new value of attribute `name` (`None`: cleared, or not changed); the profile for
     /// `entitlements`, `true`/`false` for `active`.
-    pub fn value_of(&self, name: &str) -> Option<String> {
+    pub fn value_of(&self, name: &str) -> Option<CompactString> {
         let e = &self.enterprise;
-        let cleared = |v: &Option<Option<String>>| v.clone().flatten();
+        let cleared = |v: &Option<Option<CompactString>>| v.clone().flatten();
         match name {
             "userName" => self.user_name.clone(),
             "externalId" => self.external_id.clone(),
@@ -358,7 +359,7 @@ impl UserChanges {
             "manager" => cleared(&e.manager),
             "entitlements" | "profile" => self.entitlements.as_ref().map(|c| c.profile.clone()),
             "roles" => cleared(&self.role),
-            "active" => self.active.map(|a| a.to_string()),
+            "active" => self.active.map(|a| if a { "true" } else { "false" }.into()),
             _ => None,
         }
     }
@@ -433,7 +434,7 @@ pub struct UserRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_id: Option<TargetUserId>,
     /// The userName, for people reading the plan.
-    pub user_name: String,
+    pub user_name: CompactString,
 }
 
 /// A group named by an operation (target id `None` when it is created earlier in the plan).
@@ -442,7 +443,7 @@ pub struct GroupRef {
     pub source_id: SourceGroupId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_id: Option<TargetGroupId>,
-    pub name: String,
+    pub name: CompactString,
 }
 
 /// One step of a plan. The order of a plan's operations is an order they may be applied in:
@@ -458,43 +459,43 @@ pub enum Operation {
     AdoptUser {
         source_id: SourceUserId,
         target_id: TargetUserId,
-        user_name: String,
+        user_name: CompactString,
         matched_by: MatchedBy,
     },
     UpdateUser {
         source_id: SourceUserId,
         target_id: TargetUserId,
-        user_name: String,
+        user_name: CompactString,
         changes: UserChanges,
     },
     /// `changes.active` is `Some(true)`; other changes travel in the same request.
     ReactivateUser {
         source_id: SourceUserId,
         target_id: TargetUserId,
-        user_name: String,
+        user_name: CompactString,
         changes: UserChanges,
     },
     DeactivateUser {
         source_id: SourceUserId,
         target_id: TargetUserId,
-        user_name: String,
+        user_name: CompactString,
         reason: DeactivationReason,
     },
     CreateGroup {
         source_id: SourceGroupId,
-        name: String,
+        name: CompactString,
     },
     /// Take ownership of an existing group of the same name; no request to the target.
     AdoptGroup {
         source_id: SourceGroupId,
         target_id: TargetGroupId,
-        name: String,
+        name: CompactString,
     },
     RenameGroup {
         source_id: SourceGroupId,
         target_id: TargetGroupId,
-        from: String,
-        to: String,
+        from: CompactString,
+        to: CompactString,
     },
     AddMembers {
         group: GroupRef,
@@ -727,14 +728,14 @@ pub enum AccountDecision {
     /// Linked by an earlier run.
     Linked {
         target_id: TargetUserId,
-        user_name: String,
+        user_name: CompactString,
         active: bool,
         origin: crate::links::Origin,
     },
     /// An existing account adopted in this plan.
     Adopted {
         target_id: TargetUserId,
-        user_name: String,
+        user_name: CompactString,
         matched_by: MatchedBy,
     },
     /// An account is created.
@@ -754,11 +755,11 @@ pub struct RuleDecision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<SourceGroupId>,
     /// Catalogue ids.
-    pub profile: String,
+    pub profile: CompactString,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub permission_sets: Vec<String>,
+    pub permission_sets: Vec<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub role: Option<CompactString>,
 }
 
 /// Whose decisions a plan records.

@@ -55,6 +55,7 @@ use crate::refusals::{
 use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapshot};
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
+use compact_str::CompactString;
 use index::{Dense, IdMap, IdSet, InlineId, NONE, SmallIndex, map_with_capacity};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -190,7 +191,7 @@ impl<'a> UserState<'a> {
                 .map(|t| t.user_name.as_str())
                 .or(self.user_name)
                 .unwrap_or(self.user.username.as_str())
-                .to_owned(),
+                .into(),
         }
     }
 }
@@ -341,14 +342,13 @@ fn same_ci(a: &str, b: &str) -> bool {
 }
 
 /// `Some(new)` when `want` differs from `have`.
-fn change(want: Option<&str>, have: Option<&str>) -> Option<Option<String>> {
-    (want != have).then(|| want.map(str::to_owned))
+fn change(want: Option<&str>, have: Option<&str>) -> Option<Option<CompactString>> {
+    (want != have).then(|| want.map(CompactString::from))
 }
 
 /// `Some(Some(new))` when `want` is set and differs from `have`; never clears.
-fn set_only(want: Option<&str>, have: Option<&str>) -> Option<Option<String>> {
-    want.filter(|w| Some(*w) != have)
-        .map(|w| Some(w.to_owned()))
+fn set_only(want: Option<&str>, have: Option<&str>) -> Option<Option<CompactString>> {
+    want.filter(|w| Some(*w) != have).map(|w| Some(w.into()))
 }
 
 impl<'a> Planner<'a> {

@@ -134,7 +134,7 @@ impl<'a> UserKeys<'a> {
     /// Whether `user` is one of the users asked for.
     pub fn asks_for(&self, user: &TargetUser) -> bool {
         self.ids.contains(user.id.as_str())
-            || self.names.contains(&user.user_name.to_lowercase())
+            || self.names.contains(user.user_name.to_lowercase().as_str())
             || user
                 .external_id
                 .as_deref()

@@ -36,6 +36,7 @@
 use crate::plan::{AttributeWhy, Decision, Operation, Plan, UserAttributes, UserChanges, UserRef};
 use crate::source::DirectoryGroup;
 use crate::target::Catalogue;
+use compact_str::CompactString;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -58,7 +59,11 @@ impl Labels {
                     .chain(&catalogue.roles)
                     .map(|e| (e.id.clone(), e.name.clone())),
             )
-            .chain(groups.iter().map(|g| (g.id.to_string(), g.name.clone())))
+            .chain(
+                groups
+                    .iter()
+                    .map(|g| (g.id.to_string(), g.name.to_string())),
+            )
             .collect();
         Self { names }
     }
@@ -253,7 +258,7 @@ fn row(op: &Operation, cx: &Context<'_>) -> [String; 3] {
     };
     [
         op.kind().to_owned(),
-        object,
+        object.into(),
         details(op, cx.labels, decision),
     ]
 }
@@ -427,13 +432,13 @@ fn created(a: &UserAttributes, labels: &Labels) -> String {
     parts.join(", ")
 }
 
-fn value(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| "(cleared)".to_owned())
+fn value(v: &Option<CompactString>) -> String {
+    v.as_deref().unwrap_or("(cleared)").to_owned()
 }
 
 fn changed(c: &UserChanges, labels: &Labels) -> String {
     let mut parts = Vec::new();
-    let mut opt = |name: &str, v: &Option<Option<String>>| {
+    let mut opt = |name: &str, v: &Option<Option<CompactString>>| {
         if let Some(v) = v {
             parts.push(format!("{name}={}", value(v)));
         }
@@ -454,7 +459,7 @@ fn changed(c: &UserChanges, labels: &Labels) -> String {
     let role = c
         .role
         .as_ref()
-        .map(|r| r.as_ref().map(|r| labels.name(r).to_owned()));
+        .map(|r| r.as_ref().map(|r| CompactString::from(labels.name(r))));
     opt("roles", &role);
     let mut first = Vec::new();
     if let Some(v) = &c.user_name {

@@ -1,8 +1,9 @@
 //! The source side: users and groups as a source directory (Duo, a JSON file) reports them.
 
+use crate::attributes::Attributes;
 use crate::ids::{SourceGroupId, SourceUserId};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// A user's status in the source directory, with the outcome each one has on the target.
 ///
@@ -57,12 +58,12 @@ pub enum PhoneKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phone {
     /// The number as the directory holds it (Duo: E.164-ish, `+15555550100`).
-    pub number: String,
+    pub number: CompactString,
     /// Duo's phone type.
     pub kind: PhoneKind,
     /// An extension, when the directory has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<String>,
+    pub extension: Option<CompactString>,
 }
 
 /// A user as the source directory reports it.
@@ -71,26 +72,26 @@ pub struct DirectoryUser {
     /// Stable id; it never changes when the user is renamed.
     pub id: SourceUserId,
     /// The directory's primary username (Duo: `username`), not necessarily an email.
-    pub username: String,
+    pub username: CompactString,
     /// The user's email address; `None` when the directory has none (Duo sends `""`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
+    pub email: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
+    pub first_name: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
+    pub last_name: Option<CompactString>,
     /// Full name (Duo: `realname`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
+    pub display_name: Option<CompactString>,
     pub status: DirectoryStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phones: Vec<Phone>,
     /// Aliases in order (Duo: `alias1`..`alias4` / `aliases`); index 0 is `alias1`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub aliases: Vec<String>,
+    pub aliases: Vec<CompactString>,
     /// Custom attributes by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub custom: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub custom: Attributes,
     /// The groups the user belongs to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<SourceGroupId>,
@@ -100,9 +101,9 @@ pub struct DirectoryUser {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryGroup {
     pub id: SourceGroupId,
-    pub name: String,
+    pub name: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub description: Option<CompactString>,
 }
 
 /// Who may use the application through SSO (Duo's "User access" setting of the application).

@@ -20,6 +20,7 @@ use crate::target::{
     TargetUser,
 };
 use crate::time::Timestamp;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -247,10 +248,10 @@ pub fn lookup(plan: &Plan) -> Lookup {
     }
     Lookup {
         user_ids: user_ids.into_iter().collect(),
-        user_names: user_names.into_iter().collect(),
-        external_ids: external_ids.into_iter().collect(),
+        user_names: user_names.into_iter().map(String::from).collect(),
+        external_ids: external_ids.into_iter().map(String::from).collect(),
         group_ids: group_ids.into_iter().collect(),
-        group_names: group_names.into_iter().collect(),
+        group_names: group_names.into_iter().map(String::from).collect(),
     }
 }
 
@@ -330,7 +331,7 @@ pub fn after_deactivate(user: &TargetUser) -> TargetUser {
 /// A group renamed.
 pub fn after_rename(group: &TargetGroup, to: &str) -> TargetGroup {
     TargetGroup {
-        display_name: to.to_owned(),
+        display_name: to.into(),
         ..group.clone()
     }
 }
@@ -358,7 +359,7 @@ pub fn after_members(group: &TargetGroup, members: &[TargetUserId], add: bool) -
 /// work phone (phones of other types stay), the enterprise fields, the complete entitlement
 /// list (profile first), the role, `active`; userNames lower-cased as Salesforce keeps them.
 pub fn apply_changes(u: &mut TargetUser, c: &UserChanges) {
-    fn set(slot: &mut Option<String>, change: &Option<Option<String>>) {
+    fn set(slot: &mut Option<CompactString>, change: &Option<Option<CompactString>>) {
         if let Some(v) = change {
             slot.clone_from(v);
         }
@@ -383,7 +384,7 @@ pub fn apply_changes(u: &mut TargetUser, c: &UserChanges) {
             0,
             EmailAddress {
                 value: email.clone(),
-                kind: Some("work".to_owned()),
+                kind: Some("work".into()),
                 primary: true,
             },
         );
@@ -394,7 +395,7 @@ pub fn apply_changes(u: &mut TargetUser, c: &UserChanges) {
         if let Some(p) = phone {
             u.phone_numbers.push(PhoneNumber {
                 value: p.clone(),
-                kind: Some("work".to_owned()),
+                kind: Some("work".into()),
             });
         }
     }
@@ -424,17 +425,20 @@ pub fn apply_changes(u: &mut TargetUser, c: &UserChanges) {
 }
 
 /// A profile and permission sets as a target lists them.
-pub(crate) fn entitlements(profile: Option<&str>, permission_sets: &[String]) -> Vec<Entitlement> {
+pub(crate) fn entitlements(
+    profile: Option<&str>,
+    permission_sets: &[CompactString],
+) -> Vec<Entitlement> {
     profile
         .map(|p| Entitlement {
-            value: p.to_owned(),
-            kind: Some("Profile".to_owned()),
+            value: p.into(),
+            kind: Some("Profile".into()),
             display: None,
         })
         .into_iter()
         .chain(permission_sets.iter().map(|p| Entitlement {
             value: p.clone(),
-            kind: Some("PermissionSet".to_owned()),
+            kind: Some("PermissionSet".into()),
             display: None,
         }))
         .collect()
@@ -495,23 +499,24 @@ fn user_values(u: &TargetUser, catalogue: &Catalogue) -> Vec<(&'static str, Opti
     let mut roles: Vec<&str> = u.roles.iter().map(|r| r.value.as_str()).collect();
     roles.sort_unstable();
     let joined = |v: Vec<&str>| (!v.is_empty()).then(|| v.join(", "));
+    let own = |v: &Option<CompactString>| v.as_deref().map(str::to_owned);
     vec![
-        ("userName", Some(u.user_name.to_lowercase())),
-        ("externalId", u.external_id.clone()),
-        ("name.givenName", u.given_name.clone()),
-        ("name.familyName", u.family_name.clone()),
-        ("displayName", u.display_name.clone()),
-        ("nickName", u.nick_name.clone()),
-        ("title", u.title.clone()),
+        ("userName", Some(u.user_name.to_lowercase().into())),
+        ("externalId", own(&u.external_id)),
+        ("name.givenName", own(&u.given_name)),
+        ("name.familyName", own(&u.family_name)),
+        ("displayName", own(&u.display_name)),
+        ("nickName", own(&u.nick_name)),
+        ("title", own(&u.title)),
         ("emails", u.work_email().map(str::to_lowercase)),
         ("phoneNumbers", u.work_phone().map(str::to_owned)),
-        ("federationId", u.federation_id.clone()),
-        ("employeeNumber", e.employee_number.clone()),
-        ("department", e.department.clone()),
-        ("division", e.division.clone()),
-        ("organization", e.organization.clone()),
-        ("costCenter", e.cost_center.clone()),
-        ("manager", e.manager.clone()),
+        ("federationId", own(&u.federation_id)),
+        ("employeeNumber", own(&e.employee_number)),
+        ("department", own(&e.department)),
+        ("division", own(&e.division)),
+        ("organization", own(&e.organization)),
+        ("costCenter", own(&e.cost_center)),
+        ("manager", own(&e.manager)),
         ("profile", profile),
         ("permissionSets", joined(sets)),
         ("roles", joined(roles)),
@@ -529,7 +534,7 @@ pub fn drift_of_user(
     let attributes = match found {
         None => vec![Drifted {
             attribute: "account".to_owned(),
-            stored: Some(stored.user_name.clone()),
+            stored: Some(stored.user_name.to_string()),
             found: None,
         }],
         Some(found) => user_values(stored, catalogue)
@@ -546,7 +551,7 @@ pub fn drift_of_user(
     (!attributes.is_empty()).then(|| Drift {
         object: ObjectKind::User,
         target_id: stored.id.to_string(),
-        name: stored.user_name.clone(),
+        name: stored.user_name.to_string(),
         attributes,
     })
 }
@@ -558,15 +563,15 @@ pub fn drift_of_group(stored: &TargetGroup, found: Option<&TargetGroup>) -> Opti
     match found {
         None => attributes.push(Drifted {
             attribute: "group".to_owned(),
-            stored: Some(stored.display_name.clone()),
+            stored: Some(stored.display_name.to_string()),
             found: None,
         }),
         Some(found) => {
             if stored.display_name != found.display_name {
                 attributes.push(Drifted {
                     attribute: "displayName".to_owned(),
-                    stored: Some(stored.display_name.clone()),
-                    found: Some(found.display_name.clone()),
+                    stored: Some(stored.display_name.to_string()),
+                    found: Some(found.display_name.to_string()),
                 });
             }
             let a: BTreeSet<&str> = stored.members.iter().map(|m| m.as_str()).collect();
@@ -587,7 +592,7 @@ pub fn drift_of_group(stored: &TargetGroup, found: Option<&TargetGroup>) -> Opti
     (!attributes.is_empty()).then(|| Drift {
         object: ObjectKind::Group,
         target_id: stored.id.to_string(),
-        name: stored.display_name.clone(),
+        name: stored.display_name.to_string(),
         attributes,
     })
 }

@@ -1,16 +1,17 @@
 //! The target side: users, groups and the catalogue as a SCIM target reports them.
 
 use crate::ids::{TargetGroupId, TargetUserId};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// An email address on a target user (`emails[]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailAddress {
-    pub value: String,
+    pub value: CompactString,
     /// SCIM `type` (`work`, `home`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<CompactString>,
     #[serde(default)]
     pub primary: bool,
 }
@@ -18,10 +19,10 @@ pub struct EmailAddress {
 /// A phone number on a target user (`phoneNumbers[]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhoneNumber {
-    pub value: String,
+    pub value: CompactString,
     /// SCIM `type` (`work`, `mobile`, `fax`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<CompactString>,
 }
 
 /// An entitlement on a target user: on Salesforce a profile (`00e…`, `type: "Profile"`) or a
@@ -29,37 +30,37 @@ pub struct PhoneNumber {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entitlement {
     /// The catalogue id.
-    pub value: String,
+    pub value: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
+    pub display: Option<CompactString>,
 }
 
 /// A role on a target user (`roles[]`; Salesforce: a UserRole, `00E…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleAssignment {
-    pub value: String,
+    pub value: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
+    pub display: Option<CompactString>,
 }
 
 /// The enterprise extension (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnterpriseFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub employee_number: Option<String>,
+    pub employee_number: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub department: Option<String>,
+    pub department: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub division: Option<String>,
+    pub division: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organization: Option<String>,
+    pub organization: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_center: Option<String>,
+    pub cost_center: Option<CompactString>,
     /// The manager's id on the target (`manager.value`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub manager: Option<String>,
+    pub manager: Option<CompactString>,
 }
 
 /// A user as the target reports it.
@@ -67,19 +68,19 @@ pub struct EnterpriseFields {
 pub struct TargetUser {
     pub id: TargetUserId,
     /// Salesforce lower-cases it; compare case-insensitively.
-    pub user_name: String,
+    pub user_name: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
+    pub external_id: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub given_name: Option<String>,
+    pub given_name: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family_name: Option<String>,
+    pub family_name: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
+    pub display_name: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nick_name: Option<String>,
+    pub nick_name: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    pub title: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub emails: Vec<EmailAddress>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -94,7 +95,7 @@ pub struct TargetUser {
     /// The SSO / Federation identifier (Salesforce `FederationIdentifier`): the address the
     /// SAML assertion carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub federation_id: Option<String>,
+    pub federation_id: Option<CompactString>,
 }
 
 impl TargetUser {
@@ -121,7 +122,7 @@ impl TargetUser {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetGroup {
     pub id: TargetGroupId,
-    pub display_name: String,
+    pub display_name: CompactString,
     #[serde(default)]
     pub members: Vec<TargetUserId>,
 }

@@ -33,11 +33,11 @@ pub fn user(id: &str, email: &str) -> DirectoryUser {
     let local = email.split('@').next().unwrap_or(email);
     DirectoryUser {
         id: SourceUserId::from(id),
-        username: local.to_owned(),
-        email: Some(email.to_owned()),
-        first_name: Some(local.to_owned()),
-        last_name: Some("Tester".to_owned()),
-        display_name: Some(format!("{local} Tester")),
+        username: local.into(),
+        email: Some(email.into()),
+        first_name: Some(local.into()),
+        last_name: Some("Tester".into()),
+        display_name: Some(format!("{local} Tester").into()),
         status: DirectoryStatus::Active,
         phones: Vec::new(),
         aliases: Vec::new(),
@@ -56,7 +56,7 @@ pub fn in_groups(mut user: DirectoryUser, groups: &[&str]) -> DirectoryUser {
 pub fn group(id: &str, name: &str) -> DirectoryGroup {
     DirectoryGroup {
         id: SourceGroupId::from(id),
-        name: name.to_owned(),
+        name: name.into(),
         description: None,
     }
 }
@@ -293,11 +293,15 @@ fn created_user(id: &TargetUserId, a: &UserAttributes) -> TargetUser {
         family_name: a.family_name.clone(),
         display_name: a.display_name.clone(),
         // Salesforce derives or invents one when none is sent.
-        nick_name: Some(a.nick_name.clone().unwrap_or_else(|| format!("user.{id}"))),
+        nick_name: Some(
+            a.nick_name
+                .clone()
+                .unwrap_or_else(|| format!("user.{id}").into()),
+        ),
         title: a.title.clone(),
         emails: vec![EmailAddress {
             value: a.email.clone(),
-            kind: Some("work".to_owned()),
+            kind: Some("work".into()),
             primary: true,
         }],
         phone_numbers: a
@@ -305,7 +309,7 @@ fn created_user(id: &TargetUserId, a: &UserAttributes) -> TargetUser {
             .iter()
             .map(|p| PhoneNumber {
                 value: p.clone(),
-                kind: Some("work".to_owned()),
+                kind: Some("work".into()),
             })
             .collect(),
         active: true,
@@ -328,7 +332,7 @@ fn created_user(id: &TargetUserId, a: &UserAttributes) -> TargetUser {
 pub fn account(id: &str, user_name: &str) -> TargetUser {
     TargetUser {
         id: TargetUserId::from(id),
-        user_name: user_name.to_owned(),
+        user_name: user_name.into(),
         external_id: None,
         given_name: None,
         family_name: None,
@@ -336,8 +340,8 @@ pub fn account(id: &str, user_name: &str) -> TargetUser {
         nick_name: None,
         title: None,
         emails: vec![EmailAddress {
-            value: user_name.to_owned(),
-            kind: Some("work".to_owned()),
+            value: user_name.into(),
+            kind: Some("work".into()),
             primary: true,
         }],
         phone_numbers: Vec::new(),

@@ -8,8 +8,10 @@
 //! model at once would peak near twice the snapshot.
 #![allow(clippy::unwrap_used)]
 
+use scimsync_core::attributes::text_heap;
 use scimsync_core::ports::Source as _;
 use scimsync_core::source::{DirectoryUser, SourceSnapshot};
+use scimsync_core::{CompactString, SourceGroupId};
 use scimsync_directory::{DuoConfig, DuoEndpoint, DuoSource};
 use scimsync_sim::duo::{DuoSim, DuoSimConfig};
 use scimsync_sim::generator;
@@ -25,13 +27,13 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn opt(s: &Option<String>) -> usize {
-    s.as_ref().map_or(0, String::capacity)
+fn opt(s: &Option<CompactString>) -> usize {
+    s.as_ref().map_or(0, text_heap)
 }
 
 fn user_heap(u: &DirectoryUser) -> usize {
-    u.id.0.capacity()
-        + u.username.capacity()
+    text_heap(&u.id.0)
+        + text_heap(&u.username)
         + opt(&u.email)
         + opt(&u.first_name)
         + opt(&u.last_name)
@@ -39,16 +41,13 @@ fn user_heap(u: &DirectoryUser) -> usize {
         + u.phones.capacity() * size_of::<scimsync_core::source::Phone>()
         + u.phones
             .iter()
-            .map(|p| p.number.capacity() + opt(&p.extension))
+            .map(|p| text_heap(&p.number) + opt(&p.extension))
             .sum::<usize>()
-        + u.aliases.capacity() * size_of::<String>()
-        + u.aliases.iter().map(String::capacity).sum::<usize>()
-        + u.custom
-            .iter()
-            .map(|(k, v)| k.capacity() + v.capacity() + 3 * size_of::<String>())
-            .sum::<usize>()
-        + u.groups.capacity() * size_of::<String>()
-        + u.groups.iter().map(|g| g.0.capacity()).sum::<usize>()
+        + u.aliases.capacity() * size_of::<CompactString>()
+        + u.aliases.iter().map(text_heap).sum::<usize>()
+        + u.custom.heap_size()
+        + u.groups.capacity() * size_of::<SourceGroupId>()
+        + u.groups.iter().map(|g| text_heap(&g.0)).sum::<usize>()
 }
 
 /// Bytes the snapshot owns on the heap.
@@ -57,7 +56,7 @@ fn heap(s: &SourceSnapshot) -> usize {
         + s.users.iter().map(user_heap).sum::<usize>()
         + s.groups
             .iter()
-            .map(|g| g.id.0.capacity() + g.name.capacity() + opt(&g.description))
+            .map(|g| text_heap(&g.id.0) + text_heap(&g.name) + opt(&g.description))
             .sum::<usize>()
 }
 

@@ -10,7 +10,7 @@ use scimsync_core::source::{
     DirectoryGroup, DirectoryStatus, DirectoryUser, Phone, PhoneKind, SourceProblem,
     SourceSnapshot, SsoAccess,
 };
-use scimsync_core::{SourceGroupId, SourceUserId};
+use scimsync_core::{Attributes, CompactString, SourceGroupId, SourceUserId};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -526,8 +526,12 @@ fn transport_message(e: &reqwest::Error) -> String {
     out
 }
 
-fn nonempty(v: Option<String>) -> Option<String> {
-    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+/// The trimmed text, `None` when empty; held inline when short (most of a user's values are).
+fn nonempty(v: Option<String>) -> Option<CompactString> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(CompactString::from)
 }
 
 /// Maps one Duo user row; `Err` names the field that makes it unreadable, with the row's id
@@ -535,20 +539,24 @@ fn nonempty(v: Option<String>) -> Option<String> {
 #[allow(clippy::type_complexity)]
 fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String, Option<String>)> {
     let Some(id) = nonempty(row.user_id) else {
-        return Err((None, "user_id is missing".into(), nonempty(row.username)));
+        return Err((
+            None,
+            "user_id is missing".into(),
+            nonempty(row.username).map(String::from),
+        ));
     };
     let status_text = row.status.unwrap_or_default();
     let Some(status) = DirectoryStatus::parse(&status_text) else {
         return Err((
-            Some(id.clone()),
+            Some(id.to_string()),
             format!("status {status_text:?} is not a Duo status"),
             None,
         ));
     };
     let Some(username) = nonempty(row.username) else {
-        return Err((Some(id.clone()), "username is missing".into(), None));
+        return Err((Some(id.to_string()), "username is missing".into(), None));
     };
-    let mut aliases: Vec<(String, String)> = Vec::new();
+    let mut aliases: Vec<(String, CompactString)> = Vec::new();
     if let Some(map) = row.aliases {
         for (k, v) in map {
             if let Some(v) = nonempty(v) {
@@ -599,7 +607,7 @@ fn map_user(row: DuoUserRow) -> Result<DirectoryUser, (Option<String>, String, O
         .filter_map(|g| nonempty(g.group_id).map(SourceGroupId::from))
         .collect();
     groups.shrink_to_fit();
-    let custom = row
+    let custom: Attributes = row
         .custom_attributes
         .unwrap_or_default()
         .into_iter()
@@ -707,7 +715,7 @@ pub(crate) fn set_apart_duplicates(snapshot: &mut SourceSnapshot) {
         problems.push(SourceProblem {
             object: ObjectKind::User,
             source_id: u.id.as_str().to_owned(),
-            name: u.username.clone(),
+            name: u.username.to_string(),
             message,
         });
     }
@@ -735,7 +743,7 @@ pub(crate) fn set_apart_duplicates(snapshot: &mut SourceSnapshot) {
                     problems.push(SourceProblem {
                         object: ObjectKind::Group,
                         source_id: g.id.as_str().to_owned(),
-                        name: kept.name.clone(),
+                        name: kept.name.to_string(),
                         message: format!(
                             "Duo listed this group id more than once (as {:?} and {:?}); the first listing is used",
                             kept.name, g.name
@@ -884,8 +892,8 @@ mod tests {
             ]
         );
         assert_eq!(u.aliases, ["ada.l", "al", "a3"]);
-        assert_eq!(u.custom.get("team").map(String::as_str), Some("R&D"));
-        assert_eq!(u.custom.get("level").map(String::as_str), Some("3"));
+        assert_eq!(u.custom.get("team"), Some("R&D"));
+        assert_eq!(u.custom.get("level"), Some("3"));
         assert!(!u.custom.contains_key("none"));
         assert_eq!(
             u.groups,

@@ -134,7 +134,7 @@ impl FileSource {
                             snapshot.problems.push(SourceProblem {
                                 object: ObjectKind::User,
                                 source_id: id.clone(),
-                                name: u.username.clone(),
+                                name: u.username.to_string(),
                                 message: format!(
                                     "email {email:?} is also that of users[{j}] ({other})"
                                 ),

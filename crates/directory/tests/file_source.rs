@@ -24,7 +24,7 @@ async fn the_documented_example_reads() {
     assert_eq!(ada.status, DirectoryStatus::Active);
     assert_eq!(ada.phones[0].kind, PhoneKind::Mobile);
     assert_eq!(ada.phones[0].extension.as_deref(), Some("12"));
-    assert_eq!(ada.custom["department"], "R&D");
+    assert_eq!(ada.custom.get("department"), Some("R&D"));
     assert_eq!(snapshot.groups[0].name, "Engineering");
     assert!(matches!(snapshot.sso_access, Some(SsoAccess::Groups(ref g)) if g.len() == 1));
 }

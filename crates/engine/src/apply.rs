@@ -110,8 +110,8 @@ impl<'a> Why<'a> {
             .iter()
             .filter(|u| named.contains(u.id.as_str()))
             .map(|u| {
-                let mut names = vec![u.username.clone()];
-                names.extend(u.email.clone());
+                let mut names = vec![u.username.to_string()];
+                names.extend(u.email.as_deref().map(str::to_owned));
                 (u.id.clone(), names)
             })
             .collect();
@@ -1317,7 +1317,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
                 Some(id) => resolved.push(Member {
                     source_id: m.source_id.clone(),
                     target_id: id,
-                    user_name: m.user_name.clone(),
+                    user_name: m.user_name.to_string(),
                 }),
                 None => unresolved.push(m.user_name.as_str()),
             }
@@ -1577,7 +1577,7 @@ impl<T: Target, St: Store> ApplyContext<'_, T, St> {
         if let Operation::AddMembers { members, .. } | Operation::RemoveMembers { members, .. } = op
         {
             for m in members {
-                subjects.push(m.user_name.clone());
+                subjects.push(m.user_name.to_string());
                 subjects.extend(m.target_id.as_ref().map(ToString::to_string));
                 if let Some(sid) = &m.source_id {
                     subjects.push(sid.to_string());
@@ -1614,7 +1614,7 @@ fn keeping_profile(refused: &UserChanges, current: &str) -> Option<UserChanges> 
     }
     Some(UserChanges {
         entitlements: Some(EntitlementChange {
-            profile: current.to_owned(),
+            profile: current.into(),
             profile_changed: false,
             ..e.clone()
         }),

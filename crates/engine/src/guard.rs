@@ -87,7 +87,7 @@ mod tests {
             plan.operations.push(Operation::DeactivateUser {
                 source_id: SourceUserId::from(format!("DU{i}")),
                 target_id: TargetUserId::from(format!("005{i}")),
-                user_name: format!("u{i}@example.com"),
+                user_name: format!("u{i}@example.com").into(),
                 reason: DeactivationReason::LeftDirectory,
             });
         }

@@ -106,7 +106,7 @@ pub(crate) fn explain(
             .groups
             .iter()
             .find(|g| g.id == *id)
-            .map_or_else(|| id.to_string(), |g| g.name.clone())
+            .map_or_else(|| id.to_string(), |g| g.name.to_string())
     };
     let groups: Vec<String> = user.groups.iter().map(group_name).collect();
     let derived = decision

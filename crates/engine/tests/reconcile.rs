@@ -126,7 +126,7 @@ fn uref(id: &TargetUserId) -> UserRef {
     UserRef {
         source_id: None,
         target_id: Some(id.clone()),
-        user_name: String::new(),
+        user_name: "".into(),
     }
 }
 
@@ -175,7 +175,7 @@ impl Target for FakeTarget {
             Operation::UpdateUser {
                 source_id: SourceUserId::from("fake"),
                 target_id: id.clone(),
-                user_name: String::new(),
+                user_name: "".into(),
                 changes: changes.clone(),
             },
             if refusable { name.as_deref() } else { None },
@@ -185,7 +185,7 @@ impl Target for FakeTarget {
         self.write(
             Operation::CreateGroup {
                 source_id: SourceGroupId::from("fake"),
-                name: name.to_owned(),
+                name: name.into(),
             },
             None,
         )?;
@@ -204,8 +204,8 @@ impl Target for FakeTarget {
             Operation::RenameGroup {
                 source_id: SourceGroupId::from("fake"),
                 target_id: id.clone(),
-                from: String::new(),
-                to: name.to_owned(),
+                from: "".into(),
+                to: name.into(),
             },
             None,
         )
@@ -220,7 +220,7 @@ impl Target for FakeTarget {
                 group: scimsync_core::plan::GroupRef {
                     source_id: SourceGroupId::from("fake"),
                     target_id: Some(group.clone()),
-                    name: String::new(),
+                    name: "".into(),
                 },
                 members: members.iter().map(uref).collect(),
             },
@@ -237,7 +237,7 @@ impl Target for FakeTarget {
                 group: scimsync_core::plan::GroupRef {
                     source_id: SourceGroupId::from("fake"),
                     target_id: Some(group.clone()),
-                    name: String::new(),
+                    name: "".into(),
                 },
                 members: members.iter().map(uref).collect(),
             },

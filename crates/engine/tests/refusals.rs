@@ -160,7 +160,7 @@ impl RefusingTarget {
             .users
             .iter()
             .find(|u| u.id == *id)
-            .map(|u| u.user_name.clone())
+            .map(|u| u.user_name.to_string())
             .unwrap_or_default()
     }
 
@@ -170,7 +170,7 @@ impl RefusingTarget {
             .groups
             .iter()
             .find(|g| g.id == *id)
-            .map(|g| g.display_name.clone())
+            .map(|g| g.display_name.to_string())
             .unwrap_or_default()
     }
 
@@ -222,14 +222,14 @@ impl RefusingTarget {
         let group = GroupRef {
             source_id: SourceGroupId::from("fake"),
             target_id: Some(group.clone()),
-            name: String::new(),
+            name: "".into(),
         };
         let members = ids
             .iter()
             .map(|id| scimsync_core::plan::UserRef {
                 source_id: None,
                 target_id: Some(id.clone()),
-                user_name: String::new(),
+                user_name: "".into(),
             })
             .collect();
         self.apply(if add {
@@ -254,7 +254,7 @@ impl Target for RefusingTarget {
         Ok(self.state.lock().unwrap().clone())
     }
     async fn create_user(&self, user: &UserAttributes) -> Result<TargetUser, FakeError> {
-        let name = user.user_name.to_lowercase();
+        let name = user.user_name.as_str().to_lowercase();
         let mut first_refused = None;
         {
             let mut log = self.log.lock().unwrap();
@@ -306,14 +306,14 @@ impl Target for RefusingTarget {
         self.apply(Operation::UpdateUser {
             source_id: SourceUserId::from("fake"),
             target_id: id.clone(),
-            user_name: String::new(),
+            user_name: "".into(),
             changes: changes.clone(),
         })
     }
     async fn create_group(&self, name: &str) -> Result<TargetGroup, FakeError> {
         self.apply(Operation::CreateGroup {
             source_id: SourceGroupId::from("fake"),
-            name: name.to_owned(),
+            name: name.into(),
         })?;
         let state = self.state.lock().unwrap();
         Ok(state
@@ -327,8 +327,8 @@ impl Target for RefusingTarget {
         self.apply(Operation::RenameGroup {
             source_id: SourceGroupId::from("fake"),
             target_id: id.clone(),
-            from: String::new(),
-            to: name.to_owned(),
+            from: "".into(),
+            to: name.into(),
         })
     }
     async fn add_members(
@@ -405,7 +405,7 @@ prop_compose! {
             u.custom.insert("title".to_owned(), t.to_owned());
         }
         if let Some(p) = phone {
-            u.phones.push(Phone { number: p.to_owned(), kind: PhoneKind::Mobile, extension: None });
+            u.phones.push(Phone { number: p.into(), kind: PhoneKind::Mobile, extension: None });
         }
         Generated { user: u, existing, refused, refuse_members }
     }
@@ -561,7 +561,7 @@ async fn run(
 /// from the account id).
 fn fields(u: &TargetUser) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
-        ("userName", u.user_name.clone()),
+        ("userName", u.user_name.to_string()),
         ("externalId", j(&u.external_id)),
         ("name.givenName", j(&u.given_name)),
         ("name.familyName", j(&u.family_name)),
@@ -593,7 +593,7 @@ fn memberships(t: &TargetSnapshot) -> BTreeSet<(String, String)> {
         .flat_map(|g| {
             g.members
                 .iter()
-                .map(|m| (g.display_name.clone(), names[m].to_owned()))
+                .map(|m| (g.display_name.to_string(), names[m].to_owned()))
         })
         .collect()
 }
@@ -747,7 +747,7 @@ proptest! {
 /// attribute that differs, the title among them.
 fn one_adopted_user() -> (SourceSnapshot, TargetSnapshot) {
     let mut u = user("DU000", &email(0));
-    u.custom.insert("title".into(), "Engineer".into());
+    u.custom.insert("title", "Engineer");
     let source = SourceSnapshot {
         users: vec![u],
         groups: Vec::new(),

@@ -652,7 +652,7 @@ impl ScimClient {
             && let Some(p) = u.phone_numbers.first_mut()
             && p.kind.is_none()
         {
-            p.kind = Some("work".to_owned());
+            p.kind = Some("work".into());
         }
         Ok(u)
     }
@@ -986,7 +986,7 @@ impl ScimClient {
         }
         let by_name: HashMap<String, &TargetUserId> = users
             .iter()
-            .map(|u| (u.user_name.to_lowercase(), &u.id))
+            .map(|u| (u.user_name.as_str().to_lowercase(), &u.id))
             .collect();
         let mut listed = self
             .member_values

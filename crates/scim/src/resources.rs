@@ -11,15 +11,23 @@ use scimsync_core::target::{
     CatalogueEntry, EmailAddress, EnterpriseFields, Entitlement, PhoneNumber, Profile,
     RoleAssignment, TargetGroup, TargetUser,
 };
-use scimsync_core::{TargetGroupId, TargetUserId};
+use scimsync_core::{CompactString, TargetGroupId, TargetUserId};
 use serde_json::{Map, Value, json};
 
 fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-fn owned(v: &Value, key: &str) -> Option<String> {
-    str_at(v, key).filter(|s| !s.is_empty()).map(str::to_owned)
+/// The non-empty string at `key`, held inline when it is short (most values of a user are).
+fn owned(v: &Value, key: &str) -> Option<CompactString> {
+    str_at(v, key)
+        .filter(|s| !s.is_empty())
+        .map(CompactString::from)
+}
+
+/// [`owned`] as a `String`, for the catalogue (a few hundred entries at most).
+fn text(v: &Value, key: &str) -> Option<String> {
+    owned(v, key).map(String::from)
 }
 
 /// The items of a multi-valued attribute that `item` can read (items without a value are left
@@ -123,9 +131,9 @@ pub(crate) enum CatalogueItem {
 }
 
 pub(crate) fn entitlement_from_json(v: &Value) -> Option<CatalogueItem> {
-    let id = owned(v, "id").or_else(|| owned(v, "value"))?;
-    let name = owned(v, "displayName")
-        .or_else(|| owned(v, "display"))
+    let id = text(v, "id").or_else(|| text(v, "value"))?;
+    let name = text(v, "displayName")
+        .or_else(|| text(v, "display"))
         .unwrap_or_else(|| id.clone());
     let kind = str_at(v, "type").unwrap_or_default();
     if kind.eq_ignore_ascii_case("profile") || (kind.is_empty() && id.starts_with("00e")) {
@@ -136,7 +144,7 @@ pub(crate) fn entitlement_from_json(v: &Value) -> Option<CatalogueItem> {
         Some(CatalogueItem::Profile(Profile {
             id,
             name,
-            licence: owned(&ext, "userLicense"),
+            licence: text(&ext, "userLicense"),
             allows_groups: ext
                 .get("allowsGroups")
                 .and_then(Value::as_bool)
@@ -148,14 +156,14 @@ pub(crate) fn entitlement_from_json(v: &Value) -> Option<CatalogueItem> {
 }
 
 pub(crate) fn role_from_json(v: &Value) -> Option<CatalogueEntry> {
-    let id = owned(v, "id").or_else(|| owned(v, "value"))?;
-    let name = owned(v, "displayName")
-        .or_else(|| owned(v, "name"))
+    let id = text(v, "id").or_else(|| text(v, "value"))?;
+    let name = text(v, "displayName")
+        .or_else(|| text(v, "name"))
         .unwrap_or_else(|| id.clone());
     Some(CatalogueEntry { id, name })
 }
 
-fn entitlement_list(profile: Option<&str>, sets: &[String]) -> Value {
+fn entitlement_list(profile: Option<&str>, sets: &[CompactString]) -> Value {
     let mut list: Vec<Value> = profile
         .map(|p| json!({"value": p, "type": "Profile"}))
         .into_iter()
@@ -648,7 +656,7 @@ impl AttrPath {
     }
 
     /// The string at this path in a resource, if any (names matched case-insensitively).
-    pub fn read(&self, resource: &Value) -> Option<String> {
+    pub fn read(&self, resource: &Value) -> Option<CompactString> {
         let mut at = resource;
         for key in self.keys() {
             at = get_ci(at, key)?;
@@ -656,7 +664,7 @@ impl AttrPath {
         at.as_str()
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+            .map(CompactString::from)
     }
 }
 

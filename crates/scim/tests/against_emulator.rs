@@ -50,20 +50,20 @@ fn client(sim: &SalesforceSim, dialect: Dialect) -> ScimClient {
 
 fn attrs(sim: &SalesforceSim, user_name: &str, external_id: &str) -> UserAttributes {
     UserAttributes {
-        user_name: user_name.to_owned(),
-        external_id: external_id.to_owned(),
+        user_name: user_name.into(),
+        external_id: external_id.into(),
         given_name: Some("Ada".into()),
         family_name: Some("Lovelace".into()),
         display_name: Some("Ada Lovelace".into()),
         nick_name: None,
         title: Some("Engineer".into()),
-        email: user_name.to_owned(),
+        email: user_name.into(),
         work_phone: Some("+15550001".into()),
-        federation_id: Some(user_name.to_owned()),
+        federation_id: Some(user_name.into()),
         enterprise: Default::default(),
-        profile: sim.catalogue_id("Standard User"),
-        permission_sets: vec![sim.catalogue_id("Sales Cloud User").unwrap()],
-        role: sim.catalogue_id("Sales Rep"),
+        profile: sim.catalogue_id("Standard User").map(Into::into),
+        permission_sets: vec![sim.catalogue_id("Sales Cloud User").unwrap().into()],
+        role: sim.catalogue_id("Sales Rep").map(Into::into),
     }
 }
 
@@ -88,11 +88,11 @@ async fn users_groups_and_the_catalogue_in_salesforces_dialect() {
         title: Some(None),
         family_name: Some(Some("Byron".into())),
         entitlements: Some(EntitlementChange {
-            profile: sim.catalogue_id("Standard User").unwrap(),
+            profile: sim.catalogue_id("Standard User").unwrap().into(),
             profile_changed: false,
             permission_sets: vec![],
             added: vec![],
-            removed: vec![sim.catalogue_id("Sales Cloud User").unwrap()],
+            removed: vec![sim.catalogue_id("Sales Cloud User").unwrap().into()],
         }),
         ..UserChanges::default()
     };
@@ -475,12 +475,16 @@ fn lookup(ids: &[String], groups: &[String]) -> Lookup {
 fn answered(
     snapshot: &scimsync_core::target::TargetSnapshot,
 ) -> (Vec<String>, Vec<(String, usize)>) {
-    let mut users: Vec<String> = snapshot.users.iter().map(|u| u.user_name.clone()).collect();
+    let mut users: Vec<String> = snapshot
+        .users
+        .iter()
+        .map(|u| u.user_name.to_string())
+        .collect();
     users.sort();
     let mut groups: Vec<(String, usize)> = snapshot
         .groups
         .iter()
-        .map(|g| (g.display_name.clone(), g.members.len()))
+        .map(|g| (g.display_name.to_string(), g.members.len()))
         .collect();
     groups.sort();
     (users, groups)

@@ -41,19 +41,19 @@ fn attrs(
 ) -> UserAttributes {
     let sf = dialect == Dialect::Salesforce;
     UserAttributes {
-        user_name: user_name.to_owned(),
-        external_id: external_id.to_owned(),
+        user_name: user_name.into(),
+        external_id: external_id.into(),
         given_name: Some("Ada".into()),
         family_name: Some("Lovelace".into()),
         display_name: Some("Ada Lovelace".into()),
         nick_name: None,
         title: Some("Engineer".into()),
-        email: user_name.to_owned(),
+        email: user_name.into(),
         work_phone: None,
-        federation_id: Some(user_name.to_owned()),
+        federation_id: Some(user_name.into()),
         enterprise: Default::default(),
         profile: if sf {
-            sim.catalogue_id("Standard User")
+            sim.catalogue_id("Standard User").map(Into::into)
         } else {
             None
         },
@@ -435,7 +435,7 @@ async fn sixty_mixed_operations_under_an_enforced_rate() {
                     c.update_user(
                         &id,
                         &UserChanges {
-                            title: Some(Some(format!("T{i}"))),
+                            title: Some(Some(format!("T{i}").into())),
                             ..UserChanges::default()
                         },
                     )

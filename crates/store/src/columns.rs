@@ -288,8 +288,8 @@ impl UserLinkRow {
                     format!("unknown origin `{}`", self.origin),
                 )
             })?,
-            source_id: SourceUserId(self.source_id),
-            target_id: TargetUserId(self.target_id),
+            source_id: SourceUserId::from(self.source_id),
+            target_id: TargetUserId::from(self.target_id),
             assigned_permission_sets,
             pending_email,
         })
@@ -346,8 +346,8 @@ impl GroupLinkRow {
                     format!("unknown origin `{}`", self.origin),
                 )
             })?,
-            source_id: SourceGroupId(self.source_id),
-            target_id: TargetGroupId(self.target_id),
+            source_id: SourceGroupId::from(self.source_id),
+            target_id: TargetGroupId::from(self.target_id),
         })
     }
 }

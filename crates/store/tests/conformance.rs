@@ -2383,13 +2383,13 @@ async fn counts_match_the_searches(h: &Harness) {
 fn state_user(id: &str, title: &str) -> scimsync_core::target::TargetUser {
     scimsync_core::target::TargetUser {
         id: TargetUserId::from(id),
-        user_name: format!("{id}@example.com"),
-        external_id: Some(format!("S{id}")),
+        user_name: format!("{id}@example.com").into(),
+        external_id: Some(format!("S{id}").into()),
         given_name: None,
-        family_name: Some("Tester".to_owned()),
+        family_name: Some("Tester".into()),
         display_name: None,
         nick_name: None,
-        title: Some(title.to_owned()),
+        title: Some(title.into()),
         emails: Vec::new(),
         phone_numbers: Vec::new(),
         active: true,
@@ -2407,7 +2407,7 @@ async fn target_state_upsert_doubtful_forget_replace(h: &Harness) {
     assert_eq!(s.load_state("c").await.unwrap(), StoredState::default());
     let group = TargetGroup {
         id: TargetGroupId::from("00G1"),
-        display_name: "Sales".to_owned(),
+        display_name: "Sales".into(),
         members: vec![TargetUserId::from("005A")],
     };
     s.save_state(

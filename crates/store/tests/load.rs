@@ -184,8 +184,8 @@ where
     let started = Instant::now();
     for i in 0..RECORDS {
         let link = UserLink {
-            source_id: SourceUserId(format!("DUREC{i}")),
-            target_id: TargetUserId(format!("005REC{i}")),
+            source_id: SourceUserId(format!("DUREC{i}").into()),
+            target_id: TargetUserId(format!("005REC{i}").into()),
             origin: Origin::Created,
             assigned_permission_sets: ["0PSA".to_owned()].into(),
             pending_email: None,

@@ -31,16 +31,16 @@ impl<'a> Planner<'a> {
         rule: Option<&ResolvedRule>,
         manager: Result<Option<&str>, ()>,
     ) -> UserAttributes {
-        let s = |v: Option<&str>| v.map(str::to_owned);
+        let s = |v: Option<&str>| v.map(CompactString::from);
         UserAttributes {
-            user_name: m.user_name.unwrap_or_default().to_owned(),
-            external_id: user.id.as_str().to_owned(),
+            user_name: m.user_name.unwrap_or_default().into(),
+            external_id: user.id.as_str().into(),
             given_name: s(m.given_name),
             family_name: s(m.family_name),
             display_name: s(m.display_name),
             nick_name: s(m.nick_name),
             title: s(m.title),
-            email: m.email.unwrap_or_default().to_owned(),
+            email: m.email.unwrap_or_default().into(),
             work_phone: s(m.work_phone),
             federation_id: s(m.federation_id),
             enterprise: EnterpriseFields {
@@ -49,7 +49,7 @@ impl<'a> Planner<'a> {
                 division: s(m.division),
                 organization: s(m.organization),
                 cost_center: s(m.cost_center),
-                manager: manager.ok().flatten().map(str::to_owned),
+                manager: manager.ok().flatten().map(CompactString::from),
             },
             profile: rule.map(|r| r.profile.clone()),
             permission_sets: rule.map(|r| r.permission_sets.clone()).unwrap_or_default(),
@@ -73,10 +73,10 @@ impl<'a> Planner<'a> {
         if let Some(name) = m.user_name
             && !same_ci(name, &t.user_name)
         {
-            c.user_name = Some(name.to_owned());
+            c.user_name = Some(name.into());
         }
         if t.external_id.as_deref() != Some(sid) {
-            c.external_id = Some(sid.to_owned());
+            c.external_id = Some(sid.into());
         }
         c.given_name = set_only(m.given_name, t.given_name.as_deref());
         c.family_name = set_only(m.family_name, t.family_name.as_deref());
@@ -84,7 +84,7 @@ impl<'a> Planner<'a> {
         if let Some(nick) = m.nick_name
             && t.nick_name.as_deref() != Some(nick)
         {
-            c.nick_name = Some(nick.to_owned());
+            c.nick_name = Some(nick.into());
         }
         if mapping.title.is_some() {
             c.title = change(m.title, t.title.as_deref());
@@ -111,7 +111,7 @@ impl<'a> Planner<'a> {
                     message,
                 );
             } else {
-                c.email = Some(email.to_owned());
+                c.email = Some(email.into());
             }
         }
         if mapping.work_phone.is_some() {
@@ -119,7 +119,7 @@ impl<'a> Planner<'a> {
         }
         c.federation_id = set_only(m.federation_id, t.federation_id.as_deref());
         let e = &t.enterprise;
-        let ent = |mapped: bool, want: Option<&str>, have: &Option<String>| {
+        let ent = |mapped: bool, want: Option<&str>, have: &Option<CompactString>| {
             if mapped {
                 change(want, have.as_deref())
             } else {
@@ -156,7 +156,7 @@ impl<'a> Planner<'a> {
             if let Some(role) = rule.role.as_deref()
                 && !(t.roles.len() == 1 && t.roles[0].value == role)
             {
-                c.role = Some(Some(role.to_owned()));
+                c.role = Some(Some(role.into()));
             }
         }
         (c, profile)

@@ -194,7 +194,7 @@ impl<'a> Planner<'a> {
                 let (mut profile, mut sets) = (None, Vec::new());
                 for ent in had.map_or(&[][..], |t| &t.entitlements[..]) {
                     if self.is_profile(ent) {
-                        profile = Some(ent.value.clone());
+                        profile = Some(ent.value.to_string());
                     } else {
                         sets.push(ent.value.as_str());
                     }
@@ -204,7 +204,7 @@ impl<'a> Planner<'a> {
                         attribute: "profile".to_owned(),
                         from: "rule".to_owned(),
                         old: profile,
-                        new: Some(e.profile.clone()),
+                        new: Some(e.profile.to_string()),
                     });
                 }
                 if !e.added.is_empty() || !e.removed.is_empty() {
@@ -214,7 +214,7 @@ impl<'a> Planner<'a> {
                         attribute: "permissionSets".to_owned(),
                         from: "rule".to_owned(),
                         old: list(sets),
-                        new: list(e.permission_sets.iter().map(String::as_str).collect()),
+                        new: list(e.permission_sets.iter().map(|p| p.as_str()).collect()),
                     });
                 }
                 continue;
@@ -228,7 +228,7 @@ impl<'a> Planner<'a> {
                 .to_owned(),
                 from: self.source_of(name, mapped),
                 old: had.and_then(|t| had_value(t, name)),
-                new: changes.value_of(name),
+                new: changes.value_of(name).map(String::from),
             });
         }
         out

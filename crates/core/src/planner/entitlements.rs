@@ -90,11 +90,11 @@ impl<'a> Planner<'a> {
         }
         let end_profile: &'a str = keep.unwrap_or(wanted);
         let profile_changed = keep.is_none() && current_profiles[..] != [wanted];
-        let wanted_sets: BTreeSet<&str> = rule.permission_sets.iter().map(String::as_str).collect();
-        let added: Vec<String> = wanted_sets
+        let wanted_sets: BTreeSet<&str> = rule.permission_sets.iter().map(|p| p.as_str()).collect();
+        let added: Vec<CompactString> = wanted_sets
             .iter()
             .filter(|p| !current_sets.contains(*p))
-            .map(|p| (*p).to_owned())
+            .map(|p| CompactString::from(*p))
             .collect();
         let assigned = link.map(|l| &l.assigned_permission_sets);
         let removed: Vec<&str> = current_sets
@@ -108,20 +108,20 @@ impl<'a> Planner<'a> {
         if !profile_changed && added.is_empty() && removed.is_empty() {
             return (None, Some(end_profile));
         }
-        let mut permission_sets: Vec<String> = current_sets
+        let mut permission_sets: Vec<CompactString> = current_sets
             .iter()
             .filter(|p| !removed.contains(p))
-            .map(|p| (*p).to_owned())
+            .map(|p| CompactString::from(*p))
             .chain(added.iter().cloned())
             .collect();
         permission_sets.sort();
         permission_sets.dedup();
         let change = EntitlementChange {
-            profile: end_profile.to_owned(),
+            profile: end_profile.into(),
             profile_changed,
             permission_sets,
             added,
-            removed: removed.into_iter().map(str::to_owned).collect(),
+            removed: removed.into_iter().map(CompactString::from).collect(),
         };
         (Some(change), Some(end_profile))
     }
@@ -143,7 +143,7 @@ impl<'a> Planner<'a> {
                 wanted_profile += 1;
             } else if rule.permission_sets.binary_search(&e.value).is_err()
                 && (self.gov.authoritative_permission_sets
-                    || link.is_some_and(|l| l.assigned_permission_sets.contains(&e.value)))
+                    || link.is_some_and(|l| l.assigned_permission_sets.contains(e.value.as_str())))
             {
                 return false;
             }

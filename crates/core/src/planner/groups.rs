@@ -37,7 +37,7 @@ impl<'a> Planner<'a> {
             source_id: g.id.clone(),
             target_id: t.id.clone(),
             from: t.display_name.clone(),
-            to: name.to_owned(),
+            to: name.into(),
         });
     }
 
@@ -124,7 +124,7 @@ impl<'a> Planner<'a> {
                 self.groups_created.push(Operation::AdoptGroup {
                     source_id: g.id.clone(),
                     target_id: t.id.clone(),
-                    name: name.to_owned(),
+                    name: name.into(),
                 });
                 self.rename(g, t, name);
                 Some(t)
@@ -148,7 +148,7 @@ impl<'a> Planner<'a> {
                 self.summary.create_group += 1;
                 self.groups_created.push(Operation::CreateGroup {
                     source_id: g.id.clone(),
-                    name: name.to_owned(),
+                    name: name.into(),
                 });
                 None
             };
@@ -213,7 +213,7 @@ impl<'a> Planner<'a> {
                 source_id: state.source.id.clone(),
                 target_id: state.target.map(|t| t.id.clone()),
                 name: state.target.map_or_else(
-                    || state.source.name.trim().to_owned(),
+                    || state.source.name.trim().into(),
                     |t| t.display_name.clone(),
                 ),
             };

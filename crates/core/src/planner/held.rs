@@ -79,7 +79,7 @@ fn added(p: &Plan) -> Vec<String> {
             Operation::AddMembers { members, .. } => members.clone(),
             _ => Vec::new(),
         })
-        .map(|m| m.user_name)
+        .map(|m| m.user_name.to_string())
         .collect()
 }
 
@@ -90,8 +90,14 @@ fn a_refused_attribute_is_not_sent_again_until_its_value_changes() {
     let mut source = directory(2);
     let (mut target, mut links) = synced(&source, &policy);
     for u in &mut source.users {
-        u.custom.insert("title".into(), "CTO".into());
-        u.email = Some(u.email.clone().unwrap_or_default().replace('@', ".new@"));
+        u.custom.insert("title", "CTO");
+        u.email = Some(
+            u.email
+                .clone()
+                .unwrap_or_default()
+                .replace('@', ".new@")
+                .into(),
+        );
     }
     let p = plan(&source, &target, &links, &policy, NOW).unwrap();
     let Operation::UpdateUser { changes, .. } = &p.operations[0] else {
@@ -124,7 +130,7 @@ fn a_refused_attribute_is_not_sent_again_until_its_value_changes() {
         Operation::UpdateUser { source_id, changes, .. } if source_id.as_str() == "DU2" && changes.title.is_some())));
 
     // Another title: a new write, sent.
-    source.users[0].custom.insert("title".into(), "CEO".into());
+    source.users[0].custom.insert("title", "CEO");
     let p = plan(&source, &target, &links, &policy, NOW).unwrap();
     assert_eq!(p.summary.held, 0);
     apply(&p, &mut target, &mut links, NOW).unwrap();

@@ -39,7 +39,7 @@ prop_compose! {
         let email = if upper { email.to_uppercase() } else { email };
         let mut u = in_groups(user(&format!("DU{id:03}"), &email), &groups);
         u.status = status;
-        u.last_name = last;
+        u.last_name = last.map(Into::into);
         u
     }
 }

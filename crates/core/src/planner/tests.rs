@@ -11,6 +11,7 @@ use crate::source::{DirectoryStatus, Phone, PhoneKind, SourceSnapshot, SsoAccess
 use crate::target::{Entitlement, PhoneNumber, TargetGroup, TargetSnapshot, TargetUser};
 use crate::testing::*;
 use crate::time::Timestamp;
+use compact_str::CompactString;
 
 const NOW: Timestamp = Timestamp(1_795_000_000_000);
 
@@ -97,7 +98,7 @@ fn members_of(target: &TargetSnapshot, name: &str) -> Vec<String> {
                 .find(|u| u.id == *m)
                 .unwrap()
                 .user_name
-                .clone()
+                .to_string()
         })
         .collect();
     names.sort();
@@ -478,7 +479,7 @@ fn validation_rejects_what_the_target_would_refuse() {
     let mut policy = salesforce_policy();
     policy.mapping.nick_name = Some(SourceAttribute::Custom("nick".into()));
     let mut long_nick = user("DU5", "l@example.com");
-    long_nick.custom.insert("nick".into(), "n".repeat(41));
+    long_nick.custom.insert("nick", "n".repeat(41));
     let mut s = source(vec![user("DU2", "no.nick@example.com"), long_nick], vec![]);
     let p = plan_of(&s, &empty_target(), &Links::default(), &policy);
     assert_eq!(
@@ -508,7 +509,7 @@ fn updates_carry_exactly_the_changed_attributes() {
         kind: PhoneKind::Mobile,
         extension: None,
     }];
-    u.custom.insert("title".into(), "Engineer".into());
+    u.custom.insert("title", "Engineer");
     let mut s = source(vec![u], vec![]);
     let (mut target, mut links) = (empty_target(), Links::default());
     converge(&s, &mut target, &mut links, &policy);
@@ -636,9 +637,13 @@ fn governance_takes_the_highest_priority_rule_whole() {
         .iter()
         .filter_map(|op| match op {
             Operation::CreateUser { attributes, .. } => Some((
-                attributes.profile.clone().unwrap(),
-                attributes.permission_sets.clone(),
-                attributes.role.clone(),
+                attributes.profile.as_deref().unwrap().to_owned(),
+                attributes
+                    .permission_sets
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>(),
+                attributes.role.as_deref().map(str::to_owned),
             )),
             _ => None,
         })
@@ -709,7 +714,7 @@ fn permission_sets_removed_only_when_the_engine_assigned_them_unless_authoritati
     assert_eq!(e.permission_sets, [SALES_CLOUD]);
     assert_eq!(
         (e.added.len(), e.removed.clone()),
-        (0, vec![SERVICE_CLOUD.to_owned()])
+        (0, vec![CompactString::from(SERVICE_CLOUD)])
     );
     // Authoritative: whatever the rule does not name goes.
     policy.governance.authoritative_permission_sets = true;
@@ -899,7 +904,7 @@ fn the_manager_is_set_once_the_managers_account_exists() {
     let mut policy = salesforce_policy();
     policy.mapping.manager = Some(SourceAttribute::Custom("manager".into()));
     let mut report = user("DU2", "bob@example.com");
-    report.custom.insert("manager".into(), "DU1".into());
+    report.custom.insert("manager", "DU1");
     let s = source(vec![user("DU1", "ada@example.com"), report], vec![]);
     let (mut target, mut links) = (empty_target(), Links::default());
     let p = plan_of(&s, &target, &links, &policy);
@@ -912,7 +917,7 @@ fn the_manager_is_set_once_the_managers_account_exists() {
     );
     apply(&p, &mut target, &mut links, NOW).unwrap();
     let p = plan_of(&s, &target, &links, &policy);
-    let ada = target_user(&target, "ada@example.com").id.to_string();
+    let ada = target_user(&target, "ada@example.com").id.0.clone();
     assert_eq!(changes_of(&p, "DU2").enterprise.manager, Some(Some(ada)));
     apply(&p, &mut target, &mut links, NOW).unwrap();
     assert!(plan_of(&s, &target, &links, &policy).is_empty());
@@ -1016,7 +1021,7 @@ fn full_name_only(id: &str, email: &str, full: Option<&str>) -> crate::source::D
     let mut u = user(id, email);
     u.first_name = None;
     u.last_name = None;
-    u.display_name = full.map(str::to_owned);
+    u.display_name = full.map(str::to_owned).map(Into::into);
     u
 }
 

@@ -125,7 +125,7 @@ fn an_incremental_plan_reads_what_it_touches_and_equals_the_full_plan() {
     // An account nobody linked holds the new user's userName: adopted, not duplicated.
     target.users.push(account("005STRANGER", "dee@example.com"));
     let mut changed = src.clone();
-    changed.users[1].last_name = Some("Builder".to_owned());
+    changed.users[1].last_name = Some("Builder".into());
     changed
         .users
         .push(in_groups(user("U4", "dee@example.com"), &["G1"]));
@@ -187,7 +187,7 @@ fn an_object_asked_by_id_and_not_found_is_gone() {
     };
     let mut found = target.clone();
     found.users.remove(0);
-    found.users[0].title = Some("Boss".to_owned());
+    found.users[0].title = Some("Boss".into());
     let gone = merge(&mut believed, &asked, found);
     assert_eq!(gone.users, vec![target.users[0].id.clone()]);
     assert_eq!(believed.users.len(), 1);
@@ -198,13 +198,13 @@ fn an_object_asked_by_id_and_not_found_is_gone() {
 fn an_accepted_update_changes_the_stored_user_but_an_email_waits_for_the_target() {
     let before = account("005A", "ada@example.com");
     let changes = UserChanges {
-        title: Some(Some("CTO".to_owned())),
-        email: Some("ada@new.example.com".to_owned()),
+        title: Some(Some("CTO".into())),
+        email: Some("ada@new.example.com".into()),
         entitlements: Some(crate::plan::EntitlementChange {
-            profile: SYSTEM_ADMINISTRATOR.to_owned(),
+            profile: SYSTEM_ADMINISTRATOR.into(),
             profile_changed: true,
-            permission_sets: vec![SALES_CLOUD.to_owned()],
-            added: vec![SALES_CLOUD.to_owned()],
+            permission_sets: vec![SALES_CLOUD.into()],
+            added: vec![SALES_CLOUD.into()],
             removed: Vec::new(),
         }),
         ..UserChanges::default()
@@ -229,7 +229,7 @@ fn an_accepted_update_changes_the_stored_user_but_an_email_waits_for_the_target(
 fn members_added_and_removed_change_the_stored_group() {
     let g = TargetGroup {
         id: TargetGroupId::from("00G1"),
-        display_name: "Sales".to_owned(),
+        display_name: "Sales".into(),
         members: vec![TargetUserId::from("005A")],
     };
     let ids = |v: &[&str]| v.iter().map(|i| TargetUserId::from(*i)).collect::<Vec<_>>();
@@ -245,11 +245,11 @@ fn drift_names_each_attribute_with_its_stored_and_found_values() {
     let stored = account("005A", "ada@example.com");
     let mut found = stored.clone();
     // The same entitlements, told differently: no drift.
-    found.entitlements[0].display = Some("Standard User".to_owned());
+    found.entitlements[0].display = Some("Standard User".into());
     found.entitlements[0].kind = None;
     assert_eq!(drift_of_user(&stored, Some(&found), &catalogue()), None);
-    found.title = Some("Boss".to_owned());
-    found.entitlements[0].value = SYSTEM_ADMINISTRATOR.to_owned();
+    found.title = Some("Boss".into());
+    found.entitlements[0].value = SYSTEM_ADMINISTRATOR.into();
     let d = drift_of_user(&stored, Some(&found), &catalogue()).unwrap();
     assert_eq!(d.target_id, "005A");
     assert_eq!(
@@ -263,12 +263,12 @@ fn drift_names_each_attribute_with_its_stored_and_found_values() {
 
     let group = TargetGroup {
         id: TargetGroupId::from("00G1"),
-        display_name: "Sales".to_owned(),
+        display_name: "Sales".into(),
         members: vec![TargetUserId::from("005A")],
     };
     let mut other = group.clone();
     other.members = vec![TargetUserId::from("005B")];
-    other.display_name = "Sales!".to_owned();
+    other.display_name = "Sales!".into();
     assert_eq!(
         drift_of_group(&group, Some(&other)).unwrap().describe(),
         "displayName: \"Sales\" → \"Sales!\"; members: \"005A\" → \"005B\""
@@ -285,7 +285,7 @@ fn drift_of_a_targeted_read_covers_the_objects_asked_by_id_and_not_the_doubtful(
     };
     let mut found = TargetSnapshot::default();
     let mut a2 = a.clone();
-    a2.title = Some("x".to_owned());
+    a2.title = Some("x".into());
     found.users.push(a2);
     let asked = Lookup {
         user_ids: vec![a.id.clone()],

@@ -170,28 +170,28 @@ pub fn build(users: usize, seed: u64) -> (SourceSnapshot, TargetSnapshot, Links)
     let mut members: Vec<Vec<TargetUserId>> = vec![Vec::new(); groups];
     let target_user = |i: usize, last: &str| TargetUser {
         id: target_id(i).into(),
-        user_name: email(i),
-        external_id: Some(source_id(i)),
-        given_name: Some(format!("First{i}")),
-        family_name: Some(last.to_owned()),
-        display_name: Some(format!("First{i} {last}")),
-        nick_name: Some(format!("user{i}")),
+        user_name: email(i).into(),
+        external_id: Some(source_id(i).into()),
+        given_name: Some(format!("First{i}").into()),
+        family_name: Some(last.into()),
+        display_name: Some(format!("First{i} {last}").into()),
+        nick_name: Some(format!("user{i}").into()),
         title: None,
         emails: vec![EmailAddress {
-            value: email(i),
-            kind: Some("work".to_owned()),
+            value: email(i).into(),
+            kind: Some("work".into()),
             primary: true,
         }],
         phone_numbers: vec![],
         active: true,
         entitlements: vec![Entitlement {
-            value: PROFILE.to_owned(),
-            kind: Some("Profile".to_owned()),
+            value: PROFILE.into(),
+            kind: Some("Profile".into()),
             display: None,
         }],
         roles: vec![],
         enterprise: Default::default(),
-        federation_id: Some(email(i)),
+        federation_id: Some(email(i).into()),
     };
     let link = |i: usize| UserLink {
         source_id: source_id(i).into(),
@@ -215,11 +215,11 @@ pub fn build(users: usize, seed: u64) -> (SourceSnapshot, TargetSnapshot, Links)
         };
         let user = DirectoryUser {
             id: source_id(i).into(),
-            username: format!("user{i}"),
-            email: Some(source_email),
-            first_name: Some(format!("First{i}")),
-            last_name: Some(format!("Last{}", i % 1000)),
-            display_name: Some(format!("First{i} Last{}", i % 1000)),
+            username: format!("user{i}").into(),
+            email: Some(source_email.into()),
+            first_name: Some(format!("First{i}").into()),
+            last_name: Some(format!("Last{}", i % 1000).into()),
+            display_name: Some(format!("First{i} Last{}", i % 1000).into()),
             status: if disabled(i) {
                 DirectoryStatus::Disabled
             } else {
@@ -233,7 +233,7 @@ pub fn build(users: usize, seed: u64) -> (SourceSnapshot, TargetSnapshot, Links)
         if r == 10 {
             // A duplicate id: the first one counts.
             let mut twin = user.clone();
-            twin.last_name = Some("Twin".to_owned());
+            twin.last_name = Some("Twin".into());
             source.users.push(twin);
         }
         source.users.push(user);
@@ -250,12 +250,12 @@ pub fn build(users: usize, seed: u64) -> (SourceSnapshot, TargetSnapshot, Links)
             // Unlinked accounts: adopted by externalId, by userName, or not at all.
             11..=14 => {}
             15..=17 => t.external_id = None,
-            18 => t.external_id = Some("someone-else".to_owned()),
+            18 => t.external_id = Some("someone-else".into()),
             19..=21 => t.active = false,
             22..=23 => {
                 t.entitlements.push(Entitlement {
-                    value: PERMISSION_SET.to_owned(),
-                    kind: Some("PermissionSet".to_owned()),
+                    value: PERMISSION_SET.into(),
+                    kind: Some("PermissionSet".into()),
                     display: None,
                 });
             }
@@ -302,9 +302,9 @@ pub fn build(users: usize, seed: u64) -> (SourceSnapshot, TargetSnapshot, Links)
         source.groups.push(DirectoryGroup {
             id: group_id(g).into(),
             name: if (0..=20).contains(&r) {
-                format!("Renamed group {g}")
+                format!("Renamed group {g}").into()
             } else {
-                name.clone()
+                name.clone().into()
             },
             description: None,
         });
@@ -316,9 +316,9 @@ pub fn build(users: usize, seed: u64) -> (SourceSnapshot, TargetSnapshot, Links)
         target.groups.push(TargetGroup {
             id: tid.clone().into(),
             display_name: if (41..=50).contains(&r) {
-                name.to_uppercase()
+                name.to_uppercase().into()
             } else {
-                name
+                name.into()
             },
             members: m,
         });
@@ -337,7 +337,7 @@ pub fn build(users: usize, seed: u64) -> (SourceSnapshot, TargetSnapshot, Links)
         let tid = "00G999999999999999".to_owned();
         target.groups.push(TargetGroup {
             id: tid.clone().into(),
-            display_name: "Old group".to_owned(),
+            display_name: "Old group".into(),
             members: (0..users.min(300))
                 .step_by(3)
                 .map(|i| target_id(i).into())

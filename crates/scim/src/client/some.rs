@@ -758,7 +758,7 @@ impl ScimClient {
         };
         for u in users.iter() {
             by_value
-                .entry(u.user_name.to_lowercase())
+                .entry(u.user_name.as_str().to_lowercase())
                 .or_insert_with(|| u.id.to_string());
         }
         let unknown = |by_value: &HashMap<String, String>| -> Vec<String> {
