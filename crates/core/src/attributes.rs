@@ -50,6 +50,12 @@ impl Attributes {
         }
     }
 
+    /// Keeps the attributes whose name `keep` accepts (and gives back the room of the others).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|(n, _)| keep(n));
+        self.0.shrink_to_fit();
+    }
+
     /// Removes `name`; returns its value.
     pub fn remove(&mut self, name: &str) -> Option<CompactString> {
         self.position(name).ok().map(|i| self.0.remove(i).1)

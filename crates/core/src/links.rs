@@ -41,8 +41,9 @@ pub struct UserLink {
     /// policy makes it authoritative).
     #[serde(default)]
     pub assigned_permission_sets: BTreeSet<String>,
+    /// Boxed: rare, and a link of every user is held through a run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_email: Option<PendingEmail>,
+    pub pending_email: Option<Box<PendingEmail>>,
 }
 
 /// The link between a source group and a target group.
@@ -298,11 +299,11 @@ impl Ledger {
             }
         }
         if let Some(address) = &changes.email {
-            link.pending_email = Some(PendingEmail {
+            link.pending_email = Some(Box::new(PendingEmail {
                 address: address.to_string(),
                 previous: previous_email,
                 requested_at: now,
-            });
+            }));
         }
         Some(link)
     }

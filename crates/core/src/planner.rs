@@ -581,14 +581,49 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let total: usize = source.users.iter().map(|u| u.groups.len()).sum();
+        // Each user's groups interned, the users split between the threads for large
+        // directories (the result is the same in any case).
+        let intern = |users: &[DirectoryUser]| {
+            let total: usize = users.iter().map(|u| u.groups.len()).sum();
+            let mut flat = Vec::with_capacity(total);
+            let mut ends = Vec::with_capacity(users.len());
+            for u in users {
+                flat.extend(u.groups.iter().map(|g| ids.get(g.as_str()).unwrap_or(NONE)));
+                ends.push(flat.len());
+            }
+            (flat, ends)
+        };
+        let threads = self.threads_for_users();
+        let parts: Vec<(Vec<u32>, Vec<usize>)> = if threads <= 1 {
+            vec![intern(&source.users)]
+        } else {
+            let chunk = source.users.len().div_ceil(threads).max(1);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = source
+                    .users
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(|| intern(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
+        let total: usize = parts.iter().map(|(f, _)| f.len()).sum();
         let mut flat = Vec::with_capacity(total);
         let mut at = Vec::with_capacity(source.users.len() + 1);
         at.push(0);
-        for u in &source.users {
-            membership::touch(u.groups.iter().map(SourceGroupId::as_str));
-            flat.extend(u.groups.iter().map(|g| ids.get(g.as_str()).unwrap_or(NONE)));
-            at.push(u32::try_from(flat.len()).unwrap_or(u32::MAX));
+        for (part, ends) in parts {
+            let offset = flat.len();
+            at.extend(
+                ends.into_iter()
+                    .map(|e| u32::try_from(offset + e).unwrap_or(u32::MAX)),
+            );
+            flat.extend(part);
         }
         self.group_ids = ids;
         self.group_known = known;

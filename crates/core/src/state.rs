@@ -12,7 +12,7 @@
 
 use crate::ids::{TargetGroupId, TargetUserId};
 use crate::links::TargetFacts;
-use crate::plan::{ObjectKind, Operation, Plan, UserChanges};
+use crate::plan::{EnterpriseChanges, ObjectKind, Operation, Plan, UserChanges};
 use crate::policy::Policy;
 use crate::ports::Lookup;
 use crate::target::{
@@ -401,12 +401,16 @@ pub fn apply_changes(u: &mut TargetUser, c: &UserChanges) {
     }
     set(&mut u.federation_id, &c.federation_id);
     let e = &c.enterprise;
-    set(&mut u.enterprise.employee_number, &e.employee_number);
-    set(&mut u.enterprise.department, &e.department);
-    set(&mut u.enterprise.division, &e.division);
-    set(&mut u.enterprise.organization, &e.organization);
-    set(&mut u.enterprise.cost_center, &e.cost_center);
-    set(&mut u.enterprise.manager, &e.manager);
+    if *e != EnterpriseChanges::default() {
+        let mut fields = (*u.enterprise).clone();
+        set(&mut fields.employee_number, &e.employee_number);
+        set(&mut fields.department, &e.department);
+        set(&mut fields.division, &e.division);
+        set(&mut fields.organization, &e.organization);
+        set(&mut fields.cost_center, &e.cost_center);
+        set(&mut fields.manager, &e.manager);
+        u.enterprise = fields.into();
+    }
     if let Some(ent) = &c.entitlements {
         u.entitlements = entitlements(Some(&ent.profile), &ent.permission_sets);
     }

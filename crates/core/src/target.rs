@@ -63,6 +63,69 @@ pub struct EnterpriseFields {
     pub manager: Option<CompactString>,
 }
 
+impl EnterpriseFields {
+    /// No field set.
+    pub const EMPTY: Self = Self {
+        employee_number: None,
+        department: None,
+        division: None,
+        organization: None,
+        cost_center: None,
+        manager: None,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::EMPTY
+    }
+}
+
+/// A target user's [`EnterpriseFields`], held on the heap only when one is set: most accounts
+/// of most organisations have none, and six empty fields inline are 144 bytes of every stored
+/// account. Reads go through `Deref` (an account without them reads as
+/// [`EnterpriseFields::EMPTY`]); a write through `DerefMut` makes room for them. Serialized as
+/// the fields themselves.
+#[derive(Debug, Clone, Default)]
+pub struct Enterprise(Option<Box<EnterpriseFields>>);
+
+impl std::ops::Deref for Enterprise {
+    type Target = EnterpriseFields;
+    fn deref(&self) -> &EnterpriseFields {
+        self.0.as_deref().unwrap_or(&EnterpriseFields::EMPTY)
+    }
+}
+
+impl std::ops::DerefMut for Enterprise {
+    fn deref_mut(&mut self) -> &mut EnterpriseFields {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<EnterpriseFields> for Enterprise {
+    fn from(fields: EnterpriseFields) -> Self {
+        Self((!fields.is_empty()).then(|| Box::new(fields)))
+    }
+}
+
+impl PartialEq for Enterprise {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Enterprise {}
+
+impl Serialize for Enterprise {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Enterprise {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        EnterpriseFields::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// A user as the target reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetUser {
@@ -91,7 +154,7 @@ pub struct TargetUser {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<RoleAssignment>,
     #[serde(default)]
-    pub enterprise: EnterpriseFields,
+    pub enterprise: Enterprise,
     /// The SSO / Federation identifier (Salesforce `FederationIdentifier`): the address the
     /// SAML assertion carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]

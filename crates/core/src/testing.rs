@@ -322,7 +322,7 @@ fn created_user(id: &TargetUserId, a: &UserAttributes) -> TargetUser {
                 display: None,
             })
             .collect(),
-        enterprise: a.enterprise.clone(),
+        enterprise: a.enterprise.clone().into(),
         federation_id: a.federation_id.clone(),
     }
 }

@@ -329,7 +329,7 @@ where
     let Some(read) = read else {
         return interrupted_before_apply(store, run_id, name, opts, "reading the source").await;
     };
-    let source = match read {
+    let mut source = match read {
         Ok(s) => s,
         Err(e) => {
             let message = format!("reading the source failed: {}", chain(&e));
@@ -349,6 +349,8 @@ where
             });
         }
     };
+    // The run holds the source to its end: only what the mapping reads.
+    conn.policy.mapping.keep_only_what_it_reads(&mut source);
     let mut links = store.load_links(name).await.map_err(store_err(name))?;
     if let Some(retry) = &opts.retry_refused {
         let only = match retry {

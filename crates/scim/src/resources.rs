@@ -107,7 +107,8 @@ pub(crate) fn user_from_json(
             organization: owned(ent, "organization"),
             cost_center: owned(ent, "costCenter"),
             manager: ent.get("manager").and_then(|m| owned(m, "value")),
-        },
+        }
+        .into(),
         federation_id: federation.and_then(|p| p.read(v)),
     })
 }

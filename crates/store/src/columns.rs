@@ -273,7 +273,7 @@ impl UserLinkRow {
         let assigned_permission_sets: BTreeSet<String> =
             serde_json::from_str(&self.assigned_permission_sets)
                 .map_err(json_err("assigned_permission_sets"))?;
-        let pending_email: Option<PendingEmail> = self
+        let pending_email: Option<Box<PendingEmail>> = self
             .pending_email
             .as_deref()
             .map(serde_json::from_str)

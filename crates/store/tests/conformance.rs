@@ -1065,11 +1065,11 @@ async fn links_round_trip(h: &Harness) {
     let alice = UserLink {
         origin: Origin::Adopted,
         assigned_permission_sets: ["0PSSALES".to_owned(), "0PSSUPPORT".to_owned()].into(),
-        pending_email: Some(PendingEmail {
+        pending_email: Some(Box::new(PendingEmail {
             address: "alice@new.example.com".into(),
             previous: Some("alice@example.com".into()),
             requested_at: T0,
-        }),
+        })),
         ..user_link("DUALICE", "005ALICE")
     };
     // Alice's refused writes, held beside her link.
@@ -1146,11 +1146,11 @@ async fn link_upsert_replaces(h: &Harness) {
     let store = &h.store;
     let first = UserLink {
         assigned_permission_sets: ["0PSSALES".to_owned()].into(),
-        pending_email: Some(PendingEmail {
+        pending_email: Some(Box::new(PendingEmail {
             address: "alice@new.example.com".into(),
             previous: None,
             requested_at: T0,
-        }),
+        })),
         ..user_link("DUALICE", "005ALICE")
     };
     store.save_user_link("salesforce", &first).await.unwrap();

@@ -277,31 +277,14 @@ impl<'a> Planner<'a> {
         // Each user's groups once each (a group named twice counts once).
         let mut last = vec![NONE; groups];
         let mut starts = vec![0u32; groups + 1];
-        let each = |last: &mut Vec<u32>, f: &mut dyn FnMut(usize, u32)| {
-            for (ui, s) in self.users.iter().enumerate() {
-                if !s.member {
-                    continue;
-                }
-                let ui = ui as u32;
-                for &gi in self.groups_at(s.src as usize) {
-                    let Some(&g) = state_of.get(gi as usize) else {
-                        continue;
-                    };
-                    if g != NONE && last[g as usize] != ui {
-                        last[g as usize] = ui;
-                        f(g as usize, ui);
-                    }
-                }
-            }
-        };
-        each(&mut last, &mut |g, _| starts[g + 1] += 1);
+        self.each_membership(state_of, &mut last, |g, _| starts[g + 1] += 1);
         for g in 0..groups {
             starts[g + 1] += starts[g];
         }
         let mut fill: Vec<u32> = starts[..groups].to_vec();
         let mut entries = vec![0u32; starts[groups] as usize];
         last.fill(NONE);
-        each(&mut last, &mut |g, ui| {
+        self.each_membership(state_of, &mut last, |g, ui| {
             let p = owners.account[ui as usize];
             entries[fill[g] as usize] = if p != NONE && !owners.shared.has(p) {
                 p
@@ -311,6 +294,26 @@ impl<'a> Planner<'a> {
             fill[g] += 1;
         });
         (starts, entries)
+    }
+
+    /// Calls `f(group state, user)` for each provisioned group of each user who should be a
+    /// member, each group once per user (`last`: scratch, the last user seen per group).
+    fn each_membership(&self, state_of: &[u32], last: &mut [u32], mut f: impl FnMut(usize, u32)) {
+        for (ui, s) in self.users.iter().enumerate() {
+            if !s.member {
+                continue;
+            }
+            let ui = ui as u32;
+            for &gi in self.groups_at(s.src as usize) {
+                let Some(&g) = state_of.get(gi as usize) else {
+                    continue;
+                };
+                if g != NONE && last[g as usize] != ui {
+                    last[g as usize] = ui;
+                    f(g as usize, ui);
+                }
+            }
+        }
     }
 }
 

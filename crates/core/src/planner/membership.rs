@@ -1,7 +1,7 @@
 //! Memberships by set difference over the users the engine owns, in batches of the size the target
 //! accepts, without the ones it refused.
 
-use super::index::Bits;
+use super::index::{Bits, SWEEP, Sweep};
 use super::*;
 
 impl<'a> Planner<'a> {
@@ -64,9 +64,10 @@ pub(super) const PARALLEL_FROM_USERS: usize = 50_000;
 /// The (removals, additions) of each group of `states` (the groups from `first` on), whose
 /// desired members are `desired(g)`: entries of [`Planner::desired_members`].
 ///
-/// Both sides are compared as account positions: the group's current members are interned in
-/// batches ([`Dense::get_all`]), the desired accounts set in a bitmap of all positions (small
-/// enough to stay in cache), so a membership costs a bit test and no string is hashed twice.
+/// Both sides are compared as account positions: the current members of a run of groups are
+/// interned together in the order of their slots ([`Dense::get_swept`]), the desired accounts set
+/// in a bitmap of all positions (small enough to stay in cache), so a membership costs a bit
+/// test and no string is hashed twice.
 pub(super) fn member_changes<'a, 'd>(
     states: &[GroupState<'a>],
     first: usize,
@@ -78,90 +79,116 @@ pub(super) fn member_changes<'a, 'd>(
     let positions = accounts.users.len();
     let mut want = Bits::new(positions);
     let mut have = Bits::new(positions);
-    let mut current: Vec<u32> = Vec::new();
+    // The current members of a run of groups, looked up together in the order of their slots.
+    let mut ids: Vec<&str> = Vec::new();
+    let mut found: Vec<u32> = Vec::new();
+    let mut sweep = Sweep::default();
+    let mut starts: Vec<usize> = Vec::new();
     // For users compared one by one (no account, or one shared with another user): the last
     // desired user of each shared account, who is the one its membership counts for.
     let mut winner: IdMap<u32, u32> = IdMap::default();
     let mut out = Vec::with_capacity(states.len());
-    for (n, state) in states.iter().enumerate() {
-        let entries = desired(first + n);
-        winner.clear();
-        for &e in entries {
-            if e & ORPHAN == 0 {
-                want.set(e);
-            } else {
-                let ui = e & !ORPHAN;
-                let p = owners.account[ui as usize];
-                if p != NONE {
-                    want.set(p);
-                    winner.insert(p, ui);
-                }
+    let members = |s: &GroupState<'_>| s.target.map_or(0, |t| t.members.len());
+    let mut run = 0;
+    while run < states.len() {
+        ids.clear();
+        found.clear();
+        starts.clear();
+        let mut end = run;
+        while end < states.len() && (end == run || ids.len() + members(&states[end]) <= SWEEP) {
+            starts.push(ids.len());
+            if let Some(t) = states[end].target {
+                ids.extend(t.members.iter().map(|m| m.as_str()));
             }
+            end += 1;
         }
-        current.clear();
-        if let Some(t) = state.target {
-            touch(t.members.iter().map(|m| m.as_str()));
-            accounts
-                .index
-                .get_all(t.members.iter().map(|m| m.as_str()), &mut current);
+        starts.push(ids.len());
+        accounts.index.get_swept(&ids, &mut found, &mut sweep);
+        for i in 0..end - run {
+            let current = &found[starts[i]..starts[i + 1]];
+            out.push(group_changes(
+                desired(first + run + i),
+                current,
+                (&mut want, &mut have, &mut winner),
+                users,
+                accounts,
+                owners,
+            ));
         }
-        let mut remove: Vec<UserRef> = Vec::new();
-        for &p in &current {
-            if p == NONE {
-                continue;
-            }
-            have.set(p);
-            if !want.has(p)
-                && let Some(r) = super::groups::owner_ref(p, users, accounts, owners)
-            {
-                remove.push(r);
-            }
-        }
-        let mut add: Vec<UserRef> = Vec::new();
-        for &e in entries {
-            let ui = if e & ORPHAN == 0 {
-                if have.has(e) {
-                    continue;
-                }
-                owners.of[e as usize]
-            } else {
-                let ui = e & !ORPHAN;
-                let p = owners.account[ui as usize];
-                if p != NONE && have.has(p) && winner.get(&p) == Some(&ui) {
-                    continue;
-                }
-                ui
-            };
-            add.push(users[ui as usize].user_ref());
-        }
-        for &e in entries {
-            let p = if e & ORPHAN == 0 {
-                e
-            } else {
-                owners.account[(e & !ORPHAN) as usize]
-            };
-            if p != NONE {
-                want.clear(p);
-            }
-        }
-        for &p in &current {
-            if p != NONE {
-                have.clear(p);
-            }
-        }
-        out.push((remove, add));
+        run = end;
     }
     out
 }
 
-/// Reads the first byte of each id: independent loads the processor overlaps, so the ids are in
-/// cache for the lookups that follow (safe code's stand-in for a prefetch).
-pub(super) fn touch<'s>(ids: impl Iterator<Item = &'s str>) {
-    let mut acc = 0u8;
-    for id in ids {
-        acc ^= id.as_bytes().first().copied().unwrap_or(0);
+/// The (removals, additions) of one group: its desired `entries` (of
+/// [`Planner::desired_members`]) against the account positions of its `current` members. The
+/// bitmaps and the table of shared accounts are scratch space, left empty.
+fn group_changes<'a>(
+    entries: &[u32],
+    current: &[u32],
+    (want, have, winner): (&mut Bits, &mut Bits, &mut IdMap<u32, u32>),
+    users: &[UserState<'a>],
+    accounts: &Accounts<'a>,
+    owners: &Owners<'a>,
+) -> (Vec<UserRef>, Vec<UserRef>) {
+    winner.clear();
+    for &e in entries {
+        if e & ORPHAN == 0 {
+            want.set(e);
+        } else {
+            let ui = e & !ORPHAN;
+            let p = owners.account[ui as usize];
+            if p != NONE {
+                want.set(p);
+                winner.insert(p, ui);
+            }
+        }
     }
-    std::hint::black_box(acc);
+    let mut remove: Vec<UserRef> = Vec::new();
+    for &p in current {
+        if p == NONE {
+            continue;
+        }
+        have.set(p);
+        if !want.has(p)
+            && let Some(r) = super::groups::owner_ref(p, users, accounts, owners)
+        {
+            remove.push(r);
+        }
+    }
+    let mut add: Vec<UserRef> = Vec::new();
+    for &e in entries {
+        let ui = if e & ORPHAN == 0 {
+            if have.has(e) {
+                continue;
+            }
+            owners.of[e as usize]
+        } else {
+            let ui = e & !ORPHAN;
+            let p = owners.account[ui as usize];
+            if p != NONE && have.has(p) && winner.get(&p) == Some(&ui) {
+                continue;
+            }
+            ui
+        };
+        add.push(users[ui as usize].user_ref());
+    }
+    for &e in entries {
+        let p = if e & ORPHAN == 0 {
+            e
+        } else {
+            owners.account[(e & !ORPHAN) as usize]
+        };
+        if p != NONE {
+            want.clear(p);
+        }
+    }
+    for &p in current {
+        if p != NONE {
+            have.clear(p);
+        }
+    }
+    (remove, add)
 }
 
 pub(super) fn orphan_ref(link: &UserLink, t: &TargetUser) -> UserRef {

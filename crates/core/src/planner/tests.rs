@@ -549,11 +549,11 @@ fn an_email_change_is_sent_once_while_it_awaits_verification() {
     let c = changes_of(&p, "DU1");
     assert_eq!(c.email.as_deref(), Some("ada@new.example.com"));
     // The target holds the change: the engine recorded it as pending.
-    links.users[0].pending_email = Some(PendingEmail {
+    links.users[0].pending_email = Some(Box::new(PendingEmail {
         address: "ada@new.example.com".into(),
         previous: Some("ada@example.com".into()),
         requested_at: NOW,
-    });
+    }));
     let mut s2 = s.clone();
     s2.users[0].email = Some("ada@new.example.com".into());
     // userName follows email, so only userName and federation id change; the email is not resent.
