@@ -384,10 +384,17 @@ pub fn is_email(text: &str) -> bool {
     if local.is_empty() || local.len() > 64 || domain.contains('@') || text.len() > 254 {
         return false;
     }
-    if text
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
-    {
+    let refused =
+        |c: char| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"');
+    // ASCII (nearly every address) byte by byte: its whitespace and control characters are the
+    // bytes up to the space, and DEL.
+    let bad = if text.is_ascii() {
+        text.bytes()
+            .any(|b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b',' | b';' | b'"'))
+    } else {
+        text.chars().any(refused)
+    };
+    if bad {
         return false;
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
@@ -850,5 +857,16 @@ mod tests {
         ] {
             assert!(!is_email(bad), "{bad}");
         }
+        // Whitespace and control characters, ASCII or not; other non-ASCII text is allowed.
+        for bad in [
+            "a\tb@c.co",
+            "a\x7f@b.co",
+            "a\u{a0}b@c.co",
+            "a\u{2028}@b.co",
+            "a\u{85}@b.co",
+        ] {
+            assert!(!is_email(bad), "{bad:?}");
+        }
+        assert!(is_email("zoë@exämple.org"));
     }
 }

@@ -581,49 +581,45 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        // Each user's groups interned, the users split between the threads for large
-        // directories (the result is the same in any case).
-        let intern = |users: &[DirectoryUser]| {
-            let total: usize = users.iter().map(|u| u.groups.len()).sum();
-            let mut flat = Vec::with_capacity(total);
-            let mut ends = Vec::with_capacity(users.len());
-            for u in users {
-                flat.extend(u.groups.iter().map(|g| ids.get(g.as_str()).unwrap_or(NONE)));
-                ends.push(flat.len());
+        // Each user's groups interned, written in place: the users split between the threads
+        // for large directories (the result is the same in any case), each thread filling its
+        // own part of the one list.
+        let mut at = Vec::with_capacity(source.users.len() + 1);
+        at.push(0u32);
+        let mut total = 0usize;
+        for u in &source.users {
+            total += u.groups.len();
+            at.push(u32::try_from(total).unwrap_or(u32::MAX));
+        }
+        let mut flat = vec![NONE; total];
+        let intern = |users: &[DirectoryUser], out: &mut [u32]| {
+            let interned = users
+                .iter()
+                .flat_map(|u| &u.groups)
+                .map(|g| ids.get(g.as_str()).unwrap_or(NONE));
+            for (slot, gi) in out.iter_mut().zip(interned) {
+                *slot = gi;
             }
-            (flat, ends)
         };
         let threads = self.threads_for_users();
-        let parts: Vec<(Vec<u32>, Vec<usize>)> = if threads <= 1 {
-            vec![intern(&source.users)]
+        if threads <= 1 {
+            intern(&source.users, &mut flat);
         } else {
             let chunk = source.users.len().div_ceil(threads).max(1);
             std::thread::scope(|scope| {
-                let handles: Vec<_> = source
-                    .users
-                    .chunks(chunk)
-                    .map(|part| scope.spawn(|| intern(part)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
-            })
-        };
-        let total: usize = parts.iter().map(|(f, _)| f.len()).sum();
-        let mut flat = Vec::with_capacity(total);
-        let mut at = Vec::with_capacity(source.users.len() + 1);
-        at.push(0);
-        for (part, ends) in parts {
-            let offset = flat.len();
-            at.extend(
-                ends.into_iter()
-                    .map(|e| u32::try_from(offset + e).unwrap_or(u32::MAX)),
-            );
-            flat.extend(part);
+                let mut rest: &mut [u32] = &mut flat;
+                let mut handles = Vec::new();
+                for part in source.users.chunks(chunk) {
+                    let len: usize = part.iter().map(|u| u.groups.len()).sum();
+                    let (mine, others) = std::mem::take(&mut rest).split_at_mut(len);
+                    rest = others;
+                    handles.push(scope.spawn(move || intern(part, mine)));
+                }
+                for h in handles {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                }
+            });
         }
         self.group_ids = ids;
         self.group_known = known;

@@ -244,6 +244,39 @@ impl<'a> SmallIndex<'a> {
 /// No position: an id not in a [`Dense`] index, a user without an account.
 pub(crate) const NONE: u32 = u32::MAX;
 
+/// The slot of `k` in a [`Dense`] table of `size` slots: its hash scaled to the size (the
+/// hash's high bits pick the slot, so any size will do).
+fn slot_in(k: &InlineId, size: usize) -> usize {
+    let mut h =
+        k.words[0] ^ k.words[1].rotate_left(21) ^ k.words[2].rotate_left(42) ^ u64::from(k.len);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    ((u128::from(h) * size as u128) >> 64) as usize
+}
+
+/// The order of a sweep over a table of `size` slots: `order` gets `slot << 32 | j` for each
+/// inline id `ids[j]`, sorted (so by slot, then by position); `long(j, id)` is called, in order,
+/// for each id too long to be inline.
+fn sweep_order(ids: &[&str], size: usize, order: &mut Vec<u64>, mut long: impl FnMut(usize, &str)) {
+    order.clear();
+    for (j, id) in ids.iter().enumerate() {
+        match InlineId::new(id) {
+            Some(k) => order.push((slot_in(&k, size) as u64) << 32 | j as u64),
+            None => long(j, id),
+        }
+    }
+    order.sort_unstable();
+}
+
+/// `(slot, j)` of an entry of [`sweep_order`].
+fn unpack(entry: u64) -> (usize, usize) {
+    (
+        (entry >> 32) as usize,
+        (entry & u64::from(u32::MAX)) as usize,
+    )
+}
+
 /// Ids interned to dense positions: each id of a list maps to the position of its first
 /// occurrence, so the planner's later work is on integers and arrays rather than strings and
 /// maps. Open addressing over slots that hold short ids inline (a lookup reads one slot,
@@ -253,7 +286,6 @@ pub(crate) const NONE: u32 = u32::MAX;
 /// a jump per id.
 pub(crate) struct Dense<'a> {
     slots: Vec<Slot>,
-    mask: usize,
     long: IdMap<&'a str, u32>,
 }
 
@@ -280,15 +312,12 @@ impl<'a> Dense<'a> {
     /// the position of its id's first occurrence.
     pub(crate) fn build(ids: impl ExactSizeIterator<Item = &'a str>) -> (Self, Vec<u32>) {
         let n = ids.len();
-        // At most two thirds full (at least one third).
-        let size = n
-            .saturating_add(n / 2)
-            .saturating_add(1)
-            .next_power_of_two()
-            .max(16);
+        // At most three quarters full, whatever the count: the table is sized to it rather
+        // than to a power of two (a slot is the hash scaled to the size), so a directory just
+        // past a power of two does not get a table twice its size.
+        let size = n.saturating_add(n / 3).saturating_add(1).max(16);
         let mut index = Self {
             slots: vec![Slot::default(); size],
-            mask: size - 1,
             long: IdMap::default(),
         };
         // Inserted a run of ids at a time in the order of their slots (a sweep, as
@@ -302,22 +331,17 @@ impl<'a> Dense<'a> {
         while ids.peek().is_some() {
             chunk.clear();
             chunk.extend(ids.by_ref().take(SWEEP));
-            order.clear();
-            for (j, id) in chunk.iter().enumerate() {
-                let position = (start + j) as u32;
-                match InlineId::new(id) {
-                    Some(k) => order.push((index.slot_of(&k) as u64) << 32 | j as u64),
-                    None => first[start + j] = *index.long.entry(id).or_insert(position),
-                }
-            }
-            order.sort_unstable();
+            let long = &mut index.long;
+            // (The chunk's own `&'a str`, which the map of long ids keeps.)
+            sweep_order(&chunk, size, &mut order, |j, _| {
+                first[start + j] = *long.entry(chunk[j]).or_insert((start + j) as u32);
+            });
             for &entry in &order {
-                let j = (entry & u64::from(u32::MAX)) as usize;
+                let (mut i, j) = unpack(entry);
                 let position = (start + j) as u32;
                 let Some(k) = InlineId::new(chunk[j]) else {
                     continue;
                 };
-                let mut i = (entry >> 32) as usize;
                 first[start + j] = loop {
                     let slot = &mut index.slots[i];
                     if slot.len == 0 {
@@ -331,7 +355,7 @@ impl<'a> Dense<'a> {
                     if slot.len == u32::from(k.len) + 1 && slot.words == k.words {
                         break slot.value;
                     }
-                    i = (i + 1) & index.mask;
+                    i = index.next(i);
                 };
             }
             start += chunk.len();
@@ -340,12 +364,12 @@ impl<'a> Dense<'a> {
     }
 
     fn slot_of(&self, k: &InlineId) -> usize {
-        let mut h =
-            k.words[0] ^ k.words[1].rotate_left(21) ^ k.words[2].rotate_left(42) ^ u64::from(k.len);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        (h as usize) & self.mask
+        slot_in(k, self.slots.len())
+    }
+
+    /// The slot after `i`, around the end.
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() { 0 } else { i + 1 }
     }
 
     fn probe(&self, mut i: usize, k: &InlineId) -> u32 {
@@ -357,7 +381,7 @@ impl<'a> Dense<'a> {
             if slot.len == u32::from(k.len) + 1 && slot.words == k.words {
                 return slot.value;
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
     }
 
@@ -370,46 +394,27 @@ impl<'a> Dense<'a> {
     }
 }
 
-/// Ids looked up together by [`Dense::get_swept`] at most (their keys and slots take 8 bytes
-/// each while they are sorted).
-pub(crate) const SWEEP: usize = 1 << 17;
-
-/// The room [`Dense::get_swept`] works in, kept between calls: each id's slot and position,
-/// sorted, and its key.
-#[derive(Debug, Default)]
-pub(crate) struct Sweep {
-    order: Vec<u64>,
-    keys: Vec<Option<InlineId>>,
-}
+/// Ids looked up (or inserted) in one sweep at most: their slots and positions take 8 bytes
+/// each while they are sorted.
+pub(crate) const SWEEP: usize = 1 << 16;
 
 impl Dense<'_> {
     /// Appends the first position of each of `ids` (or [`NONE`]) to `out`, in order, looking
     /// them up in the order of their slots: a sweep over the table rather than a jump per id.
     /// A table of a million ids spans 16,000 memory pages, and a lookup at a random one misses
-    /// the processor's page cache as well as its data cache (under a hypervisor, a walk of two
-    /// page tables); in slot order, consecutive lookups fall on the same page, mostly the same
+    /// the processor's page cache as well as its data cache; in slot order, consecutive lookups fall on the same page, mostly the same
     /// cache lines, and the prefetcher sees them coming. Worth it from a few thousand ids; the
     /// planner hands it all the members of a run of groups, up to [`SWEEP`].
-    pub(crate) fn get_swept(&self, ids: &[&str], out: &mut Vec<u32>, scratch: &mut Sweep) {
+    pub(crate) fn get_swept(&self, ids: &[&str], out: &mut Vec<u32>, order: &mut Vec<u64>) {
         let base = out.len();
         out.resize(base + ids.len(), NONE);
-        scratch.order.clear();
-        scratch.keys.clear();
-        for (j, id) in ids.iter().enumerate() {
-            let key = InlineId::new(id);
-            match &key {
-                Some(k) => scratch
-                    .order
-                    .push((self.slot_of(k) as u64) << 32 | j as u64),
-                None => out[base + j] = self.long.get(id).copied().unwrap_or(NONE),
-            }
-            scratch.keys.push(key);
-        }
-        scratch.order.sort_unstable();
-        for &entry in &scratch.order {
-            let j = (entry & u64::from(u32::MAX)) as usize;
-            if let Some(k) = &scratch.keys[j] {
-                out[base + j] = self.probe((entry >> 32) as usize, k);
+        sweep_order(ids, self.slots.len(), order, |j, id| {
+            out[base + j] = self.long.get(id).copied().unwrap_or(NONE);
+        });
+        for &entry in order.iter() {
+            let (slot, j) = unpack(entry);
+            if let Some(k) = InlineId::new(ids[j]) {
+                out[base + j] = self.probe(slot, &k);
             }
         }
     }
@@ -417,12 +422,12 @@ impl Dense<'_> {
     /// [`Dense::get_swept`] over any number of ids, [`SWEEP`] at a time.
     pub(crate) fn get_all<'s>(&self, ids: impl Iterator<Item = &'s str>, out: &mut Vec<u32>) {
         let mut chunk: Vec<&str> = Vec::new();
-        let mut scratch = Sweep::default();
+        let mut order = Vec::new();
         let mut ids = ids.peekable();
         while ids.peek().is_some() {
             chunk.clear();
             chunk.extend(ids.by_ref().take(SWEEP));
-            self.get_swept(&chunk, out, &mut scratch);
+            self.get_swept(&chunk, out, &mut order);
         }
     }
 }

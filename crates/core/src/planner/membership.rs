@@ -1,7 +1,7 @@
 //! Memberships by set difference over the users the engine owns, in batches of the size the target
 //! accepts, without the ones it refused.
 
-use super::index::{Bits, SWEEP, Sweep};
+use super::index::{Bits, SWEEP};
 use super::*;
 
 impl<'a> Planner<'a> {
@@ -82,7 +82,7 @@ pub(super) fn member_changes<'a, 'd>(
     // The current members of a run of groups, looked up together in the order of their slots.
     let mut ids: Vec<&str> = Vec::new();
     let mut found: Vec<u32> = Vec::new();
-    let mut sweep = Sweep::default();
+    let mut order: Vec<u64> = Vec::new();
     let mut starts: Vec<usize> = Vec::new();
     // For users compared one by one (no account, or one shared with another user): the last
     // desired user of each shared account, who is the one its membership counts for.
@@ -103,7 +103,7 @@ pub(super) fn member_changes<'a, 'd>(
             end += 1;
         }
         starts.push(ids.len());
-        accounts.index.get_swept(&ids, &mut found, &mut sweep);
+        accounts.index.get_swept(&ids, &mut found, &mut order);
         for i in 0..end - run {
             let current = &found[starts[i]..starts[i + 1]];
             out.push(group_changes(
