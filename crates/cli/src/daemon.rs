@@ -32,8 +32,8 @@ use futures::future::BoxFuture;
 use scimsync_core::activity::{ActivityEntry, ActivityQuery, Outcome, RunId, RunStatus, Trigger};
 use scimsync_core::ports::Store as _;
 use scimsync_engine::{
-    Concern, EngineError, FinishedRun, Job, Metrics, Progress, RunOptions, RunReport, Scheduler,
-    SchedulerError, StopReason, reconcile_once,
+    Concern, EngineError, FinishedRun, Job, Metrics, Progress, RunOptions, RunReport, RunRequest,
+    Scheduler, SchedulerError, StopReason, reconcile_once,
 };
 use scimsync_store::SqlStore;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -147,13 +147,14 @@ impl Job for ConnectionJob {
     fn run(
         &self,
         trigger: Trigger,
-        approve: bool,
+        request: RunRequest,
         cancel: CancellationToken,
         stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
         self.run_with(RunOptions {
             trigger,
-            approve_destructive: approve,
+            approve_destructive: request.approve,
+            full: request.full,
             cancel,
             stop_reason,
             ..RunOptions::default()
@@ -581,7 +582,11 @@ async fn sync(
     UrlPath(name): UrlPath<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
-    let approve = q.get("approve").is_some_and(|v| v == "true" || v == "1");
+    let yes = |key: &str| q.get(key).is_some_and(|v| v == "true" || v == "1");
+    let request = RunRequest {
+        approve: yes("approve"),
+        full: yes("full"),
+    };
     let (tx, rx) = oneshot::channel();
     let job = app.jobs.get(&name);
     if let Some(job) = job {
@@ -589,7 +594,7 @@ async fn sync(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
     }
-    let triggered = app.scheduler.trigger(&name, approve);
+    let triggered = app.scheduler.trigger(&name, request);
     if triggered.is_err()
         && let Some(job) = job
     {

@@ -1153,16 +1153,50 @@ async fn errors_name_the_url_and_the_sync_answer_names_the_run() {
             .send()
             .await
             .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        let first = (r.status().as_u16(), r.text().await.unwrap());
+        // `?full=true` asks for a whole read of the target (as `reconcile --full`), once the
+        // first run is over (409 while it goes on).
+        let mut full = (0, String::new());
+        for _ in 0..100 {
+            let r = http
+                .post(format!("{base}/connections/salesforce/sync?full=true"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            full = (r.status().as_u16(), r.text().await.unwrap());
+            if full.0 != 409 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The full run is over once another request is no longer refused as busy (that one
+        // is stopped with the daemon).
+        for _ in 0..100 {
+            let r = http
+                .post(format!("{base}/connections/salesforce/sync?approve=0"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            if r.status().as_u16() != 409 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        (first, full)
     }
     .await;
     let _ = child.kill();
     let _ = child.wait();
-    let (status, body) = answer;
+    let ((status, body), (full_status, full_body)) = answer;
     assert_eq!(status, 202, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["connection"], "salesforce", "{body}");
     let run_id = json["run_id"].as_i64().expect("a run id");
+    assert_eq!(full_status, 202, "{full_body}");
+    let json: serde_json::Value = serde_json::from_str(&full_body).unwrap();
+    let full_id = json["run_id"].as_i64().expect("a run id");
     let runs = tokio::task::spawn_blocking(move || {
         scimsync(&["runs", "--config", &config, "--format", "csv"], &dir)
     })
@@ -1173,6 +1207,12 @@ async fn errors_name_the_url_and_the_sync_answer_names_the_run() {
         runs.lines()
             .any(|l| l.starts_with(&format!("{run_id},")) && l.contains("api")),
         "the id of the run the daemon started: {runs}"
+    );
+    assert!(
+        runs.lines().any(|l| l.starts_with(&format!("{full_id},"))
+            && l.contains("api")
+            && l.contains("full (asked for)")),
+        "the run started with ?full=true read the whole target: {runs}"
     );
 }
 

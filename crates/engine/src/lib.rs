@@ -28,5 +28,5 @@ pub use run::{
     Connection, DISCOVERY_MAX_AGE_MS, EngineError, Progress, RetryRefused, RunOptions, RunReport,
     StopReason, chain, reconcile_once,
 };
-pub use scheduler::{Job, Scheduler, SchedulerError};
+pub use scheduler::{Job, RunRequest, Scheduler, SchedulerError};
 pub use trace::TraceStep;

@@ -28,6 +28,16 @@ use tracing::{error, info, warn};
 
 /// One connection's run, type-erased so connections with different sources and targets share a
 /// scheduler.
+/// What a run started by hand (or by the API) asks for beyond its connection's settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunRequest {
+    /// Apply the destructive operations the guard would hold back.
+    pub approve: bool,
+    /// Read the whole target, repair and report drift (`reconcile --full`), whatever the
+    /// connection's `full_every` says.
+    pub full: bool,
+}
+
 pub trait Job: Send + Sync {
     fn name(&self) -> &str;
     /// Runs once; `cancel` stops it (shutdown, or a lost lease: then `stop_reason` says so and
@@ -35,7 +45,7 @@ pub trait Job: Send + Sync {
     fn run(
         &self,
         trigger: Trigger,
-        approve: bool,
+        request: RunRequest,
         cancel: CancellationToken,
         stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>>;
@@ -51,7 +61,7 @@ pub trait Job: Send + Sync {
         stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
         let _ = plan;
-        self.run(trigger, false, cancel, stop_reason)
+        self.run(trigger, RunRequest::default(), cancel, stop_reason)
     }
 }
 
@@ -226,7 +236,8 @@ impl<St: Store + 'static> Scheduler<St> {
                 let me = Arc::clone(&me);
                 let conn = conn.clone();
                 Box::pin(async move {
-                    match me.run_now(&conn, Trigger::Schedule, false).await {
+                    match me.run_now(&conn, Trigger::Schedule, RunRequest::default())
+                        .await {
                         Ok(_) => {}
                         Err(SchedulerError::Busy(_)) | Err(SchedulerError::Leased { .. }) => {
                             info!(connection = %conn, "Scheduled run skipped: the connection is running elsewhere.");
@@ -255,7 +266,7 @@ impl<St: Store + 'static> Scheduler<St> {
 
     /// Starts a run in the background (for `POST /connections/{name}/sync`); refuses when the
     /// connection is running here.
-    pub fn trigger(self: &Arc<Self>, name: &str, approve: bool) -> Result<(), SchedulerError>
+    pub fn trigger(self: &Arc<Self>, name: &str, request: RunRequest) -> Result<(), SchedulerError>
     where
         St: Send + Sync,
     {
@@ -269,7 +280,7 @@ impl<St: Store + 'static> Scheduler<St> {
         let me = Arc::clone(self);
         let name = name.to_owned();
         self.tracker.spawn(async move {
-            if let Err(e) = me.run_now(&name, Trigger::Api, approve).await {
+            if let Err(e) = me.run_now(&name, Trigger::Api, request).await {
                 warn!(connection = %name, error = %e, "Triggered run not started.");
             }
         });
@@ -281,9 +292,9 @@ impl<St: Store + 'static> Scheduler<St> {
         &self,
         name: &str,
         trigger: Trigger,
-        approve: bool,
+        request: RunRequest,
     ) -> Result<Option<RunReport>, SchedulerError> {
-        self.run_job(name, trigger, approve, None).await
+        self.run_job(name, trigger, request, None).await
     }
 
     /// Runs a connection now approving its destructive operations only if the plan made has
@@ -294,14 +305,15 @@ impl<St: Store + 'static> Scheduler<St> {
         trigger: Trigger,
         plan: String,
     ) -> Result<Option<RunReport>, SchedulerError> {
-        self.run_job(name, trigger, false, Some(plan)).await
+        self.run_job(name, trigger, RunRequest::default(), Some(plan))
+            .await
     }
 
     async fn run_job(
         &self,
         name: &str,
         trigger: Trigger,
-        approve: bool,
+        request: RunRequest,
         plan: Option<String>,
     ) -> Result<Option<RunReport>, SchedulerError> {
         let entry = self
@@ -353,7 +365,7 @@ impl<St: Store + 'static> Scheduler<St> {
             None => {
                 entry
                     .job
-                    .run(trigger, approve, lease.cancel(), lease.reason())
+                    .run(trigger, request, lease.cancel(), lease.reason())
                     .await
             }
         };

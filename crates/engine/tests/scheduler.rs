@@ -23,7 +23,8 @@ use scimsync_core::{TargetGroupId, TargetUserId};
 use scimsync_engine::clock::{self, FollowingTokioTime};
 use scimsync_engine::lease::DEFAULT_LEASE_TTL;
 use scimsync_engine::{
-    Concern, EngineError, Job, Metrics, RunReport, Scheduler, SchedulerError, StopReason, now,
+    Concern, EngineError, Job, Metrics, RunReport, RunRequest, Scheduler, SchedulerError,
+    StopReason, now,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -334,7 +335,7 @@ impl Job for SlowJob {
     fn run(
         &self,
         _trigger: Trigger,
-        _approve: bool,
+        _request: RunRequest,
         cancel: CancellationToken,
         stop_reason: StopReason,
     ) -> BoxFuture<'_, Result<RunReport, EngineError>> {
@@ -390,20 +391,25 @@ async fn one_run_at_a_time_in_a_daemon_and_across_daemons() {
     let started = Instant::now();
     let first = {
         let a = Arc::clone(&a);
-        tokio::spawn(async move { a.run_now("sf", Trigger::Schedule, false).await })
+        tokio::spawn(async move {
+            a.run_now("sf", Trigger::Schedule, RunRequest::default())
+                .await
+        })
     };
     for seconds in [60, 250] {
         tokio::time::sleep_until(started + Duration::from_secs(seconds)).await;
         assert_eq!(job.runs(), 1);
         assert!(matches!(
-            a.run_now("sf", Trigger::Api, false).await,
+            a.run_now("sf", Trigger::Api, RunRequest::default()).await,
             Err(SchedulerError::Busy(_))
         ));
         assert!(matches!(
-            a.trigger("sf", false),
+            a.trigger("sf", RunRequest::default()),
             Err(SchedulerError::Busy(_))
         ));
-        let refused = b.run_now("sf", Trigger::Schedule, false).await;
+        let refused = b
+            .run_now("sf", Trigger::Schedule, RunRequest::default())
+            .await;
         assert!(
             matches!(&refused, Err(SchedulerError::Leased { holder_note, .. }) if holder_note.contains("daemon-a")),
             "another daemon does not run it while the lease is held ({seconds} s in): {refused:?}"
@@ -420,13 +426,13 @@ async fn one_run_at_a_time_in_a_daemon_and_across_daemons() {
     assert_eq!(job.runs(), 1);
     assert_eq!(store.lease_holder("sf").await.unwrap(), None, "released");
     // Released at the end of the run: the other daemon may run it now.
-    b.run_now("sf", Trigger::Schedule, false)
+    b.run_now("sf", Trigger::Schedule, RunRequest::default())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(job.runs(), 2);
     assert!(matches!(
-        a.run_now("nope", Trigger::Api, false).await,
+        a.run_now("nope", Trigger::Api, RunRequest::default()).await,
         Err(SchedulerError::UnknownConnection(_))
     ));
 }
@@ -445,20 +451,22 @@ async fn the_lease_of_a_dead_daemon_is_taken_over_when_it_expires() {
     let job = SlowJob::lasting(Duration::from_secs(1));
     let b = scheduler(&store, "daemon-b", &job);
     assert!(matches!(
-        b.run_now("sf", Trigger::Schedule, false).await,
+        b.run_now("sf", Trigger::Schedule, RunRequest::default())
+            .await,
         Err(SchedulerError::Leased { .. })
     ));
     tokio::time::sleep(DEFAULT_LEASE_TTL - Duration::from_millis(1)).await;
     assert!(
         matches!(
-            b.run_now("sf", Trigger::Schedule, false).await,
+            b.run_now("sf", Trigger::Schedule, RunRequest::default())
+                .await,
             Err(SchedulerError::Leased { .. })
         ),
         "a millisecond before it expires, the lease is still the dead daemon's"
     );
     assert_eq!(job.runs(), 0);
     tokio::time::sleep(Duration::from_millis(1)).await;
-    b.run_now("sf", Trigger::Schedule, false)
+    b.run_now("sf", Trigger::Schedule, RunRequest::default())
         .await
         .unwrap()
         .unwrap();
@@ -474,7 +482,10 @@ async fn a_run_that_loses_its_lease_is_cancelled_and_says_why() {
     let started = Instant::now();
     let run = {
         let s = Arc::clone(&s);
-        tokio::spawn(async move { s.run_now("sf", Trigger::Schedule, false).await })
+        tokio::spawn(async move {
+            s.run_now("sf", Trigger::Schedule, RunRequest::default())
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_secs(10)).await;
     // Another holder whose clock runs ahead takes the lease as if it had expired.
@@ -517,7 +528,10 @@ async fn a_run_whose_store_fails_its_renewals_stops_before_the_lease_may_expire(
     let started = Instant::now();
     let run = {
         let s = Arc::clone(&s);
-        tokio::spawn(async move { s.run_now("sf", Trigger::Schedule, false).await })
+        tokio::spawn(async move {
+            s.run_now("sf", Trigger::Schedule, RunRequest::default())
+                .await
+        })
     };
     settle().await;
     assert_eq!(job.runs(), 1, "the lease was taken and the run began");
@@ -565,7 +579,7 @@ async fn runs_left_running_by_a_dead_holder_are_marked_abandoned_by_the_next_hol
         .unwrap();
     let job = SlowJob::lasting(Duration::from_secs(1));
     let b = scheduler(&store, "daemon-b", &job);
-    b.run_now("sf", Trigger::Schedule, false)
+    b.run_now("sf", Trigger::Schedule, RunRequest::default())
         .await
         .unwrap()
         .unwrap();
@@ -588,7 +602,7 @@ async fn a_shutdown_stops_the_run_in_flight_waits_for_it_and_starts_no_other() {
     let job = SlowJob::lasting(Duration::from_secs(600));
     let s = scheduler(&store, "daemon-a", &job);
     let started = Instant::now();
-    s.trigger("sf", false).unwrap();
+    s.trigger("sf", RunRequest::default()).unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(job.runs(), 1);
     s.shutdown().await;
@@ -608,7 +622,7 @@ async fn a_shutdown_stops_the_run_in_flight_waits_for_it_and_starts_no_other() {
         "released on the way out"
     );
     assert!(
-        s.run_now("sf", Trigger::Api, false)
+        s.run_now("sf", Trigger::Api, RunRequest::default())
             .await
             .unwrap()
             .is_none(),
