@@ -1147,43 +1147,34 @@ async fn errors_name_the_url_and_the_sync_answer_names_the_run() {
             wait_healthy(&http, &base).await,
             "the daemon answers /healthz"
         );
-        let r = http
-            .post(format!("{base}/connections/salesforce/sync"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let first = (r.status().as_u16(), r.text().await.unwrap());
-        // `?full=true` asks for a whole read of the target (as `reconcile --full`), once the
-        // first run is over (409 while it goes on).
-        let mut full = (0, String::new());
-        for _ in 0..100 {
-            let r = http
-                .post(format!("{base}/connections/salesforce/sync?full=true"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap();
-            full = (r.status().as_u16(), r.text().await.unwrap());
-            if full.0 != 409 {
-                break;
+        let sync = |query: &str| {
+            let request = http
+                .post(format!("{base}/connections/salesforce/sync{query}"))
+                .bearer_auth(TOKEN);
+            async move {
+                let r = request.send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        };
+        // Asked again every 200 ms while the connection is busy (409).
+        let sync_when_free = |query: &'static str| async move {
+            let mut answer = sync(query).await;
+            for _ in 0..100 {
+                if answer.0 != 409 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                answer = sync(query).await;
+            }
+            answer
+        };
+        let first = sync("").await;
+        // `?full=true` asks for a whole read of the target (as `reconcile --full`), once the
+        // first run is over.
+        let full = sync_when_free("?full=true").await;
         // The full run is over once another request is no longer refused as busy (that one
         // is stopped with the daemon).
-        for _ in 0..100 {
-            let r = http
-                .post(format!("{base}/connections/salesforce/sync?approve=0"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap();
-            if r.status().as_u16() != 409 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        sync_when_free("").await;
         (first, full)
     }
     .await;
