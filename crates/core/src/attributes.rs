@@ -99,18 +99,6 @@ pub fn text_heap(text: &CompactString) -> usize {
     }
 }
 
-impl std::ops::Index<&str> for Attributes {
-    type Output = str;
-    /// The value of `name`; panics when there is none (like a map's index), so only for tests
-    /// and for names known to be there.
-    fn index(&self, name: &str) -> &str {
-        match self.get(name) {
-            Some(v) => v,
-            None => panic!("no custom attribute {name:?}"),
-        }
-    }
-}
-
 impl<N: Into<CompactString>, V: Into<CompactString>> FromIterator<(N, V)> for Attributes {
     /// Later pairs win over earlier ones of the same name, as in a map.
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {

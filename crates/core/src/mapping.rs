@@ -736,9 +736,9 @@ mod tests {
             rows.into_iter().enumerate()
         {
             let mut u = user();
-            u.first_name = first.map(str::to_owned).map(Into::into);
-            u.last_name = last.map(str::to_owned).map(Into::into);
-            u.display_name = full.map(str::to_owned).map(Into::into);
+            u.first_name = first.map(Into::into);
+            u.last_name = last.map(Into::into);
+            u.display_name = full.map(Into::into);
             u.username = username.into();
             let m = Mapping {
                 name_split: rule,

@@ -82,9 +82,9 @@ impl EnterpriseFields {
 /// A target user's [`EnterpriseFields`], held on the heap only when one is set: most accounts
 /// of most organisations have none, and six empty fields inline are 144 bytes of every stored
 /// account. Reads go through `Deref` (an account without them reads as
-/// [`EnterpriseFields::EMPTY`]); a write through `DerefMut` makes room for them. Serialized as
-/// the fields themselves.
-#[derive(Debug, Clone, Default)]
+/// [`EnterpriseFields::EMPTY`]); it is made from the fields (`From`), so empty ones are never
+/// boxed. Serialized as the fields themselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enterprise(Option<Box<EnterpriseFields>>);
 
 impl std::ops::Deref for Enterprise {
@@ -94,25 +94,11 @@ impl std::ops::Deref for Enterprise {
     }
 }
 
-impl std::ops::DerefMut for Enterprise {
-    fn deref_mut(&mut self) -> &mut EnterpriseFields {
-        self.0.get_or_insert_with(Box::default)
-    }
-}
-
 impl From<EnterpriseFields> for Enterprise {
     fn from(fields: EnterpriseFields) -> Self {
         Self((!fields.is_empty()).then(|| Box::new(fields)))
     }
 }
-
-impl PartialEq for Enterprise {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl Eq for Enterprise {}
 
 impl Serialize for Enterprise {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -41,6 +41,22 @@ macro_rules! insert_rows {
 /// Rows per multi-row statement (5 binds each: well under SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 500;
 
+/// Marks one object's row doubtful (binds: connection, kind, target id).
+const MARK_DOUBTFUL: &str = "UPDATE target_state SET doubtful = TRUE \
+                             WHERE connection = $1 AND kind = $2 AND target_id = $3";
+
+/// The (kind, target id) keys of these users and groups, as the rows name them.
+fn keys<'k>(
+    users: impl IntoIterator<Item = &'k TargetUserId>,
+    groups: impl IntoIterator<Item = &'k TargetGroupId>,
+) -> Vec<(&'static str, &'k str)> {
+    users
+        .into_iter()
+        .map(|u| ("user", u.as_str()))
+        .chain(groups.into_iter().map(|g| ("group", g.as_str())))
+        .collect()
+}
+
 /// One row to write: kind, target id, JSON.
 type StateRow = (&'static str, String, String);
 
@@ -159,17 +175,12 @@ impl SqlStore {
         groups: &[TargetGroupId],
         doubtful: bool,
     ) -> Result<(), StoreError> {
-        let keys: Vec<(&str, &str)> = users
-            .iter()
-            .map(|u| ("user", u.as_str()))
-            .chain(groups.iter().map(|g| ("group", g.as_str())))
-            .collect();
+        let keys = keys(users, groups);
         if keys.is_empty() {
             return Ok(());
         }
         let sql = if doubtful {
-            "UPDATE target_state SET doubtful = TRUE \
-             WHERE connection = $1 AND kind = $2 AND target_id = $3"
+            MARK_DOUBTFUL
         } else {
             "DELETE FROM target_state WHERE connection = $1 AND kind = $2 AND target_id = $3"
         };
@@ -200,12 +211,7 @@ impl SqlStore {
         state: &StoredState,
     ) -> Result<(), StoreError> {
         let rows = Self::state_rows(connection, &state.users, &state.groups)?;
-        let doubtful: Vec<(&str, &str)> = state
-            .doubtful_users
-            .iter()
-            .map(|u| ("user", u.as_str()))
-            .chain(state.doubtful_groups.iter().map(|g| ("group", g.as_str())))
-            .collect();
+        let doubtful = keys(&state.doubtful_users, &state.doubtful_groups);
         let result: Result<(), sqlx::Error> = with_pool!(&self.backend, |pool| {
             async {
                 let mut tx = pool.begin().await?;
@@ -220,15 +226,12 @@ impl SqlStore {
                         .await?;
                 }
                 for (kind, id) in &doubtful {
-                    sqlx::query(
-                        "UPDATE target_state SET doubtful = TRUE \
-                         WHERE connection = $1 AND kind = $2 AND target_id = $3",
-                    )
-                    .bind(connection)
-                    .bind(*kind)
-                    .bind(*id)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(MARK_DOUBTFUL)
+                        .bind(connection)
+                        .bind(*kind)
+                        .bind(*id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await
             }

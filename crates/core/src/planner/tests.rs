@@ -1021,7 +1021,7 @@ fn full_name_only(id: &str, email: &str, full: Option<&str>) -> crate::source::D
     let mut u = user(id, email);
     u.first_name = None;
     u.last_name = None;
-    u.display_name = full.map(str::to_owned).map(Into::into);
+    u.display_name = full.map(Into::into);
     u
 }
 

@@ -423,8 +423,18 @@ impl ScimClient {
 
     /// `GET /Users/{id}` for each id, several at a time; a 404 is an absent user.
     async fn users_by_id(&self, ids: &[String]) -> Result<Vec<TargetUser>, ScimError> {
-        let answers: Vec<Result<Option<TargetUser>, ScimError>> = stream::iter(ids.iter().cloned())
-            .map(|id| async move { self.user_by_id(&id).await })
+        self.each_by_id(ids, |id| async move { self.user_by_id(&id).await })
+            .await
+    }
+
+    /// `read` of each id, `concurrency` at a time, the objects found in the order asked.
+    async fn each_by_id<T, F, Fut>(&self, ids: &[String], read: F) -> Result<Vec<T>, ScimError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, ScimError>>,
+    {
+        let answers: Vec<Result<Option<T>, ScimError>> = stream::iter(ids.iter().cloned())
+            .map(read)
             .buffered(self.concurrency)
             .collect()
             .await;
@@ -435,17 +445,29 @@ impl ScimClient {
         Ok(out)
     }
 
+    /// `GET /{collection}/{id}`: the body, or `None` on a 404.
+    async fn get_by_id(
+        &self,
+        collection: &str,
+        id: &str,
+        what: &str,
+    ) -> Result<Option<Value>, ScimError> {
+        match self
+            .call(Method::GET, &resource_path(collection, id)?, None, what)
+            .await
+        {
+            Ok(answer) => Ok(Some(answer.body)),
+            Err(ScimError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /Users/{id}`: the user, or `None` on a 404 (or when the target answers a user
     /// whose userName is the id asked, as Canaille does: no user has that id).
     async fn user_by_id(&self, id: &str) -> Result<Option<TargetUser>, ScimError> {
         let what = format!("reading user {id}");
-        let body = match self
-            .call(Method::GET, &resource_path("Users", id)?, None, &what)
-            .await
-        {
-            Ok(answer) => answer.body,
-            Err(ScimError::Refused { status: 404, .. }) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(body) = self.get_by_id("Users", id, &what).await? else {
+            return Ok(None);
         };
         let user = self
             .read_user(&body, self.federation().as_ref())
@@ -648,28 +670,14 @@ impl ScimClient {
     /// `GET /Groups/{id}` for each id, with its members, several at a time; a 404 is an
     /// absent group.
     async fn groups_by_id(&self, ids: &[String]) -> Result<Vec<TargetGroup>, ScimError> {
-        let answers: Vec<Result<Option<TargetGroup>, ScimError>> =
-            stream::iter(ids.iter().cloned())
-                .map(|id| async move { self.group_by_id(&id).await })
-                .buffered(self.concurrency)
-                .collect()
-                .await;
-        let mut out = Vec::with_capacity(ids.len());
-        for answer in answers {
-            out.extend(answer?);
-        }
-        Ok(out)
+        self.each_by_id(ids, |id| async move { self.group_by_id(&id).await })
+            .await
     }
 
     async fn group_by_id(&self, id: &str) -> Result<Option<TargetGroup>, ScimError> {
         let what = format!("reading group {id}");
-        let body = match self
-            .call(Method::GET, &resource_path("Groups", id)?, None, &what)
-            .await
-        {
-            Ok(answer) => answer.body,
-            Err(ScimError::Refused { status: 404, .. }) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(body) = self.get_by_id("Groups", id, &what).await? else {
+            return Ok(None);
         };
         if !body.is_object() {
             return Err(ScimError::InvalidResponse {
