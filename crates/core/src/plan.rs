@@ -664,6 +664,58 @@ pub struct Summary {
     pub unchanged_users: usize,
 }
 
+impl Summary {
+    /// Adds the counts of `other` to these (the summaries of shares of one plan).
+    pub fn add(&mut self, other: &Summary) {
+        let Summary {
+            source_users,
+            source_groups,
+            users_in_scope,
+            groups_in_scope,
+            target_users,
+            managed_active_users,
+            create_user,
+            adopt_user,
+            update_user,
+            reactivate_user,
+            deactivate_user,
+            create_group,
+            adopt_group,
+            rename_group,
+            members_added,
+            members_removed,
+            rejected,
+            notes,
+            held,
+            unchanged_users,
+        } = other;
+        for (mine, theirs) in [
+            (&mut self.source_users, source_users),
+            (&mut self.source_groups, source_groups),
+            (&mut self.users_in_scope, users_in_scope),
+            (&mut self.groups_in_scope, groups_in_scope),
+            (&mut self.target_users, target_users),
+            (&mut self.managed_active_users, managed_active_users),
+            (&mut self.create_user, create_user),
+            (&mut self.adopt_user, adopt_user),
+            (&mut self.update_user, update_user),
+            (&mut self.reactivate_user, reactivate_user),
+            (&mut self.deactivate_user, deactivate_user),
+            (&mut self.create_group, create_group),
+            (&mut self.adopt_group, adopt_group),
+            (&mut self.rename_group, rename_group),
+            (&mut self.members_added, members_added),
+            (&mut self.members_removed, members_removed),
+            (&mut self.rejected, rejected),
+            (&mut self.notes, notes),
+            (&mut self.held, held),
+            (&mut self.unchanged_users, unchanged_users),
+        ] {
+            *mine += theirs;
+        }
+    }
+}
+
 /// Why the planner did what it did with one source user: the one record the single-user
 /// trace and the explanations are views of (nothing re-derives scope, matching or rules).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

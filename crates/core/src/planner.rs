@@ -56,7 +56,7 @@ use crate::source::{DirectoryGroup, DirectoryStatus, DirectoryUser, SourceSnapsh
 use crate::target::{EnterpriseFields, Profile, TargetGroup, TargetSnapshot, TargetUser};
 use crate::time::Timestamp;
 use compact_str::CompactString;
-use index::{Dense, IdMap, IdSet, InlineId, NONE, SmallIndex, map_with_capacity};
+use index::{Dense, IdMap, IdSet, InlineId, NONE, SmallIndex};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
@@ -156,6 +156,31 @@ struct UserState<'a> {
     rename: Rename<'a>,
     /// The profile the account ends with (what its memberships depend on).
     profile: Option<&'a str>,
+}
+
+/// What a source user is, independent of every other user: found for all users on threads
+/// before the matching, which goes user by user.
+#[derive(Debug)]
+struct Looked<'a> {
+    /// A later record with an id already seen (the first one counts).
+    duplicate: bool,
+    /// The mapped userName.
+    user_name: Option<&'a str>,
+    /// In scope and enabled.
+    wanted: bool,
+    /// Why the target would refuse the user (wanted users only), as (field, message).
+    invalid: Option<Box<(&'static str, String)>>,
+    /// Whether matching looks the userName up on the target: a new user's, or a linked user's
+    /// new one.
+    asks: bool,
+}
+
+/// What planning a user ends with, for the memberships: the profile of the account and whether
+/// the user should be a member of their provisioned groups.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ending<'a> {
+    profile: Option<&'a str>,
+    member: bool,
 }
 
 /// Whether a linked user's new userName can be sent.
@@ -286,16 +311,11 @@ struct Planner<'a> {
     user_groups_at: Vec<u32>,
     users: Vec<UserState<'a>>,
     groups_created: Vec<Operation>,
-    users_created: Vec<Operation>,
-    updates: Vec<Operation>,
-    late: Vec<Operation>,
     renames: Vec<Operation>,
     removals: Vec<Operation>,
     additions: Vec<Operation>,
-    deactivations: Vec<Operation>,
-    rejected: Vec<Rejection>,
-    notes: Vec<Note>,
-    summary: Summary,
+    /// The users' operations, the rejections, notes and counts.
+    out: Out,
     /// The refusals held, by (object, source id, attribute).
     held: IdMap<(ObjectKind, &'a str, &'a str), &'a HeldRefusal>,
     /// [`catalogue_fingerprint`] of the target's catalogue.
@@ -312,6 +332,78 @@ struct Planner<'a> {
     /// Source user id → userName with the configured suffix (empty without one).
     suffixed: &'a IdMap<&'a str, String>,
     decisions: Vec<Decision>,
+}
+
+/// What planning yields besides the groups' operations: the users' operations in their buckets,
+/// rejections, notes and counts. Threads planning shares of the users each fill their own, and
+/// [`Out::append`] joins them in the users' order, so the plan is the same on any number of
+/// threads.
+#[derive(Debug, Default)]
+struct Out {
+    users_created: Vec<Operation>,
+    updates: Vec<Operation>,
+    late: Vec<Operation>,
+    deactivations: Vec<Operation>,
+    rejected: Vec<Rejection>,
+    notes: Vec<Note>,
+    summary: Summary,
+}
+
+impl Out {
+    fn reject(
+        &mut self,
+        object: ObjectKind,
+        source_id: &str,
+        name: &str,
+        field: &str,
+        reason: String,
+    ) {
+        self.rejected.push(Rejection {
+            object,
+            source_id: source_id.to_owned(),
+            name: name.to_owned(),
+            field: field.to_owned(),
+            reason,
+        });
+    }
+
+    fn note(
+        &mut self,
+        kind: NoteKind,
+        object: ObjectKind,
+        source_id: &str,
+        name: &str,
+        message: String,
+    ) {
+        self.notes.push(Note {
+            kind,
+            object,
+            source_id: source_id.to_owned(),
+            name: name.to_owned(),
+            message,
+        });
+    }
+
+    /// Appends what a later share of the users yielded: its operations, rejections and notes
+    /// after these, its counts added to these.
+    fn append(&mut self, part: Out) {
+        let Out {
+            users_created,
+            updates,
+            late,
+            deactivations,
+            rejected,
+            notes,
+            summary,
+        } = part;
+        self.users_created.extend(users_created);
+        self.updates.extend(updates);
+        self.late.extend(late);
+        self.deactivations.extend(deactivations);
+        self.rejected.extend(rejected);
+        self.notes.extend(notes);
+        self.summary.add(&summary);
+    }
 }
 
 impl std::fmt::Debug for Planner<'_> {
@@ -390,16 +482,10 @@ impl<'a> Planner<'a> {
             user_groups_at: Vec::new(),
             users: Vec::with_capacity(source.users.len()),
             groups_created: Vec::new(),
-            users_created: Vec::new(),
-            updates: Vec::new(),
-            late: Vec::new(),
             renames: Vec::new(),
             removals: Vec::new(),
             additions: Vec::new(),
-            deactivations: Vec::new(),
-            rejected: Vec::new(),
-            notes: Vec::new(),
-            summary: Summary::default(),
+            out: Out::default(),
             held: links
                 .refusals
                 .iter()
@@ -463,46 +549,12 @@ impl<'a> Planner<'a> {
         mapped
     }
 
-    fn reject(
-        &mut self,
-        object: ObjectKind,
-        source_id: &str,
-        name: &str,
-        field: &str,
-        reason: String,
-    ) {
-        self.rejected.push(Rejection {
-            object,
-            source_id: source_id.to_owned(),
-            name: name.to_owned(),
-            field: field.to_owned(),
-            reason,
-        });
-    }
-
-    fn note(
-        &mut self,
-        kind: NoteKind,
-        object: ObjectKind,
-        source_id: &str,
-        name: &str,
-        message: String,
-    ) {
-        self.notes.push(Note {
-            kind,
-            object,
-            source_id: source_id.to_owned(),
-            name: name.to_owned(),
-            message,
-        });
-    }
-
     /// What is wrong with the source's records, one note per object: what the reader reported
     /// (duplicates), and memberships of groups the directory's groups do not contain.
     fn note_source_data(&mut self) {
         let source = self.source;
         for p in &source.problems {
-            self.note(
+            self.out.note(
                 NoteKind::SourceProblem,
                 p.object,
                 &p.source_id,
@@ -514,7 +566,7 @@ impl<'a> Planner<'a> {
             for (k, group) in user.groups.iter().enumerate() {
                 let gi = self.groups_at(n).get(k).copied().unwrap_or(NONE);
                 if gi == NONE || !self.group_known[gi as usize] {
-                    self.note(
+                    self.out.note(
                         NoteKind::UnknownGroup,
                         ObjectKind::User,
                         user.id.as_str(),
@@ -637,6 +689,38 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// What the source user at position `src` is, `linked` to this account (if any).
+    fn look(
+        &self,
+        user: &'a DirectoryUser,
+        src: u32,
+        duplicate: bool,
+        linked: Option<&'a TargetUser>,
+    ) -> Looked<'a> {
+        let mut looked = Looked {
+            duplicate,
+            user_name: None,
+            wanted: false,
+            invalid: None,
+            asks: false,
+        };
+        if duplicate {
+            return looked;
+        }
+        let mapped = self.evaluate(user);
+        looked.user_name = mapped.user_name;
+        looked.wanted = self.in_scope_at(src as usize) && user.status.is_enabled();
+        if !looked.wanted {
+            return looked;
+        }
+        looked.invalid = self.validate_user(&mapped, linked.is_none()).map(Box::new);
+        looked.asks = looked.invalid.is_none()
+            && mapped
+                .user_name
+                .is_some_and(|name| linked.is_none_or(|t| !same_ci(name, &t.user_name)));
+        looked
+    }
+
     /// [`Self::in_scope`] from the interned groups.
     fn in_scope_at(&self, n: usize) -> bool {
         self.scope.is_none()
@@ -672,9 +756,9 @@ impl<'a> Planner<'a> {
         let source = self.source;
         let target = self.target;
         let links = self.links;
-        self.summary.source_users = source.users.len();
-        self.summary.source_groups = source.groups.len();
-        self.summary.target_users = target.users.len();
+        self.out.summary.source_users = source.users.len();
+        self.out.summary.source_groups = source.groups.len();
+        self.out.summary.target_users = target.users.len();
         let unsent: Vec<&str> = mapped_attributes(self.policy)
             .into_iter()
             .filter(|a| self.undeclared.contains(a))
@@ -689,7 +773,7 @@ impl<'a> Planner<'a> {
                     "they are"
                 }
             );
-            self.note(
+            self.out.note(
                 NoteKind::NotDeclared,
                 ObjectKind::Connection,
                 "",
@@ -701,24 +785,11 @@ impl<'a> Planner<'a> {
         self.intern_groups();
         self.note_source_data();
 
-        // The target's accounts interned to positions, and the links to them; the userName
-        // index on a second thread for large directories (each built in the same order
-        // either way).
-        let by_name = || {
-            let mut by_user_name: IdMap<Cow<'_, str>, &TargetUser> =
-                map_with_capacity(target.users.len());
-            for u in &target.users {
-                by_user_name.entry(lower(&u.user_name)).or_insert(u);
-            }
-            by_user_name
-        };
+        // The target's accounts interned to positions with the links to them, and the source
+        // users in the order of their ids with the link of each: two independent strands, on
+        // two threads for large directories (each the same either way).
         let interned = || {
             let (index, first) = Dense::build(target.users.iter().map(|u| u.id.as_str()));
-            // Source id → position in `links.users` (the first link of each source user);
-            // `seen_link` marks links whose source user is in the directory, the others are
-            // orphans.
-            let (link_index, link_first) =
-                Dense::build(links.users.iter().map(|l| l.source_id.as_str()));
             let mut link_targets = Vec::with_capacity(links.users.len());
             index.get_all(
                 links.users.iter().map(|l| l.target_id.as_str()),
@@ -737,72 +808,125 @@ impl<'a> Planner<'a> {
                 link_of,
                 links: &links.users,
             };
-            (accounts, link_index, link_first, link_targets)
+            (accounts, link_targets)
         };
-        let (by_user_name, (accounts, link_index, link_first, link_targets)) =
-            if self.threads_for_users() > 1 {
-                std::thread::scope(|scope| {
-                    let handle = scope.spawn(by_name);
-                    let interned = interned();
-                    let by_user_name = handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                    (by_user_name, interned)
-                })
-            } else {
-                (by_name(), interned())
-            };
+        let ordered = || {
+            // Source id → position in `links.users` (the first link of each source user);
+            // `seen_link` marks links whose source user is in the directory, the others are
+            // orphans.
+            let (link_index, link_first) =
+                Dense::build(links.users.iter().map(|l| l.source_id.as_str()));
+            // Sorted by id through inline keys, so comparisons do not chase each id's string.
+            let mut order: Vec<(Option<InlineId>, u32)> = source
+                .users
+                .iter()
+                .enumerate()
+                .map(|(n, u)| (InlineId::new(u.id.as_str()), n as u32))
+                .collect();
+            let users_of = &source.users;
+            order.sort_unstable_by(|(ka, a), (kb, b)| {
+                // Equal ids (duplicates in the source) in source order: the first one counts.
+                let by_id = || {
+                    users_of[*a as usize]
+                        .id
+                        .cmp(&users_of[*b as usize].id)
+                        .then(a.cmp(b))
+                };
+                match (ka, kb) {
+                    (Some(ka), Some(kb)) => ka.cmp_bytes(kb).then_with(by_id),
+                    _ => by_id(),
+                }
+            });
+            // Each user's link, looked up in sorted order in one batch.
+            let mut user_links: Vec<u32> = Vec::with_capacity(order.len());
+            link_index.get_all(
+                order
+                    .iter()
+                    .map(|&(_, src)| source.users[src as usize].id.as_str()),
+                &mut user_links,
+            );
+            let order: Vec<(u32, u32)> = order
+                .into_iter()
+                .zip(user_links)
+                .map(|((_, src), n)| (src, n))
+                .collect();
+            (order, link_first)
+        };
+        let threads = self.threads_for_users();
+        let ((accounts, link_targets), (order, link_first)) = if threads > 1 {
+            std::thread::scope(|scope| {
+                let handle = scope.spawn(ordered);
+                let interned = interned();
+                let ordered = handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (interned, ordered)
+            })
+        } else {
+            (interned(), ordered())
+        };
         let mut by_external_id: IdMap<&str, &TargetUser> = IdMap::default();
         for (u, &p) in target.users.iter().zip(&accounts.first) {
             if accounts.link_of[p as usize] != NONE {
-                self.summary.managed_active_users += usize::from(u.active);
+                self.out.summary.managed_active_users += usize::from(u.active);
             } else if let Some(ext) = u.external_id.as_deref() {
                 by_external_id.entry(ext).or_insert(u);
             }
         }
-        let mut seen_link: Vec<bool> = vec![false; links.users.len()];
-        // Sorted by id through inline keys, so comparisons do not chase each id's string.
-        let mut order: Vec<(Option<InlineId>, u32)> = source
-            .users
-            .iter()
-            .enumerate()
-            .map(|(n, u)| (InlineId::new(u.id.as_str()), n as u32))
-            .collect();
-        let users_of = &source.users;
-        order.sort_unstable_by(|(ka, a), (kb, b)| {
-            // Equal ids (duplicates in the source) in source order: the first one counts.
-            let by_id = || {
-                users_of[*a as usize]
-                    .id
-                    .cmp(&users_of[*b as usize].id)
-                    .then(a.cmp(b))
+
+        // What each user is, independent of the others (mapping, scope, validation), on
+        // threads; then the target's accounts holding the userNames that matching asks for.
+        let looked = {
+            let this = &*self;
+            let look = |from: usize, to: usize| -> Vec<Looked<'a>> {
+                (from..to)
+                    .map(|k| {
+                        let (src, n) = order[k];
+                        let user = &source.users[src as usize];
+                        let duplicate = k > 0
+                            && source.users[order[k - 1].0 as usize].id.as_str()
+                                == user.id.as_str();
+                        let linked = (n != NONE)
+                            .then(|| target.users.get(link_targets[n as usize] as usize))
+                            .flatten();
+                        this.look(user, src, duplicate, linked)
+                    })
+                    .collect()
             };
-            match (ka, kb) {
-                (Some(ka), Some(kb)) => ka.cmp_bytes(kb).then_with(by_id),
-                _ => by_id(),
-            }
-        });
-        // Each user's link, looked up in sorted order in one batch.
-        let mut user_links: Vec<u32> = Vec::with_capacity(order.len());
-        link_index.get_all(
-            order
+            on_threads(order.len(), threads, |share| look(share.start, share.end))
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        };
+        let by_user_name: IdMap<Cow<'_, str>, &TargetUser> = {
+            let asked: IdSet<Cow<'_, str>> = looked
                 .iter()
-                .map(|&(_, src)| source.users[src as usize].id.as_str()),
-            &mut user_links,
-        );
-        drop(link_index);
-        let mut previous: Option<&str> = None;
+                .filter(|l| l.asks)
+                .filter_map(|l| l.user_name.map(lower))
+                .collect();
+            let mut found: IdMap<Cow<'_, str>, &TargetUser> = IdMap::default();
+            if !asked.is_empty() {
+                for u in &target.users {
+                    let key = lower(&u.user_name);
+                    if asked.contains(key.as_ref()) {
+                        found.entry(key).or_insert(u);
+                    }
+                }
+            }
+            found
+        };
+
+        let mut seen_link: Vec<bool> = vec![false; links.users.len()];
         let mut claimed: IdSet<&str> = IdSet::default();
         let mut wanted_names: IdMap<Cow<'_, str>, &str> = IdMap::default();
 
-        // Pass 1: scope, validation, matching.
-        for ((_, src), n) in order.into_iter().zip(user_links) {
-            let user = &source.users[src as usize];
-            if previous.replace(user.id.as_str()) == Some(user.id.as_str()) {
+        // Pass 1: scope, validation, matching, in the order of the users' ids.
+        for (&(src, n), looked) in order.iter().zip(looked) {
+            if looked.duplicate {
                 continue; // a duplicate id in the source: the first one counts
             }
-            let mapped = self.evaluate(user);
-            let wanted = self.in_scope_at(src as usize) && user.status.is_enabled();
+            let user = &source.users[src as usize];
+            let wanted = looked.wanted;
             let link = (n != NONE).then(|| {
                 seen_link[n as usize] = true;
                 &links.users[n as usize]
@@ -814,7 +938,7 @@ impl<'a> Planner<'a> {
             let mut state = UserState {
                 user,
                 src,
-                user_name: mapped.user_name,
+                user_name: looked.user_name,
                 wanted,
                 rejected: false,
                 account: Account::Nothing,
@@ -826,21 +950,28 @@ impl<'a> Planner<'a> {
                 state.account = Account::Linked(t, l);
             }
             if wanted {
-                self.summary.users_in_scope += 1;
+                self.out.summary.users_in_scope += 1;
                 let creating = linked.is_none();
-                if let Some((field, reason)) = self.validate_user(&mapped, creating) {
-                    let name = mapped.user_name.unwrap_or(&user.username);
-                    self.reject(ObjectKind::User, user.id.as_str(), name, field, reason);
+                if let Some((field, reason)) = looked.invalid.map(|b| *b) {
+                    let name = looked.user_name.unwrap_or(&user.username);
+                    self.out
+                        .reject(ObjectKind::User, user.id.as_str(), name, field, reason);
                     state.rejected = true;
                 } else if creating {
                     // Validation guarantees a userName.
-                    let name = mapped.user_name.unwrap_or_default();
+                    let name = looked.user_name.unwrap_or_default();
                     let key = lower(name);
                     if let Some(other) = wanted_names.get(&key) {
                         let reason = format!(
                             "source user {other} already has userName {name:?}; a userName is unique on the target"
                         );
-                        self.reject(ObjectKind::User, user.id.as_str(), name, "userName", reason);
+                        self.out.reject(
+                            ObjectKind::User,
+                            user.id.as_str(),
+                            name,
+                            "userName",
+                            reason,
+                        );
                         state.rejected = true;
                     } else {
                         state.account = self.match_account(
@@ -857,12 +988,12 @@ impl<'a> Planner<'a> {
                         }
                         wanted_names.insert(key, user.id.as_str());
                     }
-                } else if let (Some(name), Some((t, _))) = (mapped.user_name, linked)
-                    && !same_ci(name, &t.user_name)
+                } else if let (true, Some(name), Some((t, _))) =
+                    (looked.asks, looked.user_name, linked)
                 {
+                    let key = lower(name);
                     // A linked user renamed: the new name must be free, and no new user may
                     // take it. (Unchanged names are found through the target's userName index.)
-                    let key = lower(name);
                     if let Some(other) = wanted_names.get(&key) {
                         state.rename = Rename::Conflict(format!(
                             "source user {other} also wants userName {name:?}; the userName is not changed"
@@ -891,9 +1022,27 @@ impl<'a> Planner<'a> {
             IdMap::default()
         };
 
-        // Pass 2: operations per user.
-        for i in 0..self.users.len() {
-            self.plan_user(i, &manager_ids);
+        // Pass 2: operations per user, on threads for large directories: each plans a share
+        // of the users in order into its own output, joined in the users' order.
+        let planned: Vec<(Out, Vec<Ending<'a>>)> = {
+            let this = &*self;
+            let manager_ids = &manager_ids;
+            on_threads(this.users.len(), threads, |share| {
+                let mut out = Out::default();
+                let ends = share
+                    .map(|i| this.plan_user(i, manager_ids, &mut out))
+                    .collect::<Vec<_>>();
+                (out, ends)
+            })
+        };
+        let mut i = 0;
+        for (out, ends) in planned {
+            self.out.append(out);
+            for end in ends {
+                self.users[i].profile = end.profile;
+                self.users[i].member = end.member;
+                i += 1;
+            }
         }
 
         // Accounts linked to users who left the directory. Users the source returned but
@@ -937,7 +1086,7 @@ impl<'a> Planner<'a> {
                     .get(accounts.index.get(link.target_id.as_str()) as usize)
                     .map(|t| t.user_name.clone())
                     .unwrap_or_default();
-                self.note(
+                self.out.note(
                     NoteKind::SourceUnidentified,
                     ObjectKind::User,
                     link.source_id.as_str(),
@@ -972,7 +1121,7 @@ impl<'a> Planner<'a> {
                     owners.of[p as usize] = ORPHAN | k as u32;
                 }
                 if t.active {
-                    self.deactivations.push(Operation::DeactivateUser {
+                    self.out.deactivations.push(Operation::DeactivateUser {
                         source_id: link.source_id.clone(),
                         target_id: t.id.clone(),
                         user_name: t.user_name.clone(),
@@ -987,7 +1136,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn plan_user(&mut self, i: usize, manager_ids: &IdMap<&str, Option<&str>>) {
+    /// The operations of the user at `i` in `users`, into `out`; what the user ends with.
+    fn plan_user(
+        &self,
+        i: usize,
+        manager_ids: &IdMap<&str, Option<&str>>,
+        out: &mut Out,
+    ) -> Ending<'a> {
         let state = &self.users[i];
         let (user, src) = (state.user, state.src as usize);
         let (wanted, rejected, account) = (state.wanted, state.rejected, state.account);
@@ -1000,46 +1155,46 @@ impl<'a> Planner<'a> {
                     DirectoryStatus::PendingDeletion => DeactivationReason::PendingDeletion,
                     _ => DeactivationReason::OutOfScope,
                 };
-                self.deactivations.push(Operation::DeactivateUser {
+                out.deactivations.push(Operation::DeactivateUser {
                     source_id: user.id.clone(),
                     target_id: t.id.clone(),
                     user_name: t.user_name.clone(),
                     reason,
                 });
             }
-            return;
+            return Ending::default();
         }
         if rejected {
-            return;
+            return Ending::default();
         }
         let mapped = self.evaluate(user);
         let rule = self.rule_for_at(src, user).map(|c| c.rule);
         let manager = self.manager_of(&mapped, manager_ids);
         let member_profile: Option<&str>;
         match account {
-            Account::Nothing | Account::Blocked(..) => return,
+            Account::Nothing | Account::Blocked(..) => return Ending::default(),
             Account::Create | Account::CreateAfterRename => {
                 let mut attributes = self.attributes(user, &mapped, rule, manager);
                 for name in &self.undeclared {
                     attributes.remove(name);
                 }
                 let sid = user.id.as_str();
-                let held = self.held_creation(sid, &mut attributes);
+                let held = self.held_creation(sid, &mut attributes, out);
                 if let Some(r) = held {
                     let name = attributes.user_name.clone();
-                    self.hold(ObjectKind::User, sid, &name, r);
-                    return;
+                    out.hold(ObjectKind::User, sid, &name, r);
+                    return Ending::default();
                 }
                 member_profile = rule.map(|r| r.profile.as_str());
-                self.summary.create_user += 1;
+                out.summary.create_user += 1;
                 let op = Operation::CreateUser {
                     source_id: user.id.clone(),
                     attributes,
                 };
                 if matches!(account, Account::CreateAfterRename) {
-                    self.late.push(op);
+                    out.late.push(op);
                 } else {
-                    self.users_created.push(op);
+                    out.users_created.push(op);
                 }
             }
             Account::Adopt(t, _) | Account::Linked(t, _) => {
@@ -1048,43 +1203,44 @@ impl<'a> Planner<'a> {
                     _ => None,
                 };
                 if let Account::Adopt(_, matched_by) = account {
-                    self.summary.adopt_user += 1;
-                    self.users_created.push(Operation::AdoptUser {
+                    out.summary.adopt_user += 1;
+                    out.users_created.push(Operation::AdoptUser {
                         source_id: user.id.clone(),
                         target_id: t.id.clone(),
                         user_name: t.user_name.clone(),
                         matched_by,
                     });
                 }
-                let (mut changes, profile) = self.changes(user, &mapped, t, link, rule, manager);
+                let (mut changes, profile) =
+                    self.changes(user, &mapped, t, link, rule, manager, out);
                 member_profile = profile;
-                self.leave_out_held(user.id.as_str(), t, &mut changes);
+                self.leave_out_held(user.id.as_str(), t, &mut changes, out);
                 let late = match &self.users[i].rename {
                     Rename::Late => true,
                     Rename::Conflict(reason) => {
                         let reason = reason.clone();
                         let name = mapped.user_name.unwrap_or(&user.username);
                         changes.user_name = None;
-                        self.note(
+                        out.note(
                             NoteKind::Conflict,
                             ObjectKind::User,
                             user.id.as_str(),
                             name,
                             reason.clone(),
                         );
-                        self.reject(ObjectKind::User, user.id.as_str(), name, "userName", reason);
+                        out.reject(ObjectKind::User, user.id.as_str(), name, "userName", reason);
                         false
                     }
                     Rename::Free | Rename::Blocked(_) => false,
                 };
                 let bucket = if late {
-                    &mut self.late
+                    &mut out.late
                 } else {
-                    &mut self.updates
+                    &mut out.updates
                 };
                 if !t.active {
                     changes.active = Some(true);
-                    self.summary.reactivate_user += 1;
+                    out.summary.reactivate_user += 1;
                     bucket.push(Operation::ReactivateUser {
                         source_id: user.id.clone(),
                         target_id: t.id.clone(),
@@ -1092,9 +1248,9 @@ impl<'a> Planner<'a> {
                         changes,
                     });
                 } else if changes.is_empty() {
-                    self.summary.unchanged_users += 1;
+                    out.summary.unchanged_users += 1;
                 } else {
-                    self.summary.update_user += 1;
+                    out.summary.update_user += 1;
                     bucket.push(Operation::UpdateUser {
                         source_id: user.id.clone(),
                         target_id: t.id.clone(),
@@ -1104,11 +1260,9 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        self.users[i].profile = member_profile;
         let allows = member_profile.is_none_or(|p| !self.no_groups.contains(p));
-        if allows {
-            self.users[i].member = true;
-        } else if !self.policy.exclude_groups
+        if !allows
+            && !self.policy.exclude_groups
             && user
                 .groups
                 .iter()
@@ -1121,7 +1275,7 @@ impl<'a> Planner<'a> {
                     .map(|p| self.profile_label(p))
                     .unwrap_or_default()
             );
-            self.note(
+            out.note(
                 NoteKind::ProfileForbidsGroups,
                 ObjectKind::User,
                 user.id.as_str(),
@@ -1129,44 +1283,76 @@ impl<'a> Planner<'a> {
                 message,
             );
         }
+        Ending {
+            profile: member_profile,
+            member: allows,
+        }
     }
 
     fn finish(mut self) -> Plan {
-        self.summary.deactivate_user = self.deactivations.len();
+        self.out.summary.deactivate_user = self.out.deactivations.len();
         let mut operations = Vec::with_capacity(
             self.groups_created.len()
-                + self.users_created.len()
-                + self.updates.len()
-                + self.late.len()
+                + self.out.users_created.len()
+                + self.out.updates.len()
+                + self.out.late.len()
                 + self.renames.len()
                 + self.removals.len()
                 + self.additions.len()
-                + self.deactivations.len(),
+                + self.out.deactivations.len(),
         );
-        self.deactivations
+        self.out
+            .deactivations
             .sort_by(|a, b| deactivation_key(a).cmp(deactivation_key(b)));
         for bucket in [
             self.groups_created,
-            self.users_created,
-            self.updates,
-            self.late,
+            self.out.users_created,
+            self.out.updates,
+            self.out.late,
             self.renames,
             self.removals,
             self.additions,
-            self.deactivations,
+            self.out.deactivations,
         ] {
             operations.extend(bucket);
         }
-        self.summary.rejected = self.rejected.len();
-        self.summary.notes = self.notes.len();
+        self.out.summary.rejected = self.out.rejected.len();
+        self.out.summary.notes = self.out.notes.len();
         Plan {
             operations,
-            rejected: self.rejected,
-            notes: self.notes,
-            summary: self.summary,
+            rejected: self.out.rejected,
+            notes: self.out.notes,
+            summary: self.out.summary,
             decisions: self.decisions,
         }
     }
+}
+
+/// `f` of each of `threads` consecutive shares of `0..len`, in order: on as many scoped threads
+/// (one share, on this thread, when `threads` is 1).
+fn on_threads<T: Send>(
+    len: usize,
+    threads: usize,
+    f: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let share = len.div_ceil(threads.max(1)).max(1);
+    if threads <= 1 || len <= share {
+        return vec![f(0..len)];
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..len)
+            .step_by(share)
+            .map(|from| scope.spawn(move || f(from..(from + share).min(len))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// userNames with the configured suffix, by source id (none without a suffix).

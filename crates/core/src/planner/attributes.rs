@@ -58,14 +58,16 @@ impl<'a> Planner<'a> {
     }
 
     /// The changes an existing account needs, and the profile it ends with.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn changes(
-        &mut self,
+        &self,
         user: &DirectoryUser,
         m: &MappedUser<'_>,
         t: &'a TargetUser,
         link: Option<&UserLink>,
         rule: Option<&'a ResolvedRule>,
         manager: Result<Option<&str>, ()>,
+        out: &mut Out,
     ) -> (UserChanges, Option<&'a str>) {
         let mapping = &self.policy.mapping;
         let mut c = UserChanges::default();
@@ -103,7 +105,7 @@ impl<'a> Planner<'a> {
                     p.requested_at,
                     (self.now.millis() - p.requested_at.millis()).max(0) / 86_400_000
                 );
-                self.note(
+                out.note(
                     NoteKind::EmailPendingVerification,
                     ObjectKind::User,
                     sid,
@@ -150,7 +152,7 @@ impl<'a> Planner<'a> {
             .find(|e| self.is_profile(e))
             .map(|e| e.value.as_str());
         if let Some(rule) = rule {
-            let (change, end_profile) = self.entitlements(user, m, t, link, rule);
+            let (change, end_profile) = self.entitlements(user, m, t, link, rule, out);
             c.entitlements = change;
             profile = end_profile;
             if let Some(role) = rule.role.as_deref()

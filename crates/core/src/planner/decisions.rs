@@ -12,10 +12,11 @@ impl<'a> Planner<'a> {
         let mut operations: HashMap<&str, &Operation> = HashMap::new();
         let mut changed: IdSet<&str> = IdSet::default();
         for op in self
+            .out
             .users_created
             .iter()
-            .chain(&self.updates)
-            .chain(&self.late)
+            .chain(&self.out.updates)
+            .chain(&self.out.late)
         {
             if let Operation::CreateUser { source_id, .. }
             | Operation::UpdateUser { source_id, .. }
@@ -25,7 +26,7 @@ impl<'a> Planner<'a> {
                 changed.insert(source_id.as_str());
             }
         }
-        for op in self.deactivations.iter().chain(&self.users_created) {
+        for op in self.out.deactivations.iter().chain(&self.out.users_created) {
             if let Operation::DeactivateUser { source_id, .. }
             | Operation::AdoptUser { source_id, .. } = op
             {

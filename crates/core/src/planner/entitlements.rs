@@ -20,12 +20,13 @@ impl<'a> Planner<'a> {
     }
 
     pub(super) fn entitlements(
-        &mut self,
+        &self,
         user: &DirectoryUser,
         m: &MappedUser<'_>,
         t: &'a TargetUser,
         link: Option<&UserLink>,
         rule: &'a ResolvedRule,
+        out: &mut Out,
     ) -> (Option<EntitlementChange>, Option<&'a str>) {
         let wanted = rule.profile.as_str();
         if self.entitlements_in_step(t, link, rule) {
@@ -66,14 +67,14 @@ impl<'a> Planner<'a> {
                     self.profile_label(current),
                     self.profile_label(wanted)
                 );
-                self.note(
+                out.note(
                     NoteKind::RefusedEarlier,
                     ObjectKind::User,
                     sid,
                     name,
                     message,
                 );
-                self.summary.held += 1;
+                out.summary.held += 1;
                 keep = Some(current);
             } else if let (Some(have), Some(want)) = licences
                 && have != want
@@ -84,7 +85,7 @@ impl<'a> Planner<'a> {
                     self.profile_label(wanted),
                     self.profile_label(current)
                 );
-                self.reject(ObjectKind::User, sid, name, "profile", reason);
+                out.reject(ObjectKind::User, sid, name, "profile", reason);
                 keep = Some(current);
             }
         }

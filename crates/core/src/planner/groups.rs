@@ -7,7 +7,7 @@ use crate::refusals::{group_create_fingerprint, rename_fingerprint};
 impl<'a> Planner<'a> {
     /// Rejects the source group `g` for its name (`displayName`).
     fn reject_name(&mut self, g: &DirectoryGroup, name: &str, reason: String) {
-        self.reject(
+        self.out.reject(
             ObjectKind::Group,
             g.id.as_str(),
             name,
@@ -29,10 +29,10 @@ impl<'a> Planner<'a> {
             "displayName",
             &rename_fingerprint(name),
         ) {
-            self.hold(ObjectKind::Group, sid, name, r);
+            self.out.hold(ObjectKind::Group, sid, name, r);
             return;
         }
-        self.summary.rename_group += 1;
+        self.out.summary.rename_group += 1;
         self.renames.push(Operation::RenameGroup {
             source_id: g.id.clone(),
             target_id: t.id.clone(),
@@ -97,7 +97,7 @@ impl<'a> Planner<'a> {
                 self.reject_name(g, name, reason);
                 continue;
             }
-            self.summary.groups_in_scope += 1;
+            self.out.summary.groups_in_scope += 1;
             let target_group = if let Some(t) = linked {
                 self.rename(g, t, name);
                 Some(t)
@@ -120,7 +120,7 @@ impl<'a> Planner<'a> {
                     self.reject_name(g, name, reason);
                     continue;
                 }
-                self.summary.adopt_group += 1;
+                self.out.summary.adopt_group += 1;
                 self.groups_created.push(Operation::AdoptGroup {
                     source_id: g.id.clone(),
                     target_id: t.id.clone(),
@@ -142,10 +142,10 @@ impl<'a> Planner<'a> {
                     "create",
                     &group_create_fingerprint(name),
                 ) {
-                    self.hold(ObjectKind::Group, g.id.as_str(), name, r);
+                    self.out.hold(ObjectKind::Group, g.id.as_str(), name, r);
                     continue;
                 }
-                self.summary.create_group += 1;
+                self.out.summary.create_group += 1;
                 self.groups_created.push(Operation::CreateGroup {
                     source_id: g.id.clone(),
                     name: name.into(),
@@ -166,39 +166,21 @@ impl<'a> Planner<'a> {
                 state_of[gi as usize] = i as u32;
             }
         }
-        let (starts, entries) = self.desired_members(&state_of, states.len(), owners);
+        let desired = self.desired_members(&state_of, states.len(), owners);
         // The interned memberships are not read again (explanations read the source's).
         self.user_groups = Vec::new();
         self.user_groups_at = Vec::new();
         // Groups are independent: large directories spread them over a few threads. The
         // result is the same, in the same order, whatever the number of threads.
-        let threads = self.threads_for_users();
         let users = &self.users;
-        let chunk = states.len().div_ceil(threads).max(1);
-        let desired = |g: usize| &entries[starts[g] as usize..starts[g + 1] as usize];
-        let changes: Vec<(Vec<UserRef>, Vec<UserRef>)> = if threads <= 1 {
-            member_changes(&states, 0, &desired, users, accounts, owners)
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = states
-                    .chunks(chunk)
-                    .enumerate()
-                    .map(|(n, part)| {
-                        let desired = &desired;
-                        scope.spawn(move || {
-                            member_changes(part, n * chunk, desired, users, accounts, owners)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| {
-                        h.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
+        let changes: Vec<(Vec<UserRef>, Vec<UserRef>)> =
+            on_threads(states.len(), self.threads_for_users(), |part| {
+                let first = part.start;
+                member_changes(&states[part], first, &desired, users, accounts, owners)
             })
-        };
+            .into_iter()
+            .flatten()
+            .collect();
         let batch = self.batch;
         if !self.held.is_empty() {
             self.user_index = self
@@ -226,23 +208,23 @@ impl<'a> Planner<'a> {
                 .get(id)
                 .is_some_and(|gi| state_of[gi as usize] != NONE)
         };
-        let mut stale: Vec<(&SourceGroupId, &TargetGroup)> = links
-            .groups
-            .iter()
-            .filter(|l| !provisioned(l.source_id.as_str()))
-            .filter(|l| {
-                !self
-                    .rejected
-                    .iter()
-                    .any(|r| r.object == ObjectKind::Group && r.source_id == l.source_id.as_str())
-            })
-            .filter_map(|l| {
-                target_groups
-                    .get(l.target_id.as_str())
-                    .map(|t| (&l.source_id, *t))
-            })
-            .filter(|(_, t)| !handled_targets.contains(t.id.as_str()))
-            .collect();
+        let mut stale: Vec<(&SourceGroupId, &TargetGroup)> =
+            links
+                .groups
+                .iter()
+                .filter(|l| !provisioned(l.source_id.as_str()))
+                .filter(|l| {
+                    !self.out.rejected.iter().any(|r| {
+                        r.object == ObjectKind::Group && r.source_id == l.source_id.as_str()
+                    })
+                })
+                .filter_map(|l| {
+                    target_groups
+                        .get(l.target_id.as_str())
+                        .map(|t| (&l.source_id, *t))
+                })
+                .filter(|(_, t)| !handled_targets.contains(t.id.as_str()))
+                .collect();
         stale.sort_by(|a, b| a.0.cmp(b.0));
         stale.dedup_by(|a, b| a.1.id == b.1.id);
         let mut positions = Vec::new();
@@ -264,12 +246,22 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The desired members of the groups of `states` (by interned group, `state_of`), as
-    /// `(starts, entries)`: group `g`'s are `entries[starts[g]..starts[g + 1]]`, in user order.
-    /// An entry is the position of the member's account, or `ORPHAN | user index` for a user
-    /// without an account or with an account another user has too.
-    fn desired_members(
+    /// The desired members of the groups of `states` (by interned group, `state_of`): for
+    /// large directories, one counting sort per share of the users, on threads.
+    fn desired_members(&self, state_of: &[u32], groups: usize, owners: &Owners<'_>) -> Desired {
+        Desired {
+            parts: on_threads(self.users.len(), self.threads_for_users(), |share| {
+                self.desired_of(share, state_of, groups, owners)
+            }),
+        }
+    }
+
+    /// The desired members of the users in `share`, as `(starts, entries)`: group `g`'s are
+    /// `entries[starts[g]..starts[g + 1]]`, in user order (a counting sort of the users'
+    /// memberships by group).
+    fn desired_of(
         &self,
+        share: std::ops::Range<usize>,
         state_of: &[u32],
         groups: usize,
         owners: &Owners<'_>,
@@ -277,14 +269,16 @@ impl<'a> Planner<'a> {
         // Each user's groups once each (a group named twice counts once).
         let mut last = vec![NONE; groups];
         let mut starts = vec![0u32; groups + 1];
-        self.each_membership(state_of, &mut last, |g, _| starts[g + 1] += 1);
+        self.each_membership(share.clone(), state_of, &mut last, |g, _| {
+            starts[g + 1] += 1;
+        });
         for g in 0..groups {
             starts[g + 1] += starts[g];
         }
         let mut fill: Vec<u32> = starts[..groups].to_vec();
         let mut entries = vec![0u32; starts[groups] as usize];
         last.fill(NONE);
-        self.each_membership(state_of, &mut last, |g, ui| {
+        self.each_membership(share, state_of, &mut last, |g, ui| {
             let p = owners.account[ui as usize];
             entries[fill[g] as usize] = if p != NONE && !owners.shared.has(p) {
                 p
@@ -296,10 +290,18 @@ impl<'a> Planner<'a> {
         (starts, entries)
     }
 
-    /// Calls `f(group state, user)` for each provisioned group of each user who should be a
-    /// member, each group once per user (`last`: scratch, the last user seen per group).
-    fn each_membership(&self, state_of: &[u32], last: &mut [u32], mut f: impl FnMut(usize, u32)) {
-        for (ui, s) in self.users.iter().enumerate() {
+    /// Calls `f(group state, user)` for each provisioned group of each user in `share` who
+    /// should be a member, each group once per user (`last`: scratch, the last user seen per
+    /// group).
+    fn each_membership(
+        &self,
+        share: std::ops::Range<usize>,
+        state_of: &[u32],
+        last: &mut [u32],
+        mut f: impl FnMut(usize, u32),
+    ) {
+        for ui in share {
+            let s = &self.users[ui];
             if !s.member {
                 continue;
             }
@@ -314,6 +316,29 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+    }
+}
+
+/// Each provisioned group's desired members: an entry is the position of the member's account,
+/// or `ORPHAN | user index` for a user without an account or with an account another user has
+/// too. Kept as the shares of the users sorted them ([`Planner::desired_members`]): a group's
+/// entries are its entries of each share in turn, so in user order.
+#[derive(Debug)]
+pub(super) struct Desired {
+    parts: Vec<(Vec<u32>, Vec<u32>)>,
+}
+
+impl Desired {
+    /// The entries of group `g` (a group state's index), in user order.
+    pub(super) fn of(&self, g: usize) -> impl Iterator<Item = u32> + Clone + '_ {
+        self.parts.iter().flat_map(move |(starts, entries)| {
+            let range = starts.get(g).zip(starts.get(g + 1));
+            range
+                .and_then(|(&a, &b)| entries.get(a as usize..b as usize))
+                .unwrap_or(&[])
+                .iter()
+                .copied()
+        })
     }
 }
 

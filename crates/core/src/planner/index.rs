@@ -14,11 +14,6 @@ pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// A set of ids.
 pub(crate) type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
-/// An empty map with room for `n` entries.
-pub(crate) fn map_with_capacity<K, V>(n: usize) -> IdMap<K, V> {
-    IdMap::with_capacity_and_hasher(n, BuildHasherDefault::default())
-}
-
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 /// FxHash: for each word, rotate, xor, multiply.
@@ -92,6 +87,12 @@ pub(crate) struct InlineId {
 }
 
 impl InlineId {
+    /// A placeholder for an id too long to be inline (a length no inline id has).
+    const LONG: Self = Self {
+        words: [0; 3],
+        len: u8::MAX,
+    };
+
     /// The id inline, `None` when it is too long.
     pub(crate) fn new(id: &str) -> Option<Self> {
         let b = id.as_bytes();
@@ -255,26 +256,45 @@ fn slot_in(k: &InlineId, size: usize) -> usize {
     ((u128::from(h) * size as u128) >> 64) as usize
 }
 
-/// The order of a sweep over a table of `size` slots: `order` gets `slot << 32 | j` for each
-/// inline id `ids[j]`, sorted (so by slot, then by position); `long(j, id)` is called, in order,
-/// for each id too long to be inline.
-fn sweep_order(ids: &[&str], size: usize, order: &mut Vec<u64>, mut long: impl FnMut(usize, &str)) {
-    order.clear();
-    for (j, id) in ids.iter().enumerate() {
-        match InlineId::new(id) {
-            Some(k) => order.push((slot_in(&k, size) as u64) << 32 | j as u64),
-            None => long(j, id),
-        }
-    }
-    order.sort_unstable();
+/// The scratch space of a sweep over a table: the ids' inline forms, each read from its string
+/// once and in the ids' order (a million ids' strings lie all over the heap; reading them again
+/// in the order of their slots would jump to each), and that order.
+#[derive(Default)]
+pub(crate) struct Sweep {
+    /// `slot << 32 | j` for each inline id `ids[j]`, sorted: by slot, then by position.
+    order: Vec<u64>,
+    /// The inline form of `ids[j]` (unused for the ids too long to be inline).
+    keys: Vec<InlineId>,
 }
 
-/// `(slot, j)` of an entry of [`sweep_order`].
-fn unpack(entry: u64) -> (usize, usize) {
-    (
-        (entry >> 32) as usize,
-        (entry & u64::from(u32::MAX)) as usize,
-    )
+impl Sweep {
+    /// Prepares the sweep of `ids` over a table of `size` slots; `long(j, id)` is called, in
+    /// order, for each id too long to be inline.
+    fn prepare(&mut self, ids: &[&str], size: usize, mut long: impl FnMut(usize, &str)) {
+        self.order.clear();
+        self.keys.clear();
+        for (j, id) in ids.iter().enumerate() {
+            match InlineId::new(id) {
+                Some(k) => {
+                    self.order.push((slot_in(&k, size) as u64) << 32 | j as u64);
+                    self.keys.push(k);
+                }
+                None => {
+                    long(j, id);
+                    self.keys.push(InlineId::LONG);
+                }
+            }
+        }
+        self.order.sort_unstable();
+    }
+
+    /// `(slot, j, key)` for each inline id, in the order of their slots.
+    fn swept(&self) -> impl Iterator<Item = (usize, usize, &InlineId)> {
+        self.order.iter().map(|&entry| {
+            let j = (entry & u64::from(u32::MAX)) as usize;
+            ((entry >> 32) as usize, j, &self.keys[j])
+        })
+    }
 }
 
 /// Ids interned to dense positions: each id of a list maps to the position of its first
@@ -307,6 +327,21 @@ struct Slot {
     value: u32,
 }
 
+impl Slot {
+    fn of(k: &InlineId, value: u32) -> Self {
+        Self {
+            words: k.words,
+            len: u32::from(k.len) + 1,
+            value,
+        }
+    }
+
+    /// Whether the slot holds `k`.
+    fn holds(&self, k: &InlineId) -> bool {
+        self.len == u32::from(k.len) + 1 && self.words == k.words
+    }
+}
+
 impl<'a> Dense<'a> {
     /// The index of `ids` (position → first position of the same id), and for each position
     /// the position of its id's first occurrence.
@@ -325,7 +360,7 @@ impl<'a> Dense<'a> {
         // first occurrence of an id is the one kept.
         let mut first = vec![NONE; n];
         let mut chunk: Vec<&'a str> = Vec::with_capacity(n.min(SWEEP));
-        let mut order: Vec<u64> = Vec::with_capacity(n.min(SWEEP));
+        let mut sweep = Sweep::default();
         let mut ids = ids.peekable();
         let mut start = 0usize;
         while ids.peek().is_some() {
@@ -333,26 +368,18 @@ impl<'a> Dense<'a> {
             chunk.extend(ids.by_ref().take(SWEEP));
             let long = &mut index.long;
             // (The chunk's own `&'a str`, which the map of long ids keeps.)
-            sweep_order(&chunk, size, &mut order, |j, _| {
+            sweep.prepare(&chunk, size, |j, _| {
                 first[start + j] = *long.entry(chunk[j]).or_insert((start + j) as u32);
             });
-            for &entry in &order {
-                let (mut i, j) = unpack(entry);
+            for (mut i, j, k) in sweep.swept() {
                 let position = (start + j) as u32;
-                let Some(k) = InlineId::new(chunk[j]) else {
-                    continue;
-                };
                 first[start + j] = loop {
                     let slot = &mut index.slots[i];
                     if slot.len == 0 {
-                        *slot = Slot {
-                            words: k.words,
-                            len: u32::from(k.len) + 1,
-                            value: position,
-                        };
+                        *slot = Slot::of(k, position);
                         break position;
                     }
-                    if slot.len == u32::from(k.len) + 1 && slot.words == k.words {
+                    if slot.holds(k) {
                         break slot.value;
                     }
                     i = index.next(i);
@@ -378,7 +405,7 @@ impl<'a> Dense<'a> {
             if slot.len == 0 {
                 return NONE;
             }
-            if slot.len == u32::from(k.len) + 1 && slot.words == k.words {
+            if slot.holds(k) {
                 return slot.value;
             }
             i = self.next(i);
@@ -405,29 +432,26 @@ impl Dense<'_> {
     /// the processor's page cache as well as its data cache; in slot order, consecutive lookups fall on the same page, mostly the same
     /// cache lines, and the prefetcher sees them coming. Worth it from a few thousand ids; the
     /// planner hands it all the members of a run of groups, up to [`SWEEP`].
-    pub(crate) fn get_swept(&self, ids: &[&str], out: &mut Vec<u32>, order: &mut Vec<u64>) {
+    pub(crate) fn get_swept(&self, ids: &[&str], out: &mut Vec<u32>, sweep: &mut Sweep) {
         let base = out.len();
         out.resize(base + ids.len(), NONE);
-        sweep_order(ids, self.slots.len(), order, |j, id| {
+        sweep.prepare(ids, self.slots.len(), |j, id| {
             out[base + j] = self.long.get(id).copied().unwrap_or(NONE);
         });
-        for &entry in order.iter() {
-            let (slot, j) = unpack(entry);
-            if let Some(k) = InlineId::new(ids[j]) {
-                out[base + j] = self.probe(slot, &k);
-            }
+        for (slot, j, k) in sweep.swept() {
+            out[base + j] = self.probe(slot, k);
         }
     }
 
     /// [`Dense::get_swept`] over any number of ids, [`SWEEP`] at a time.
     pub(crate) fn get_all<'s>(&self, ids: impl Iterator<Item = &'s str>, out: &mut Vec<u32>) {
         let mut chunk: Vec<&str> = Vec::new();
-        let mut order = Vec::new();
+        let mut sweep = Sweep::default();
         let mut ids = ids.peekable();
         while ids.peek().is_some() {
             chunk.clear();
             chunk.extend(ids.by_ref().take(SWEEP));
-            self.get_swept(&chunk, out, &mut order);
+            self.get_swept(&chunk, out, &mut sweep);
         }
     }
 }
@@ -511,7 +535,7 @@ mod tests {
 
     #[test]
     fn distinguishes_ids_that_differ_in_the_last_bytes() {
-        let mut m: IdMap<&str, usize> = map_with_capacity(4);
+        let mut m: IdMap<&str, usize> = IdMap::default();
         for (i, id) in [
             "DU000000000000000001",
             "DU000000000000000002",

@@ -64,14 +64,15 @@ impl<'a> Planner<'a> {
                 "userName {name:?} is taken by target account {} which belongs to source user {}; a userName is unique on the target",
                 t.id, owner.source_id
             );
-            self.note(
+            self.out.note(
                 NoteKind::Conflict,
                 ObjectKind::User,
                 sid,
                 name,
                 reason.clone(),
             );
-            self.reject(ObjectKind::User, sid, name, "userName", reason);
+            self.out
+                .reject(ObjectKind::User, sid, name, "userName", reason);
             self.users[i].account = Account::Nothing;
             self.users[i].rejected = true;
         }
@@ -106,14 +107,15 @@ impl<'a> Planner<'a> {
                  Clear or correct its externalId on the target to let scimsync manage it",
                 t.id
             );
-            self.note(
+            self.out.note(
                 NoteKind::Conflict,
                 ObjectKind::User,
                 sid,
                 name,
                 reason.clone(),
             );
-            self.reject(ObjectKind::User, sid, name, "userName", reason);
+            self.out
+                .reject(ObjectKind::User, sid, name, "userName", reason);
             return Account::Nothing;
         }
         if !claimed.insert(t.id.as_str()) {
@@ -121,7 +123,8 @@ impl<'a> Planner<'a> {
                 "target account {} with userName {name:?} is already matched to another source user",
                 t.id
             );
-            self.reject(ObjectKind::User, sid, name, "userName", reason);
+            self.out
+                .reject(ObjectKind::User, sid, name, "userName", reason);
             return Account::Nothing;
         }
         Account::Adopt(t, MatchedBy::UserName)

@@ -1,7 +1,8 @@
 //! Memberships by set difference over the users the engine owns, in batches of the size the target
 //! accepts, without the ones it refused.
 
-use super::index::{Bits, SWEEP};
+use super::groups::Desired;
+use super::index::{Bits, SWEEP, Sweep};
 use super::*;
 
 impl<'a> Planner<'a> {
@@ -31,15 +32,15 @@ impl<'a> Planner<'a> {
                         .and_then(|&i| self.users[i].profile);
                     let fp = member_fingerprint(adding, profile, &self.catalogue_fp);
                     match self.held(ObjectKind::User, sid, &attribute, &fp) {
-                        Some(r) => self.hold(ObjectKind::User, sid, &m.user_name, r),
+                        Some(r) => self.out.hold(ObjectKind::User, sid, &m.user_name, r),
                         None => kept.push(m),
                     }
                 }
                 *list = kept;
             }
         }
-        self.summary.members_removed += remove.len();
-        self.summary.members_added += add.len();
+        self.out.summary.members_removed += remove.len();
+        self.out.summary.members_added += add.len();
         for chunk in remove.chunks(batch) {
             self.removals.push(Operation::RemoveMembers {
                 group: group.clone(),
@@ -62,16 +63,16 @@ pub(super) const MAX_THREADS: usize = 4;
 pub(super) const PARALLEL_FROM_USERS: usize = 50_000;
 
 /// The (removals, additions) of each group of `states` (the groups from `first` on), whose
-/// desired members are `desired(g)`: entries of [`Planner::desired_members`].
+/// desired members are `desired.of(g)`.
 ///
 /// Both sides are compared as account positions: the current members of a run of groups are
 /// interned together in the order of their slots ([`Dense::get_swept`]), the desired accounts set
 /// in a bitmap of all positions (small enough to stay in cache), so a membership costs a bit
 /// test and no string is hashed twice.
-pub(super) fn member_changes<'a, 'd>(
+pub(super) fn member_changes<'a>(
     states: &[GroupState<'a>],
     first: usize,
-    desired: &dyn Fn(usize) -> &'d [u32],
+    desired: &Desired,
     users: &[UserState<'a>],
     accounts: &Accounts<'a>,
     owners: &Owners<'a>,
@@ -82,7 +83,7 @@ pub(super) fn member_changes<'a, 'd>(
     // The current members of a run of groups, looked up together in the order of their slots.
     let mut ids: Vec<&str> = Vec::new();
     let mut found: Vec<u32> = Vec::new();
-    let mut order: Vec<u64> = Vec::new();
+    let mut sweep = Sweep::default();
     let mut starts: Vec<usize> = Vec::new();
     // For users compared one by one (no account, or one shared with another user): the last
     // desired user of each shared account, who is the one its membership counts for.
@@ -103,11 +104,11 @@ pub(super) fn member_changes<'a, 'd>(
             end += 1;
         }
         starts.push(ids.len());
-        accounts.index.get_swept(&ids, &mut found, &mut order);
+        accounts.index.get_swept(&ids, &mut found, &mut sweep);
         for i in 0..end - run {
             let current = &found[starts[i]..starts[i + 1]];
             out.push(group_changes(
-                desired(first + run + i),
+                desired.of(first + run + i),
                 current,
                 (&mut want, &mut have, &mut winner),
                 users,
@@ -120,11 +121,10 @@ pub(super) fn member_changes<'a, 'd>(
     out
 }
 
-/// The (removals, additions) of one group: its desired `entries` (of
-/// [`Planner::desired_members`]) against the account positions of its `current` members. The
+/// The (removals, additions) of one group: its desired `entries` (of [`Desired`]) against the account positions of its `current` members. The
 /// bitmaps and the table of shared accounts are scratch space, left empty.
 fn group_changes<'a>(
-    entries: &[u32],
+    entries: impl Iterator<Item = u32> + Clone,
     current: &[u32],
     (want, have, winner): (&mut Bits, &mut Bits, &mut IdMap<u32, u32>),
     users: &[UserState<'a>],
@@ -132,7 +132,7 @@ fn group_changes<'a>(
     owners: &Owners<'a>,
 ) -> (Vec<UserRef>, Vec<UserRef>) {
     winner.clear();
-    for &e in entries {
+    for e in entries.clone() {
         if e & ORPHAN == 0 {
             want.set(e);
         } else {
@@ -157,7 +157,7 @@ fn group_changes<'a>(
         }
     }
     let mut add: Vec<UserRef> = Vec::new();
-    for &e in entries {
+    for e in entries.clone() {
         let ui = if e & ORPHAN == 0 {
             if have.has(e) {
                 continue;
@@ -173,7 +173,7 @@ fn group_changes<'a>(
         };
         add.push(users[ui as usize].user_ref());
     }
-    for &e in entries {
+    for e in entries {
         let p = if e & ORPHAN == 0 {
             e
         } else {

@@ -21,30 +21,14 @@ impl<'a> Planner<'a> {
             .filter(|r| r.fingerprint == fp)
     }
 
-    /// Leaves a write refused before out of the plan: counted as held, with a note.
-    pub(super) fn hold(
-        &mut self,
-        object: ObjectKind,
-        source_id: &str,
-        name: &str,
-        r: &HeldRefusal,
-    ) {
-        self.summary.held += 1;
-        let message = format!(
-            "{} ({}) was refused by the target at {}: {}; not sent again until the value, the rule or the catalogue changes \
-             (`scimsync reconcile --retry-refused` sends it again)",
-            r.attribute, r.value, r.at, r.reason
-        );
-        self.note(NoteKind::RefusedEarlier, object, source_id, name, message);
-    }
-
     /// What of a creation was refused before: optional attributes refused before are left
     /// out (each counted as held); `Some` when the creation itself is held (its userName
     /// taken, or the creation refused as it would be sent now).
     pub(super) fn held_creation(
-        &mut self,
+        &self,
         sid: &str,
         attributes: &mut UserAttributes,
+        out: &mut Out,
     ) -> Option<&'a HeldRefusal> {
         if self.held.is_empty() {
             return None;
@@ -57,7 +41,7 @@ impl<'a> Planner<'a> {
             {
                 attributes.remove(attribute);
                 let name = attributes.user_name.clone();
-                self.hold(ObjectKind::User, sid, &name, r);
+                out.hold(ObjectKind::User, sid, &name, r);
             }
         }
         self.held(
@@ -77,7 +61,13 @@ impl<'a> Planner<'a> {
     }
 
     /// Takes out of `changes` what the target does not declare and what it refused before.
-    pub(super) fn leave_out_held(&mut self, sid: &str, t: &TargetUser, changes: &mut UserChanges) {
+    pub(super) fn leave_out_held(
+        &self,
+        sid: &str,
+        t: &TargetUser,
+        changes: &mut UserChanges,
+        out: &mut Out,
+    ) {
         for name in &self.undeclared {
             changes.remove(name);
         }
@@ -92,8 +82,27 @@ impl<'a> Planner<'a> {
         for write in split_update(changes, current, &self.catalogue_fp) {
             if let Some(r) = self.held(ObjectKind::User, sid, write.attribute, &write.fingerprint) {
                 changes.remove(write.attribute);
-                self.hold(ObjectKind::User, sid, &t.user_name, r);
+                out.hold(ObjectKind::User, sid, &t.user_name, r);
             }
         }
+    }
+}
+
+impl Out {
+    /// Leaves a write refused before out of the plan: counted as held, with a note.
+    pub(super) fn hold(
+        &mut self,
+        object: ObjectKind,
+        source_id: &str,
+        name: &str,
+        r: &HeldRefusal,
+    ) {
+        self.summary.held += 1;
+        let message = format!(
+            "{} ({}) was refused by the target at {}: {}; not sent again until the value, the rule or the catalogue changes \
+             (`scimsync reconcile --retry-refused` sends it again)",
+            r.attribute, r.value, r.at, r.reason
+        );
+        self.note(NoteKind::RefusedEarlier, object, source_id, name, message);
     }
 }
