@@ -396,12 +396,12 @@ impl Out {
             notes,
             summary,
         } = part;
-        self.users_created.extend(users_created);
-        self.updates.extend(updates);
-        self.late.extend(late);
-        self.deactivations.extend(deactivations);
-        self.rejected.extend(rejected);
-        self.notes.extend(notes);
+        join(&mut self.users_created, users_created);
+        join(&mut self.updates, updates);
+        join(&mut self.late, late);
+        join(&mut self.deactivations, deactivations);
+        join(&mut self.rejected, rejected);
+        join(&mut self.notes, notes);
         self.summary.add(&summary);
     }
 }
@@ -876,7 +876,8 @@ impl<'a> Planner<'a> {
 
         // What each user is, independent of the others (mapping, scope, validation), on
         // threads; then the target's accounts holding the userNames that matching asks for.
-        let looked = {
+        // (Kept as each thread's share: flattening would copy them.)
+        let looked: Vec<Vec<Looked<'a>>> = {
             let this = &*self;
             let look = |from: usize, to: usize| -> Vec<Looked<'a>> {
                 (from..to)
@@ -894,13 +895,11 @@ impl<'a> Planner<'a> {
                     .collect()
             };
             on_threads(order.len(), threads, |share| look(share.start, share.end))
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
         };
         let by_user_name: IdMap<Cow<'_, str>, &TargetUser> = {
             let asked: IdSet<Cow<'_, str>> = looked
                 .iter()
+                .flatten()
                 .filter(|l| l.asks)
                 .filter_map(|l| l.user_name.map(lower))
                 .collect();
@@ -921,7 +920,7 @@ impl<'a> Planner<'a> {
         let mut wanted_names: IdMap<Cow<'_, str>, &str> = IdMap::default();
 
         // Pass 1: scope, validation, matching, in the order of the users' ids.
-        for (&(src, n), looked) in order.iter().zip(looked) {
+        for (&(src, n), looked) in order.iter().zip(looked.into_iter().flatten()) {
             if looked.duplicate {
                 continue; // a duplicate id in the source: the first one counts
             }
@@ -1353,6 +1352,15 @@ fn on_threads<T: Send>(
             })
             .collect()
     })
+}
+
+/// `later` after `list`: moved when `list` is empty (no copy).
+fn join<T>(list: &mut Vec<T>, later: Vec<T>) {
+    if list.is_empty() {
+        *list = later;
+    } else {
+        list.extend(later);
+    }
 }
 
 /// userNames with the configured suffix, by source id (none without a suffix).

@@ -960,7 +960,7 @@ fn generic_targets_without_governance_get_no_entitlements() {
 }
 
 #[test]
-fn memberships_computed_on_several_threads_give_the_same_plan() {
+fn a_plan_computed_on_several_threads_is_the_same_plan() {
     let mut policy = rules_policy();
     policy.member_batch_size = 7;
     let users: Vec<_> = (0..300)
@@ -990,6 +990,14 @@ fn memberships_computed_on_several_threads_give_the_same_plan() {
         u.groups[0] = "DG2".into();
     }
     s2.users.truncate(250);
+    // Updates and rejections among the users too, which the threads plan in shares.
+    for (i, u) in s2.users.iter_mut().enumerate() {
+        if i % 7 == 3 {
+            u.email = Some(format!("changed{i}@example.com").into());
+        } else if i % 11 == 5 {
+            u.email = Some("not an address".into());
+        }
+    }
     let one = super::plan_on_threads(
         &s2,
         &target,
@@ -1001,6 +1009,8 @@ fn memberships_computed_on_several_threads_give_the_same_plan() {
     )
     .unwrap();
     assert!(one.summary.members_added > 0 && one.summary.members_removed > 0);
+    assert!(one.summary.update_user > 0 && one.summary.deactivate_user > 0);
+    assert!(one.rejected.iter().any(|r| r.field == "email"));
     for threads in [2, 3, 8] {
         let many = super::plan_on_threads(
             &s2,
