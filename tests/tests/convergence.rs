@@ -221,6 +221,16 @@ fn generated_policy() -> Policy {
     )
 }
 
+/// A SCIM client of the emulator, as a new process makes it.
+fn client(sf: &SalesforceSim) -> ScimClient {
+    ScimClient::new(ScimConfig {
+        requests_per_second: 1_000,
+        backoff_base: Duration::from_millis(10),
+        ..salesforce_scim_config(sf)
+    })
+    .unwrap()
+}
+
 async fn world(
     backend: Backend,
     data: DuoDataset,
@@ -232,12 +242,7 @@ async fn world(
     let duo = DuoSim::start(DuoSimConfig::demo(), data).await.unwrap();
     let sf = SalesforceSim::start(sf).await.unwrap();
     let source = DuoSource::new(duo_config(&duo)).unwrap();
-    let target = ScimClient::new(ScimConfig {
-        requests_per_second: 1_000,
-        backoff_base: Duration::from_millis(10),
-        ..salesforce_scim_config(&sf)
-    })
-    .unwrap();
+    let target = client(&sf);
     Some(World {
         duo,
         sf,
@@ -952,6 +957,108 @@ async fn an_email_change_lands_whatever_the_federation_id(backend: Backend, flav
 }
 
 // ---------------------------------------------------------------------------------------
+// 7. How the target can be asked for some objects, once learned, outlives the client.
+
+/// The targeted reads of `log` whose filter joins clauses with `or`, with the status answered.
+fn or_filters(log: &[LoggedRequest]) -> Vec<u16> {
+    log.iter()
+        .filter(|r| r.method == "GET" && r.path.contains("filter="))
+        .filter(|r| r.path.contains("%20or%20") || r.path.contains("+or+"))
+        .map(|r| r.status)
+        .collect()
+}
+
+async fn the_read_mode_learned_outlives_the_client(backend: Backend, flavor: Flavor) {
+    let Some(mut w) = world(
+        backend,
+        generator::sample(),
+        flavor.config(|_| {}),
+        sample_policy(),
+    )
+    .await
+    else {
+        return;
+    };
+    let first = w.run().await;
+    assert_eq!(first.failed, 0, "{:?}", first.message);
+    let rename = |w: &World, users: [&str; 2], last: &str| {
+        for u in users {
+            w.duo
+                .dataset()
+                .set_user_names(&w.duo_id(u), "Renamed", last)
+                .unwrap();
+        }
+    };
+
+    // An incremental run reads the two changed accounts back with one filter.
+    rename(&w, ["alice.anderson", "carol.chen"], "Once");
+    let mark = w.mark();
+    let second = w.run().await;
+    let log2 = w.since(mark);
+    assert_eq!(second.failed, 0, "{:?}", second.message);
+    assert_eq!(
+        second.read.map(|r| r.to_string()).as_deref(),
+        Some("incremental")
+    );
+    let learned = w.links().await.facts.learned_reads;
+    match flavor {
+        Flavor::Demo => {
+            assert_eq!(or_filters(&log2), [200], "one `or` filter, answered");
+            assert_eq!(learned, None, "nothing to learn");
+        }
+        Flavor::Strict => {
+            assert_eq!(or_filters(&log2), [400], "one `or` filter, refused");
+            assert_eq!(learned.as_deref(), Some("single"), "kept in the facts");
+        }
+    }
+
+    // Another process: a new client follows what was learned, so it asks nothing refused.
+    w.conn.target = client(&w.sf);
+    rename(&w, ["alice.anderson", "carol.chen"], "Twice");
+    let mark = w.mark();
+    let third = w.run().await;
+    let log3 = w.since(mark);
+    assert_eq!(third.failed, 0, "{:?}", third.message);
+    assert!(
+        log3.iter().all(|r| r.status != 400),
+        "nothing refused: {:?}",
+        log3.iter().map(|r| (&r.path, r.status)).collect::<Vec<_>>()
+    );
+    match flavor {
+        Flavor::Demo => assert_eq!(or_filters(&log3), [200]),
+        Flavor::Strict => assert_eq!(or_filters(&log3), Vec::<u16>::new()),
+    }
+    assert_eq!(
+        w.sf_user("alice.anderson@example.com")
+            .family_name
+            .as_deref(),
+        Some("Twice"),
+        "the change landed"
+    );
+
+    // A new discovery forgets it: the target is asked as it declares again, once.
+    let mark = w.mark();
+    let fourth = w
+        .run_with(RunOptions {
+            rediscover: true,
+            ..RunOptions::default()
+        })
+        .await;
+    assert_eq!(fourth.failed, 0, "{:?}", fourth.message);
+    assert!(
+        or_filters(&w.since(mark)).is_empty(),
+        "nothing changed, nothing read"
+    );
+    assert_eq!(w.links().await.facts.learned_reads, None, "forgotten");
+    eprintln!(
+        "read mode [{flavor:?}, {backend:?}]: run 2 `or` filters {:?}, learned {learned:?}; run 3 (new client) `or` filters {:?}",
+        or_filters(&log2),
+        or_filters(&log3)
+    );
+    w.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------
 
 macro_rules! stories {
     ($backend:ident: $($story:ident),* $(,)?) => {
@@ -985,6 +1092,7 @@ mod sqlite {
         a_mononym_gets_a_family_name,
         a_username_taken_elsewhere_is_held,
         an_email_change_lands_whatever_the_federation_id,
+        the_read_mode_learned_outlives_the_client,
     );
 }
 

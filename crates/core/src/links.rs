@@ -133,6 +133,11 @@ pub struct TargetFacts {
     /// policy makes the next run full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_read_policy: Option<String>,
+    /// How the adapter learned to read only some objects since the last discovery
+    /// ([`crate::ports::Target::learned_reads`]): followed by the next runs, forgotten by the
+    /// next discovery (a target that changed is asked as it declares again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_reads: Option<String>,
     /// The catalogue (profiles, permission sets, roles) as the last full read found it, for
     /// incremental runs, which do not read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -375,9 +380,10 @@ impl Ledger {
             .insert(profile.to_owned())
     }
 
-    /// What discovery found, and when.
+    /// What discovery found, and when; what the adapter learned before is forgotten.
     pub fn set_capabilities(&mut self, capabilities: TargetCapabilities, at: Timestamp) {
         self.facts.capabilities = Some(capabilities);
         self.facts.discovered_at = Some(at);
+        self.facts.learned_reads = None;
     }
 }

@@ -175,14 +175,6 @@ struct Looked<'a> {
     asks: bool,
 }
 
-/// What planning a user ends with, for the memberships: the profile of the account and whether
-/// the user should be a member of their provisioned groups.
-#[derive(Debug, Default, Clone, Copy)]
-struct Ending<'a> {
-    profile: Option<&'a str>,
-    member: bool,
-}
-
 /// Whether a linked user's new userName can be sent.
 #[derive(Debug, Clone)]
 enum Rename<'a> {
@@ -1023,25 +1015,23 @@ impl<'a> Planner<'a> {
 
         // Pass 2: operations per user, on threads for large directories: each plans a share
         // of the users in order into its own output, joined in the users' order.
-        let planned: Vec<(Out, Vec<Ending<'a>>)> = {
+        // (The users are taken out while their shares are planned: each thread writes what
+        // its users end with in place.)
+        let mut users = std::mem::take(&mut self.users);
+        let outs = {
             let this = &*self;
             let manager_ids = &manager_ids;
-            on_threads(this.users.len(), threads, |share| {
+            on_chunks(&mut users, threads, |_, share| {
                 let mut out = Out::default();
-                let ends = share
-                    .map(|i| this.plan_user(i, manager_ids, &mut out))
-                    .collect::<Vec<_>>();
-                (out, ends)
+                for state in share {
+                    this.plan_user(state, manager_ids, &mut out);
+                }
+                out
             })
         };
-        let mut i = 0;
-        for (out, ends) in planned {
+        self.users = users;
+        for out in outs {
             self.out.append(out);
-            for end in ends {
-                self.users[i].profile = end.profile;
-                self.users[i].member = end.member;
-                i += 1;
-            }
         }
 
         // Accounts linked to users who left the directory. Users the source returned but
@@ -1135,14 +1125,14 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The operations of the user at `i` in `users`, into `out`; what the user ends with.
+    /// The operations of the user of `state`, into `out`; the profile the account ends with and
+    /// whether the user should be a member of their groups, into `state`.
     fn plan_user(
         &self,
-        i: usize,
+        state: &mut UserState<'a>,
         manager_ids: &IdMap<&str, Option<&str>>,
         out: &mut Out,
-    ) -> Ending<'a> {
-        let state = &self.users[i];
+    ) {
         let (user, src) = (state.user, state.src as usize);
         let (wanted, rejected, account) = (state.wanted, state.rejected, state.account);
         if !wanted {
@@ -1161,17 +1151,17 @@ impl<'a> Planner<'a> {
                     reason,
                 });
             }
-            return Ending::default();
+            return;
         }
         if rejected {
-            return Ending::default();
+            return;
         }
         let mapped = self.evaluate(user);
         let rule = self.rule_for_at(src, user).map(|c| c.rule);
         let manager = self.manager_of(&mapped, manager_ids);
         let member_profile: Option<&str>;
         match account {
-            Account::Nothing | Account::Blocked(..) => return Ending::default(),
+            Account::Nothing | Account::Blocked(..) => return,
             Account::Create | Account::CreateAfterRename => {
                 let mut attributes = self.attributes(user, &mapped, rule, manager);
                 for name in &self.undeclared {
@@ -1182,7 +1172,7 @@ impl<'a> Planner<'a> {
                 if let Some(r) = held {
                     let name = attributes.user_name.clone();
                     out.hold(ObjectKind::User, sid, &name, r);
-                    return Ending::default();
+                    return;
                 }
                 member_profile = rule.map(|r| r.profile.as_str());
                 out.summary.create_user += 1;
@@ -1214,7 +1204,7 @@ impl<'a> Planner<'a> {
                     self.changes(user, &mapped, t, link, rule, manager, out);
                 member_profile = profile;
                 self.leave_out_held(user.id.as_str(), t, &mut changes, out);
-                let late = match &self.users[i].rename {
+                let late = match &state.rename {
                     Rename::Late => true,
                     Rename::Conflict(reason) => {
                         let reason = reason.clone();
@@ -1282,10 +1272,8 @@ impl<'a> Planner<'a> {
                 message,
             );
         }
-        Ending {
-            profile: member_profile,
-            member: allows,
-        }
+        state.profile = member_profile;
+        state.member = allows;
     }
 
     fn finish(mut self) -> Plan {
@@ -1334,15 +1322,28 @@ fn on_threads<T: Send>(
     threads: usize,
     f: impl Fn(std::ops::Range<usize>) -> T + Sync,
 ) -> Vec<T> {
-    let share = len.div_ceil(threads.max(1)).max(1);
-    if threads <= 1 || len <= share {
-        return vec![f(0..len)];
+    on_chunks(&mut vec![(); len], threads, |start, share| {
+        f(start..start + share.len())
+    })
+}
+
+/// `f(start, share)` of each of `threads` consecutive shares of `items`, in order: on as many
+/// scoped threads (one share, on this thread, when `threads` is 1).
+fn on_chunks<T: Send, R: Send>(
+    items: &mut [T],
+    threads: usize,
+    f: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let share = items.len().div_ceil(threads.max(1)).max(1);
+    if threads <= 1 || items.len() <= share {
+        return vec![f(0, items)];
     }
     let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..len)
-            .step_by(share)
-            .map(|from| scope.spawn(move || f(from..(from + share).min(len))))
+        let handles: Vec<_> = items
+            .chunks_mut(share)
+            .enumerate()
+            .map(|(n, chunk)| scope.spawn(move || f(n * share, chunk)))
             .collect();
         handles
             .into_iter()

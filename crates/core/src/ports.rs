@@ -169,6 +169,19 @@ pub trait Target: Send + Sync {
     /// Follows a capabilities record discovered earlier (cached by the engine).
     fn use_capabilities(&self, capabilities: &TargetCapabilities);
 
+    /// How the adapter learned, from the target's answers, to read only some objects when the
+    /// target would not be asked as its capabilities say (the SCIM client's mode of targeted
+    /// reads: `single`, `by_id`); `None` when it learned nothing. The engine keeps it in the
+    /// target facts until the next discovery, so a later run (another process) does not send
+    /// again what the target refused.
+    fn learned_reads(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Follows what an earlier run learned ([`Target::learned_reads`]); a name the adapter does
+    /// not know is ignored.
+    fn follow_learned_reads(&self, _learned: &str) {}
+
     /// Reads users and what `scope` asks for.
     fn read(
         &self,

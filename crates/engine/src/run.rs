@@ -594,7 +594,7 @@ where
             connection: name.to_owned(),
             source: e,
         })?;
-    save_api_calls(conn, store, &budget, facts).await?;
+    save_run_facts(conn, store, &budget, facts).await?;
 
     let (status, message) = if let Some(fatal) = fatal {
         (RunStatus::Failed, Some(fatal))
@@ -1007,8 +1007,9 @@ impl<S: Source, T: Target, St: Store> Reading<'_, S, T, St> {
 const MAX_DRIFT_DETAIL: usize = 3_000;
 
 /// Counts this run's calls to the target in the connection's facts (`facts`: as the run
-/// leaves them) and saves them, so the API budget of the next runs includes them.
-async fn save_api_calls<S, T, St>(
+/// leaves them), with what the adapter learned of how to read only some objects, and saves
+/// them: the API budget of the next runs includes the calls, and they read as learned.
+async fn save_run_facts<S, T, St>(
     conn: &Connection<S, T>,
     store: &St,
     budget: &Budget,
@@ -1021,6 +1022,9 @@ where
 {
     let before = facts.clone();
     budget.account(&mut facts, conn.target.api_usage(), now());
+    if let Some(learned) = conn.target.learned_reads() {
+        facts.learned_reads = Some(learned.to_owned());
+    }
     if facts != before {
         store
             .save_facts(&conn.name, &facts)
@@ -1095,6 +1099,7 @@ where
         .is_some_and(|d| at.millis() - d.millis() < DISCOVERY_MAX_AGE_MS);
     if let (Some(caps), true, false) = (&links.facts.capabilities, fresh, opts.rediscover) {
         conn.target.use_capabilities(caps);
+        follow_learned_reads(conn, links);
         return Ok(Some(caps.clone()));
     }
     match conn.target.discover().await {
@@ -1122,9 +1127,22 @@ where
             warn!(error = %chain(&e), "Discovering the target's capabilities failed; going on with what was known.");
             if let Some(caps) = &links.facts.capabilities {
                 conn.target.use_capabilities(caps);
+                follow_learned_reads(conn, links);
             }
             Ok(links.facts.capabilities.clone())
         }
+    }
+}
+
+/// Has the target adapter follow what earlier runs learned of how to read only some objects
+/// (kept in the facts until the next discovery).
+fn follow_learned_reads<S, T>(conn: &Connection<S, T>, links: &scimsync_core::links::Links)
+where
+    S: Source,
+    T: Target,
+{
+    if let Some(learned) = &links.facts.learned_reads {
+        conn.target.follow_learned_reads(learned);
     }
 }
 

@@ -294,7 +294,8 @@ impl ScimClient {
     /// Asks the target what it supports: the service provider config (Salesforce's plural
     /// `/ServiceProviderConfigs` first, then the singular; the other way round for generic
     /// targets), `/ResourceTypes` and `/Schemas`; fills the gaps with safe fallbacks (listed in
-    /// `notes`) and follows the result ([`ScimClient::use_capabilities`]).
+    /// `notes`) and follows the result ([`ScimClient::use_capabilities`]); the mode of targeted
+    /// reads learned before ([`ScimClient::learned_targeted_reads`]) is learned again.
     pub async fn discover(&self) -> Result<TargetCapabilities, ScimError> {
         let (first, second) = match self.transport.dialect {
             Dialect::Salesforce => ("ServiceProviderConfigs", "ServiceProviderConfig"),
@@ -342,6 +343,9 @@ impl ScimClient {
             info!(note = note.as_str(), "Discovery.");
         }
         self.use_capabilities(&caps);
+        // What the target showed of its filters before is learned again from its answers.
+        self.targeted
+            .store(TargetedReads::Or.code(), Ordering::Relaxed);
         Ok(caps)
     }
 
@@ -1114,6 +1118,20 @@ fn kind_of(v: &Value) -> &'static str {
 
 impl Target for ScimClient {
     type Error = ScimError;
+
+    fn learned_reads(&self) -> Option<&'static str> {
+        self.learned_targeted_reads().map(TargetedReads::as_str)
+    }
+
+    fn follow_learned_reads(&self, learned: &str) {
+        match TargetedReads::parse(learned) {
+            Some(mode) => self.follow_targeted_reads(mode),
+            None => warn!(
+                learned,
+                "A learned mode of targeted reads this version does not know is ignored."
+            ),
+        }
+    }
 
     fn api_usage(&self) -> ApiUsage {
         let stats = self.stats();

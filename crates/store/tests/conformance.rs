@@ -1467,6 +1467,7 @@ async fn facts_default_save_replace_per_connection(h: &Harness) {
         api_allocation: Some(15_000),
         last_full_read: Some(T0),
         full_read_policy: Some("0123456789abcdef".to_owned()),
+        learned_reads: Some("single".to_owned()),
         catalogue: Some(scimsync_core::target::Catalogue {
             roles: vec![scimsync_core::target::CatalogueEntry {
                 id: "00E1".to_owned(),

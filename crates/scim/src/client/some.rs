@@ -21,8 +21,9 @@
 //! externalId exactly, userName case-insensitively, displayName exactly); a resource that
 //! matches loosely (ignoring case) but not exactly is left out. Where the target shows it
 //! cannot be asked so, the client changes mode, starts the read again and keeps the new mode
-//! for the rest of its life ([`ScimClient::targeted_reads`], which the engine may keep and give
-//! back with [`ScimClient::follow_targeted_reads`]):
+//! for the rest of its life ([`ScimClient::learned_targeted_reads`]); the engine keeps it in the
+//! target facts until the next discovery and gives it back to the next run's client
+//! ([`ScimClient::follow_targeted_reads`]), so a refusal costs one request a day at most:
 //!
 //! - a resource that matches no key asked even loosely shows that the target ignores filters
 //!   (Canaille 0.3.6 answers every user to any filter): `ById`, after one page;
@@ -83,7 +84,7 @@ impl TargetedReads {
         }
     }
 
-    fn code(self) -> u8 {
+    pub(super) fn code(self) -> u8 {
         match self {
             Self::Or => 0,
             Self::Single => 1,
@@ -232,6 +233,16 @@ impl ScimClient {
         }
     }
 
+    /// The mode this client stepped down to from the target's answers, or followed
+    /// ([`ScimClient::follow_targeted_reads`]); `None` while it has not left `Or`. Unlike
+    /// [`ScimClient::targeted_reads`], not what the declared capabilities imply.
+    pub fn learned_targeted_reads(&self) -> Option<TargetedReads> {
+        match TargetedReads::from_code(self.targeted.load(Ordering::Relaxed)) {
+            TargetedReads::Or => None,
+            learned => Some(learned),
+        }
+    }
+
     /// Follows a mode learned earlier (kept by the engine across runs): the client never goes
     /// back up to a mode the target has refused; a lower one is taken as it is.
     pub fn follow_targeted_reads(&self, mode: TargetedReads) {
@@ -248,7 +259,7 @@ impl ScimClient {
                 from = from.as_str(),
                 to = to.as_str(),
                 why,
-                "Targeted reads step down for the rest of this client's life."
+                "Targeted reads step down; the engine keeps the mode until the next discovery."
             );
         }
     }
