@@ -158,8 +158,8 @@ impl<'a> Planner<'a> {
             });
         }
 
-        // Each provisioned group's desired members, as entries in one flat list (a counting
-        // sort of the users' interned groups, users in order: each group's entries ascending).
+        // Each provisioned group's desired members: a counting sort of the users' interned
+        // groups per share of the users ([`Desired`]), each group's entries in user order.
         let mut state_of = vec![NONE; self.group_known.len()];
         for (i, s) in states.iter().enumerate() {
             if let Some(gi) = self.group_ids.get(s.source.id.as_str()) {
