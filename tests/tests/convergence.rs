@@ -352,6 +352,17 @@ impl World {
     }
 }
 
+/// The sample directory under the stories.rs policy, against `flavor`'s reading as it is.
+async fn sample_world(backend: Backend, flavor: Flavor) -> Option<World> {
+    world(
+        backend,
+        generator::sample(),
+        flavor.config(|_| {}),
+        sample_policy(),
+    )
+    .await
+}
+
 /// Duo groups that are on Salesforce (by name).
 fn provisioned_groups(w: &World, data: &DuoDataset) -> Vec<DuoGroup> {
     let names: BTreeSet<String> =
@@ -885,14 +896,7 @@ fn federation_patches(log: &[LoggedRequest]) -> usize {
 }
 
 async fn an_email_change_lands_whatever_the_federation_id(backend: Backend, flavor: Flavor) {
-    let Some(w) = world(
-        backend,
-        generator::sample(),
-        flavor.config(|_| {}),
-        sample_policy(),
-    )
-    .await
-    else {
+    let Some(w) = sample_world(backend, flavor).await else {
         return;
     };
     let mark = w.mark();
@@ -968,34 +972,30 @@ fn or_filters(log: &[LoggedRequest]) -> Vec<u16> {
         .collect()
 }
 
+/// Gives two users the family name `last` in Duo and runs: the report, with the requests the
+/// run sent; it must have failed nothing.
+async fn rename_two_and_run(w: &World, last: &str) -> (RunReport, Vec<LoggedRequest>) {
+    for u in ["alice.anderson", "carol.chen"] {
+        w.duo
+            .dataset()
+            .set_user_names(&w.duo_id(u), "Renamed", last)
+            .unwrap();
+    }
+    let mark = w.mark();
+    let report = w.run().await;
+    assert_eq!(report.failed, 0, "{:?}", report.message);
+    (report, w.since(mark))
+}
+
 async fn the_read_mode_learned_outlives_the_client(backend: Backend, flavor: Flavor) {
-    let Some(mut w) = world(
-        backend,
-        generator::sample(),
-        flavor.config(|_| {}),
-        sample_policy(),
-    )
-    .await
-    else {
+    let Some(mut w) = sample_world(backend, flavor).await else {
         return;
     };
     let first = w.run().await;
     assert_eq!(first.failed, 0, "{:?}", first.message);
-    let rename = |w: &World, users: [&str; 2], last: &str| {
-        for u in users {
-            w.duo
-                .dataset()
-                .set_user_names(&w.duo_id(u), "Renamed", last)
-                .unwrap();
-        }
-    };
 
     // An incremental run reads the two changed accounts back with one filter.
-    rename(&w, ["alice.anderson", "carol.chen"], "Once");
-    let mark = w.mark();
-    let second = w.run().await;
-    let log2 = w.since(mark);
-    assert_eq!(second.failed, 0, "{:?}", second.message);
+    let (second, log2) = rename_two_and_run(&w, "Once").await;
     assert_eq!(
         second.read.map(|r| r.to_string()).as_deref(),
         Some("incremental")
@@ -1014,11 +1014,7 @@ async fn the_read_mode_learned_outlives_the_client(backend: Backend, flavor: Fla
 
     // Another process: a new client follows what was learned, so it asks nothing refused.
     w.conn.target = client(&w.sf);
-    rename(&w, ["alice.anderson", "carol.chen"], "Twice");
-    let mark = w.mark();
-    let third = w.run().await;
-    let log3 = w.since(mark);
-    assert_eq!(third.failed, 0, "{:?}", third.message);
+    let (_, log3) = rename_two_and_run(&w, "Twice").await;
     assert!(
         log3.iter().all(|r| r.status != 400),
         "nothing refused: {:?}",

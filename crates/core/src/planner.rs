@@ -1322,6 +1322,7 @@ fn on_threads<T: Send>(
     threads: usize,
     f: impl Fn(std::ops::Range<usize>) -> T + Sync,
 ) -> Vec<T> {
+    // (Shares of a list of `len` nothings, which takes no memory.)
     on_chunks(&mut vec![(); len], threads, |start, share| {
         f(start..start + share.len())
     })

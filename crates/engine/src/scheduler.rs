@@ -26,8 +26,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-/// One connection's run, type-erased so connections with different sources and targets share a
-/// scheduler.
 /// What a run started by hand (or by the API) asks for beyond its connection's settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunRequest {
@@ -38,6 +36,8 @@ pub struct RunRequest {
     pub full: bool,
 }
 
+/// One connection's run, type-erased so connections with different sources and targets share a
+/// scheduler.
 pub trait Job: Send + Sync {
     fn name(&self) -> &str;
     /// Runs once; `cancel` stops it (shutdown, or a lost lease: then `stop_reason` says so and
@@ -236,8 +236,10 @@ impl<St: Store + 'static> Scheduler<St> {
                 let me = Arc::clone(&me);
                 let conn = conn.clone();
                 Box::pin(async move {
-                    match me.run_now(&conn, Trigger::Schedule, RunRequest::default())
-                        .await {
+                    let ran = me
+                        .run_now(&conn, Trigger::Schedule, RunRequest::default())
+                        .await;
+                    match ran {
                         Ok(_) => {}
                         Err(SchedulerError::Busy(_)) | Err(SchedulerError::Leased { .. }) => {
                             info!(connection = %conn, "Scheduled run skipped: the connection is running elsewhere.");
